@@ -1,0 +1,171 @@
+//! The safe side of the boundary for plugin authors.
+//!
+//! A plugin implements [`Scorer`] (a pruning method) or [`Teacher`] in plain Rust and lists its
+//! types in [`export_plugins!`](crate::export_plugins). The glue here turns them into the
+//! `extern "C"` functions of [`PluginEntry`](crate::PluginEntry), and catches every panic so
+//! that it reaches the host as a [`PluginError`] instead of aborting the process.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use abi_stable::{
+    sabi_trait::TD_Opaque,
+    std_types::{RResult, RVec},
+};
+
+use crate::types::{
+    BatchView, PluginError, PluginInfo, ScoreRequest, Selection, TeacherBox, TeacherInit,
+    TeacherModel, TeacherModel_TO,
+};
+use crate::{PluginEntry, PluginEntry_Ref};
+
+/// A pruning method. Stateless: everything arrives in the request.
+pub trait Scorer {
+    /// Name, version, description, parameters and inputs.
+    fn info() -> PluginInfo;
+    /// Scores every example or picks the kept ones (see [`Selection`]).
+    fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError>;
+}
+
+/// A teacher: made once from the training set and its parameters, then asked for logits.
+pub trait Teacher: Sized + Send + 'static {
+    fn info() -> PluginInfo;
+    fn new(init: &TeacherInit<'_>) -> Result<Self, PluginError>;
+    /// Logits for a batch, `[B, num_classes]` row-major.
+    fn logits(&mut self, batch: BatchView<'_>) -> Result<Vec<f32>, PluginError>;
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".to_string()
+    }
+}
+
+/// Runs `f`, turning a panic into an error.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, PluginError>) -> RResult<T, PluginError> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(value)) => RResult::ROk(value),
+        Ok(Err(err)) => RResult::RErr(err),
+        Err(payload) => RResult::RErr(PluginError::new(format!(
+            "the plugin panicked in {what}: {}",
+            panic_message(payload)
+        ))),
+    }
+}
+
+extern "C" fn info_glue_scorer<S: Scorer>() -> PluginInfo {
+    // A panic while describing itself cannot be reported as a value of this type; describe
+    // the failure instead, which the host shows and refuses to run.
+    catch_unwind(S::info).unwrap_or_else(|payload| {
+        PluginInfo::pruning_method(
+            "<panicked>",
+            "0",
+            &format!("info() panicked: {}", panic_message(payload)),
+        )
+    })
+}
+
+extern "C" fn score_glue<S: Scorer>(request: &ScoreRequest<'_>) -> RResult<Selection, PluginError> {
+    guarded("score", || S::score(request))
+}
+
+extern "C" fn info_glue_teacher<T: Teacher>() -> PluginInfo {
+    catch_unwind(T::info).unwrap_or_else(|payload| {
+        PluginInfo::teacher(
+            "<panicked>",
+            "0",
+            &format!("info() panicked: {}", panic_message(payload)),
+        )
+    })
+}
+
+/// Wraps a [`Teacher`] so that its panics become errors.
+struct GuardedTeacher<T>(T);
+
+impl<T: Teacher> TeacherModel for GuardedTeacher<T> {
+    fn logits(&mut self, batch: BatchView<'_>) -> RResult<RVec<f32>, PluginError> {
+        guarded("logits", || self.0.logits(batch).map(RVec::from))
+    }
+}
+
+extern "C" fn new_teacher_glue<T: Teacher>(
+    init: &TeacherInit<'_>,
+) -> RResult<TeacherBox, PluginError> {
+    guarded("new", || {
+        T::new(init).map(|t| TeacherModel_TO::from_value(GuardedTeacher(t), TD_Opaque))
+    })
+}
+
+/// The entry of a pruning method; used by [`export_plugins!`](crate::export_plugins).
+pub fn scorer_entry<S: Scorer>() -> PluginEntry_Ref {
+    use abi_stable::prefix_type::PrefixTypeTrait;
+    PluginEntry {
+        info: info_glue_scorer::<S>,
+        score: Some(score_glue::<S>),
+        new_teacher: None,
+    }
+    .leak_into_prefix()
+}
+
+/// The entry of a teacher; used by [`export_plugins!`](crate::export_plugins).
+pub fn teacher_entry<T: Teacher>() -> PluginEntry_Ref {
+    use abi_stable::prefix_type::PrefixTypeTrait;
+    PluginEntry {
+        info: info_glue_teacher::<T>,
+        score: None,
+        new_teacher: Some(new_teacher_glue::<T>),
+    }
+    .leak_into_prefix()
+}
+
+/// Builds the root module from a list of entries; used by [`export_plugins!`](crate::export_plugins).
+pub fn library(plugins: extern "C" fn() -> RVec<PluginEntry_Ref>) -> crate::PluginLibrary_Ref {
+    use abi_stable::prefix_type::PrefixTypeTrait;
+    crate::PluginLibrary { plugins }.leak_into_prefix()
+}
+
+/// Exports the plugins of a library. Call it once, at the crate root of a `cdylib`:
+///
+/// ```ignore
+/// kdprune_plugin_api::export_plugins! {
+///     scorers: [MyScorer],
+///     teachers: [],
+/// }
+/// ```
+#[macro_export]
+macro_rules! export_plugins {
+    (scorers: [$($scorer:ty),* $(,)?], teachers: [$($teacher:ty),* $(,)?] $(,)?) => {
+        extern "C" fn __kdprune_plugin_entries()
+            -> $crate::abi_stable::std_types::RVec<$crate::PluginEntry_Ref>
+        {
+            let mut entries = $crate::abi_stable::std_types::RVec::new();
+            $( entries.push($crate::glue::scorer_entry::<$scorer>()); )*
+            $( entries.push($crate::glue::teacher_entry::<$teacher>()); )*
+            entries
+        }
+
+        fn __kdprune_root_module() -> $crate::PluginLibrary_Ref {
+            $crate::glue::library(__kdprune_plugin_entries)
+        }
+
+        /// The library header abi_stable's loader looks for (what `#[export_root_module]`
+        /// would generate, spelled out so plugins need no direct abi_stable dependency).
+        #[export_name = "_1as_0lib_1header_0root_bmodule_bloader"]
+        pub static __KDPRUNE_LIB_HEADER: $crate::abi_stable::library::LibHeader = {
+            extern "C" fn erased_module() -> $crate::abi_stable::library::RootModuleResult {
+                $crate::abi_stable::library::__call_root_module_loader(__kdprune_root_module)
+            }
+            // SAFETY: `erased_module` returns the `PrefixRef` of a `PluginLibrary_Ref`, erased
+            // by abi_stable's own loader wrapper, which is what `from_constructor` requires.
+            unsafe {
+                $crate::abi_stable::library::LibHeader::from_constructor::<$crate::PluginLibrary_Ref>(
+                    erased_module,
+                    $crate::abi_stable::library::CheckTypeLayout::Yes,
+                )
+            }
+        };
+    };
+}
