@@ -1,1 +1,43 @@
+//! kdprune: train students on pruned data sets with knowledge distillation.
+//!
+//! The library behind the `kdprune` binary. Data flows as plain values:
+//! [`manifest`] (checked TOML) → [`data`] (train/test [`data::Dataset`]) → [`teacher`]
+//! (soft labels, cached) → [`plugins`] (a pruning method scores or selects) → [`select`]
+//! (kept indices) → [`train`] (a student with the distillation loss) →
+//! [`experiment::results`] (append-only `results.jsonl`, `.npy` indices) → [`report`].
+//! [`experiment::run`] drives a whole manifest; [`bench`] measures throughput.
+//!
+//! The library prints nothing and never exits the process; it logs through `tracing` and
+//! returns [`Error`]s that name the file, field or plugin and what to do.
 
+pub mod bench;
+pub mod data;
+pub mod experiment;
+pub mod manifest;
+pub mod plugins;
+pub mod progress;
+pub mod report;
+pub mod select;
+pub mod teacher;
+pub mod train;
+
+use std::path::PathBuf;
+
+/// Any error of a kdprune operation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Manifest(#[from] manifest::ManifestError),
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+    #[error(transparent)]
+    Plugin(#[from] plugins::PluginError),
+    #[error(transparent)]
+    Teacher(#[from] teacher::TeacherError),
+    #[error(transparent)]
+    Train(#[from] train::TrainError),
+    #[error(transparent)]
+    Store(#[from] experiment::results::StoreError),
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+}

@@ -1,1 +1,132 @@
-fn main(){}
+//! The `kdprune` command line: parse, call the library, print.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "kdprune", version, about = "Train students on pruned data sets with knowledge distillation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every cell of a manifest (method × keep × α × seed) and print the accuracy table.
+    Run {
+        manifest: PathBuf,
+        /// Extra plugin folder (repeatable); also KDPRUNE_PLUGIN_PATH.
+        #[arg(long = "plugin-dir")]
+        plugin_dirs: Vec<PathBuf>,
+    },
+    /// List the plugins found in the plugin folders.
+    Plugins {
+        /// Plugin folder (repeatable); also KDPRUNE_PLUGIN_PATH.
+        #[arg(long = "plugin-dir")]
+        plugin_dirs: Vec<PathBuf>,
+        /// Also show each plugin's description and parameters.
+        #[arg(long)]
+        verbose: bool,
+    },
+    /// Check a manifest without running it.
+    Check { manifest: PathBuf },
+    /// Measure teacher images/s and student training samples/s on a manifest's data.
+    Bench {
+        manifest: PathBuf,
+        #[arg(long = "plugin-dir")]
+        plugin_dirs: Vec<PathBuf>,
+        /// Student epochs per measurement.
+        #[arg(long, default_value_t = 1)]
+        epochs: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("KDPRUNE_LOG").unwrap_or_else(|_| EnvFilter::new("info,ort=warn")))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run { manifest, plugin_dirs } => {
+            let manifest = kdprune::manifest::load(&manifest)?;
+            let summary = kdprune::experiment::run(
+                &manifest,
+                &kdprune::experiment::RunOptions { plugin_dirs },
+            )?;
+            let table = kdprune::report::accuracy_table(&summary.results);
+            let report_path = manifest.output.join("report.md");
+            let mut report = format!("# {}\n\nTest accuracy (%).", manifest.name);
+            if let Some(acc) = summary.teacher_test_accuracy {
+                report.push_str(&format!(" Teacher: {:.2} %.", acc * 100.0));
+            }
+            report.push_str(&format!("\n\n{table}"));
+            std::fs::write(&report_path, &report)?;
+            println!("{report}");
+            println!(
+                "{} cells run, {} already done; results in {}, report in {}",
+                summary.ran,
+                summary.skipped,
+                summary.results_path.display(),
+                report_path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugins { plugin_dirs, verbose } => {
+            let dirs = kdprune::plugins::plugin_dirs(&[], &plugin_dirs);
+            let registry = kdprune::plugins::Registry::load(&dirs)?;
+            for p in registry.plugins() {
+                let d = &p.description;
+                println!("{}\t{}\t{}\t{}", d.name, d.kind.as_str(), d.version, p.file.display());
+                if verbose {
+                    println!("    {}", d.description);
+                    for (name, text) in kdprune::plugins::describe_params(&d.params) {
+                        println!("    param {name}: {text}");
+                    }
+                    if !d.inputs.is_empty() {
+                        println!("    inputs: {}", d.inputs.join(", "));
+                    }
+                }
+            }
+            for problem in &registry.problems {
+                eprintln!("warning: {problem}");
+            }
+            if registry.plugins().is_empty() {
+                eprintln!("no plugins found in {} folder(s); pass --plugin-dir or set KDPRUNE_PLUGIN_PATH", dirs.len());
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { manifest } => {
+            let m = kdprune::manifest::load(&manifest)?;
+            println!(
+                "{}: ok ({} method(s), {} alpha(s), {} seed(s))",
+                manifest.display(),
+                m.prune.len(),
+                m.distillation.alphas.len(),
+                m.seeds.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { manifest, plugin_dirs, epochs } => {
+            let manifest = kdprune::manifest::load(&manifest)?;
+            let report = kdprune::bench::run(&manifest, &plugin_dirs, epochs)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

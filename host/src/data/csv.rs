@@ -1,0 +1,262 @@
+//! Delimited text (CSV, optionally gzip): one example per line, numeric features, and a label
+//! column chosen by name (needs a header) or by position.
+
+use std::path::Path;
+
+use ndarray::Array2;
+
+use super::{read_maybe_gz, DataError, Dataset};
+
+/// Which column holds the label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelColumn {
+    /// A header name.
+    Name(String),
+    /// A position; negative counts from the end (`-1` is the last column).
+    Index(i64),
+}
+
+/// How to read a CSV file.
+#[derive(Debug, Clone)]
+pub struct CsvOptions {
+    pub label: LabelColumn,
+    /// Whether the first line is a header; `None` detects it (a non-numeric feature field).
+    pub header: Option<bool>,
+    pub delimiter: u8,
+    /// Class names in label order. Labels that are not integers are looked up here; when
+    /// `None`, integer labels are used as they are and text labels are sorted and numbered.
+    pub classes: Option<Vec<String>>,
+    pub num_classes: Option<usize>,
+    /// Shape of one example; `[D]` when `None`.
+    pub sample_shape: Option<Vec<usize>>,
+}
+
+/// Reads a CSV file into a data set. Returns the class names when labels were text (the test
+/// file must then be read with the same names in [`CsvOptions::classes`]).
+pub fn read_csv(
+    path: &Path,
+    options: &CsvOptions,
+) -> Result<(Dataset, Option<Vec<String>>), DataError> {
+    let bytes = read_maybe_gz(path)?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| DataError::format(path, format!("not UTF-8 text ({e}); is this a CSV file?")))?;
+    let delim = options.delimiter as char;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .peekable();
+    let first = lines
+        .peek()
+        .map(|(_, l)| l.to_string())
+        .ok_or_else(|| DataError::format(path, "the file is empty"))?;
+    let first_fields: Vec<&str> = first.split(delim).map(str::trim).collect();
+    let ncols = first_fields.len();
+    if ncols < 2 {
+        return Err(DataError::format(
+            path,
+            format!("only one column with delimiter {delim:?}; set [data] delimiter"),
+        ));
+    }
+    let header = match options.header {
+        Some(h) => h,
+        None => matches!(options.label, LabelColumn::Name(_))
+            || first_fields
+                .iter()
+                .filter(|f| f.parse::<f64>().is_err())
+                .count()
+                > 1,
+    };
+    let names: Option<Vec<String>> = if header {
+        lines.next();
+        Some(first_fields.iter().map(|s| s.trim_matches('"').to_string()).collect())
+    } else {
+        None
+    };
+    let label_col = match &options.label {
+        LabelColumn::Name(name) => {
+            let names = names.as_ref().ok_or_else(|| {
+                DataError::format(path, format!("label column {name:?} is named but the file has no header; give its position instead"))
+            })?;
+            names.iter().position(|n| n == name).ok_or_else(|| {
+                DataError::format(
+                    path,
+                    format!("no column named {name:?}; the header has {names:?}"),
+                )
+            })?
+        }
+        LabelColumn::Index(i) => {
+            let idx = if *i < 0 { ncols as i64 + i } else { *i };
+            if idx < 0 || idx >= ncols as i64 {
+                return Err(DataError::format(
+                    path,
+                    format!("label column {i} is outside the {ncols} columns"),
+                ));
+            }
+            idx as usize
+        }
+    };
+
+    let d = ncols - 1;
+    let mut features = Vec::new();
+    let mut raw_labels: Vec<&str> = Vec::new();
+    for (line_no, line) in lines {
+        let fields: Vec<&str> = line.split(delim).map(str::trim).collect();
+        if fields.len() != ncols {
+            return Err(DataError::format(
+                path,
+                format!(
+                    "line {}: {} fields, expected {ncols}; the file is truncated or malformed",
+                    line_no + 1,
+                    fields.len()
+                ),
+            ));
+        }
+        for (j, field) in fields.iter().enumerate() {
+            if j == label_col {
+                raw_labels.push(field.trim_matches('"'));
+            } else {
+                let v: f32 = field.parse().map_err(|_| {
+                    DataError::format(
+                        path,
+                        format!("line {}, column {}: {field:?} is not a number", line_no + 1, j + 1),
+                    )
+                })?;
+                features.push(v);
+            }
+        }
+    }
+    let n = raw_labels.len();
+    if n == 0 {
+        return Err(DataError::format(path, "no examples after the header"));
+    }
+
+    let (labels, class_names) = map_labels(path, &raw_labels, options)?;
+    let num_classes = match (&class_names, options.num_classes) {
+        (Some(names), _) => names.len(),
+        (None, Some(c)) => c,
+        (None, None) => labels.iter().copied().max().unwrap_or(0) as usize + 1,
+    };
+    if let Some((index, &label)) = labels
+        .iter()
+        .enumerate()
+        .find(|(_, &y)| y as usize >= num_classes)
+    {
+        return Err(DataError::LabelOutOfRange {
+            path: path.to_path_buf(),
+            index,
+            label: label as u64,
+            num_classes,
+        });
+    }
+    let sample_shape = options.sample_shape.clone().unwrap_or_else(|| vec![d]);
+    if sample_shape.iter().product::<usize>() != d {
+        return Err(DataError::format(
+            path,
+            format!("[data] sample_shape {sample_shape:?} does not hold the {d} feature columns"),
+        ));
+    }
+    let features = Array2::from_shape_vec((n, d), features)
+        .map_err(|e| DataError::format(path, e.to_string()))?;
+    let ds = Dataset::new(features, sample_shape, labels, num_classes)
+        .map_err(|e| DataError::format(path, e.to_string()))?;
+    Ok((ds, class_names))
+}
+
+fn map_labels(
+    path: &Path,
+    raw: &[&str],
+    options: &CsvOptions,
+) -> Result<(Vec<u32>, Option<Vec<String>>), DataError> {
+    if let Some(classes) = &options.classes {
+        let labels = raw
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                classes
+                    .iter()
+                    .position(|c| c == r)
+                    .map(|p| p as u32)
+                    .ok_or_else(|| {
+                        DataError::format(
+                            path,
+                            format!("example {i}: label {r:?} is not one of the classes {classes:?}"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok((labels, Some(classes.clone())));
+    }
+    let ints: Result<Vec<i64>, _> = raw.iter().map(|r| r.parse::<f64>().map(|v| v as i64)).collect();
+    match ints {
+        Ok(ints) => {
+            if let Some((i, v)) = ints.iter().enumerate().find(|(_, &v)| v < 0) {
+                return Err(DataError::format(
+                    path,
+                    format!("example {i}: negative label {v}"),
+                ));
+            }
+            Ok((ints.iter().map(|&v| v as u32).collect(), None))
+        }
+        Err(_) => {
+            let mut names: Vec<String> = raw.iter().map(|s| s.to_string()).collect();
+            names.sort();
+            names.dedup();
+            let labels = raw
+                .iter()
+                .map(|r| names.binary_search(&r.to_string()).unwrap_or(0) as u32)
+                .collect();
+            Ok((labels, Some(names)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(label: LabelColumn) -> CsvOptions {
+        CsvOptions {
+            label,
+            header: None,
+            delimiter: b',',
+            classes: None,
+            num_classes: None,
+            sample_shape: None,
+        }
+    }
+
+    #[test]
+    fn label_by_name_with_text_classes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.csv");
+        std::fs::write(&p, "lettr,a,b\nT,1,2\nA,3,4\nT,5,6\n").unwrap();
+        let (ds, names) = read_csv(&p, &opts(LabelColumn::Name("lettr".into()))).unwrap();
+        assert_eq!(names.unwrap(), vec!["A", "T"]);
+        assert_eq!(ds.labels, vec![1, 0, 1]);
+        assert_eq!(ds.features.row(1).to_vec(), vec![3.0, 4.0]);
+    }
+
+    #[test]
+    fn label_by_position_without_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.csv");
+        std::fs::write(&p, "0,1,2\n3,4,0\n").unwrap();
+        let (ds, names) = read_csv(&p, &opts(LabelColumn::Index(-1))).unwrap();
+        assert!(names.is_none());
+        assert_eq!(ds.labels, vec![2, 0]);
+        assert_eq!(ds.num_classes, 3);
+    }
+
+    #[test]
+    fn malformed_lines_are_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.csv");
+        std::fs::write(&p, "0,1,2\n3,4\n").unwrap();
+        let err = read_csv(&p, &opts(LabelColumn::Index(-1))).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("d.csv"), "{err}");
+        std::fs::write(&p, "0,1,2\n3,x,1\n").unwrap();
+        let err = read_csv(&p, &opts(LabelColumn::Index(-1))).unwrap_err().to_string();
+        assert!(err.contains("\"x\" is not a number"), "{err}");
+    }
+}

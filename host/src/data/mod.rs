@@ -1,0 +1,413 @@
+//! Data sets: readers (IDX, CSV) into one [`Dataset`] type, validation, and the student's
+//! normalisation.
+//!
+//! Owns decoding and checking files and the per-channel scaling; does not own where the
+//! files are named (the manifest) or what the teacher does with the raw values (the teacher
+//! applies its own preprocessing to [`Dataset::features`]).
+
+mod csv;
+mod idx;
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, ArrayView2, Axis};
+
+pub use self::csv::{read_csv, CsvOptions, LabelColumn};
+pub use self::idx::read_idx_pair;
+
+/// A labelled data set.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// `[N, D]` features, row-major, values as read from the file (no scaling).
+    pub features: Array2<f32>,
+    /// Shape of one example, product `D`: `[1, 28, 28]` for MNIST, `[D]` for tabular data.
+    pub sample_shape: Vec<usize>,
+    /// `[N]`, each `< num_classes`.
+    pub labels: Vec<u32>,
+    pub num_classes: usize,
+}
+
+/// Errors reading or checking a data set. Each names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+    #[error("{path}: label {label} at example {index} is out of range for {num_classes} classes; set [data] num_classes or check the file")]
+    LabelOutOfRange {
+        path: PathBuf,
+        index: usize,
+        label: u64,
+        num_classes: usize,
+    },
+    #[error("{images}: {n_images} examples but {labels} has {n_labels} labels; the two files must come from the same split")]
+    CountMismatch {
+        images: PathBuf,
+        n_images: usize,
+        labels: PathBuf,
+        n_labels: usize,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DataError {
+    pub(crate) fn format(path: &Path, message: impl Into<String>) -> Self {
+        DataError::Format {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Dataset {
+    /// Builds a data set, checking shapes and labels.
+    ///
+    /// `features`: `[N, D]`; `labels`: `[N]`; `sample_shape` product must be `D`.
+    pub fn new(
+        features: Array2<f32>,
+        sample_shape: Vec<usize>,
+        labels: Vec<u32>,
+        num_classes: usize,
+    ) -> Result<Self, DataError> {
+        let (n, d) = features.dim();
+        if labels.len() != n {
+            return Err(DataError::Invalid(format!(
+                "{n} feature rows but {} labels",
+                labels.len()
+            )));
+        }
+        if sample_shape.iter().product::<usize>() != d {
+            return Err(DataError::Invalid(format!(
+                "sample shape {sample_shape:?} has {} values but each example has {d}",
+                sample_shape.iter().product::<usize>()
+            )));
+        }
+        if let Some((i, &y)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &y)| y as usize >= num_classes)
+        {
+            return Err(DataError::Invalid(format!(
+                "label {y} at example {i} is out of range for {num_classes} classes"
+            )));
+        }
+        if features.iter().any(|v| !v.is_finite()) {
+            return Err(DataError::Invalid(
+                "features contain NaN or infinite values".into(),
+            ));
+        }
+        Ok(Self {
+            features,
+            sample_shape,
+            labels,
+            num_classes,
+        })
+    }
+
+    /// Number of examples, `N`.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Values per example, `D`.
+    pub fn dim(&self) -> usize {
+        self.features.ncols()
+    }
+
+    /// The examples at `indices` (in that order), as a new data set.
+    pub fn subset(&self, indices: &[u32]) -> Dataset {
+        let idx: Vec<usize> = indices.iter().map(|&i| i as usize).collect();
+        Dataset {
+            features: self.features.select(Axis(0), &idx),
+            sample_shape: self.sample_shape.clone(),
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            num_classes: self.num_classes,
+        }
+    }
+
+    /// Splits off a held-out set: `test` gets `indices`, train the rest (order kept).
+    pub fn split(&self, test_indices: &[u32]) -> (Dataset, Dataset) {
+        let mut is_test = vec![false; self.len()];
+        for &i in test_indices {
+            is_test[i as usize] = true;
+        }
+        let train: Vec<u32> = (0..self.len() as u32)
+            .filter(|&i| !is_test[i as usize])
+            .collect();
+        (self.subset(&train), self.subset(test_indices))
+    }
+
+    /// Examples per class, `[num_classes]`.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.num_classes];
+        for &y in &self.labels {
+            counts[y as usize] += 1;
+        }
+        counts
+    }
+}
+
+/// Affine preprocessing `((x / scale) - mean[c]) / std[c]`, with `c` the channel of a value.
+///
+/// Channels are the first axis of the sample shape for images (`[C, H, W]`); for flat data
+/// (`[D]`) a single mean/std applies to all values, or one per feature when `D` are given.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Normalisation {
+    pub scale: f32,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Default for Normalisation {
+    fn default() -> Self {
+        Self {
+            scale: 1.0,
+            mean: vec![0.0],
+            std: vec![1.0],
+        }
+    }
+}
+
+impl Normalisation {
+    /// Per-feature mean and standard deviation of `features` `[N, D]` after `scale`
+    /// (standardisation fitted on the training set).
+    pub fn fit(features: ArrayView2<'_, f32>, scale: f32) -> Self {
+        let n = features.nrows().max(1) as f32;
+        let mut mean = vec![0f32; features.ncols()];
+        let mut sq = vec![0f32; features.ncols()];
+        for row in features.rows() {
+            for (j, &v) in row.iter().enumerate() {
+                let v = v / scale;
+                mean[j] += v;
+                sq[j] += v * v;
+            }
+        }
+        let std = mean
+            .iter_mut()
+            .zip(&sq)
+            .map(|(m, &s)| {
+                *m /= n;
+                let var = (s / n - *m * *m).max(0.0);
+                // A constant feature keeps std 1 so it maps to 0, not to NaN.
+                if var > 1e-12 {
+                    var.sqrt()
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        Self { scale, mean, std }
+    }
+
+    /// Checks that the number of means and stds fits `sample_shape`.
+    pub fn check(&self, sample_shape: &[usize]) -> Result<(), String> {
+        if self.mean.len() != self.std.len() {
+            return Err(format!(
+                "mean has {} values but std has {}",
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        if self.scale == 0.0 || !self.scale.is_finite() {
+            return Err("scale must be a finite non-zero number".into());
+        }
+        if self.std.iter().any(|&s| s <= 0.0 || !s.is_finite()) {
+            return Err("every std must be positive".into());
+        }
+        let channels = channels_of(sample_shape);
+        let d: usize = sample_shape.iter().product();
+        let k = self.mean.len();
+        if k != 1 && k != channels && k != d {
+            return Err(format!(
+                "{k} means/stds for examples of shape {sample_shape:?}: give 1, one per channel ({channels}) or one per value ({d})"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies the preprocessing to `features` `[N, D]`, returning a new `[N, D]` array.
+    /// Call [`Normalisation::check`] first: it guarantees the means fit the sample shape.
+    pub fn apply(&self, features: ArrayView2<'_, f32>) -> Array2<f32> {
+        let d = features.ncols();
+        let k = self.mean.len();
+        let per_value: Vec<(f32, f32)> = if k == d {
+            (0..d).map(|j| (self.mean[j], self.std[j])).collect()
+        } else {
+            let channel_len = d / k.max(1);
+            (0..d)
+                .map(|j| {
+                    let c = if k == 1 { 0 } else { j / channel_len };
+                    (self.mean[c], self.std[c])
+                })
+                .collect()
+        };
+        let inv_scale = 1.0 / self.scale;
+        let mut out = features.to_owned();
+        for mut row in out.rows_mut() {
+            for (v, &(m, s)) in row.iter_mut().zip(&per_value) {
+                *v = (*v * inv_scale - m) / s;
+            }
+        }
+        out
+    }
+}
+
+/// Number of channels of a sample shape: `C` of `[C, H, W]`, 1 for flat data.
+pub fn channels_of(sample_shape: &[usize]) -> usize {
+    if sample_shape.len() == 3 {
+        sample_shape[0]
+    } else {
+        1
+    }
+}
+
+/// Opens a file, decompressing it when it starts with the gzip magic bytes.
+pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    let raw = std::fs::read(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                DataError::format(
+                    path,
+                    format!("corrupt or truncated gzip stream ({e}); download the file again"),
+                )
+            })?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn normalisation_per_channel() {
+        // Two channels of two values each.
+        let x = array![[255.0f32, 0.0, 127.5, 255.0]];
+        let norm = Normalisation {
+            scale: 255.0,
+            mean: vec![0.5, 0.0],
+            std: vec![0.5, 2.0],
+        };
+        norm.check(&[2, 1, 2]).unwrap();
+        let y = norm.apply(x.view());
+        assert_eq!(y, array![[1.0f32, -1.0, 0.25, 0.5]]);
+    }
+
+    #[test]
+    fn fitted_standardisation_has_zero_mean_unit_std() {
+        let x = array![[1.0f32, 5.0], [3.0, 5.0], [5.0, 5.0]];
+        let norm = Normalisation::fit(x.view(), 1.0);
+        let y = norm.apply(x.view());
+        let col0: Vec<f32> = y.column(0).to_vec();
+        assert!((col0.iter().sum::<f32>()).abs() < 1e-6);
+        assert!((col0.iter().map(|v| v * v).sum::<f32>() / 3.0 - 1.0).abs() < 1e-5);
+        assert!(y.column(1).iter().all(|&v| v == 0.0));
+    }
+
+    #[test]
+    fn dataset_rejects_label_out_of_range() {
+        let err = Dataset::new(Array2::zeros((2, 3)), vec![3], vec![0, 5], 3).unwrap_err();
+        assert!(err.to_string().contains("label 5"), "{err}");
+    }
+}
+
+/// Train and test sets as the manifest describes them, before the student's normalisation.
+pub fn load(spec: &crate::manifest::DataSpec, seed: u64) -> Result<(Dataset, Dataset), DataError> {
+    use crate::manifest::{DataSource, Holdout};
+    let (train, test) = match &spec.source {
+        DataSource::Idx {
+            train_images,
+            train_labels,
+            test,
+        } => {
+            let train = read_idx_pair(train_images, train_labels, spec.num_classes)?;
+            let test = match test {
+                Some((x, y)) => Some(read_idx_pair(x, y, Some(train.num_classes))?),
+                None => None,
+            };
+            (train, test)
+        }
+        DataSource::Csv {
+            train,
+            test,
+            label,
+            header,
+            delimiter,
+            classes,
+            sample_shape,
+        } => {
+            let mut options = CsvOptions {
+                label: label.clone(),
+                header: *header,
+                delimiter: *delimiter,
+                classes: classes.clone(),
+                num_classes: spec.num_classes,
+                sample_shape: sample_shape.clone(),
+            };
+            let (train_set, names) = read_csv(train, &options)?;
+            let test_set = match test {
+                Some(path) => {
+                    options.classes = names.or(options.classes);
+                    options.num_classes = Some(train_set.num_classes);
+                    Some(read_csv(path, &options)?.0)
+                }
+                None => None,
+            };
+            (train_set, test_set)
+        }
+    };
+    match (test, spec.holdout) {
+        (Some(test), _) => {
+            if test.sample_shape != train.sample_shape {
+                return Err(DataError::Invalid(format!(
+                    "test examples have shape {:?} but training examples {:?}",
+                    test.sample_shape, train.sample_shape
+                )));
+            }
+            Ok((train, test))
+        }
+        (None, Some(Holdout::Last(k))) => {
+            if k >= train.len() {
+                return Err(DataError::Invalid(format!(
+                    "[data] holdout_last = {k} leaves no training examples out of {}",
+                    train.len()
+                )));
+            }
+            let test_idx: Vec<u32> = ((train.len() - k) as u32..train.len() as u32).collect();
+            Ok(train.split(&test_idx))
+        }
+        (None, Some(Holdout::Fraction(f))) => {
+            use rand::seq::SliceRandom;
+            use rand::SeedableRng;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x686f_6c64_6f75_74);
+            let mut idx: Vec<u32> = (0..train.len() as u32).collect();
+            idx.shuffle(&mut rng);
+            let k = ((train.len() as f64 * f).round() as usize).clamp(1, train.len() - 1);
+            let mut test_idx = idx[..k].to_vec();
+            test_idx.sort_unstable();
+            Ok(train.split(&test_idx))
+        }
+        (None, None) => Err(DataError::Invalid(
+            "[data] needs test files or a holdout".into(),
+        )),
+    }
+}

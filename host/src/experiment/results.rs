@@ -1,0 +1,182 @@
+//! The result store: `results.jsonl`, one JSON object per finished cell, appended and flushed
+//! as each cell ends (a crash loses at most the cell in progress, never earlier results), and
+//! the kept indices as `.npy` files that NumPy and PyTorch read with `np.load`.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// One finished cell (method × keep × α × seed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CellResult {
+    pub experiment: String,
+    pub method: String,
+    pub params: serde_json::Value,
+    pub policy: String,
+    pub keep: f32,
+    pub alpha: f32,
+    pub temperature: f32,
+    pub teacher: Option<String>,
+    pub seed: u64,
+    /// Examples kept, `K`.
+    pub kept: usize,
+    /// Training set size, `N`.
+    pub train_size: usize,
+    pub test_accuracy: f64,
+    pub teacher_test_accuracy: Option<f64>,
+    /// Seconds for this cell's training and evaluation.
+    pub seconds: f64,
+    /// The `.npy` file of the kept indices, relative to the output folder.
+    pub indices: String,
+    pub student: serde_json::Value,
+    /// Identifies the configuration for resuming: the same key is not run twice.
+    pub key: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct StoreError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// An open `results.jsonl`.
+pub struct ResultStore {
+    path: PathBuf,
+    done: HashSet<String>,
+    existing: Vec<CellResult>,
+}
+
+impl ResultStore {
+    /// Opens (or creates) `<dir>/results.jsonl` and reads the keys already there. A line that
+    /// does not parse is an error: results are never rewritten to repair them.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError {
+            path: dir.to_path_buf(),
+            message: format!("cannot create the output folder: {e}"),
+        })?;
+        let path = dir.join("results.jsonl");
+        let mut existing = Vec::new();
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| StoreError {
+                path: path.clone(),
+                message: format!("cannot read: {e}"),
+            })?;
+            for (i, line) in text.lines().enumerate() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let cell: CellResult = serde_json::from_str(line).map_err(|e| StoreError {
+                    path: path.clone(),
+                    message: format!("line {} is not a result ({e}); move the file away to start afresh", i + 1),
+                })?;
+                existing.push(cell);
+            }
+        }
+        let done = existing.iter().map(|c| c.key.clone()).collect();
+        Ok(Self {
+            path,
+            done,
+            existing,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn is_done(&self, key: &str) -> bool {
+        self.done.contains(key)
+    }
+
+    /// Results that were in the file when it was opened.
+    pub fn existing(&self) -> &[CellResult] {
+        &self.existing
+    }
+
+    /// Appends one result as a single line and flushes it to disk.
+    pub fn append(&mut self, cell: &CellResult) -> Result<(), StoreError> {
+        let err = |e: std::io::Error| StoreError {
+            path: self.path.clone(),
+            message: format!("cannot append: {e}"),
+        };
+        let mut line = serde_json::to_string(cell).map_err(|e| StoreError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        line.push('\n');
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(err)?;
+        // One write call per line: a concurrent reader never sees half a line.
+        f.write_all(line.as_bytes()).map_err(err)?;
+        f.sync_data().map_err(err)?;
+        self.done.insert(cell.key.clone());
+        Ok(())
+    }
+}
+
+/// Writes `values` as a 1-D little-endian u32 `.npy` file (format 1.0), atomically.
+pub fn write_npy_u32(path: &Path, values: &[u32]) -> std::io::Result<()> {
+    let dict = format!(
+        "{{'descr': '<u4', 'fortran_order': False, 'shape': ({},), }}",
+        values.len()
+    );
+    // Magic (6) + version (2) + header length (2) + dict + padding + '\n', a multiple of 64.
+    let unpadded = 10 + dict.len() + 1;
+    let padding = (64 - unpadded % 64) % 64;
+    let header_len = dict.len() + padding + 1;
+    let mut bytes = Vec::with_capacity(10 + header_len + values.len() * 4);
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header_len as u16).to_le_bytes());
+    bytes.extend_from_slice(dict.as_bytes());
+    bytes.extend(std::iter::repeat_n(b' ', padding));
+    bytes.push(b'\n');
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("npy.tmp");
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Reads a file written by [`write_npy_u32`] (used by tests and `kdprune` itself).
+pub fn read_npy_u32(path: &Path) -> std::io::Result<Vec<u32>> {
+    let bytes = std::fs::read(path)?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not a u32 .npy file");
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad());
+    }
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).map_err(|_| bad())?;
+    if !header.contains("'<u4'") {
+        return Err(bad());
+    }
+    Ok(bytes[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_round_trip_and_alignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("i.npy");
+        write_npy_u32(&p, &[3, 1, 4159]).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + header_len) % 64, 0);
+        assert_eq!(read_npy_u32(&p).unwrap(), vec![3, 1, 4159]);
+    }
+}

@@ -1,0 +1,717 @@
+//! The checked manifest: every value valid, every default filled, every path resolved.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use toml::Spanned;
+
+use super::raw::{self, RawManifest};
+use super::{line_column, ManifestError};
+use crate::data::{LabelColumn, Normalisation};
+
+/// Fraction of the training set that is KEPT, in (0, 1]. `1.0` is the full set.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+pub struct Keep(f32);
+
+impl Keep {
+    pub fn new(value: f32) -> Option<Self> {
+        (value > 0.0 && value <= 1.0).then_some(Self(value))
+    }
+    pub fn get(self) -> f32 {
+        self.0
+    }
+    /// Number of examples kept out of `n`: `round(keep * n)`, at least 1.
+    pub fn budget(self, n: usize) -> usize {
+        ((self.0 as f64 * n as f64).round() as usize).clamp(1, n.max(1))
+    }
+    pub fn is_full(self) -> bool {
+        self.0 >= 1.0
+    }
+}
+
+/// Weight of the distillation term in [0, 1]; 0 is training on hard labels only.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+pub struct Alpha(f32);
+
+impl Alpha {
+    pub fn new(value: f32) -> Option<Self> {
+        (0.0..=1.0).contains(&value).then_some(Self(value))
+    }
+    pub fn get(self) -> f32 {
+        self.0
+    }
+    pub fn needs_teacher(self) -> bool {
+        self.0 > 0.0
+    }
+}
+
+/// Softmax temperature τ > 0 of the distillation term.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Temperature(f32);
+
+impl Temperature {
+    pub fn new(value: f32) -> Option<Self> {
+        (value > 0.0 && value.is_finite()).then_some(Self(value))
+    }
+    pub fn get(self) -> f32 {
+        self.0
+    }
+}
+
+/// Where the data come from.
+#[derive(Debug, Clone)]
+pub enum DataSource {
+    Idx {
+        train_images: PathBuf,
+        train_labels: PathBuf,
+        test: Option<(PathBuf, PathBuf)>,
+    },
+    Csv {
+        train: PathBuf,
+        test: Option<PathBuf>,
+        label: LabelColumn,
+        header: Option<bool>,
+        delimiter: u8,
+        classes: Option<Vec<String>>,
+        sample_shape: Option<Vec<usize>>,
+    },
+}
+
+/// How the test set is made when no test file is given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Holdout {
+    /// A seeded random fraction of the training file.
+    Fraction(f64),
+    /// The last rows of the training file.
+    Last(usize),
+}
+
+/// The student's preprocessing of the data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NormaliseSpec {
+    Fixed(Normalisation),
+    /// Per-feature mean and std fitted on the training set after `scale`.
+    Standardize { scale: f32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct DataSpec {
+    pub source: DataSource,
+    pub num_classes: Option<usize>,
+    pub holdout: Option<Holdout>,
+    pub normalise: NormaliseSpec,
+}
+
+/// Memory layout the teacher expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `[B, D]`.
+    Flat,
+    /// `[B, C, H, W]`, from the data's sample shape.
+    Nchw,
+}
+
+/// What the teacher's output holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// Detected from the first batch: rows that sum to 1 are probabilities, rows whose
+    /// exponentials sum to 1 are log-probabilities, anything else logits.
+    Auto,
+    Logits,
+    Probabilities,
+    LogProbabilities,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Cpu,
+    Cuda,
+}
+
+#[derive(Debug, Clone)]
+pub enum TeacherSource {
+    Onnx {
+        model: PathBuf,
+        input: Option<String>,
+        output: Option<String>,
+        provider: Provider,
+        allow_cpu_fallback: bool,
+        ort_library: Option<PathBuf>,
+        threads: usize,
+    },
+    Plugin {
+        name: String,
+        params: BTreeMap<String, toml::Value>,
+        /// Where the params table is, for errors found once the plugin is known.
+        params_at: (usize, usize),
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct TeacherSpec {
+    /// Label in results (default: the model's file stem or the plugin's name).
+    pub name: String,
+    pub source: TeacherSource,
+    /// The teacher's own preprocessing of the raw data.
+    pub preprocess: Normalisation,
+    pub layout: Layout,
+    pub output_kind: OutputKind,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    Constant,
+    Cosine,
+}
+
+/// The student and how to train it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudentSpec {
+    pub hidden: Vec<usize>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub schedule: Schedule,
+    pub threads: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Distillation {
+    pub alphas: Vec<Alpha>,
+    pub temperature: Temperature,
+}
+
+/// How a pruning method's scores become a subset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Keep the hardest examples (the usual choice of score-based pruning).
+    Hardest,
+    /// Keep the easiest.
+    Easiest,
+    /// Keep the hardest within each class, in proportion to the class sizes.
+    Stratified,
+}
+
+#[derive(Debug, Clone)]
+pub struct PruneSpec {
+    pub method: String,
+    pub keep: Vec<Keep>,
+    pub policy: Policy,
+    pub params: BTreeMap<String, toml::Value>,
+    /// Line and column of this `[[prune]]` entry, for errors found once plugins are loaded.
+    pub at: (usize, usize),
+}
+
+/// A checked manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    pub path: PathBuf,
+    pub name: String,
+    pub seeds: Vec<u64>,
+    pub output: PathBuf,
+    pub plugin_dirs: Vec<PathBuf>,
+    pub cache_dir: PathBuf,
+    pub data: DataSpec,
+    pub teacher: Option<TeacherSpec>,
+    pub student: StudentSpec,
+    pub distillation: Distillation,
+    pub prune: Vec<PruneSpec>,
+}
+
+struct Checker<'a> {
+    path: &'a Path,
+    source: &'a str,
+    base: PathBuf,
+}
+
+impl Checker<'_> {
+    fn at(&self, span: Range<usize>, message: impl Into<String>) -> ManifestError {
+        let (line, column) = line_column(self.source, span.start);
+        ManifestError::At {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    fn file(&self, message: impl Into<String>) -> ManifestError {
+        ManifestError::File {
+            path: self.path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    fn position(&self, span: Range<usize>) -> (usize, usize) {
+        line_column(self.source, span.start)
+    }
+
+    /// Resolves a path written in the manifest against the manifest's folder; `~` and
+    /// environment variables are not expanded.
+    fn resolve(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        let joined = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        };
+        lexically_normal(&joined)
+    }
+
+    fn choice<T: Copy>(
+        &self,
+        value: &Spanned<String>,
+        field: &str,
+        choices: &[(&str, T)],
+    ) -> Result<T, ManifestError> {
+        choices
+            .iter()
+            .find(|(name, _)| *name == value.get_ref().as_str())
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+                self.at(
+                    value.span(),
+                    format!(
+                        "{field} = {:?} is not one of {}",
+                        value.get_ref(),
+                        names.join(", ")
+                    ),
+                )
+            })
+    }
+
+    fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
+        &self,
+        value: &Spanned<T>,
+        field: &str,
+    ) -> Result<T, ManifestError> {
+        if *value.get_ref() > T::default() {
+            Ok(*value.get_ref())
+        } else {
+            Err(self.at(
+                value.span(),
+                format!("{field} = {} must be positive", value.get_ref()),
+            ))
+        }
+    }
+}
+
+/// `a/b/../c` -> `a/c` without touching the file system (symlinks are not resolved).
+fn lexically_normal(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                let can_pop = matches!(out.components().next_back(), Some(Component::Normal(_)));
+                if can_pop {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
+}
+
+pub(super) fn check(
+    path: &Path,
+    source: &str,
+    raw: RawManifest,
+) -> Result<Manifest, ManifestError> {
+    let base = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    let c = Checker { path, source, base };
+
+    let seeds = match &raw.seeds {
+        Some(s) if s.get_ref().is_empty() => {
+            return Err(c.at(s.span(), "seeds is empty; give at least one seed"))
+        }
+        Some(s) => s.get_ref().clone(),
+        None => vec![0],
+    };
+    let output = c.resolve(raw.output.get_ref());
+    let plugin_dirs = raw.plugin_dirs.iter().map(|d| c.resolve(d)).collect();
+    let cache_dir = raw
+        .cache_dir
+        .as_deref()
+        .map(|d| c.resolve(d))
+        .unwrap_or_else(|| output.join("cache"));
+    let data = check_data(&c, raw.data)?;
+    let teacher = raw
+        .teacher
+        .map(|t| check_teacher(&c, t))
+        .transpose()?;
+    let student = check_student(&c, raw.student)?;
+    let distillation = match raw.distillation {
+        None => Distillation {
+            alphas: vec![Alpha(0.0)],
+            temperature: Temperature(1.0),
+        },
+        Some(d) => {
+            if d.alphas.get_ref().is_empty() {
+                return Err(c.at(d.alphas.span(), "alphas is empty; use [0.0] for no distillation"));
+            }
+            let alphas = d
+                .alphas
+                .get_ref()
+                .iter()
+                .map(|a| {
+                    Alpha::new(*a.get_ref()).ok_or_else(|| {
+                        c.at(a.span(), format!("alpha {} is outside [0, 1]", a.get_ref()))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let temperature = match &d.temperature {
+                None => Temperature(4.0),
+                Some(t) => Temperature::new(*t.get_ref()).ok_or_else(|| {
+                    c.at(t.span(), format!("temperature {} must be positive", t.get_ref()))
+                })?,
+            };
+            Distillation {
+                alphas,
+                temperature,
+            }
+        }
+    };
+    if distillation.alphas.iter().any(|a| a.needs_teacher()) && teacher.is_none() {
+        return Err(c.file(
+            "[distillation] has an alpha above 0 but there is no [teacher]; add a [teacher] or use alphas = [0.0]",
+        ));
+    }
+    if raw.prune.get_ref().is_empty() {
+        return Err(c.at(raw.prune.span(), "no [[prune]] entries; add one, e.g. method = \"random\""));
+    }
+    let prune = raw
+        .prune
+        .into_inner()
+        .into_iter()
+        .map(|p| check_prune(&c, p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Manifest {
+        path: path.to_path_buf(),
+        name: raw.name.unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "experiment".into())
+        }),
+        seeds,
+        output,
+        plugin_dirs,
+        cache_dir,
+        data,
+        teacher,
+        student,
+        distillation,
+        prune,
+    })
+}
+
+fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestError> {
+    let format = c.choice(&d.format, "[data] format", &[("idx", "idx"), ("csv", "csv")])?;
+    let need = |v: &Option<String>, field: &str| -> Result<PathBuf, ManifestError> {
+        v.as_deref()
+            .map(|p| c.resolve(p))
+            .ok_or_else(|| c.at(d.format.span(), format!("[data] format = \"{format}\" needs {field}")))
+    };
+    let sample_shape = d.sample_shape.as_ref().map(|s| s.get_ref().clone());
+    let source = if format == "idx" {
+        let test = match (&d.test_images, &d.test_labels) {
+            (Some(x), Some(y)) => Some((c.resolve(x), c.resolve(y))),
+            (None, None) => None,
+            _ => {
+                return Err(c.at(
+                    d.format.span(),
+                    "[data] give both test_images and test_labels, or neither",
+                ))
+            }
+        };
+        DataSource::Idx {
+            train_images: need(&d.train_images, "train_images")?,
+            train_labels: need(&d.train_labels, "train_labels")?,
+            test,
+        }
+    } else {
+        let delimiter = match d.delimiter.as_deref() {
+            None => b',',
+            Some(s) if s.len() == 1 => s.as_bytes()[0],
+            Some("\\t") | Some("tab") => b'\t',
+            Some(s) => {
+                return Err(c.at(
+                    d.format.span(),
+                    format!("[data] delimiter {s:?} must be one character"),
+                ))
+            }
+        };
+        DataSource::Csv {
+            train: need(&d.train, "train")?,
+            test: d.test.as_deref().map(|p| c.resolve(p)),
+            label: match d.label {
+                Some(raw::RawLabel::Name(n)) => LabelColumn::Name(n),
+                Some(raw::RawLabel::Index(i)) => LabelColumn::Index(i),
+                None => LabelColumn::Index(-1),
+            },
+            header: d.header,
+            delimiter,
+            classes: d.classes,
+            sample_shape: sample_shape.clone(),
+        }
+    };
+    if let Some(s) = &d.sample_shape {
+        if s.get_ref().is_empty() || s.get_ref().contains(&0) {
+            return Err(c.at(s.span(), "sample_shape must be non-empty with positive sizes"));
+        }
+    }
+    let holdout = match (&d.holdout, &d.holdout_last) {
+        (Some(_), Some(l)) => {
+            return Err(c.at(l.span(), "give holdout or holdout_last, not both"))
+        }
+        (Some(f), None) => {
+            let v = *f.get_ref();
+            if !(v > 0.0 && v < 1.0) {
+                return Err(c.at(f.span(), format!("holdout = {v} must be in (0, 1)")));
+            }
+            Some(Holdout::Fraction(v))
+        }
+        (None, Some(l)) => Some(Holdout::Last(c.positive(l, "holdout_last")?)),
+        (None, None) => None,
+    };
+    let has_test = match &source {
+        DataSource::Idx { test, .. } => test.is_some(),
+        DataSource::Csv { test, .. } => test.is_some(),
+    };
+    if has_test && holdout.is_some() {
+        return Err(c.at(d.format.span(), "[data] has test files and a holdout; keep one"));
+    }
+    if !has_test && holdout.is_none() {
+        return Err(c.at(
+            d.format.span(),
+            "[data] needs a test set: test files, or holdout = 0.2 (a seeded random fraction of train), or holdout_last = N",
+        ));
+    }
+    let normalise = match d.normalise {
+        None => NormaliseSpec::Fixed(Normalisation::default()),
+        Some(n) => {
+            let span = n.span();
+            let n = n.into_inner();
+            let scale = n.scale.unwrap_or(1.0);
+            if n.standardize {
+                if n.mean.is_some() || n.std.is_some() {
+                    return Err(c.at(span, "[data.normalise] standardize = true fits mean and std; do not give them too"));
+                }
+                NormaliseSpec::Standardize { scale }
+            } else {
+                let norm = Normalisation {
+                    scale,
+                    mean: n.mean.unwrap_or_else(|| vec![0.0]),
+                    std: n.std.unwrap_or_else(|| vec![1.0]),
+                };
+                if let Some(shape) = &sample_shape {
+                    norm.check(shape).map_err(|m| c.at(span.clone(), format!("[data.normalise] {m}")))?;
+                } else if norm.mean.len() != norm.std.len() || norm.scale == 0.0 {
+                    norm.check(&[norm.mean.len()]).map_err(|m| c.at(span.clone(), format!("[data.normalise] {m}")))?;
+                }
+                NormaliseSpec::Fixed(norm)
+            }
+        }
+    };
+    Ok(DataSpec {
+        source,
+        num_classes: d.num_classes,
+        holdout,
+        normalise,
+    })
+}
+
+fn check_teacher(
+    c: &Checker<'_>,
+    t: Spanned<raw::RawTeacher>,
+) -> Result<TeacherSpec, ManifestError> {
+    let span = t.span();
+    let t = t.into_inner();
+    let source = match (&t.onnx, &t.plugin) {
+        (Some(model), None) => {
+            if let Some(p) = &t.params {
+                return Err(c.at(p.span(), "[teacher] params are for plugin teachers; an ONNX teacher takes input, output, output_kind, provider"));
+            }
+            let provider = match &t.provider {
+                None => Provider::Cpu,
+                Some(p) => c.choice(p, "[teacher] provider", &[("cpu", Provider::Cpu), ("cuda", Provider::Cuda)])?,
+            };
+            TeacherSource::Onnx {
+                model: c.resolve(model),
+                input: t.input.clone(),
+                output: t.output.clone(),
+                provider,
+                allow_cpu_fallback: t.allow_cpu_fallback,
+                ort_library: t.ort_library.as_deref().map(|p| c.resolve(p)),
+                threads: t.threads.unwrap_or(0),
+            }
+        }
+        (None, Some(name)) => TeacherSource::Plugin {
+            name: name.clone(),
+            params: t.params.as_ref().map(|p| p.get_ref().clone().into_iter().collect()).unwrap_or_default(),
+            params_at: c.position(t.params.as_ref().map(|p| p.span()).unwrap_or(span.clone())),
+        },
+        _ => {
+            return Err(c.at(
+                span,
+                "[teacher] give exactly one of onnx = \"model.onnx\" or plugin = \"name\"",
+            ))
+        }
+    };
+    let name = t.name.clone().unwrap_or_else(|| match &source {
+        TeacherSource::Onnx { model, .. } => model
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "onnx".into()),
+        TeacherSource::Plugin { name, .. } => name.clone(),
+    });
+    let (preprocess, layout) = match t.preprocess {
+        None => (Normalisation::default(), Layout::Flat),
+        Some(p) => {
+            let pspan = p.span();
+            let p = p.into_inner();
+            let layout = match &p.layout {
+                None => Layout::Flat,
+                Some(l) => c.choice(l, "[teacher.preprocess] layout", &[("flat", Layout::Flat), ("nchw", Layout::Nchw)])?,
+            };
+            let norm = Normalisation {
+                scale: p.scale.unwrap_or(1.0),
+                mean: p.mean.unwrap_or_else(|| vec![0.0]),
+                std: p.std.unwrap_or_else(|| vec![1.0]),
+            };
+            if norm.mean.len() != norm.std.len() || norm.scale == 0.0 || norm.std.iter().any(|&s| s <= 0.0) {
+                return Err(c.at(pspan, "[teacher.preprocess] needs as many means as stds, a non-zero scale and positive stds"));
+            }
+            (norm, layout)
+        }
+    };
+    let output_kind = match &t.output_kind {
+        None => OutputKind::Auto,
+        Some(k) => c.choice(
+            k,
+            "[teacher] output_kind",
+            &[
+                ("auto", OutputKind::Auto),
+                ("logits", OutputKind::Logits),
+                ("probabilities", OutputKind::Probabilities),
+                ("log_probabilities", OutputKind::LogProbabilities),
+            ],
+        )?,
+    };
+    let batch_size = match &t.batch_size {
+        None => 256,
+        Some(b) => c.positive(b, "[teacher] batch_size")?,
+    };
+    Ok(TeacherSpec {
+        name,
+        source,
+        preprocess,
+        layout,
+        output_kind,
+        batch_size,
+    })
+}
+
+fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, ManifestError> {
+    let lr = *s.lr.get_ref();
+    if !(lr > 0.0 && lr.is_finite()) {
+        return Err(c.at(s.lr.span(), format!("lr = {lr} must be positive")));
+    }
+    let momentum = match &s.momentum {
+        None => 0.9,
+        Some(m) if (0.0..1.0).contains(m.get_ref()) => *m.get_ref(),
+        Some(m) => return Err(c.at(m.span(), format!("momentum = {} must be in [0, 1)", m.get_ref()))),
+    };
+    let weight_decay = match &s.weight_decay {
+        None => 5e-4,
+        Some(w) if *w.get_ref() >= 0.0 => *w.get_ref(),
+        Some(w) => return Err(c.at(w.span(), "weight_decay must be >= 0")),
+    };
+    let schedule = match &s.schedule {
+        None => Schedule::Cosine,
+        Some(v) => c.choice(v, "[student] schedule", &[("cosine", Schedule::Cosine), ("constant", Schedule::Constant)])?,
+    };
+    if s.hidden.contains(&0) {
+        return Err(c.file("[student] hidden layer sizes must be positive"));
+    }
+    Ok(StudentSpec {
+        hidden: s.hidden,
+        epochs: c.positive(&s.epochs, "[student] epochs")?,
+        batch_size: match &s.batch_size {
+            None => 128,
+            Some(b) => c.positive(b, "[student] batch_size")?,
+        },
+        lr,
+        momentum,
+        weight_decay,
+        schedule,
+        threads: s.threads.unwrap_or(0),
+    })
+}
+
+fn check_prune(c: &Checker<'_>, p: Spanned<raw::RawPrune>) -> Result<PruneSpec, ManifestError> {
+    let at = c.position(p.span());
+    let p = p.into_inner();
+    if p.keep.get_ref().is_empty() {
+        return Err(c.at(p.keep.span(), "keep is empty; give fractions kept, e.g. [0.1, 0.5, 1.0]"));
+    }
+    let keep = p
+        .keep
+        .get_ref()
+        .iter()
+        .map(|k| {
+            Keep::new(*k.get_ref()).ok_or_else(|| {
+                c.at(
+                    k.span(),
+                    format!("keep = {} is outside (0, 1]; keep is the fraction of the training set KEPT (0.1 keeps 10 %)", k.get_ref()),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let policy = match &p.policy {
+        None => Policy::Hardest,
+        Some(v) => c.choice(
+            v,
+            "policy",
+            &[("hardest", Policy::Hardest), ("easiest", Policy::Easiest), ("stratified", Policy::Stratified)],
+        )?,
+    };
+    if p.method.get_ref().trim().is_empty() {
+        return Err(c.at(p.method.span(), "method is empty; name a pruning plugin, e.g. \"random\""));
+    }
+    Ok(PruneSpec {
+        method: p.method.into_inner(),
+        keep,
+        policy,
+        params: p.params.map(|t| t.into_inner()).unwrap_or_default(),
+        at,
+    })
+}

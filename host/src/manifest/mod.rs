@@ -1,0 +1,65 @@
+//! The experiment manifest: TOML read into [`raw`] serde types (unknown fields rejected with
+//! file:line:column), then checked into [`Manifest`], whose values are valid by type
+//! ([`Keep`], [`Alpha`], [`Temperature`]) and whose paths are resolved against the manifest's
+//! folder. Owns the schema and its defaults; does not open data files or plugins.
+
+mod checked;
+mod raw;
+
+use std::path::{Path, PathBuf};
+
+pub use checked::*;
+
+/// A manifest error: the file, the place in it when known, and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{path}: cannot read the manifest: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+}
+
+/// Turns a byte offset of `source` into a 1-based line and column.
+pub(crate) fn line_column(source: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(source.len());
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Reads, parses and checks a manifest.
+pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let source = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &source)
+}
+
+/// Parses and checks manifest text; `path` names it in errors and anchors relative paths.
+pub fn parse(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
+    let raw: raw::RawManifest = toml::from_str(source).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| line_column(source, s.start))
+            .unwrap_or((1, 1));
+        ManifestError::At {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: e.message().trim().replace('\n', "; "),
+        }
+    })?;
+    checked::check(path, source, raw)
+}

@@ -1,0 +1,121 @@
+//! The manifest as written: serde types that mirror the TOML, unknown fields rejected.
+//! Values that are range-checked later keep their position ([`Spanned`]) so the error can
+//! point at them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifest {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub seeds: Option<Spanned<Vec<u64>>>,
+    pub output: Spanned<String>,
+    #[serde(default)]
+    pub plugin_dirs: Vec<String>,
+    pub cache_dir: Option<String>,
+    pub data: RawData,
+    pub teacher: Option<Spanned<RawTeacher>>,
+    pub student: RawStudent,
+    pub distillation: Option<RawDistillation>,
+    pub prune: Spanned<Vec<Spanned<RawPrune>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawData {
+    pub format: Spanned<String>,
+    pub train: Option<String>,
+    pub test: Option<String>,
+    pub train_images: Option<String>,
+    pub train_labels: Option<String>,
+    pub test_images: Option<String>,
+    pub test_labels: Option<String>,
+    pub label: Option<RawLabel>,
+    pub header: Option<bool>,
+    pub delimiter: Option<String>,
+    pub classes: Option<Vec<String>>,
+    pub num_classes: Option<usize>,
+    pub sample_shape: Option<Spanned<Vec<usize>>>,
+    pub holdout: Option<Spanned<f64>>,
+    pub holdout_last: Option<Spanned<usize>>,
+    pub normalise: Option<Spanned<RawNormalise>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawLabel {
+    Name(String),
+    Index(i64),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNormalise {
+    pub scale: Option<f32>,
+    pub mean: Option<Vec<f32>>,
+    pub std: Option<Vec<f32>>,
+    #[serde(default)]
+    pub standardize: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTeacher {
+    pub name: Option<String>,
+    pub onnx: Option<String>,
+    pub plugin: Option<String>,
+    pub params: Option<Spanned<toml::Table>>,
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub output_kind: Option<Spanned<String>>,
+    pub provider: Option<Spanned<String>>,
+    #[serde(default)]
+    pub allow_cpu_fallback: bool,
+    pub batch_size: Option<Spanned<usize>>,
+    pub threads: Option<usize>,
+    pub ort_library: Option<String>,
+    pub preprocess: Option<Spanned<RawPreprocess>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreprocess {
+    pub scale: Option<f32>,
+    pub mean: Option<Vec<f32>>,
+    pub std: Option<Vec<f32>>,
+    pub layout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStudent {
+    #[serde(default)]
+    pub hidden: Vec<usize>,
+    pub epochs: Spanned<usize>,
+    pub batch_size: Option<Spanned<usize>>,
+    pub lr: Spanned<f32>,
+    pub momentum: Option<Spanned<f32>>,
+    pub weight_decay: Option<Spanned<f32>>,
+    pub schedule: Option<Spanned<String>>,
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDistillation {
+    pub alphas: Spanned<Vec<Spanned<f32>>>,
+    pub temperature: Option<Spanned<f32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrune {
+    pub method: Spanned<String>,
+    pub keep: Spanned<Vec<Spanned<f32>>>,
+    pub policy: Option<Spanned<String>>,
+    pub params: Option<Spanned<BTreeMap<String, toml::Value>>>,
+}

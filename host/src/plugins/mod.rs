@@ -1,0 +1,498 @@
+//! Plugin libraries: finding them in folders, loading them through the stable ABI, checking
+//! what they declare, and calling them safely.
+//!
+//! Owns the [`Registry`] (name -> plugin), the translation of loader failures into one line
+//! each, the checking of manifest parameters against a plugin's declaration, and the checking
+//! of what a plugin returns (lengths, ranges, duplicates). It does not own what scores mean
+//! (see [`crate::select`]) or how a teacher's logits are cached (see [`crate::teacher`]).
+
+mod params;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use abi_stable::std_types::{RResult, RSlice};
+use kdprune_plugin_api::{
+    BatchView, DataView, Param, ParamSpec, PluginEntry_Ref, PluginKind, PluginLibrary_Ref,
+    ScoreRequest, Selection, TeacherBox, TeacherInit, INPUT_SOFT_LABELS, PLUGIN_API_VERSION,
+};
+
+pub use params::check_params;
+
+/// Inputs a pruning method may ask for that this host can supply.
+pub const KNOWN_INPUTS: &[&str] = &[INPUT_SOFT_LABELS];
+
+/// An error about plugins; each names the file or the plugin and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("{file}: {message}")]
+    Load { file: PathBuf, message: String },
+    #[error("two plugins are named {name:?}: {first} and {second}; remove or rename one")]
+    Duplicate {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("no plugin named {name:?} in {dirs}; `kdprune plugins` lists what is loaded")]
+    Unknown { name: String, dirs: String },
+    #[error("plugin {name:?} is a {actual}, but it is used as a {wanted}")]
+    WrongKind {
+        name: String,
+        actual: &'static str,
+        wanted: &'static str,
+    },
+    #[error("plugin {name:?} ({file}): {message}")]
+    Call {
+        name: String,
+        file: PathBuf,
+        message: String,
+    },
+    #[error("{0}")]
+    Param(String),
+}
+
+/// What a plugin says about itself, copied out of the library.
+#[derive(Debug, Clone)]
+pub struct PluginDescription {
+    pub name: String,
+    pub kind: PluginKind,
+    pub version: String,
+    pub description: String,
+    pub params: Vec<ParamSpec>,
+    pub inputs: Vec<String>,
+    pub high_is_hard: bool,
+}
+
+/// A loaded plugin.
+#[derive(Clone)]
+pub struct Plugin {
+    pub description: PluginDescription,
+    pub file: PathBuf,
+    entry: PluginEntry_Ref,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("description", &self.description)
+            .field("file", &self.file)
+            .finish()
+    }
+}
+
+/// A file that could not be loaded; the other plugins still are.
+#[derive(Debug, Clone)]
+pub struct LoadProblem {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+impl std::fmt::Display for LoadProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.file.display(), self.message)
+    }
+}
+
+/// All plugins found in a list of folders.
+#[derive(Debug, Default)]
+pub struct Registry {
+    plugins: Vec<Plugin>,
+    /// Files skipped, with why.
+    pub problems: Vec<LoadProblem>,
+    dirs: Vec<PathBuf>,
+}
+
+/// The folders to search: the manifest's, then `--plugin-dir`, then `KDPRUNE_PLUGIN_PATH`
+/// (separated like `PATH`), without repeats.
+pub fn plugin_dirs(manifest_dirs: &[PathBuf], cli_dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = manifest_dirs.iter().chain(cli_dirs).cloned().collect();
+    if let Some(env) = std::env::var_os("KDPRUNE_PLUGIN_PATH") {
+        dirs.extend(std::env::split_paths(&env).filter(|p| !p.as_os_str().is_empty()));
+    }
+    let mut seen = Vec::new();
+    dirs.retain(|d| {
+        let key = d.canonicalize().unwrap_or_else(|_| d.clone());
+        if seen.contains(&key) {
+            false
+        } else {
+            seen.push(key);
+            true
+        }
+    });
+    dirs
+}
+
+fn is_library(path: &Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
+}
+
+impl Registry {
+    /// Loads every dynamic library in `dirs`. A file that is not a kdprune plugin, or one
+    /// built against another plugin-api, is recorded in [`Registry::problems`] and skipped.
+    /// A folder that does not exist is a problem too. Two plugins of the same name are an
+    /// error.
+    pub fn load(dirs: &[PathBuf]) -> Result<Self, PluginError> {
+        let mut registry = Registry {
+            dirs: dirs.to_vec(),
+            ..Default::default()
+        };
+        for dir in dirs {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    registry.problems.push(LoadProblem {
+                        file: dir.clone(),
+                        message: format!("cannot read the plugin folder: {e}; build the plugins (scripts/setup.sh) or fix the path"),
+                    });
+                    continue;
+                }
+            };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_library(p))
+                .collect();
+            files.sort();
+            for file in files {
+                match load_library(&file) {
+                    Ok(plugins) => {
+                        for plugin in plugins {
+                            registry.add(plugin)?;
+                        }
+                    }
+                    Err(message) => registry.problems.push(LoadProblem { file, message }),
+                }
+            }
+        }
+        tracing::debug!(
+            plugins = registry.plugins.len(),
+            problems = registry.problems.len(),
+            "plugins loaded"
+        );
+        Ok(registry)
+    }
+
+    fn add(&mut self, plugin: Plugin) -> Result<(), PluginError> {
+        if let Some(other) = self
+            .plugins
+            .iter()
+            .find(|p| p.description.name == plugin.description.name)
+        {
+            return Err(PluginError::Duplicate {
+                name: plugin.description.name,
+                first: other.file.clone(),
+                second: plugin.file,
+            });
+        }
+        self.plugins.push(plugin);
+        Ok(())
+    }
+
+    /// Plugins in load order (folder order, then file name).
+    pub fn plugins(&self) -> &[Plugin] {
+        &self.plugins
+    }
+
+    /// The plugin called `name`, which must be of `kind`.
+    pub fn get(&self, name: &str, kind: PluginKind) -> Result<&Plugin, PluginError> {
+        let plugin = self
+            .plugins
+            .iter()
+            .find(|p| p.description.name == name)
+            .ok_or_else(|| PluginError::Unknown {
+                name: name.to_string(),
+                dirs: if self.dirs.is_empty() {
+                    "no plugin folder (set plugin_dirs, --plugin-dir or KDPRUNE_PLUGIN_PATH)".into()
+                } else {
+                    self.dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            })?;
+        if plugin.description.kind != kind {
+            return Err(PluginError::WrongKind {
+                name: name.to_string(),
+                actual: plugin.description.kind.as_str(),
+                wanted: kind.as_str(),
+            });
+        }
+        Ok(plugin)
+    }
+}
+
+/// One line for a loader failure: what is wrong with the file and what to do.
+fn describe_library_error(err: &LibraryError) -> String {
+    match err {
+        LibraryError::OpenError { err, .. } => {
+            format!("cannot be opened as a dynamic library ({err}); remove it from the plugin folder")
+        }
+        LibraryError::GetSymbolError { .. } => {
+            "not a kdprune plugin (it exports no kdprune root module); remove it from the plugin folder".into()
+        }
+        LibraryError::IncompatibleVersionNumber {
+            expected_version,
+            actual_version,
+            ..
+        } => format!(
+            "built against kdprune-plugin-api {actual_version}, this host uses {expected_version}; rebuild the plugin against kdprune-plugin-api {PLUGIN_API_VERSION}"
+        ),
+        LibraryError::AbiInstability(_) => format!(
+            "its plugin ABI layout differs from this host's (built against another kdprune-plugin-api); rebuild the plugin against kdprune-plugin-api {PLUGIN_API_VERSION}"
+        ),
+        LibraryError::InvalidAbiHeader(_) | LibraryError::InvalidCAbi { .. } => format!(
+            "built with an incompatible abi_stable or Rust ABI; rebuild the plugin against kdprune-plugin-api {PLUGIN_API_VERSION}"
+        ),
+        LibraryError::ParseVersionError(e) => {
+            format!("its plugin-api version cannot be read ({e}); rebuild the plugin against kdprune-plugin-api {PLUGIN_API_VERSION}")
+        }
+        LibraryError::RootModule { err, .. } => {
+            format!("its root module failed to load ({err}); fix the plugin")
+        }
+        LibraryError::Many(errs) => errs
+            .iter()
+            .map(describe_library_error)
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+fn load_library(file: &Path) -> Result<Vec<Plugin>, String> {
+    let header = lib_header_from_path(file).map_err(|e| describe_library_error(&e))?;
+    let built_against = header.version_strings().version.to_string();
+    let module = header
+        .init_root_module::<PluginLibrary_Ref>()
+        .map_err(|e| match e {
+            LibraryError::AbiInstability(_) => format!(
+                "built against kdprune-plugin-api {built_against} with another ABI layout than this host's {PLUGIN_API_VERSION}; rebuild the plugin against kdprune-plugin-api {PLUGIN_API_VERSION}"
+            ),
+            other => describe_library_error(&other),
+        })?;
+    let entries = (module.plugins())();
+    let mut plugins = Vec::new();
+    for entry in entries.iter() {
+        let info = (entry.info())();
+        let description = PluginDescription {
+            name: info.name.to_string(),
+            kind: info.kind,
+            version: info.version.to_string(),
+            description: info.description.to_string(),
+            params: info.params.to_vec(),
+            inputs: info.inputs.iter().map(|s| s.to_string()).collect(),
+            high_is_hard: info.high_is_hard,
+        };
+        if description.name.is_empty() || description.name.starts_with('<') {
+            return Err(format!(
+                "a plugin describes itself badly ({}); fix the plugin",
+                description.description
+            ));
+        }
+        let has_fn = match description.kind {
+            PluginKind::PruningMethod => entry.score().is_some(),
+            PluginKind::Teacher => entry.new_teacher().is_some(),
+        };
+        if !has_fn {
+            return Err(format!(
+                "plugin {:?} is a {} but does not export its function; fix the plugin",
+                description.name,
+                description.kind.as_str()
+            ));
+        }
+        if let Some(unknown) = description
+            .inputs
+            .iter()
+            .find(|i| !KNOWN_INPUTS.contains(&i.as_str()))
+        {
+            return Err(format!(
+                "plugin {:?} asks for input {unknown:?}, which this host cannot supply (known: {}); upgrade kdprune",
+                description.name,
+                KNOWN_INPUTS.join(", ")
+            ));
+        }
+        plugins.push(Plugin {
+            description,
+            file: file.to_path_buf(),
+            entry: *entry,
+        });
+    }
+    Ok(plugins)
+}
+
+/// A borrowed training set for a plugin call: `features` `[N, D]` row-major.
+pub struct PluginData<'a> {
+    pub features: &'a [f32],
+    /// `[N, ...sample_shape]`.
+    pub shape: Vec<u64>,
+    pub labels: &'a [u32],
+    pub num_classes: usize,
+}
+
+impl PluginData<'_> {
+    fn view(&self) -> DataView<'_> {
+        DataView {
+            features: RSlice::from_slice(self.features),
+            shape: RSlice::from_slice(&self.shape),
+            labels: RSlice::from_slice(self.labels),
+            num_classes: self.num_classes as u32,
+        }
+    }
+}
+
+impl Plugin {
+    fn call_error(&self, message: impl Into<String>) -> PluginError {
+        PluginError::Call {
+            name: self.description.name.clone(),
+            file: self.file.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Runs a pruning method and checks its answer.
+    ///
+    /// `soft_labels`: teacher probabilities `[N, C]` when the plugin asked for them.
+    /// Returns scores `[N]` or `K = budget` distinct indices `< N`.
+    pub fn score(
+        &self,
+        data: &PluginData<'_>,
+        soft_labels: Option<&[f32]>,
+        params: &[Param],
+        seed: u64,
+        budget: usize,
+    ) -> Result<Selection, PluginError> {
+        let n = data.labels.len();
+        let score_fn = self
+            .entry
+            .score()
+            .ok_or_else(|| self.call_error("exports no score function"))?;
+        let request = ScoreRequest {
+            train: data.view(),
+            soft_labels: soft_labels.map(RSlice::from_slice).into(),
+            seed,
+            budget: budget as u64,
+            params: RSlice::from_slice(params),
+            extras: RSlice::from_slice(&[]),
+        };
+        let selection = match score_fn(&request) {
+            RResult::ROk(s) => s,
+            RResult::RErr(e) => return Err(self.call_error(e.message.to_string())),
+        };
+        match &selection {
+            Selection::Scores { values } => {
+                if values.len() != n {
+                    return Err(self.call_error(format!(
+                        "returned {} scores for {n} examples; a score plugin must return one per example",
+                        values.len()
+                    )));
+                }
+                if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                    return Err(self.call_error(format!("score {i} is {} (not finite)", values[i])));
+                }
+            }
+            Selection::Subset { indices } => {
+                if indices.len() != budget {
+                    return Err(self.call_error(format!(
+                        "returned {} indices but the budget is {budget}",
+                        indices.len()
+                    )));
+                }
+                let mut seen = vec![false; n];
+                for &i in indices.iter() {
+                    let slot = seen.get_mut(i as usize).ok_or_else(|| {
+                        self.call_error(format!(
+                            "returned index {i}, out of range for {n} training examples"
+                        ))
+                    })?;
+                    if *slot {
+                        return Err(self.call_error(format!("returned index {i} twice")));
+                    }
+                    *slot = true;
+                }
+            }
+        }
+        Ok(selection)
+    }
+
+    /// Makes a teacher from the raw training set.
+    pub fn new_teacher(
+        &self,
+        data: &PluginData<'_>,
+        params: &[Param],
+        seed: u64,
+    ) -> Result<PluginTeacher, PluginError> {
+        let new_fn = self
+            .entry
+            .new_teacher()
+            .ok_or_else(|| self.call_error("exports no teacher constructor"))?;
+        let init = TeacherInit {
+            train: data.view(),
+            params: RSlice::from_slice(params),
+            seed,
+        };
+        match new_fn(&init) {
+            RResult::ROk(model) => Ok(PluginTeacher {
+                model,
+                name: self.description.name.clone(),
+                file: self.file.clone(),
+            }),
+            RResult::RErr(e) => Err(self.call_error(e.message.to_string())),
+        }
+    }
+}
+
+/// A live teacher from a plugin.
+pub struct PluginTeacher {
+    model: TeacherBox,
+    name: String,
+    file: PathBuf,
+}
+
+impl PluginTeacher {
+    /// Logits `[B, num_classes]` for `features` `[B, D]` of examples of `sample_shape`.
+    pub fn logits(
+        &mut self,
+        features: &[f32],
+        batch: usize,
+        sample_shape: &[usize],
+        num_classes: usize,
+    ) -> Result<Vec<f32>, PluginError> {
+        let mut shape = vec![batch as u64];
+        shape.extend(sample_shape.iter().map(|&s| s as u64));
+        let view = BatchView {
+            features: RSlice::from_slice(features),
+            shape: RSlice::from_slice(&shape),
+        };
+        match self.model.logits(view) {
+            RResult::ROk(v) if v.len() == batch * num_classes => Ok(v.into_vec()),
+            RResult::ROk(v) => Err(PluginError::Call {
+                name: self.name.clone(),
+                file: self.file.clone(),
+                message: format!(
+                    "returned {} logits for a batch of {batch} with {num_classes} classes",
+                    v.len()
+                ),
+            }),
+            RResult::RErr(e) => Err(PluginError::Call {
+                name: self.name.clone(),
+                file: self.file.clone(),
+                message: e.message.to_string(),
+            }),
+        }
+    }
+}
+
+/// Formats a plugin's parameters for `kdprune plugins --verbose` style listings.
+pub fn describe_params(params: &[ParamSpec]) -> BTreeMap<String, String> {
+    params
+        .iter()
+        .map(|p| {
+            (
+                p.name.to_string(),
+                format!("{} = {} ({})", p.kind.as_str(), p.default, p.description),
+            )
+        })
+        .collect()
+}

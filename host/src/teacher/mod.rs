@@ -1,0 +1,315 @@
+//! Teachers and their soft labels.
+//!
+//! Owns running a teacher (an ONNX model via [`onnx`], or a teacher plugin) over a data set in
+//! batches, interpreting its output (logits, probabilities or log-probabilities, see
+//! [`OutputKind`]), and the on-disk cache of the result ([`cache`]), keyed by the content
+//! hashes of the model, the data and the preprocessing. The result is always kept as
+//! log-space scores ("logits"): `softmax(logits / τ)` is the soft label at temperature τ for
+//! every output kind, because for probabilities `p`, `softmax(ln p / τ) ∝ p^(1/τ)`.
+
+mod cache;
+pub mod onnx;
+pub mod runtime;
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, ArrayView2};
+
+use crate::data::Dataset;
+use crate::manifest::{OutputKind, Provider, TeacherSource, TeacherSpec};
+use crate::plugins::{check_params, PluginData, PluginError, PluginTeacher, Registry};
+use crate::progress;
+use kdprune_plugin_api::PluginKind;
+
+pub use cache::CacheKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TeacherError {
+    #[error("{0}")]
+    Runtime(String),
+    #[error("{model}: {message}")]
+    Model { model: PathBuf, message: String },
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("{path}: soft-label cache: {message}")]
+    Cache { path: PathBuf, message: String },
+}
+
+/// A teacher's scores for a data set.
+#[derive(Debug, Clone)]
+pub struct TeacherLogits {
+    /// `[N, C]` log-space scores; `softmax(logits / τ)` is the soft label at τ.
+    pub logits: Array2<f32>,
+    /// The kind the raw output was read as.
+    pub kind: OutputKind,
+    /// Whether these came from the cache.
+    pub cached: bool,
+}
+
+impl TeacherLogits {
+    /// Accuracy of the teacher's argmax against `labels` `[N]`.
+    pub fn accuracy(&self, labels: &[u32]) -> f64 {
+        let correct = self
+            .logits
+            .rows()
+            .into_iter()
+            .zip(labels)
+            .filter(|(row, &y)| argmax(row.as_slice().unwrap_or(&[])) == y as usize)
+            .count();
+        correct as f64 / labels.len().max(1) as f64
+    }
+
+    /// Probabilities at temperature `tau`, `[N, C]`.
+    pub fn probabilities(&self, tau: f32) -> Array2<f32> {
+        softmax_rows(self.logits.view(), tau)
+    }
+}
+
+pub(crate) fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Row-wise `softmax(x / tau)` of `x` `[N, C]`.
+pub fn softmax_rows(x: ArrayView2<'_, f32>, tau: f32) -> Array2<f32> {
+    let mut out = x.to_owned();
+    for mut row in out.rows_mut() {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = ((*v - max) / tau).exp();
+            sum += *v;
+        }
+        for v in row.iter_mut() {
+            *v /= sum;
+        }
+    }
+    out
+}
+
+/// Detects what a batch of raw outputs `[B, C]` holds.
+pub fn detect_output_kind(values: &[f32], num_classes: usize) -> OutputKind {
+    let rows = values.chunks(num_classes.max(1));
+    let tolerance = 1e-3;
+    let all = |f: &dyn Fn(&[f32]) -> bool| rows.clone().all(f);
+    if all(&|r| {
+        r.iter().all(|&v| (0.0..=1.0 + 1e-6).contains(&v))
+            && (r.iter().sum::<f32>() - 1.0).abs() < tolerance
+    }) {
+        OutputKind::Probabilities
+    } else if all(&|r| {
+        r.iter().all(|&v| v <= 1e-6) && (r.iter().map(|v| v.exp()).sum::<f32>() - 1.0).abs() < tolerance
+    }) {
+        OutputKind::LogProbabilities
+    } else {
+        OutputKind::Logits
+    }
+}
+
+/// Turns raw outputs of `kind` into log-space scores, in place.
+fn to_log_space(values: &mut [f32], kind: OutputKind) {
+    if kind == OutputKind::Probabilities {
+        // The floor keeps a zero probability finite; at τ = 1 its weight is 1e-30.
+        for v in values.iter_mut() {
+            *v = v.max(1e-30).ln();
+        }
+    }
+}
+
+enum Live {
+    Onnx(onnx::OnnxTeacher),
+    Plugin(PluginTeacher),
+}
+
+/// A teacher ready to label data sets.
+pub struct Teacher<'a> {
+    spec: &'a TeacherSpec,
+    live: Option<Live>,
+    key_base: cache::KeyBase,
+    cache_dir: PathBuf,
+    registry: &'a Registry,
+    train: &'a Dataset,
+    seed: u64,
+    /// The output kind, once known (from the manifest or the first batch).
+    kind: Option<OutputKind>,
+}
+
+impl<'a> Teacher<'a> {
+    /// Prepares a teacher: hashes its model (for the cache) but starts it only when a data
+    /// set is not in the cache.
+    pub fn new(
+        spec: &'a TeacherSpec,
+        registry: &'a Registry,
+        train: &'a Dataset,
+        cache_dir: &Path,
+        seed: u64,
+    ) -> Result<Self, TeacherError> {
+        let key_base = cache::KeyBase::new(spec, registry)?;
+        Ok(Self {
+            spec,
+            live: None,
+            key_base,
+            cache_dir: cache_dir.to_path_buf(),
+            registry,
+            train,
+            seed,
+            kind: (spec.output_kind != OutputKind::Auto).then_some(spec.output_kind),
+        })
+    }
+
+    /// The teacher's log-space scores for `data`, `[N, C]`, from the cache or by running it.
+    pub fn logits(&mut self, data: &Dataset, what: &str) -> Result<TeacherLogits, TeacherError> {
+        let key = self.key_base.key_for(data);
+        let path = key.path(&self.cache_dir);
+        if let Some((logits, kind)) = cache::read(&path, data.len(), data.num_classes)? {
+            tracing::info!(set = what, cache = %path.display(), "teacher outputs from the cache");
+            return Ok(TeacherLogits {
+                logits,
+                kind,
+                cached: true,
+            });
+        }
+        let (logits, kind) = self.run(data, what)?;
+        cache::write(&path, &logits, kind)?;
+        Ok(TeacherLogits {
+            logits,
+            kind,
+            cached: false,
+        })
+    }
+
+    fn start(&mut self) -> Result<&mut Live, TeacherError> {
+        if self.live.is_none() {
+            let live = match &self.spec.source {
+                TeacherSource::Onnx {
+                    model,
+                    input,
+                    output,
+                    provider,
+                    allow_cpu_fallback,
+                    ort_library,
+                    threads,
+                } => Live::Onnx(onnx::OnnxTeacher::open(&onnx::OnnxOptions {
+                    model,
+                    input: input.as_deref(),
+                    output: output.as_deref(),
+                    provider: *provider,
+                    allow_cpu_fallback: *allow_cpu_fallback,
+                    ort_library: ort_library.as_deref(),
+                    threads: *threads,
+                    layout: self.spec.layout,
+                    sample_shape: &self.train.sample_shape,
+                    num_classes: self.train.num_classes,
+                })?),
+                TeacherSource::Plugin { name, params, params_at } => {
+                    let plugin = self.registry.get(name, PluginKind::Teacher)?;
+                    let params = check_params(name, &plugin.description.params, params)
+                        .map_err(|m| {
+                            PluginError::Param(format!(
+                                "[teacher] params at line {}, column {}: {m}",
+                                params_at.0, params_at.1
+                            ))
+                        })?;
+                    let mut shape = vec![self.train.len() as u64];
+                    shape.extend(self.train.sample_shape.iter().map(|&s| s as u64));
+                    let data = PluginData {
+                        features: self.train.features.as_slice().unwrap_or(&[]),
+                        shape,
+                        labels: &self.train.labels,
+                        num_classes: self.train.num_classes,
+                    };
+                    Live::Plugin(plugin.new_teacher(&data, &params, self.seed)?)
+                }
+            };
+            self.live = Some(live);
+        }
+        Ok(self.live.as_mut().expect("started above"))
+    }
+
+    /// The provider actually used by an ONNX teacher (after any fallback).
+    pub fn provider(&self) -> Option<Provider> {
+        match &self.live {
+            Some(Live::Onnx(t)) => Some(t.provider),
+            _ => None,
+        }
+    }
+
+    /// Runs the teacher on `data` without the cache: `[N, C]` log-space scores and the kind
+    /// the raw output was read as.
+    pub fn run(&mut self, data: &Dataset, what: &str) -> Result<(Array2<f32>, OutputKind), TeacherError> {
+        let spec = self.spec;
+        let n = data.len();
+        let c = data.num_classes;
+        let batch = match self.start()? {
+            Live::Onnx(t) => t.fixed_batch().map_or(spec.batch_size, |b| {
+                // Whole multiples of the fixed batch avoid padding inside a request.
+                (spec.batch_size / b).max(1) * b
+            }),
+            Live::Plugin(_) => spec.batch_size,
+        };
+        let bar = progress::bar(n as u64, &format!("teacher: {what}"));
+        let mut out = Vec::with_capacity(n * c);
+        let started = std::time::Instant::now();
+        for start in (0..n).step_by(batch) {
+            let rows = batch.min(n - start);
+            let raw = data.features.slice(ndarray::s![start..start + rows, ..]);
+            let pre = spec.preprocess.apply(raw);
+            let features = pre.as_slice().expect("apply returns a standard layout array");
+            let mut values = match self.live.as_mut().expect("started") {
+                Live::Onnx(t) => t.run(features, rows)?,
+                Live::Plugin(t) => t.logits(features, rows, &data.sample_shape, c)?,
+            };
+            let kind = *self.kind.get_or_insert_with(|| {
+                let detected = detect_output_kind(&values, c);
+                tracing::info!(kind = ?detected, "teacher output kind detected from the first batch (override with [teacher] output_kind)");
+                detected
+            });
+            if let Some(bad) = values.iter().position(|v| v.is_nan()) {
+                return Err(TeacherError::Runtime(format!(
+                    "teacher {} output NaN for example {}",
+                    spec.name,
+                    start + bad / c
+                )));
+            }
+            to_log_space(&mut values, kind);
+            out.extend_from_slice(&values);
+            bar.inc(rows as u64);
+        }
+        bar.finish_and_clear();
+        tracing::info!(set = what, examples = n, seconds = started.elapsed().as_secs_f64(), "teacher ran");
+        let logits = Array2::from_shape_vec((n, c), out).map_err(|e| TeacherError::Runtime(e.to_string()))?;
+        Ok((logits, self.kind.unwrap_or(OutputKind::Logits)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_output_kinds() {
+        assert_eq!(detect_output_kind(&[0.2, 0.8, 1.0, 0.0], 2), OutputKind::Probabilities);
+        let lp = [0.2f32.ln(), 0.8f32.ln()];
+        assert_eq!(detect_output_kind(&lp, 2), OutputKind::LogProbabilities);
+        assert_eq!(detect_output_kind(&[3.0, -1.0], 2), OutputKind::Logits);
+    }
+
+    #[test]
+    fn probabilities_and_logits_give_the_same_soft_labels() {
+        let logits = ndarray::array![[2.0f32, 0.5, -1.0]];
+        let p = softmax_rows(logits.view(), 1.0);
+        let mut from_p = p.clone().into_raw_vec_and_offset().0;
+        to_log_space(&mut from_p, OutputKind::Probabilities);
+        let from_p = Array2::from_shape_vec((1, 3), from_p).unwrap();
+        let a = softmax_rows(logits.view(), 4.0);
+        let b = softmax_rows(from_p.view(), 4.0);
+        for (x, y) in a.iter().zip(b.iter()) {
+            assert!((x - y).abs() < 1e-6);
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! A teacher that is an ONNX model, run by ONNX Runtime through `ort`.
+//!
+//! Owns opening the model, picking its input and output, checking them against the data
+//! before any inference, the execution provider (CPU, CUDA with optional fallback), and
+//! running batches (padding the last batch for models with a fixed batch dimension).
+
+use std::path::{Path, PathBuf};
+
+use ort::session::Session;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use super::{runtime, TeacherError};
+use crate::manifest::{Layout, Provider};
+
+/// An opened ONNX teacher.
+pub struct OnnxTeacher {
+    session: Session,
+    model: PathBuf,
+    input: String,
+    output: String,
+    /// `Some(b)` when the model's batch dimension is fixed at `b`.
+    fixed_batch: Option<usize>,
+    /// Shape of one example as the model wants it (`[D]` or `[C, H, W]`).
+    example_shape: Vec<usize>,
+    num_classes: usize,
+    /// The provider the session was made with.
+    pub provider: Provider,
+}
+
+/// What the teacher is asked to work on.
+pub struct OnnxOptions<'a> {
+    pub model: &'a Path,
+    pub input: Option<&'a str>,
+    pub output: Option<&'a str>,
+    pub provider: Provider,
+    pub allow_cpu_fallback: bool,
+    pub ort_library: Option<&'a Path>,
+    pub threads: usize,
+    pub layout: Layout,
+    /// The data's example shape, `[D]` or `[C, H, W]`.
+    pub sample_shape: &'a [usize],
+    pub num_classes: usize,
+}
+
+fn shape_of(value: &ValueType) -> Option<Vec<i64>> {
+    value.tensor_shape().map(|s| s.iter().copied().collect())
+}
+
+fn describe(outlets: &[ort::value::Outlet]) -> String {
+    outlets
+        .iter()
+        .map(|o| format!("{} {:?}", o.name(), shape_of(o.dtype()).unwrap_or_default()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pick<'s>(
+    model: &Path,
+    outlets: &'s [ort::value::Outlet],
+    wanted: Option<&str>,
+    what: &str,
+) -> Result<&'s ort::value::Outlet, TeacherError> {
+    match wanted {
+        Some(name) => outlets.iter().find(|o| o.name() == name).ok_or_else(|| {
+            TeacherError::Model {
+                model: model.to_path_buf(),
+                message: format!(
+                    "has no {what} named {name:?}; its {what}s are: {}; fix [teacher] {what}",
+                    describe(outlets)
+                ),
+            }
+        }),
+        None if outlets.len() == 1 => Ok(&outlets[0]),
+        None => Err(TeacherError::Model {
+            model: model.to_path_buf(),
+            message: format!(
+                "has {} {what}s ({}); name one with [teacher] {what} = \"...\"",
+                outlets.len(),
+                describe(outlets)
+            ),
+        }),
+    }
+}
+
+fn open_session(
+    options: &OnnxOptions<'_>,
+) -> Result<(Session, Provider), TeacherError> {
+    let env = runtime::environment(options.ort_library)?;
+    let model_err = |message: String| TeacherError::Model {
+        model: options.model.to_path_buf(),
+        message,
+    };
+    let make = |provider: Provider| -> Result<Session, String> {
+        let mut builder = Session::builder(env).map_err(|e| e.to_string())?;
+        if options.threads > 0 {
+            builder = builder
+                .with_intra_threads(options.threads)
+                .map_err(|e| e.to_string())?;
+        }
+        if provider == Provider::Cuda {
+            builder = cuda_provider(builder)?;
+        }
+        builder
+            .commit_from_file(options.model)
+            .map_err(|e| e.to_string())
+    };
+    if !options.model.is_file() {
+        return Err(model_err(
+            "does not exist; fix [teacher] onnx (paths are relative to the manifest)".into(),
+        ));
+    }
+    match make(options.provider) {
+        Ok(session) => Ok((session, options.provider)),
+        Err(reason) if options.provider == Provider::Cuda && options.allow_cpu_fallback => {
+            tracing::warn!(%reason, "CUDA execution provider unavailable; falling back to CPU as the manifest allows");
+            make(Provider::Cpu)
+                .map(|s| (s, Provider::Cpu))
+                .map_err(model_err)
+        }
+        Err(reason) if options.provider == Provider::Cuda => Err(TeacherError::Runtime(format!(
+            "{}: the CUDA execution provider cannot be used: {reason}; install onnxruntime-gpu with its CUDA libraries, or set [teacher] provider = \"cpu\" or allow_cpu_fallback = true",
+            options.model.display()
+        ))),
+        Err(reason) => Err(model_err(format!("cannot be opened by ONNX Runtime: {reason}"))),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_provider(
+    builder: ort::session::builder::SessionBuilder,
+) -> Result<ort::session::builder::SessionBuilder, String> {
+    builder
+        .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_provider(
+    _builder: ort::session::builder::SessionBuilder,
+) -> Result<ort::session::builder::SessionBuilder, String> {
+    Err("this kdprune was built without CUDA support (rebuild with `cargo build --release --features cuda`)".into())
+}
+
+impl OnnxTeacher {
+    /// Opens the model and checks its input and output against the data.
+    pub fn open(options: &OnnxOptions<'_>) -> Result<Self, TeacherError> {
+        let (session, provider) = open_session(options)?;
+        let model = options.model.to_path_buf();
+        let err = |message: String| TeacherError::Model {
+            model: model.clone(),
+            message,
+        };
+        let input = pick(&model, session.inputs(), options.input, "input")?;
+        let output = pick(&model, session.outputs(), options.output, "output")?;
+        for (outlet, what) in [(input, "input"), (output, "output")] {
+            if outlet.dtype().tensor_type() != Some(TensorElementType::Float32) {
+                return Err(err(format!(
+                    "{what} {:?} is {:?}, not a float32 tensor; name a float32 {what} in [teacher] {what}",
+                    outlet.name(),
+                    outlet.dtype()
+                )));
+            }
+        }
+        let in_shape = shape_of(input.dtype()).unwrap_or_default();
+        let out_shape = shape_of(output.dtype()).unwrap_or_default();
+
+        let example_shape: Vec<usize> = match options.layout {
+            Layout::Flat => vec![options.sample_shape.iter().product()],
+            Layout::Nchw => {
+                if options.sample_shape.len() != 3 {
+                    return Err(err(format!(
+                        "layout \"nchw\" needs image examples [C, H, W], but the data's examples have shape {:?}; set [data] sample_shape",
+                        options.sample_shape
+                    )));
+                }
+                options.sample_shape.to_vec()
+            }
+        };
+        if in_shape.len() != example_shape.len() + 1 {
+            return Err(err(format!(
+                "input {:?} has shape {in_shape:?} but the data gives [batch, {}] with layout {:?}; set [teacher.preprocess] layout (flat or nchw) and [data] sample_shape to match",
+                input.name(),
+                example_shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", "),
+                options.layout
+            )));
+        }
+        for (model_dim, &data_dim) in in_shape[1..].iter().zip(&example_shape) {
+            if *model_dim > 0 && *model_dim as usize != data_dim {
+                return Err(err(format!(
+                    "input {:?} wants examples of shape {:?} but the data's are {example_shape:?}; this model does not fit this data set",
+                    input.name(),
+                    &in_shape[1..]
+                )));
+            }
+        }
+        if out_shape.len() != 2 {
+            return Err(err(format!(
+                "output {:?} has shape {out_shape:?}; a classifier's output is [batch, classes]",
+                output.name()
+            )));
+        }
+        if out_shape[1] > 0 && out_shape[1] as usize != options.num_classes {
+            return Err(err(format!(
+                "output {:?} has {} classes but the data has {}; use a teacher trained on this data set",
+                output.name(),
+                out_shape[1],
+                options.num_classes
+            )));
+        }
+        let fixed_batch = (in_shape[0] > 0).then_some(in_shape[0] as usize);
+        Ok(Self {
+            input: input.name().to_string(),
+            output: output.name().to_string(),
+            session,
+            model,
+            fixed_batch,
+            example_shape,
+            num_classes: options.num_classes,
+            provider,
+        })
+    }
+
+    /// The batch size the model accepts when it is fixed.
+    pub fn fixed_batch(&self) -> Option<usize> {
+        self.fixed_batch
+    }
+
+    /// Runs the model on `features` `[B, D]` (already preprocessed), returning the raw output
+    /// `[B, num_classes]`. A fixed-batch model is run in chunks of its size, padding the
+    /// last one with zeros.
+    pub fn run(&mut self, features: &[f32], batch: usize) -> Result<Vec<f32>, TeacherError> {
+        let d: usize = self.example_shape.iter().product();
+        if features.len() != batch * d {
+            return Err(TeacherError::Model {
+                model: self.model.clone(),
+                message: format!(
+                    "internal: batch of {} values for {batch} examples of {d}",
+                    features.len()
+                ),
+            });
+        }
+        let chunk = self.fixed_batch.unwrap_or(batch.max(1));
+        let mut out = Vec::with_capacity(batch * self.num_classes);
+        let mut padded = Vec::new();
+        for start in (0..batch).step_by(chunk) {
+            let rows = chunk.min(batch - start);
+            let slice = &features[start * d..(start + rows) * d];
+            let data: &[f32] = if rows < chunk && self.fixed_batch.is_some() {
+                padded.clear();
+                padded.extend_from_slice(slice);
+                padded.resize(chunk * d, 0.0);
+                &padded
+            } else {
+                slice
+            };
+            let run_rows = data.len() / d;
+            let mut shape = vec![run_rows as i64];
+            shape.extend(self.example_shape.iter().map(|&s| s as i64));
+            let tensor = TensorRef::from_array_view((shape, data))
+                .map_err(|e| self.model_error(format!("cannot make the input tensor: {e}")))?;
+            let outputs = self
+                .session
+                .run(ort::inputs![self.input.as_str() => tensor])
+                .map_err(|e| TeacherError::Model {
+                    model: self.model.clone(),
+                    message: format!("inference failed: {e}"),
+                })?;
+            let (out_shape, values) = outputs[self.output.as_str()]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| TeacherError::Model {
+                    model: self.model.clone(),
+                    message: format!("output {:?} is not a float32 tensor: {e}", self.output),
+                })?;
+            if out_shape.len() != 2
+                || out_shape[0] as usize != run_rows
+                || out_shape[1] as usize != self.num_classes
+            {
+                return Err(TeacherError::Model {
+                    model: self.model.clone(),
+                    message: format!(
+                        "output {:?} has shape {:?} for a batch of {run_rows}; expected [{run_rows}, {}] (classes of the data)",
+                        self.output,
+                        out_shape.iter().collect::<Vec<_>>(),
+                        self.num_classes
+                    ),
+                });
+            }
+            out.extend_from_slice(&values[..rows * self.num_classes]);
+        }
+        Ok(out)
+    }
+
+    fn model_error(&self, message: String) -> TeacherError {
+        TeacherError::Model {
+            model: self.model.clone(),
+            message,
+        }
+    }
+}
