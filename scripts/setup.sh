@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set-up on a fresh machine: ONNX Runtime (PyPI wheel), Fashion-MNIST (Debian package), the
 # build, and the plugin folder. Idempotent: a second run only checks.
+#   scripts/setup.sh            everything (what the demo needs)
+#   scripts/setup.sh --runtime  ONNX Runtime only (what the tests need)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +13,10 @@ if ! ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* >/d
   echo "setup: installing onnxruntime==$ORT_VERSION into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check "onnxruntime==$ORT_VERSION" numpy
+fi
+
+if [ "${1:-}" = "--runtime" ]; then
+  exit 0
 fi
 
 # 2. Fashion-MNIST from Debian's dataset-fashion-mnist, linked as build/fashion-mnist.

@@ -1,1 +1,760 @@
+//! End-to-end tests: real plugin libraries built as cdylibs and loaded from a temporary folder,
+//! the real ONNX Runtime (from the set-up's .venv), real MNIST digits and the ONNX model zoo's
+//! MNIST CNN as teacher (fixtures in tests/fixtures, see its README for licences).
 
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use kdprune::manifest;
+use kdprune::plugins::Registry;
+use kdprune_plugin_api::PluginKind;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+fn fixtures() -> PathBuf {
+    repo_root().join("tests/fixtures")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_absolute() {
+                p
+            } else {
+                repo_root().join(p)
+            }
+        })
+        .unwrap_or_else(|| repo_root().join("target"))
+}
+
+/// Builds the plugin crates once per test process (a no-op when cargo finds them fresh) and
+/// returns the folder holding the libraries.
+fn built_plugins() -> &'static PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .current_dir(repo_root())
+            .args([
+                "build",
+                "-p",
+                "kdprune-plugin-random",
+                "-p",
+                "kdprune-plugin-teacher-margin",
+                "-p",
+                "kdprune-plugin-nearest-centroid",
+                "-p",
+                "kdprune-faulty-plugin",
+            ])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the plugins failed");
+        target_dir().join("debug")
+    })
+}
+
+fn lib_name(stem: &str) -> String {
+    format!(
+        "{}{stem}.{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_EXTENSION
+    )
+}
+
+/// A fresh folder holding copies of the named plugin libraries (e.g. `kdprune_random`).
+fn plugin_folder(stems: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for stem in stems {
+        let name = lib_name(stem);
+        std::fs::copy(built_plugins().join(&name), dir.path().join(&name))
+            .unwrap_or_else(|e| panic!("copy {name}: {e}"));
+    }
+    dir
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn kdprune(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_kdprune"))
+        .args(args)
+        .env_remove("KDPRUNE_PLUGIN_PATH")
+        .env("KDPRUNE_LOG", "warn")
+        .output()
+        .expect("kdprune runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The last line of stderr that says `error:` (what the user reads).
+fn error_line(out: &Output) -> String {
+    out.stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line in stderr:\n{}", out.stderr))
+        .to_string()
+}
+
+/// A manifest on the MNIST 5k fixture with the zoo teacher; `extra` is appended (more
+/// `[[prune]]` entries, say) and `replace` edits lines of the base text.
+fn mnist_manifest(
+    dir: &Path,
+    plugins: &Path,
+    body_prune: &str,
+    replace: &[(&str, &str)],
+) -> PathBuf {
+    let fx = fixtures();
+    let mut text = format!(
+        r#"name = "mnist-5k"
+seeds = [0]
+output = "{out}"
+plugin_dirs = ["{plugins}"]
+
+[data]
+format = "csv"
+train = "{fx}/mnist-5k.csv.gz"
+label = -1
+header = false
+sample_shape = [1, 28, 28]
+holdout = 0.2
+
+[data.normalise]
+scale = 255.0
+mean = [0.1307]
+std = [0.3081]
+
+[teacher]
+onnx = "{fx}/mnist-zoo-cntk-opset7.onnx"
+batch_size = 64
+
+[teacher.preprocess]
+layout = "nchw"
+
+[student]
+hidden = [64]
+epochs = 4
+batch_size = 64
+lr = 0.05
+
+[distillation]
+alphas = [0.0, 0.5]
+temperature = 4.0
+
+{body_prune}
+"#,
+        out = dir.join("out").display(),
+        plugins = plugins.display(),
+        fx = fx.display(),
+    );
+    for (from, to) in replace {
+        assert!(text.contains(from), "manifest has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    let path = dir.join("manifest.toml");
+    std::fs::write(&path, text).expect("write manifest");
+    path
+}
+
+const RANDOM_PRUNE: &str = "[[prune]]\nmethod = \"random\"\nkeep = [0.3, 1.0]\n";
+
+fn results_lines(dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("out/results.jsonl")).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+#[test]
+fn plugins_load_from_a_folder_and_other_files_are_reported() {
+    let folder = plugin_folder(&[
+        "kdprune_random",
+        "kdprune_teacher_margin",
+        "kdprune_nearest_centroid",
+    ]);
+    // A real shared library that is not a plugin, and a file that is not a library at all.
+    let c_file = folder.path().join("hello.c");
+    std::fs::write(&c_file, "int hello(void) { return 42; }\n").unwrap();
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(folder.path().join(lib_name("hello")))
+        .arg(&c_file)
+        .status()
+        .expect("cc runs");
+    assert!(status.success());
+    std::fs::write(folder.path().join(lib_name("junk")), b"not an ELF file").unwrap();
+
+    let registry = Registry::load(&[folder.path().to_path_buf()]).expect("registry");
+    let names: Vec<&str> = registry
+        .plugins()
+        .iter()
+        .map(|p| p.description.name.as_str())
+        .collect();
+    assert_eq!(names, vec!["nearest-centroid", "random", "teacher-el2n"]);
+    let random = registry.get("random", PluginKind::PruningMethod).unwrap();
+    assert_eq!(random.description.version, "0.1.0");
+    assert!(random.file.starts_with(folder.path()));
+    assert!(registry.get("random", PluginKind::Teacher).is_err());
+
+    assert_eq!(registry.problems.len(), 2, "{:?}", registry.problems);
+    let hello = registry
+        .problems
+        .iter()
+        .find(|p| p.file.ends_with(lib_name("hello")))
+        .unwrap();
+    assert!(
+        hello.message.contains("not a kdprune plugin"),
+        "{}",
+        hello.message
+    );
+    let junk = registry
+        .problems
+        .iter()
+        .find(|p| p.file.ends_with(lib_name("junk")))
+        .unwrap();
+    assert!(
+        junk.message.contains("cannot be opened"),
+        "{}",
+        junk.message
+    );
+
+    let out = kdprune(&["plugins", "--plugin-dir", folder.path().to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("random\t"))
+        .expect("random listed");
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(&fields[..3], &["random", "pruning-method", "0.1.0"]);
+    assert!(fields[3].ends_with(&lib_name("kdprune_random")));
+    assert!(
+        out.stderr.contains("not a kdprune plugin"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn two_plugins_with_one_name_are_an_error_naming_both_files() {
+    let folder = plugin_folder(&["kdprune_random"]);
+    std::fs::copy(
+        folder.path().join(lib_name("kdprune_random")),
+        folder.path().join(lib_name("kdprune_random_copy")),
+    )
+    .unwrap();
+    let err = Registry::load(&[folder.path().to_path_buf()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("two plugins are named \"random\"")
+            && err.contains(&lib_name("kdprune_random"))
+            && err.contains(&lib_name("kdprune_random_copy")),
+        "{err}"
+    );
+}
+
+/// Builds the random plugin against a copy of plugin-api whose version or layout differs,
+/// in a workspace of its own, and checks the host refuses it with one clear line.
+#[test]
+fn a_plugin_built_against_another_plugin_api_is_refused_clearly() {
+    let root = repo_root();
+    let work = tempfile::tempdir().unwrap();
+    let mut lines = Vec::new();
+    for (case, version, change_layout) in [("version", "0.2.0", false), ("layout", "0.1.0", true)] {
+        let ws = work.path().join(case);
+        let api = ws.join("plugin-api");
+        let plugin = ws.join("random");
+        std::fs::create_dir_all(api.join("src")).unwrap();
+        std::fs::create_dir_all(plugin.join("src")).unwrap();
+        for f in ["lib.rs", "types.rs", "glue.rs"] {
+            let mut text = std::fs::read_to_string(root.join("plugin-api/src").join(f)).unwrap();
+            if change_layout && f == "types.rs" {
+                text = text.replacen(
+                    "pub struct PluginError {\n    pub message: RString,",
+                    "pub struct PluginError {\n    pub message: RString,\n    pub code: u32,",
+                    1,
+                );
+                text = text.replacen(
+                    "message: RString::from(message.into()),",
+                    "message: RString::from(message.into()),\n            code: 0,",
+                    1,
+                );
+            }
+            std::fs::write(api.join("src").join(f), text).unwrap();
+        }
+        std::fs::write(
+            api.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"kdprune-plugin-api\"\nversion = \"{version}\"\nedition = \"2021\"\n\n[dependencies]\nabi_stable = \"0.11.3\"\n"
+            ),
+        )
+        .unwrap();
+        std::fs::copy(
+            root.join("plugins/random/src/lib.rs"),
+            plugin.join("src/lib.rs"),
+        )
+        .unwrap();
+        std::fs::write(
+            plugin.join("Cargo.toml"),
+            "[package]\nname = \"kdprune-plugin-random\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[lib]\nname = \"kdprune_random\"\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nkdprune-plugin-api = { path = \"../plugin-api\" }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            ws.join("Cargo.toml"),
+            "[workspace]\nresolver = \"2\"\nmembers = [\"plugin-api\", \"random\"]\n",
+        )
+        .unwrap();
+        // Reuse this workspace's lock file so no index lookup is needed.
+        std::fs::copy(root.join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
+        let target = target_dir().join("abi-mismatch-test");
+        let status = Command::new(env!("CARGO"))
+            .current_dir(&ws)
+            .env("CARGO_TARGET_DIR", &target)
+            .args(["build", "--quiet", "-p", "kdprune-plugin-random"])
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the {case} plugin failed");
+        let folder = work.path().join(format!("plugins-{case}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::copy(
+            target.join("debug").join(lib_name("kdprune_random")),
+            folder.join(lib_name("kdprune_random")),
+        )
+        .unwrap();
+        let registry = Registry::load(std::slice::from_ref(&folder)).unwrap();
+        assert!(registry.plugins().is_empty());
+        assert_eq!(registry.problems.len(), 1);
+        let line = registry.problems[0].to_string();
+        assert!(!line.contains('\n'), "one line: {line}");
+        assert!(
+            line.contains("rebuild the plugin against kdprune-plugin-api 0.1.0"),
+            "{line}"
+        );
+        if case == "version" {
+            assert!(line.contains("0.2.0"), "{line}");
+        }
+        lines.push(line);
+    }
+    eprintln!("{lines:#?}");
+}
+
+#[test]
+fn zoo_teacher_soft_labels_match_python_onnxruntime() {
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("zoo-reference.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = mnist_manifest(dir.path(), dir.path(), RANDOM_PRUNE, &[]);
+    let m = manifest::load(&path).unwrap();
+    let (train, test) = kdprune::data::load(&m.data, 0).unwrap();
+    // The reference rows are positions in the CSV file: rebuild the full file order.
+    let csv = kdprune::data::read_csv(
+        &fixtures().join("mnist-5k.csv.gz"),
+        &kdprune::data::CsvOptions {
+            label: kdprune::data::LabelColumn::Index(-1),
+            header: Some(false),
+            delimiter: b',',
+            classes: None,
+            num_classes: None,
+            sample_shape: Some(vec![1, 28, 28]),
+        },
+    )
+    .unwrap()
+    .0;
+    assert_eq!(train.len() + test.len(), csv.len());
+    let rows: Vec<u32> = reference["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["row"].as_u64().unwrap() as u32)
+        .collect();
+    let subset = csv.subset(&rows);
+    let registry = Registry::default();
+    let spec = m.teacher.as_ref().unwrap();
+    let mut teacher =
+        kdprune::teacher::Teacher::new(spec, &registry, &csv, &dir.path().join("cache"), 0)
+            .unwrap();
+    let out = teacher.logits(&subset, "reference").unwrap();
+    assert_eq!(out.kind, kdprune::manifest::OutputKind::Logits);
+    for (i, r) in reference["rows"].as_array().unwrap().iter().enumerate() {
+        let expected: Vec<f64> = r["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for (j, &e) in expected.iter().enumerate() {
+            let got = out.logits[[i, j]] as f64;
+            assert!(
+                (got - e).abs() <= 1e-5 * e.abs().max(1.0),
+                "row {i} logit {j}: {got} vs {e}"
+            );
+        }
+        for (tau, field) in [(1.0, "soft_t1"), (4.0, "soft_t4"), (1000.0, "soft_t1000")] {
+            let soft = out.probabilities(tau);
+            for (j, v) in r[field].as_array().unwrap().iter().enumerate() {
+                let e = v.as_f64().unwrap();
+                assert!(
+                    (soft[[i, j]] as f64 - e).abs() < 1e-5,
+                    "row {i} {field}[{j}]: {} vs {e}",
+                    soft[[i, j]]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn soft_labels_are_cached_by_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("zoo.onnx");
+    std::fs::copy(fixtures().join("mnist-zoo-cntk-opset7.onnx"), &model).unwrap();
+    let path = mnist_manifest(
+        dir.path(),
+        dir.path(),
+        RANDOM_PRUNE,
+        &[(
+            &format!("{}/mnist-zoo-cntk-opset7.onnx", fixtures().display()),
+            model.to_str().unwrap(),
+        )],
+    );
+    let m = manifest::load(&path).unwrap();
+    let (train, _) = kdprune::data::load(&m.data, 0).unwrap();
+    let small = train.subset(&(0..50).collect::<Vec<_>>());
+    let registry = Registry::default();
+    let cache = dir.path().join("cache");
+    let label = |m: &kdprune::manifest::Manifest| {
+        let mut t = kdprune::teacher::Teacher::new(
+            m.teacher.as_ref().unwrap(),
+            &registry,
+            &train,
+            &cache,
+            0,
+        )
+        .unwrap();
+        t.logits(&small, "small").unwrap()
+    };
+    let first = label(&m);
+    assert!(!first.cached);
+    let second = label(&m);
+    assert!(second.cached, "the second run reads the cache");
+    assert_eq!(first.logits, second.logits);
+
+    // Another preprocessing is another key.
+    let mut other = m.clone();
+    other.teacher.as_mut().unwrap().preprocess.scale = 2.0;
+    assert!(!label(&other).cached);
+
+    // A changed model is another key. Byte 5364 is the low mantissa byte of one weight of
+    // Parameter193 (packed floats from offset 1364), so the model still loads.
+    let mut bytes = std::fs::read(&model).unwrap();
+    bytes[5364] ^= 1;
+    std::fs::write(&model, bytes).unwrap();
+    let changed = label(&m);
+    assert!(!changed.cached, "a changed model runs the teacher again");
+}
+
+#[test]
+fn mnist_run_end_to_end_resumes_and_keeps_results_on_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_folder(&["kdprune_random", "kdprune_faulty"]);
+    let path = mnist_manifest(dir.path(), plugins.path(), RANDOM_PRUNE, &[]);
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("| random | 0.30 |"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("4 cells run, 0 already done"),
+        "{}",
+        out.stdout
+    );
+
+    let results = results_lines(dir.path());
+    assert_eq!(results.len(), 4);
+    for r in &results {
+        let keep = r["keep"].as_f64().unwrap();
+        let kept = r["kept"].as_u64().unwrap() as usize;
+        assert_eq!(r["train_size"], 4000);
+        assert_eq!(kept, (keep * 4000.0).round() as usize);
+        let indices = kdprune::experiment::results::read_npy_u32(
+            &dir.path().join("out").join(r["indices"].as_str().unwrap()),
+        )
+        .unwrap();
+        assert_eq!(indices.len(), kept);
+        assert!(indices.windows(2).all(|w| w[0] < w[1]) && indices.iter().all(|&i| i < 4000));
+        let acc = r["test_accuracy"].as_f64().unwrap();
+        // MNIST with 4000 (or 1200) digits and a small MLP: well above chance, below perfect.
+        assert!(acc > 0.80 && acc < 1.0, "accuracy {acc} for {r}");
+        assert_eq!(r["teacher"].is_null(), r["alpha"].as_f64().unwrap() == 0.0);
+        assert!(r["teacher_test_accuracy"].as_f64().unwrap() > 0.95);
+    }
+
+    // Same seed, same result: a second output folder gives identical accuracies.
+    let again = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("0 cells run, 4 already done"),
+        "{}",
+        again.stdout
+    );
+    let before = std::fs::read(dir.path().join("out/results.jsonl")).unwrap();
+
+    // A plugin that panics: one error line naming it, non-zero exit, results intact.
+    let panics = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"faulty-panics\"\nkeep = [0.5]\n",
+        &[],
+    );
+    let out = kdprune(&["run", panics.to_str().unwrap()]);
+    assert_ne!(out.code, 0);
+    let line = error_line(&out);
+    assert!(
+        line.contains("faulty-panics")
+            && line.contains("panicked")
+            && line.contains("deliberate panic"),
+        "{line}"
+    );
+
+    // A plugin that returns an index out of range.
+    let oob = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"faulty-out-of-range\"\nkeep = [0.5]\n",
+        &[],
+    );
+    let out = kdprune(&["run", oob.to_str().unwrap()]);
+    assert_ne!(out.code, 0);
+    let line = error_line(&out);
+    assert!(
+        line.contains("faulty-out-of-range") && line.contains("index 4000, out of range"),
+        "{line}"
+    );
+
+    // A corrupt data file: the error names it.
+    let corrupt = dir.path().join("corrupt.csv.gz");
+    let good = std::fs::read(fixtures().join("mnist-5k.csv.gz")).unwrap();
+    std::fs::write(&corrupt, &good[..good.len() / 2]).unwrap();
+    let bad_data = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[(
+            &format!("{}/mnist-5k.csv.gz", fixtures().display()),
+            corrupt.to_str().unwrap(),
+        )],
+    );
+    let out = kdprune(&["run", bad_data.to_str().unwrap()]);
+    assert_ne!(out.code, 0);
+    let line = error_line(&out);
+    assert!(
+        line.contains("corrupt.csv.gz") && line.contains("truncated"),
+        "{line}"
+    );
+
+    assert_eq!(
+        std::fs::read(dir.path().join("out/results.jsonl")).unwrap(),
+        before,
+        "results intact"
+    );
+}
+
+#[test]
+fn same_seed_gives_the_same_result() {
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let mut accuracies = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = mnist_manifest(
+            dir.path(),
+            plugins.path(),
+            "[[prune]]\nmethod = \"random\"\nkeep = [0.2]\n",
+            &[
+                ("alphas = [0.0, 0.5]", "alphas = [0.5]"),
+                ("epochs = 4", "epochs = 2"),
+            ],
+        );
+        let out = kdprune(&["run", path.to_str().unwrap()]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let r = &results_lines(dir.path())[0];
+        let indices =
+            std::fs::read(dir.path().join("out").join(r["indices"].as_str().unwrap())).unwrap();
+        accuracies.push((r["test_accuracy"].as_f64().unwrap(), indices));
+    }
+    assert_eq!(accuracies[0], accuracies[1]);
+}
+
+#[test]
+fn teacher_plugin_and_soft_label_scorer_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_folder(&["kdprune_teacher_margin", "kdprune_nearest_centroid"]);
+    let fx = fixtures();
+    let teacher_block = format!(
+        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
+        fx.display()
+    );
+    let path = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"teacher-el2n\"\nkeep = [0.3]\npolicy = \"stratified\"\n",
+        &[
+            (
+                &teacher_block,
+                "[teacher]\nplugin = \"nearest-centroid\"\nparams = { scale = 255.0 }\n",
+            ),
+            ("epochs = 4", "epochs = 2"),
+        ],
+    );
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let results = results_lines(dir.path());
+    assert_eq!(results.len(), 2);
+    let teacher_acc = results[0]["teacher_test_accuracy"].as_f64().unwrap();
+    // Nearest class centroid on MNIST is a weak but real classifier (about 80 %).
+    assert!(teacher_acc > 0.7 && teacher_acc < 0.95, "{teacher_acc}");
+    // Stratified keeps 30 % of each class (4000 training digits, about 400 per class).
+    let r = &results[0];
+    assert_eq!(r["policy"], "stratified");
+    assert_eq!(r["kept"], 1200);
+}
+
+#[test]
+fn manifest_errors_name_the_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_folder(&["kdprune_random"]);
+    // An unknown field, with its line and column.
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[("epochs = 4", "epochs = 4\nepohcs = 5")],
+    );
+    let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
+    assert!(
+        line.contains("manifest.toml:29:1:") && line.contains("unknown field `epohcs`"),
+        "{line}"
+    );
+
+    // keep outside (0, 1], located at the value.
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"random\"\nkeep = [0.5, 1.5]\n",
+        &[],
+    );
+    let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
+    assert!(
+        line.contains("keep = 1.5 is outside (0, 1]") && line.contains(":38:14:"),
+        "{line}"
+    );
+
+    // alpha > 0 with no teacher.
+    let fx = fixtures();
+    let teacher_block = format!(
+        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
+        fx.display()
+    );
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[(&teacher_block, "")],
+    );
+    let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
+    assert!(
+        line.contains("alpha above 0 but there is no [teacher]"),
+        "{line}"
+    );
+
+    // An unknown method and an unknown parameter, found once plugins are loaded.
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"el2n\"\nkeep = [0.5]\n",
+        &[],
+    );
+    let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
+    assert!(
+        line.contains("no plugin named \"el2n\"") && line.contains("manifest.toml:36:1"),
+        "{line}"
+    );
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"random\"\nkeep = [0.5]\nparams = { sead = 3 }\n",
+        &[],
+    );
+    let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
+    assert!(
+        line.contains("no parameter \"sead\"") && line.contains("seed_offset"),
+        "{line}"
+    );
+
+    // A teacher whose classes do not match the data.
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[("holdout = 0.2", "holdout = 0.2\nnum_classes = 12")],
+    );
+    let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
+    assert!(
+        line.contains("has 10 classes but the data has 12"),
+        "{line}"
+    );
+
+    // An input layout that does not fit the model.
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[("layout = \"nchw\"", "layout = \"flat\"")],
+    );
+    let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
+    assert!(
+        line.contains("mnist-zoo-cntk-opset7.onnx") && line.contains("layout"),
+        "{line}"
+    );
+
+    // ONNX Runtime named but missing.
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[(
+            "batch_size = 64",
+            "batch_size = 64\nort_library = \"/nonexistent/libonnxruntime.so\"",
+        )],
+    );
+    let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
+    assert!(
+        line.contains("ort_library") && line.contains("scripts/setup.sh"),
+        "{line}"
+    );
+
+    // CUDA asked for where this build or machine cannot give it, without fallback.
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[("batch_size = 64", "batch_size = 64\nprovider = \"cuda\"")],
+    );
+    let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
+    assert!(
+        line.contains("CUDA") && line.contains("allow_cpu_fallback"),
+        "{line}"
+    );
+}

@@ -29,8 +29,15 @@ pub struct BenchReport {
 }
 
 /// Runs the benchmark with `epochs` of student training per measurement.
-pub fn run(manifest: &Manifest, extra_plugin_dirs: &[std::path::PathBuf], epochs: usize) -> Result<BenchReport, Error> {
-    let registry = Registry::load(&plugins::plugin_dirs(&manifest.plugin_dirs, extra_plugin_dirs))?;
+pub fn run(
+    manifest: &Manifest,
+    extra_plugin_dirs: &[std::path::PathBuf],
+    epochs: usize,
+) -> Result<BenchReport, Error> {
+    let registry = Registry::load(&plugins::plugin_dirs(
+        &manifest.plugin_dirs,
+        extra_plugin_dirs,
+    ))?;
     let (raw_train, _) = data::load(&manifest.data, manifest.seeds[0])?;
     let norm = match &manifest.data.normalise {
         crate::manifest::NormaliseSpec::Fixed(n) => n.clone(),
@@ -44,7 +51,8 @@ pub fn run(manifest: &Manifest, extra_plugin_dirs: &[std::path::PathBuf], epochs
         Some(spec) => {
             let mut teacher = Teacher::new(spec, &registry, &raw_train, &manifest.cache_dir, 0)?;
             // One small warm-up batch so session creation is not timed.
-            let warm = raw_train.subset(&(0..spec.batch_size.min(raw_train.len()) as u32).collect::<Vec<_>>());
+            let warm = raw_train
+                .subset(&(0..spec.batch_size.min(raw_train.len()) as u32).collect::<Vec<_>>());
             teacher.run(&warm, "warm-up")?;
             let started = Instant::now();
             let (logits, _) = teacher.run(&raw_train, "bench")?;
@@ -70,7 +78,10 @@ pub fn run(manifest: &Manifest, extra_plugin_dirs: &[std::path::PathBuf], epochs
         };
         let started = Instant::now();
         let (model, _) = train::train(&student, &set, kd, 0)?;
-        Ok(((n * epochs) as f64 / started.elapsed().as_secs_f64(), model.num_parameters()))
+        Ok((
+            (n * epochs) as f64 / started.elapsed().as_secs_f64(),
+            model.num_parameters(),
+        ))
     };
     let (hard, parameters) = time_training(0.0)?;
     let kd = match teacher_logits {

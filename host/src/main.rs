@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "kdprune", version, about = "Train students on pruned data sets with knowledge distillation")]
+#[command(
+    name = "kdprune",
+    version,
+    about = "Train students on pruned data sets with knowledge distillation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,7 +50,10 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("KDPRUNE_LOG").unwrap_or_else(|_| EnvFilter::new("info,ort=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_env("KDPRUNE_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,ort=warn")),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -62,7 +69,10 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Run { manifest, plugin_dirs } => {
+        Command::Run {
+            manifest,
+            plugin_dirs,
+        } => {
             let manifest = kdprune::manifest::load(&manifest)?;
             let summary = kdprune::experiment::run(
                 &manifest,
@@ -86,12 +96,21 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Plugins { plugin_dirs, verbose } => {
+        Command::Plugins {
+            plugin_dirs,
+            verbose,
+        } => {
             let dirs = kdprune::plugins::plugin_dirs(&[], &plugin_dirs);
             let registry = kdprune::plugins::Registry::load(&dirs)?;
             for p in registry.plugins() {
                 let d = &p.description;
-                println!("{}\t{}\t{}\t{}", d.name, d.kind.as_str(), d.version, p.file.display());
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    d.name,
+                    d.kind.as_str(),
+                    d.version,
+                    p.file.display()
+                );
                 if verbose {
                     println!("    {}", d.description);
                     for (name, text) in kdprune::plugins::describe_params(&d.params) {
@@ -122,7 +141,11 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { manifest, plugin_dirs, epochs } => {
+        Command::Bench {
+            manifest,
+            plugin_dirs,
+            epochs,
+        } => {
             let manifest = kdprune::manifest::load(&manifest)?;
             let report = kdprune::bench::run(&manifest, &plugin_dirs, epochs)?;
             println!("{}", serde_json::to_string_pretty(&report)?);

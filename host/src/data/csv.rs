@@ -38,8 +38,9 @@ pub fn read_csv(
     options: &CsvOptions,
 ) -> Result<(Dataset, Option<Vec<String>>), DataError> {
     let bytes = read_maybe_gz(path)?;
-    let text = std::str::from_utf8(&bytes)
-        .map_err(|e| DataError::format(path, format!("not UTF-8 text ({e}); is this a CSV file?")))?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| {
+        DataError::format(path, format!("not UTF-8 text ({e}); is this a CSV file?"))
+    })?;
     let delim = options.delimiter as char;
     let mut lines = text
         .lines()
@@ -60,16 +61,23 @@ pub fn read_csv(
     }
     let header = match options.header {
         Some(h) => h,
-        None => matches!(options.label, LabelColumn::Name(_))
-            || first_fields
-                .iter()
-                .filter(|f| f.parse::<f64>().is_err())
-                .count()
-                > 1,
+        None => {
+            matches!(options.label, LabelColumn::Name(_))
+                || first_fields
+                    .iter()
+                    .filter(|f| f.parse::<f64>().is_err())
+                    .count()
+                    > 1
+        }
     };
     let names: Option<Vec<String>> = if header {
         lines.next();
-        Some(first_fields.iter().map(|s| s.trim_matches('"').to_string()).collect())
+        Some(
+            first_fields
+                .iter()
+                .map(|s| s.trim_matches('"').to_string())
+                .collect(),
+        )
     } else {
         None
     };
@@ -119,7 +127,11 @@ pub fn read_csv(
                 let v: f32 = field.parse().map_err(|_| {
                     DataError::format(
                         path,
-                        format!("line {}, column {}: {field:?} is not a number", line_no + 1, j + 1),
+                        format!(
+                            "line {}, column {}: {field:?} is not a number",
+                            line_no + 1,
+                            j + 1
+                        ),
                     )
                 })?;
                 features.push(v);
@@ -180,14 +192,19 @@ fn map_labels(
                     .ok_or_else(|| {
                         DataError::format(
                             path,
-                            format!("example {i}: label {r:?} is not one of the classes {classes:?}"),
+                            format!(
+                                "example {i}: label {r:?} is not one of the classes {classes:?}"
+                            ),
                         )
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
         return Ok((labels, Some(classes.clone())));
     }
-    let ints: Result<Vec<i64>, _> = raw.iter().map(|r| r.parse::<f64>().map(|v| v as i64)).collect();
+    let ints: Result<Vec<i64>, _> = raw
+        .iter()
+        .map(|r| r.parse::<f64>().map(|v| v as i64))
+        .collect();
     match ints {
         Ok(ints) => {
             if let Some((i, v)) = ints.iter().enumerate().find(|(_, &v)| v < 0) {
@@ -253,10 +270,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.csv");
         std::fs::write(&p, "0,1,2\n3,4\n").unwrap();
-        let err = read_csv(&p, &opts(LabelColumn::Index(-1))).unwrap_err().to_string();
+        let err = read_csv(&p, &opts(LabelColumn::Index(-1)))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 2") && err.contains("d.csv"), "{err}");
         std::fs::write(&p, "0,1,2\n3,x,1\n").unwrap();
-        let err = read_csv(&p, &opts(LabelColumn::Index(-1))).unwrap_err().to_string();
+        let err = read_csv(&p, &opts(LabelColumn::Index(-1)))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"x\" is not a number"), "{err}");
     }
 }

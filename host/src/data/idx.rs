@@ -173,7 +173,10 @@ mod tests {
 
         std::fs::write(&xi, idx_bytes(&[3, 1, 1], &[0, 1, 2])).unwrap();
         let err = read_idx_pair(&xi, &yi, None).unwrap_err().to_string();
-        assert!(err.contains("3 examples") && err.contains("2 labels"), "{err}");
+        assert!(
+            err.contains("3 examples") && err.contains("2 labels"),
+            "{err}"
+        );
 
         std::fs::write(&xi, idx_bytes(&[2, 1, 1], &[0, 1])).unwrap();
         std::fs::write(&yi, idx_bytes(&[2], &[1, 9])).unwrap();

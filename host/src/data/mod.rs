@@ -7,6 +7,7 @@
 
 mod csv;
 mod idx;
+mod load;
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use ndarray::{Array2, ArrayView2, Axis};
 
 pub use self::csv::{read_csv, CsvOptions, LabelColumn};
 pub use self::idx::read_idx_pair;
+pub use self::load::load;
 
 /// A labelled data set.
 #[derive(Debug, Clone)]
@@ -327,87 +329,5 @@ mod tests {
     fn dataset_rejects_label_out_of_range() {
         let err = Dataset::new(Array2::zeros((2, 3)), vec![3], vec![0, 5], 3).unwrap_err();
         assert!(err.to_string().contains("label 5"), "{err}");
-    }
-}
-
-/// Train and test sets as the manifest describes them, before the student's normalisation.
-pub fn load(spec: &crate::manifest::DataSpec, seed: u64) -> Result<(Dataset, Dataset), DataError> {
-    use crate::manifest::{DataSource, Holdout};
-    let (train, test) = match &spec.source {
-        DataSource::Idx {
-            train_images,
-            train_labels,
-            test,
-        } => {
-            let train = read_idx_pair(train_images, train_labels, spec.num_classes)?;
-            let test = match test {
-                Some((x, y)) => Some(read_idx_pair(x, y, Some(train.num_classes))?),
-                None => None,
-            };
-            (train, test)
-        }
-        DataSource::Csv {
-            train,
-            test,
-            label,
-            header,
-            delimiter,
-            classes,
-            sample_shape,
-        } => {
-            let mut options = CsvOptions {
-                label: label.clone(),
-                header: *header,
-                delimiter: *delimiter,
-                classes: classes.clone(),
-                num_classes: spec.num_classes,
-                sample_shape: sample_shape.clone(),
-            };
-            let (train_set, names) = read_csv(train, &options)?;
-            let test_set = match test {
-                Some(path) => {
-                    options.classes = names.or(options.classes);
-                    options.num_classes = Some(train_set.num_classes);
-                    Some(read_csv(path, &options)?.0)
-                }
-                None => None,
-            };
-            (train_set, test_set)
-        }
-    };
-    match (test, spec.holdout) {
-        (Some(test), _) => {
-            if test.sample_shape != train.sample_shape {
-                return Err(DataError::Invalid(format!(
-                    "test examples have shape {:?} but training examples {:?}",
-                    test.sample_shape, train.sample_shape
-                )));
-            }
-            Ok((train, test))
-        }
-        (None, Some(Holdout::Last(k))) => {
-            if k >= train.len() {
-                return Err(DataError::Invalid(format!(
-                    "[data] holdout_last = {k} leaves no training examples out of {}",
-                    train.len()
-                )));
-            }
-            let test_idx: Vec<u32> = ((train.len() - k) as u32..train.len() as u32).collect();
-            Ok(train.split(&test_idx))
-        }
-        (None, Some(Holdout::Fraction(f))) => {
-            use rand::seq::SliceRandom;
-            use rand::SeedableRng;
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x686f_6c64_6f75_74);
-            let mut idx: Vec<u32> = (0..train.len() as u32).collect();
-            idx.shuffle(&mut rng);
-            let k = ((train.len() as f64 * f).round() as usize).clamp(1, train.len() - 1);
-            let mut test_idx = idx[..k].to_vec();
-            test_idx.sort_unstable();
-            Ok(train.split(&test_idx))
-        }
-        (None, None) => Err(DataError::Invalid(
-            "[data] needs test files or a holdout".into(),
-        )),
     }
 }

@@ -49,13 +49,18 @@ struct Method<'r> {
     wants_soft_labels: bool,
 }
 
-fn check_methods<'r>(manifest: &'r Manifest, registry: &'r Registry) -> Result<Vec<Method<'r>>, Error> {
-    let at = |spec: &PruneSpec, message: String| Error::Manifest(crate::manifest::ManifestError::At {
-        path: manifest.path.clone(),
-        line: spec.at.0,
-        column: spec.at.1,
-        message,
-    });
+fn check_methods<'r>(
+    manifest: &'r Manifest,
+    registry: &'r Registry,
+) -> Result<Vec<Method<'r>>, Error> {
+    let at = |spec: &PruneSpec, message: String| {
+        Error::Manifest(crate::manifest::ManifestError::At {
+            path: manifest.path.clone(),
+            line: spec.at.0,
+            column: spec.at.1,
+            message,
+        })
+    };
     manifest
         .prune
         .iter()
@@ -96,7 +101,11 @@ fn check_methods<'r>(manifest: &'r Manifest, registry: &'r Registry) -> Result<V
 }
 
 /// The student's view of a data set: features normalised as the manifest says.
-fn normalise(spec: &NormaliseSpec, train: &Dataset, test: &Dataset) -> Result<(Dataset, Dataset), Error> {
+fn normalise(
+    spec: &NormaliseSpec,
+    train: &Dataset,
+    test: &Dataset,
+) -> Result<(Dataset, Dataset), Error> {
     let norm = match spec {
         NormaliseSpec::Fixed(n) => n.clone(),
         NormaliseSpec::Standardize { scale } => Normalisation::fit(train.features.view(), *scale),
@@ -153,12 +162,17 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     );
     let (train_set, test_set) = normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
 
-    let needs_teacher = manifest.distillation.alphas.iter().any(|a| a.needs_teacher())
+    let needs_teacher = manifest
+        .distillation
+        .alphas
+        .iter()
+        .any(|a| a.needs_teacher())
         || methods.iter().any(|m| m.wants_soft_labels);
     let (teacher_train, teacher_test_accuracy): (Option<TeacherLogits>, Option<f64>) =
         match (&manifest.teacher, needs_teacher) {
             (Some(spec), true) => {
-                let mut teacher = Teacher::new(spec, &registry, &raw_train, &manifest.cache_dir, data_seed)?;
+                let mut teacher =
+                    Teacher::new(spec, &registry, &raw_train, &manifest.cache_dir, data_seed)?;
                 let on_train = teacher.logits(&raw_train, "train")?;
                 let on_test = teacher.logits(&raw_test, "test")?;
                 let accuracy = on_test.accuracy(&raw_test.labels);
@@ -224,7 +238,10 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                     } else {
                         None
                     };
-                    let selection = method.plugin.score(&plugin_data, soft, &method.params, seed, budget)?;
+                    let selection =
+                        method
+                            .plugin
+                            .score(&plugin_data, soft, &method.params, seed, budget)?;
                     crate::select::kept_indices(
                         &selection,
                         budget,
@@ -241,16 +258,19 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                     keep.get(),
                     seed
                 );
-                results::write_npy_u32(&manifest.output.join(&indices_rel), &kept).map_err(|e| {
-                    Error::Io {
+                results::write_npy_u32(&manifest.output.join(&indices_rel), &kept).map_err(
+                    |e| Error::Io {
                         path: manifest.output.join(&indices_rel),
                         message: e.to_string(),
-                    }
-                })?;
+                    },
+                )?;
                 let subset = train_set.subset(&kept);
-                let teacher_subset = teacher_train
-                    .as_ref()
-                    .map(|t| t.logits.select(ndarray::Axis(0), &kept.iter().map(|&i| i as usize).collect::<Vec<_>>()));
+                let teacher_subset = teacher_train.as_ref().map(|t| {
+                    t.logits.select(
+                        ndarray::Axis(0),
+                        &kept.iter().map(|&i| i as usize).collect::<Vec<_>>(),
+                    )
+                });
                 for alpha in pending {
                     let started = Instant::now();
                     let kd = Kd { alpha, temperature };
@@ -261,7 +281,8 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                         num_classes: subset.num_classes,
                     };
                     let (model, _logs) = train::train(&manifest.student, &set, kd, seed)?;
-                    let accuracy = train::evaluate(&model, test_set.features.view(), &test_set.labels);
+                    let accuracy =
+                        train::evaluate(&model, test_set.features.view(), &test_set.labels);
                     let cell = CellResult {
                         experiment: manifest.name.clone(),
                         method: method.spec.method.clone(),
@@ -270,7 +291,11 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                         keep: keep.get(),
                         alpha: alpha.get(),
                         temperature: temperature.get(),
-                        teacher: if alpha.needs_teacher() { teacher_name.clone() } else { None },
+                        teacher: if alpha.needs_teacher() {
+                            teacher_name.clone()
+                        } else {
+                            None
+                        },
                         seed,
                         kept: kept.len(),
                         train_size: n,

@@ -70,7 +70,10 @@ impl ResultStore {
                 }
                 let cell: CellResult = serde_json::from_str(line).map_err(|e| StoreError {
                     path: path.clone(),
-                    message: format!("line {} is not a result ({e}); move the file away to start afresh", i + 1),
+                    message: format!(
+                        "line {} is not a result ({e}); move the file away to start afresh",
+                        i + 1
+                    ),
                 })?;
                 existing.push(cell);
             }

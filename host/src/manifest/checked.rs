@@ -93,7 +93,9 @@ pub enum Holdout {
 pub enum NormaliseSpec {
     Fixed(Normalisation),
     /// Per-feature mean and std fitted on the training set after `scale`.
-    Standardize { scale: f32 },
+    Standardize {
+        scale: f32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -364,10 +366,7 @@ pub(super) fn check(
         .map(|d| c.resolve(d))
         .unwrap_or_else(|| output.join("cache"));
     let data = check_data(&c, raw.data)?;
-    let teacher = raw
-        .teacher
-        .map(|t| check_teacher(&c, t))
-        .transpose()?;
+    let teacher = raw.teacher.map(|t| check_teacher(&c, t)).transpose()?;
     let student = check_student(&c, raw.student)?;
     let distillation = match raw.distillation {
         None => Distillation {
@@ -376,7 +375,10 @@ pub(super) fn check(
         },
         Some(d) => {
             if d.alphas.get_ref().is_empty() {
-                return Err(c.at(d.alphas.span(), "alphas is empty; use [0.0] for no distillation"));
+                return Err(c.at(
+                    d.alphas.span(),
+                    "alphas is empty; use [0.0] for no distillation",
+                ));
             }
             let alphas = d
                 .alphas
@@ -391,7 +393,10 @@ pub(super) fn check(
             let temperature = match &d.temperature {
                 None => Temperature(4.0),
                 Some(t) => Temperature::new(*t.get_ref()).ok_or_else(|| {
-                    c.at(t.span(), format!("temperature {} must be positive", t.get_ref()))
+                    c.at(
+                        t.span(),
+                        format!("temperature {} must be positive", t.get_ref()),
+                    )
                 })?,
             };
             Distillation {
@@ -406,7 +411,10 @@ pub(super) fn check(
         ));
     }
     if raw.prune.get_ref().is_empty() {
-        return Err(c.at(raw.prune.span(), "no [[prune]] entries; add one, e.g. method = \"random\""));
+        return Err(c.at(
+            raw.prune.span(),
+            "no [[prune]] entries; add one, e.g. method = \"random\"",
+        ));
     }
     let prune = raw
         .prune
@@ -434,11 +442,18 @@ pub(super) fn check(
 }
 
 fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestError> {
-    let format = c.choice(&d.format, "[data] format", &[("idx", "idx"), ("csv", "csv")])?;
+    let format = c.choice(
+        &d.format,
+        "[data] format",
+        &[("idx", "idx"), ("csv", "csv")],
+    )?;
     let need = |v: &Option<String>, field: &str| -> Result<PathBuf, ManifestError> {
-        v.as_deref()
-            .map(|p| c.resolve(p))
-            .ok_or_else(|| c.at(d.format.span(), format!("[data] format = \"{format}\" needs {field}")))
+        v.as_deref().map(|p| c.resolve(p)).ok_or_else(|| {
+            c.at(
+                d.format.span(),
+                format!("[data] format = \"{format}\" needs {field}"),
+            )
+        })
     };
     let sample_shape = d.sample_shape.as_ref().map(|s| s.get_ref().clone());
     let source = if format == "idx" {
@@ -485,13 +500,14 @@ fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestErro
     };
     if let Some(s) = &d.sample_shape {
         if s.get_ref().is_empty() || s.get_ref().contains(&0) {
-            return Err(c.at(s.span(), "sample_shape must be non-empty with positive sizes"));
+            return Err(c.at(
+                s.span(),
+                "sample_shape must be non-empty with positive sizes",
+            ));
         }
     }
     let holdout = match (&d.holdout, &d.holdout_last) {
-        (Some(_), Some(l)) => {
-            return Err(c.at(l.span(), "give holdout or holdout_last, not both"))
-        }
+        (Some(_), Some(l)) => return Err(c.at(l.span(), "give holdout or holdout_last, not both")),
         (Some(f), None) => {
             let v = *f.get_ref();
             if !(v > 0.0 && v < 1.0) {
@@ -507,7 +523,10 @@ fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestErro
         DataSource::Csv { test, .. } => test.is_some(),
     };
     if has_test && holdout.is_some() {
-        return Err(c.at(d.format.span(), "[data] has test files and a holdout; keep one"));
+        return Err(c.at(
+            d.format.span(),
+            "[data] has test files and a holdout; keep one",
+        ));
     }
     if !has_test && holdout.is_none() {
         return Err(c.at(
@@ -533,9 +552,11 @@ fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestErro
                     std: n.std.unwrap_or_else(|| vec![1.0]),
                 };
                 if let Some(shape) = &sample_shape {
-                    norm.check(shape).map_err(|m| c.at(span.clone(), format!("[data.normalise] {m}")))?;
+                    norm.check(shape)
+                        .map_err(|m| c.at(span.clone(), format!("[data.normalise] {m}")))?;
                 } else if norm.mean.len() != norm.std.len() || norm.scale == 0.0 {
-                    norm.check(&[norm.mean.len()]).map_err(|m| c.at(span.clone(), format!("[data.normalise] {m}")))?;
+                    norm.check(&[norm.mean.len()])
+                        .map_err(|m| c.at(span.clone(), format!("[data.normalise] {m}")))?;
                 }
                 NormaliseSpec::Fixed(norm)
             }
@@ -562,7 +583,11 @@ fn check_teacher(
             }
             let provider = match &t.provider {
                 None => Provider::Cpu,
-                Some(p) => c.choice(p, "[teacher] provider", &[("cpu", Provider::Cpu), ("cuda", Provider::Cuda)])?,
+                Some(p) => c.choice(
+                    p,
+                    "[teacher] provider",
+                    &[("cpu", Provider::Cpu), ("cuda", Provider::Cuda)],
+                )?,
             };
             TeacherSource::Onnx {
                 model: c.resolve(model),
@@ -576,7 +601,11 @@ fn check_teacher(
         }
         (None, Some(name)) => TeacherSource::Plugin {
             name: name.clone(),
-            params: t.params.as_ref().map(|p| p.get_ref().clone().into_iter().collect()).unwrap_or_default(),
+            params: t
+                .params
+                .as_ref()
+                .map(|p| p.get_ref().clone().into_iter().collect())
+                .unwrap_or_default(),
             params_at: c.position(t.params.as_ref().map(|p| p.span()).unwrap_or(span.clone())),
         },
         _ => {
@@ -600,14 +629,21 @@ fn check_teacher(
             let p = p.into_inner();
             let layout = match &p.layout {
                 None => Layout::Flat,
-                Some(l) => c.choice(l, "[teacher.preprocess] layout", &[("flat", Layout::Flat), ("nchw", Layout::Nchw)])?,
+                Some(l) => c.choice(
+                    l,
+                    "[teacher.preprocess] layout",
+                    &[("flat", Layout::Flat), ("nchw", Layout::Nchw)],
+                )?,
             };
             let norm = Normalisation {
                 scale: p.scale.unwrap_or(1.0),
                 mean: p.mean.unwrap_or_else(|| vec![0.0]),
                 std: p.std.unwrap_or_else(|| vec![1.0]),
             };
-            if norm.mean.len() != norm.std.len() || norm.scale == 0.0 || norm.std.iter().any(|&s| s <= 0.0) {
+            if norm.mean.len() != norm.std.len()
+                || norm.scale == 0.0
+                || norm.std.iter().any(|&s| s <= 0.0)
+            {
                 return Err(c.at(pspan, "[teacher.preprocess] needs as many means as stds, a non-zero scale and positive stds"));
             }
             (norm, layout)
@@ -648,7 +684,12 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
     let momentum = match &s.momentum {
         None => 0.9,
         Some(m) if (0.0..1.0).contains(m.get_ref()) => *m.get_ref(),
-        Some(m) => return Err(c.at(m.span(), format!("momentum = {} must be in [0, 1)", m.get_ref()))),
+        Some(m) => {
+            return Err(c.at(
+                m.span(),
+                format!("momentum = {} must be in [0, 1)", m.get_ref()),
+            ))
+        }
     };
     let weight_decay = match &s.weight_decay {
         None => 5e-4,
@@ -657,7 +698,14 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
     };
     let schedule = match &s.schedule {
         None => Schedule::Cosine,
-        Some(v) => c.choice(v, "[student] schedule", &[("cosine", Schedule::Cosine), ("constant", Schedule::Constant)])?,
+        Some(v) => c.choice(
+            v,
+            "[student] schedule",
+            &[
+                ("cosine", Schedule::Cosine),
+                ("constant", Schedule::Constant),
+            ],
+        )?,
     };
     if s.hidden.contains(&0) {
         return Err(c.file("[student] hidden layer sizes must be positive"));
@@ -681,7 +729,10 @@ fn check_prune(c: &Checker<'_>, p: Spanned<raw::RawPrune>) -> Result<PruneSpec, 
     let at = c.position(p.span());
     let p = p.into_inner();
     if p.keep.get_ref().is_empty() {
-        return Err(c.at(p.keep.span(), "keep is empty; give fractions kept, e.g. [0.1, 0.5, 1.0]"));
+        return Err(c.at(
+            p.keep.span(),
+            "keep is empty; give fractions kept, e.g. [0.1, 0.5, 1.0]",
+        ));
     }
     let keep = p
         .keep
@@ -701,11 +752,18 @@ fn check_prune(c: &Checker<'_>, p: Spanned<raw::RawPrune>) -> Result<PruneSpec, 
         Some(v) => c.choice(
             v,
             "policy",
-            &[("hardest", Policy::Hardest), ("easiest", Policy::Easiest), ("stratified", Policy::Stratified)],
+            &[
+                ("hardest", Policy::Hardest),
+                ("easiest", Policy::Easiest),
+                ("stratified", Policy::Stratified),
+            ],
         )?,
     };
     if p.method.get_ref().trim().is_empty() {
-        return Err(c.at(p.method.span(), "method is empty; name a pruning plugin, e.g. \"random\""));
+        return Err(c.at(
+            p.method.span(),
+            "method is empty; name a pruning plugin, e.g. \"random\"",
+        ));
     }
     Ok(PruneSpec {
         method: p.method.into_inner(),

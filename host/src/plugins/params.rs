@@ -73,7 +73,10 @@ mod tests {
 
     #[test]
     fn fills_defaults_converts_and_rejects() {
-        let specs = vec![spec("a", ParamValue::Int(1)), spec("b", ParamValue::Float(0.5))];
+        let specs = vec![
+            spec("a", ParamValue::Int(1)),
+            spec("b", ParamValue::Float(0.5)),
+        ];
         let mut given = BTreeMap::new();
         given.insert("b".to_string(), toml::Value::Integer(2));
         let params = check_params("p", &specs, &given).unwrap();
@@ -82,7 +85,10 @@ mod tests {
 
         given.insert("c".to_string(), toml::Value::Integer(2));
         let err = check_params("p", &specs, &given).unwrap_err();
-        assert!(err.contains("no parameter \"c\"") && err.contains("a, b"), "{err}");
+        assert!(
+            err.contains("no parameter \"c\"") && err.contains("a, b"),
+            "{err}"
+        );
 
         let mut given = BTreeMap::new();
         given.insert("a".to_string(), toml::Value::String("x".into()));

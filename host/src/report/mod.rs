@@ -43,7 +43,8 @@ pub fn accuracy_table(results: &[CellResult]) -> String {
                 }
                 Some(v) => {
                     let mean = v.iter().sum::<f64>() / v.len() as f64;
-                    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
+                    let var =
+                        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64;
                     let _ = write!(out, " {mean:.2} ± {:.2} (n={}) |", var.sqrt(), v.len());
                 }
             }
@@ -86,6 +87,9 @@ mod tests {
             cell("random", 0.1, 0.0, 1, 0.7),
             cell("random", 0.1, 0.5, 0, 0.8),
         ]);
-        assert!(t.contains("| random | 0.10 | 60.00 ± 14.14 (n=2) | 80.00 |"), "{t}");
+        assert!(
+            t.contains("| random | 0.10 | 60.00 ± 14.14 (n=2) | 80.00 |"),
+            "{t}"
+        );
     }
 }

@@ -45,11 +45,7 @@ pub fn kept_indices(
 
 /// The `k` candidates with the largest key (ties: smaller index first).
 fn top_k(key: &[f32], mut candidates: Vec<u32>, k: usize) -> Vec<u32> {
-    candidates.sort_by(|&a, &b| {
-        key[b as usize]
-            .total_cmp(&key[a as usize])
-            .then(a.cmp(&b))
-    });
+    candidates.sort_by(|&a, &b| key[b as usize].total_cmp(&key[a as usize]).then(a.cmp(&b)));
     candidates.truncate(k);
     candidates
 }
@@ -101,10 +97,19 @@ mod tests {
             values: RVec::from(vec![0.1, 0.9, 0.5, 0.9]),
         };
         let labels = [0, 0, 1, 1];
-        assert_eq!(kept_indices(&s, 2, Policy::Hardest, true, &labels, 2), vec![1, 3]);
-        assert_eq!(kept_indices(&s, 2, Policy::Easiest, true, &labels, 2), vec![0, 2]);
+        assert_eq!(
+            kept_indices(&s, 2, Policy::Hardest, true, &labels, 2),
+            vec![1, 3]
+        );
+        assert_eq!(
+            kept_indices(&s, 2, Policy::Easiest, true, &labels, 2),
+            vec![0, 2]
+        );
         // A method whose low score means hard.
-        assert_eq!(kept_indices(&s, 1, Policy::Hardest, false, &labels, 2), vec![0]);
+        assert_eq!(
+            kept_indices(&s, 1, Policy::Hardest, false, &labels, 2),
+            vec![0]
+        );
     }
 
     #[test]

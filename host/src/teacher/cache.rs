@@ -44,7 +44,10 @@ impl KeyBase {
         let mut h = Sha256::new();
         match &spec.source {
             TeacherSource::Onnx {
-                model, input, output, ..
+                model,
+                input,
+                output,
+                ..
             } => {
                 h.update(b"onnx");
                 hash_file(&mut h, model)?;
@@ -68,7 +71,12 @@ impl KeyBase {
 
     pub(super) fn key_for(&self, data: &Dataset) -> CacheKey {
         let mut h = self.0.clone();
-        h.update(format!("{:?}|{}|{}", data.sample_shape, data.num_classes, data.len()));
+        h.update(format!(
+            "{:?}|{}|{}",
+            data.sample_shape,
+            data.num_classes,
+            data.len()
+        ));
         // Rows are hashed through one reused byte buffer: hashing value by value is ~10x
         // slower on a 60k-image set.
         let mut buf = Vec::with_capacity(data.dim() * 4);
@@ -80,12 +88,7 @@ impl KeyBase {
         buf.clear();
         buf.extend(data.labels.iter().flat_map(|y| y.to_le_bytes()));
         h.update(&buf);
-        CacheKey(
-            h.finalize()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        )
+        CacheKey(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
     }
 }
 
@@ -126,11 +129,17 @@ pub(super) fn read(
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
-    Ok(Array2::from_shape_vec((n, c), values).ok().map(|a| (a, kind)))
+    Ok(Array2::from_shape_vec((n, c), values)
+        .ok()
+        .map(|a| (a, kind)))
 }
 
 /// Writes scores `[n, c]` atomically (a temporary file renamed into place).
-pub(super) fn write(path: &Path, logits: &Array2<f32>, kind: OutputKind) -> Result<(), TeacherError> {
+pub(super) fn write(
+    path: &Path,
+    logits: &Array2<f32>,
+    kind: OutputKind,
+) -> Result<(), TeacherError> {
     let err = |message: String| TeacherError::Cache {
         path: path.to_path_buf(),
         message,
@@ -148,7 +157,8 @@ pub(super) fn write(path: &Path, logits: &Array2<f32>, kind: OutputKind) -> Resu
         bytes.extend_from_slice(&v.to_le_bytes());
     }
     let mut f = std::fs::File::create(&tmp).map_err(|e| err(format!("cannot write: {e}")))?;
-    f.write_all(&bytes).map_err(|e| err(format!("cannot write: {e}")))?;
+    f.write_all(&bytes)
+        .map_err(|e| err(format!("cannot write: {e}")))?;
     f.sync_all().ok();
     std::fs::rename(&tmp, path).map_err(|e| err(format!("cannot rename into place: {e}")))?;
     Ok(())

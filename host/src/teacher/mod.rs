@@ -103,7 +103,8 @@ pub fn detect_output_kind(values: &[f32], num_classes: usize) -> OutputKind {
     }) {
         OutputKind::Probabilities
     } else if all(&|r| {
-        r.iter().all(|&v| v <= 1e-6) && (r.iter().map(|v| v.exp()).sum::<f32>() - 1.0).abs() < tolerance
+        r.iter().all(|&v| v <= 1e-6)
+            && (r.iter().map(|v| v.exp()).sum::<f32>() - 1.0).abs() < tolerance
     }) {
         OutputKind::LogProbabilities
     } else {
@@ -206,10 +207,14 @@ impl<'a> Teacher<'a> {
                     sample_shape: &self.train.sample_shape,
                     num_classes: self.train.num_classes,
                 })?),
-                TeacherSource::Plugin { name, params, params_at } => {
+                TeacherSource::Plugin {
+                    name,
+                    params,
+                    params_at,
+                } => {
                     let plugin = self.registry.get(name, PluginKind::Teacher)?;
-                    let params = check_params(name, &plugin.description.params, params)
-                        .map_err(|m| {
+                    let params =
+                        check_params(name, &plugin.description.params, params).map_err(|m| {
                             PluginError::Param(format!(
                                 "[teacher] params at line {}, column {}: {m}",
                                 params_at.0, params_at.1
@@ -241,7 +246,11 @@ impl<'a> Teacher<'a> {
 
     /// Runs the teacher on `data` without the cache: `[N, C]` log-space scores and the kind
     /// the raw output was read as.
-    pub fn run(&mut self, data: &Dataset, what: &str) -> Result<(Array2<f32>, OutputKind), TeacherError> {
+    pub fn run(
+        &mut self,
+        data: &Dataset,
+        what: &str,
+    ) -> Result<(Array2<f32>, OutputKind), TeacherError> {
         let spec = self.spec;
         let n = data.len();
         let c = data.num_classes;
@@ -259,7 +268,9 @@ impl<'a> Teacher<'a> {
             let rows = batch.min(n - start);
             let raw = data.features.slice(ndarray::s![start..start + rows, ..]);
             let pre = spec.preprocess.apply(raw);
-            let features = pre.as_slice().expect("apply returns a standard layout array");
+            let features = pre
+                .as_slice()
+                .expect("apply returns a standard layout array");
             let mut values = match self.live.as_mut().expect("started") {
                 Live::Onnx(t) => t.run(features, rows)?,
                 Live::Plugin(t) => t.logits(features, rows, &data.sample_shape, c)?,
@@ -281,8 +292,14 @@ impl<'a> Teacher<'a> {
             bar.inc(rows as u64);
         }
         bar.finish_and_clear();
-        tracing::info!(set = what, examples = n, seconds = started.elapsed().as_secs_f64(), "teacher ran");
-        let logits = Array2::from_shape_vec((n, c), out).map_err(|e| TeacherError::Runtime(e.to_string()))?;
+        tracing::info!(
+            set = what,
+            examples = n,
+            seconds = started.elapsed().as_secs_f64(),
+            "teacher ran"
+        );
+        let logits = Array2::from_shape_vec((n, c), out)
+            .map_err(|e| TeacherError::Runtime(e.to_string()))?;
         Ok((logits, self.kind.unwrap_or(OutputKind::Logits)))
     }
 }
@@ -293,7 +310,10 @@ mod tests {
 
     #[test]
     fn detects_output_kinds() {
-        assert_eq!(detect_output_kind(&[0.2, 0.8, 1.0, 0.0], 2), OutputKind::Probabilities);
+        assert_eq!(
+            detect_output_kind(&[0.2, 0.8, 1.0, 0.0], 2),
+            OutputKind::Probabilities
+        );
         let lp = [0.2f32.ln(), 0.8f32.ln()];
         assert_eq!(detect_output_kind(&lp, 2), OutputKind::LogProbabilities);
         assert_eq!(detect_output_kind(&[3.0, -1.0], 2), OutputKind::Logits);

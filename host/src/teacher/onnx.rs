@@ -61,15 +61,18 @@ fn pick<'s>(
     what: &str,
 ) -> Result<&'s ort::value::Outlet, TeacherError> {
     match wanted {
-        Some(name) => outlets.iter().find(|o| o.name() == name).ok_or_else(|| {
-            TeacherError::Model {
-                model: model.to_path_buf(),
-                message: format!(
-                    "has no {what} named {name:?}; its {what}s are: {}; fix [teacher] {what}",
-                    describe(outlets)
-                ),
-            }
-        }),
+        Some(name) => {
+            outlets
+                .iter()
+                .find(|o| o.name() == name)
+                .ok_or_else(|| TeacherError::Model {
+                    model: model.to_path_buf(),
+                    message: format!(
+                        "has no {what} named {name:?}; its {what}s are: {}; fix [teacher] {what}",
+                        describe(outlets)
+                    ),
+                })
+        }
         None if outlets.len() == 1 => Ok(&outlets[0]),
         None => Err(TeacherError::Model {
             model: model.to_path_buf(),
@@ -82,9 +85,7 @@ fn pick<'s>(
     }
 }
 
-fn open_session(
-    options: &OnnxOptions<'_>,
-) -> Result<(Session, Provider), TeacherError> {
+fn open_session(options: &OnnxOptions<'_>) -> Result<(Session, Provider), TeacherError> {
     let env = runtime::environment(options.ort_library)?;
     let model_err = |message: String| TeacherError::Model {
         model: options.model.to_path_buf(),

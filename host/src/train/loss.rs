@@ -51,7 +51,9 @@ pub fn kd_loss_and_grad(
         }
         let ce = -(s[label] - max - log_sum);
         let mut loss = (1.0 - alpha) * ce;
-        Zip::from(&mut g).and(&p[..]).for_each(|gj, &pj| *gj = (1.0 - alpha) * pj);
+        Zip::from(&mut g)
+            .and(&p[..])
+            .for_each(|gj, &pj| *gj = (1.0 - alpha) * pj);
         g[label] -= 1.0 - alpha;
         if let Some(teacher) = &teacher_probs {
             let t = teacher.row(i);
@@ -106,7 +108,13 @@ mod tests {
         let logits = array![[1.0f32, 2.0, 0.5]];
         let t = crate::teacher::softmax_rows(logits.view(), 3.0);
         let mut g = Array2::zeros((1, 3));
-        let loss = kd_loss_and_grad(logits.view(), &[1], Some(t.view()), kd(1.0, 3.0), g.view_mut());
+        let loss = kd_loss_and_grad(
+            logits.view(),
+            &[1],
+            Some(t.view()),
+            kd(1.0, 3.0),
+            g.view_mut(),
+        );
         assert!(loss.abs() < 1e-6, "{loss}");
         assert!(g.iter().all(|v| v.abs() < 1e-6));
     }

@@ -60,7 +60,10 @@ pub fn train(
 ) -> Result<(Mlp, Vec<EpochLog>), TrainError> {
     let (k, d) = data.x.dim();
     if data.y.len() != k {
-        return Err(TrainError::Shape(format!("{k} rows but {} labels", data.y.len())));
+        return Err(TrainError::Shape(format!(
+            "{k} rows but {} labels",
+            data.y.len()
+        )));
     }
     if k == 0 {
         return Err(TrainError::Shape("no examples to train on".into()));
@@ -68,9 +71,7 @@ pub fn train(
     let c = data.num_classes;
     let teacher_probs = match (kd.alpha.needs_teacher(), data.teacher) {
         (false, _) => None,
-        (true, None) => {
-            return Err(TrainError::Shape("alpha > 0 needs teacher scores".into()))
-        }
+        (true, None) => return Err(TrainError::Shape("alpha > 0 needs teacher scores".into())),
         (true, Some(t)) => {
             if t.dim() != (k, c) {
                 return Err(TrainError::Shape(format!(

@@ -6,8 +6,8 @@
 //! Fisher-Yates shuffle, no dependency on a random-number crate's version).
 
 use kdprune_plugin_api::{
-    abi_stable::std_types::RVec, export_plugins, ParamValue, PluginError, PluginInfo,
-    ScoreRequest, Scorer, Selection,
+    abi_stable::std_types::RVec, export_plugins, ParamValue, PluginError, PluginInfo, ScoreRequest,
+    Scorer, Selection,
 };
 
 /// SplitMix64 (Steele, Lea, Flood 2014): small, fast, and stable across versions.

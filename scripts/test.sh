@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: set-up of what the tests need (ONNX Runtime from
+# PyPI into .venv), formatting and lint gates, the CUDA feature's build, then every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh --runtime
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+# CUDA support is compiled (not run: CI has no GPU) so that it cannot rot.
+cargo check -p kdprune --features cuda
+cargo test --workspace
