@@ -18,7 +18,7 @@ pub struct BenchReport {
     pub train_examples: usize,
     pub teacher: Option<String>,
     pub teacher_images_per_s: Option<f64>,
-    pub student_layers: Vec<usize>,
+    pub student_layers: Vec<String>,
     pub student_parameters: usize,
     pub batch_size: usize,
     pub epochs: usize,
@@ -68,6 +68,7 @@ pub fn run(
     let time_training = |alpha: f32| -> Result<(f64, usize), Error> {
         let set = TrainSet {
             x: features.view(),
+            sample_shape: &raw_train.sample_shape,
             y: &raw_train.labels,
             teacher: teacher_logits.as_ref().map(|t| t.view()),
             num_classes: raw_train.num_classes,
@@ -77,7 +78,7 @@ pub fn run(
             temperature: manifest.distillation.temperature,
         };
         let started = Instant::now();
-        let (model, _) = train::train(&student, &set, kd, 0)?;
+        let (mut model, _) = train::train(&student, &set, kd, 0)?;
         Ok((
             (n * epochs) as f64 / started.elapsed().as_secs_f64(),
             model.num_parameters(),
@@ -88,9 +89,14 @@ pub fn run(
         Some(_) => Some(time_training(0.5)?.0),
         None => None,
     };
-    let mut layers = vec![raw_train.dim()];
-    layers.extend(&manifest.student.hidden);
-    layers.push(raw_train.num_classes);
+    let layers: Vec<String> = train::Network::build(
+        &manifest.student.layers,
+        &raw_train.sample_shape,
+        raw_train.num_classes,
+        0,
+    )
+    .map_err(train::TrainError::Model)?
+    .describe();
     Ok(BenchReport {
         train_examples: n,
         teacher: manifest.teacher.as_ref().map(|t| t.name.clone()),

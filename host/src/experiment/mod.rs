@@ -141,6 +141,27 @@ fn params_json(params: &[Param]) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// Writes a cell's student as `students/<key>.safetensors` and `students/<key>.onnx`.
+fn save_student(model: &train::Network, output: &std::path::Path, key: &str) -> Result<(), Error> {
+    let dir = output.join("students");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
+    let weights = dir.join(format!("{key}.safetensors"));
+    model
+        .save_safetensors(&weights)
+        .map_err(|message| Error::Io {
+            path: weights.clone(),
+            message,
+        })?;
+    let onnx = dir.join(format!("{key}.onnx"));
+    std::fs::write(&onnx, model.to_onnx()).map_err(|e| Error::Io {
+        path: onnx,
+        message: e.to_string(),
+    })
+}
+
 /// Runs every cell of `manifest` that is not yet in its results.
 pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Error> {
     let dirs = plugins::plugin_dirs(&manifest.plugin_dirs, &options.plugin_dirs);
@@ -276,13 +297,17 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                     let kd = Kd { alpha, temperature };
                     let set = TrainSet {
                         x: subset.features.view(),
+                        sample_shape: &subset.sample_shape,
                         y: &subset.labels,
                         teacher: teacher_subset.as_ref().map(|t| t.view()),
                         num_classes: subset.num_classes,
                     };
-                    let (model, _logs) = train::train(&manifest.student, &set, kd, seed)?;
+                    let (mut model, _logs) = train::train(&manifest.student, &set, kd, seed)?;
                     let accuracy =
-                        train::evaluate(&model, test_set.features.view(), &test_set.labels);
+                        train::evaluate(&mut model, test_set.features.view(), &test_set.labels);
+                    if manifest.student.save {
+                        save_student(&model, &manifest.output, &key_of(alpha.get()))?;
+                    }
                     let cell = CellResult {
                         experiment: manifest.name.clone(),
                         method: method.spec.method.clone(),

@@ -10,6 +10,9 @@ use toml::Spanned;
 use super::raw::{self, RawManifest};
 use super::{line_column, ManifestError};
 use crate::data::{LabelColumn, Normalisation};
+use crate::train::augment::Augment;
+use crate::train::optim::{OptimizerSpec, ScheduleSpec};
+use crate::train::spec::{parse_layer, LayerSpec};
 
 /// Fraction of the training set that is KEPT, in (0, 1]. `1.0` is the full set.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
@@ -166,24 +169,22 @@ pub struct TeacherSpec {
     pub batch_size: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    Constant,
-    Cosine,
-}
-
 /// The student and how to train it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StudentSpec {
-    pub hidden: Vec<usize>,
+    /// The body; kdprune appends `dense num_classes`.
+    pub layers: Vec<LayerSpec>,
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f32,
-    pub momentum: f32,
+    pub optimizer: OptimizerSpec,
     pub weight_decay: f32,
-    pub schedule: Schedule,
-    pub threads: usize,
+    pub schedule: ScheduleSpec,
+    pub warmup_epochs: usize,
+    pub clip_grad_norm: Option<f32>,
+    pub augment: Augment,
+    /// Save each cell's student as safetensors and ONNX under `<output>/students/`.
+    pub save: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -681,6 +682,29 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
     if !(lr > 0.0 && lr.is_finite()) {
         return Err(c.at(s.lr.span(), format!("lr = {lr} must be positive")));
     }
+    let layers = match (&s.hidden, &s.layers) {
+        (Some(_), Some(l)) => {
+            return Err(c.at(
+                l.span(),
+                "[student] give hidden (an MLP) or layers, not both",
+            ))
+        }
+        (Some(hidden), None) => {
+            if hidden.contains(&0) {
+                return Err(c.file("[student] hidden layer sizes must be positive"));
+            }
+            crate::train::spec::mlp(hidden)
+        }
+        (None, Some(layers)) => layers
+            .get_ref()
+            .iter()
+            .map(|l| {
+                parse_layer(l.get_ref())
+                    .map_err(|m| c.at(l.span(), format!("[student] layers: {m}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, None) => Vec::new(),
+    };
     let momentum = match &s.momentum {
         None => 0.9,
         Some(m) if (0.0..1.0).contains(m.get_ref()) => *m.get_ref(),
@@ -691,37 +715,101 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
             ))
         }
     };
+    let optimizer = match s
+        .optimizer
+        .as_ref()
+        .map(|o| c.choice(o, "[student] optimizer", &[("sgd", 0), ("adamw", 1)]))
+        .transpose()?
+    {
+        None | Some(0) => {
+            if let Some(b) = &s.betas {
+                return Err(c.at(b.span(), "betas are for optimizer = \"adamw\""));
+            }
+            OptimizerSpec::Sgd {
+                momentum,
+                nesterov: s.nesterov.unwrap_or(false),
+            }
+        }
+        _ => {
+            if s.nesterov.is_some() || s.momentum.is_some() {
+                return Err(c.file("[student] momentum and nesterov are for optimizer = \"sgd\"; adamw takes betas"));
+            }
+            let [beta1, beta2] = s
+                .betas
+                .as_ref()
+                .map(|b| *b.get_ref())
+                .unwrap_or([0.9, 0.999]);
+            if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
+                let span = s.betas.as_ref().map(|b| b.span()).unwrap_or(0..0);
+                return Err(c.at(span, "betas must be in [0, 1)"));
+            }
+            OptimizerSpec::AdamW {
+                beta1,
+                beta2,
+                eps: 1e-8,
+            }
+        }
+    };
     let weight_decay = match &s.weight_decay {
         None => 5e-4,
         Some(w) if *w.get_ref() >= 0.0 => *w.get_ref(),
         Some(w) => return Err(c.at(w.span(), "weight_decay must be >= 0")),
     };
-    let schedule = match &s.schedule {
-        None => Schedule::Cosine,
-        Some(v) => c.choice(
-            v,
-            "[student] schedule",
-            &[
-                ("cosine", Schedule::Cosine),
-                ("constant", Schedule::Constant),
-            ],
-        )?,
+    let schedule = match s
+        .schedule
+        .as_ref()
+        .map(|v| {
+            c.choice(
+                v,
+                "[student] schedule",
+                &[("cosine", 0), ("constant", 1), ("step", 2)],
+            )
+        })
+        .transpose()?
+    {
+        None | Some(0) => ScheduleSpec::Cosine,
+        Some(1) => ScheduleSpec::Constant,
+        _ => {
+            let every = s.step_every.as_ref().ok_or_else(|| {
+                c.file("[student] schedule = \"step\" needs step_every (epochs) and step_gamma")
+            })?;
+            let gamma = s.step_gamma.as_ref().map(|g| *g.get_ref()).unwrap_or(0.1);
+            if !(gamma > 0.0 && gamma <= 1.0) {
+                return Err(c.file("[student] step_gamma must be in (0, 1]"));
+            }
+            ScheduleSpec::Step {
+                every_epochs: c.positive(every, "step_every")?,
+                gamma,
+            }
+        }
     };
-    if s.hidden.contains(&0) {
-        return Err(c.file("[student] hidden layer sizes must be positive"));
-    }
+    let clip_grad_norm = s
+        .clip_grad_norm
+        .as_ref()
+        .map(|v| c.positive(v, "clip_grad_norm"))
+        .transpose()?;
+    let augment = s
+        .augment
+        .map(|a| Augment {
+            crop_padding: a.crop_padding,
+            flip: a.flip,
+        })
+        .unwrap_or_default();
     Ok(StudentSpec {
-        hidden: s.hidden,
+        layers,
         epochs: c.positive(&s.epochs, "[student] epochs")?,
         batch_size: match &s.batch_size {
             None => 128,
             Some(b) => c.positive(b, "[student] batch_size")?,
         },
         lr,
-        momentum,
+        optimizer,
         weight_decay,
         schedule,
-        threads: s.threads.unwrap_or(0),
+        warmup_epochs: s.warmup_epochs.unwrap_or(0),
+        clip_grad_norm,
+        augment,
+        save: s.save,
     })
 }
 

@@ -93,15 +93,33 @@ pub struct RawPreprocess {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStudent {
-    #[serde(default)]
-    pub hidden: Vec<usize>,
+    pub hidden: Option<Vec<usize>>,
+    pub layers: Option<Spanned<Vec<Spanned<String>>>>,
     pub epochs: Spanned<usize>,
     pub batch_size: Option<Spanned<usize>>,
     pub lr: Spanned<f32>,
+    pub optimizer: Option<Spanned<String>>,
     pub momentum: Option<Spanned<f32>>,
+    pub nesterov: Option<bool>,
+    pub betas: Option<Spanned<[f32; 2]>>,
     pub weight_decay: Option<Spanned<f32>>,
     pub schedule: Option<Spanned<String>>,
-    pub threads: Option<usize>,
+    pub step_every: Option<Spanned<usize>>,
+    pub step_gamma: Option<Spanned<f32>>,
+    pub warmup_epochs: Option<usize>,
+    pub clip_grad_norm: Option<Spanned<f32>>,
+    pub augment: Option<RawAugment>,
+    #[serde(default)]
+    pub save: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAugment {
+    #[serde(default)]
+    pub crop_padding: usize,
+    #[serde(default)]
+    pub flip: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,12 +1,17 @@
-//! The student trainer: an MLP on ndarray, trained on the kept subset with the distillation
-//! loss.
+//! The student trainer on ndarray: networks declared by layer specs ([`spec`], [`layers`],
+//! [`network`]), the distillation loss ([`loss`]), optimisers and schedules ([`optim`]),
+//! augmentation ([`augment`]), the loop ([`train`]), evaluation, and export
+//! ([`onnx_export`], safetensors in [`network`]).
 //!
-//! Owns the model ([`mlp`]), the loss ([`loss`]), the optimiser and schedule ([`optim`]) and
-//! the loop ([`train`]); does not own which examples are kept or where soft labels come from.
+//! Does not own which examples are kept or where soft labels come from.
 
+pub mod augment;
+pub mod layers;
 pub mod loss;
-pub mod mlp;
+pub mod network;
+pub mod onnx_export;
 pub mod optim;
+pub mod spec;
 
 use ndarray::{s, Array2, ArrayView2};
 use rand::seq::SliceRandom;
@@ -15,13 +20,16 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::manifest::{Alpha, StudentSpec, Temperature};
 use crate::progress;
-pub use mlp::Mlp;
+pub use layers::Mode;
+pub use network::Network;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("training data: {0}")]
     Shape(String),
-    #[error("training diverged at epoch {epoch} (loss {loss}); lower [student] lr")]
+    #[error("[student] layers: {0}")]
+    Model(String),
+    #[error("training diverged at epoch {epoch} (loss {loss}); lower [student] lr or set clip_grad_norm")]
     Diverged { epoch: usize, loss: f32 },
 }
 
@@ -29,6 +37,8 @@ pub enum TrainError {
 pub struct TrainSet<'a> {
     /// `[K, D]` normalised features of the kept examples.
     pub x: ArrayView2<'a, f32>,
+    /// Shape of one example, product `D`.
+    pub sample_shape: &'a [usize],
     /// `[K]` labels.
     pub y: &'a [u32],
     /// `[K, C]` teacher log-space scores; required when `alpha > 0`.
@@ -57,7 +67,7 @@ pub fn train(
     data: &TrainSet<'_>,
     kd: Kd,
     seed: u64,
-) -> Result<(Mlp, Vec<EpochLog>), TrainError> {
+) -> Result<(Network, Vec<EpochLog>), TrainError> {
     let (k, d) = data.x.dim();
     if data.y.len() != k {
         return Err(TrainError::Shape(format!(
@@ -67,6 +77,12 @@ pub fn train(
     }
     if k == 0 {
         return Err(TrainError::Shape("no examples to train on".into()));
+    }
+    if data.sample_shape.iter().product::<usize>() != d {
+        return Err(TrainError::Shape(format!(
+            "sample shape {:?} for rows of {d}",
+            data.sample_shape
+        )));
     }
     let c = data.num_classes;
     let teacher_probs = match (kd.alpha.needs_teacher(), data.teacher) {
@@ -82,22 +98,34 @@ pub fn train(
             Some(crate::teacher::softmax_rows(t, kd.temperature.get()))
         }
     };
+    let image_shape = match data.sample_shape {
+        [c, h, w] => Some([*c, *h, *w]),
+        _ => None,
+    };
+    if spec.augment.is_active() && image_shape.is_none() {
+        return Err(TrainError::Shape(format!(
+            "[student.augment] needs image examples [C, H, W], the data's are {:?}",
+            data.sample_shape
+        )));
+    }
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut layers = vec![d];
-    layers.extend(&spec.hidden);
-    layers.push(c);
-    let mut model = Mlp::new(&layers, &mut rng);
-    let mut opt = optim::Sgd::new(&model, spec.momentum, spec.weight_decay);
+    let mut model =
+        Network::build(&spec.layers, data.sample_shape, c, seed).map_err(TrainError::Model)?;
+    let mut opt = optim::Optimizer::new(spec.optimizer, spec.weight_decay);
     let batch = spec.batch_size.min(k);
     let steps_per_epoch = k.div_ceil(batch);
-    let schedule = optim::LrSchedule::new(spec.schedule, spec.lr, spec.epochs * steps_per_epoch);
+    let schedule = optim::LrSchedule::new(
+        spec.schedule,
+        spec.lr,
+        spec.epochs,
+        steps_per_epoch,
+        spec.warmup_epochs,
+    );
     let mut order: Vec<usize> = (0..k).collect();
     let mut xb = Array2::<f32>::zeros((batch, d));
     let mut tb = Array2::<f32>::zeros((batch, c));
     let mut yb = vec![0u32; batch];
-    let mut workspace = mlp::Workspace::new(&model, batch);
-    let mut grads = model.zeros_like();
     let mut logs = Vec::with_capacity(spec.epochs);
     let bar = progress::bar((spec.epochs * steps_per_epoch) as u64, "student");
     let mut step = 0;
@@ -113,11 +141,17 @@ pub fn train(
                     tb.row_mut(r).assign(&t.row(i));
                 }
             }
-            let x = xb.slice(s![..b, ..]);
+            if let (true, Some(shape)) = (spec.augment.is_active(), image_shape) {
+                spec.augment
+                    .apply(xb.slice_mut(s![..b, ..]), shape, &mut rng);
+            }
             let t = teacher_probs.as_ref().map(|_| tb.slice(s![..b, ..]));
-            let loss = model.loss_and_grad(x, &yb[..b], t, kd, &mut workspace, &mut grads);
-            let lr = schedule.at(step);
-            opt.step(&mut model, &grads, lr);
+            let loss = model.loss_and_grad(xb.slice(s![..b, ..]), &yb[..b], t, kd);
+            let mut params = model.params();
+            if let Some(max_norm) = spec.clip_grad_norm {
+                optim::clip_grad_norm(&mut params, max_norm);
+            }
+            opt.step(params, schedule.at(step));
             epoch_loss += loss as f64 * b as f64;
             step += 1;
             bar.inc(1);
@@ -137,12 +171,12 @@ pub fn train(
     Ok((model, logs))
 }
 
-/// Accuracy of `model` on `x` `[N, D]` against `y` `[N]`.
-pub fn evaluate(model: &Mlp, x: ArrayView2<'_, f32>, y: &[u32]) -> f64 {
+/// Accuracy of `model` on `x` `[N, D]` against `y` `[N]` (evaluation mode).
+pub fn evaluate(model: &mut Network, x: ArrayView2<'_, f32>, y: &[u32]) -> f64 {
     let mut correct = 0usize;
-    for start in (0..x.nrows()).step_by(1024) {
-        let end = (start + 1024).min(x.nrows());
-        let logits = model.forward(x.slice(s![start..end, ..]));
+    for start in (0..x.nrows()).step_by(512) {
+        let end = (start + 512).min(x.nrows());
+        let logits = model.forward(x.slice(s![start..end, ..]), Mode::Eval);
         for (row, &label) in logits.rows().into_iter().zip(&y[start..end]) {
             if crate::teacher::argmax(row.as_slice().unwrap_or(&[])) == label as usize {
                 correct += 1;

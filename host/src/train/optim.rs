@@ -1,77 +1,170 @@
-//! SGD with momentum and decoupled-from-nothing (L2) weight decay, as in PyTorch's `SGD`:
-//! `g += wd · w; v = μ v + g; w -= lr · v`. Weight decay applies to weights, not biases.
-//! And the learning-rate schedule, evaluated per step.
+//! Optimisers (SGD with momentum or Nesterov, AdamW), gradient clipping, and the
+//! learning-rate schedule (constant, cosine, step; optional linear warm-up), per step.
+//!
+//! SGD follows PyTorch's `SGD`: `g += wd·w` (weights only); `v = μv + g`; Nesterov:
+//! `w -= lr·(g + μv)`, else `w -= lr·v`. AdamW follows Loshchilov & Hutter: decoupled decay
+//! `w -= lr·wd·w`, then Adam with bias correction.
 
-use ndarray::Zip;
+use ndarray::{ArrayD, Zip};
+use serde::Serialize;
 
-use super::mlp::Mlp;
-use crate::manifest::Schedule;
+use super::layers::ParamRef;
 
-pub struct Sgd {
-    momentum: f32,
-    weight_decay: f32,
-    velocity: Mlp,
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum OptimizerSpec {
+    Sgd { momentum: f32, nesterov: bool },
+    AdamW { beta1: f32, beta2: f32, eps: f32 },
 }
 
-impl Sgd {
-    pub fn new(model: &Mlp, momentum: f32, weight_decay: f32) -> Self {
+pub struct Optimizer {
+    spec: OptimizerSpec,
+    weight_decay: f32,
+    /// Per parameter: momentum (SGD) or first moment (AdamW), and second moment (AdamW).
+    state: Vec<(ArrayD<f32>, ArrayD<f32>)>,
+    steps: i32,
+}
+
+impl Optimizer {
+    pub fn new(spec: OptimizerSpec, weight_decay: f32) -> Self {
         Self {
-            momentum,
+            spec,
             weight_decay,
-            velocity: model.zeros_like(),
+            state: Vec::new(),
+            steps: 0,
         }
     }
 
-    /// One update of `model` with `grads` (same shapes) at learning rate `lr`.
-    pub fn step(&mut self, model: &mut Mlp, grads: &Mlp, lr: f32) {
-        let (mu, wd) = (self.momentum, self.weight_decay);
-        for ((layer, grad), vel) in model
-            .layers
-            .iter_mut()
-            .zip(&grads.layers)
-            .zip(&mut self.velocity.layers)
-        {
-            Zip::from(&mut layer.w)
-                .and(&grad.w)
-                .and(&mut vel.w)
-                .for_each(|w, &g, v| {
-                    *v = mu * *v + g + wd * *w;
-                    *w -= lr * *v;
-                });
-            Zip::from(&mut layer.b)
-                .and(&grad.b)
-                .and(&mut vel.b)
-                .for_each(|b, &g, v| {
-                    *v = mu * *v + g;
-                    *b -= lr * *v;
-                });
+    /// Bytes of optimiser state (for memory accounting).
+    pub fn state_bytes(&self) -> usize {
+        self.state
+            .iter()
+            .map(|(a, b)| (a.len() + b.len()) * 4)
+            .sum()
+    }
+
+    /// One update of every parameter with its gradient, at learning rate `lr`.
+    pub fn step(&mut self, params: Vec<ParamRef<'_>>, lr: f32) {
+        if self.state.is_empty() {
+            self.state = params
+                .iter()
+                .map(|p| {
+                    let second = match self.spec {
+                        OptimizerSpec::AdamW { .. } => ArrayD::zeros(p.value.raw_dim()),
+                        OptimizerSpec::Sgd { .. } => ArrayD::zeros(ndarray::IxDyn(&[0])),
+                    };
+                    (ArrayD::zeros(p.value.raw_dim()), second)
+                })
+                .collect();
+        }
+        self.steps += 1;
+        let wd = self.weight_decay;
+        for (p, (m, v)) in params.into_iter().zip(&mut self.state) {
+            let decay = if p.decay { wd } else { 0.0 };
+            match self.spec {
+                OptimizerSpec::Sgd { momentum, nesterov } => {
+                    Zip::from(&mut *p.value)
+                        .and(&*p.grad)
+                        .and(m)
+                        .for_each(|w, &g, buf| {
+                            let g = g + decay * *w;
+                            *buf = momentum * *buf + g;
+                            let update = if nesterov { g + momentum * *buf } else { *buf };
+                            *w -= lr * update;
+                        });
+                }
+                OptimizerSpec::AdamW { beta1, beta2, eps } => {
+                    let c1 = 1.0 - beta1.powi(self.steps);
+                    let c2 = 1.0 - beta2.powi(self.steps);
+                    Zip::from(&mut *p.value)
+                        .and(&*p.grad)
+                        .and(m)
+                        .and(v)
+                        .for_each(|w, &g, m1, m2| {
+                            *w -= lr * decay * *w;
+                            *m1 = beta1 * *m1 + (1.0 - beta1) * g;
+                            *m2 = beta2 * *m2 + (1.0 - beta2) * g * g;
+                            *w -= lr * (*m1 / c1) / ((*m2 / c2).sqrt() + eps);
+                        });
+                }
+            }
         }
     }
+}
+
+/// Scales all gradients so that their global L2 norm is at most `max_norm`; returns the norm
+/// before clipping.
+pub fn clip_grad_norm(params: &mut [ParamRef<'_>], max_norm: f32) -> f32 {
+    let norm = params
+        .iter()
+        .map(|p| p.grad.iter().map(|g| (g * g) as f64).sum::<f64>())
+        .sum::<f64>()
+        .sqrt() as f32;
+    if norm > max_norm && norm > 0.0 {
+        let scale = max_norm / norm;
+        for p in params.iter_mut() {
+            p.grad.mapv_inplace(|g| g * scale);
+        }
+    }
+    norm
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum ScheduleSpec {
+    Constant,
+    /// From the base rate down to 0 over the steps after warm-up.
+    Cosine,
+    /// Multiply by `gamma` every `every_epochs` epochs.
+    Step {
+        every_epochs: usize,
+        gamma: f32,
+    },
 }
 
 /// Learning rate as a function of the step.
 pub struct LrSchedule {
-    kind: Schedule,
+    spec: ScheduleSpec,
     base: f32,
     total_steps: usize,
+    warmup_steps: usize,
+    steps_per_epoch: usize,
 }
 
 impl LrSchedule {
-    pub fn new(kind: Schedule, base: f32, total_steps: usize) -> Self {
+    pub fn new(
+        spec: ScheduleSpec,
+        base: f32,
+        epochs: usize,
+        steps_per_epoch: usize,
+        warmup_epochs: usize,
+    ) -> Self {
         Self {
-            kind,
+            spec,
             base,
-            total_steps: total_steps.max(1),
+            total_steps: (epochs * steps_per_epoch).max(1),
+            warmup_steps: warmup_epochs * steps_per_epoch,
+            steps_per_epoch: steps_per_epoch.max(1),
         }
     }
 
-    /// Cosine: `base · (1 + cos(π · step / total)) / 2`, from `base` down to 0.
     pub fn at(&self, step: usize) -> f32 {
-        match self.kind {
-            Schedule::Constant => self.base,
-            Schedule::Cosine => {
-                let progress = step.min(self.total_steps) as f32 / self.total_steps as f32;
+        if step < self.warmup_steps {
+            return self.base * (step + 1) as f32 / self.warmup_steps as f32;
+        }
+        match self.spec {
+            ScheduleSpec::Constant => self.base,
+            ScheduleSpec::Cosine => {
+                let span = (self.total_steps - self.warmup_steps.min(self.total_steps)).max(1);
+                let progress = (step - self.warmup_steps).min(span) as f32 / span as f32;
                 self.base * 0.5 * (1.0 + (std::f32::consts::PI * progress).cos())
+            }
+            ScheduleSpec::Step {
+                every_epochs,
+                gamma,
+            } => {
+                let epoch = step / self.steps_per_epoch;
+                self.base * gamma.powi((epoch / every_epochs.max(1)) as i32)
             }
         }
     }
@@ -80,12 +173,124 @@ impl LrSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::IxDyn;
 
     #[test]
-    fn cosine_goes_from_base_to_zero() {
-        let s = LrSchedule::new(Schedule::Cosine, 0.1, 100);
+    fn schedules() {
+        let s = LrSchedule::new(ScheduleSpec::Cosine, 0.1, 10, 10, 0);
         assert!((s.at(0) - 0.1).abs() < 1e-7);
         assert!((s.at(50) - 0.05).abs() < 1e-6);
         assert!(s.at(100).abs() < 1e-7);
+        let w = LrSchedule::new(ScheduleSpec::Cosine, 0.1, 10, 10, 2);
+        assert!((w.at(0) - 0.005).abs() < 1e-7);
+        assert!((w.at(19) - 0.1).abs() < 1e-7);
+        assert!((w.at(20) - 0.1).abs() < 1e-7);
+        let st = LrSchedule::new(
+            ScheduleSpec::Step {
+                every_epochs: 3,
+                gamma: 0.1,
+            },
+            1.0,
+            10,
+            5,
+            0,
+        );
+        assert!((st.at(14) - 1.0).abs() < 1e-7);
+        assert!((st.at(15) - 0.1).abs() < 1e-7);
+    }
+
+    fn one_param_step(
+        spec: OptimizerSpec,
+        decay: bool,
+        w0: f32,
+        g0: f32,
+        steps: usize,
+        lr: f32,
+        wd: f32,
+    ) -> f32 {
+        let mut w = ArrayD::from_elem(IxDyn(&[1]), w0);
+        let mut g = ArrayD::from_elem(IxDyn(&[1]), g0);
+        let mut opt = Optimizer::new(spec, wd);
+        for _ in 0..steps {
+            opt.step(
+                vec![ParamRef {
+                    value: &mut w,
+                    grad: &mut g,
+                    decay,
+                }],
+                lr,
+            );
+        }
+        w[[0]]
+    }
+
+    #[test]
+    fn sgd_nesterov_and_adamw_match_hand_computation() {
+        // Momentum 0.9, g = 1, lr 0.1: v1 = 1, v2 = 1.9 → w = 1 - 0.1 - 0.19.
+        let w = one_param_step(
+            OptimizerSpec::Sgd {
+                momentum: 0.9,
+                nesterov: false,
+            },
+            false,
+            1.0,
+            1.0,
+            2,
+            0.1,
+            0.0,
+        );
+        assert!((w - 0.71).abs() < 1e-6, "{w}");
+        // Nesterov: update1 = 1 + 0.9·1 = 1.9; update2 = 1 + 0.9·1.9 = 2.71.
+        let w = one_param_step(
+            OptimizerSpec::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+            },
+            false,
+            1.0,
+            1.0,
+            2,
+            0.1,
+            0.0,
+        );
+        assert!((w - (1.0 - 0.19 - 0.271)).abs() < 1e-6, "{w}");
+        // AdamW, one step: bias-corrected m/sqrt(v) = 1, decay 0.1·0.5·1 first.
+        let w = one_param_step(
+            OptimizerSpec::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 0.0,
+            },
+            true,
+            1.0,
+            3.0,
+            1,
+            0.1,
+            0.5,
+        );
+        assert!((w - (1.0 - 0.05 - 0.1)).abs() < 1e-6, "{w}");
+    }
+
+    #[test]
+    fn clipping_bounds_the_global_norm() {
+        let mut w1 = ArrayD::zeros(IxDyn(&[1]));
+        let mut w2 = ArrayD::zeros(IxDyn(&[1]));
+        let mut g1 = ArrayD::from_elem(IxDyn(&[1]), 3.0f32);
+        let mut g2 = ArrayD::from_elem(IxDyn(&[1]), 4.0f32);
+        let mut params = vec![
+            ParamRef {
+                value: &mut w1,
+                grad: &mut g1,
+                decay: true,
+            },
+            ParamRef {
+                value: &mut w2,
+                grad: &mut g2,
+                decay: true,
+            },
+        ];
+        assert_eq!(clip_grad_norm(&mut params, 1.0), 5.0);
+        assert!((params[0].grad[[0]] - 0.6).abs() < 1e-6);
+        assert!((params[1].grad[[0]] - 0.8).abs() < 1e-6);
     }
 }

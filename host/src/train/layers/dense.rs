@@ -1,0 +1,124 @@
+//! Fully connected layer `y = x W + b`, `W` `[in, out]`.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{Array1, Array2, ArrayD, Axis, Ix2, IxDyn};
+use rand::Rng;
+
+use super::{Layer, Mode, ParamRef};
+use crate::train::onnx_export::GraphBuilder;
+
+pub struct Dense {
+    /// `[in, out]`.
+    w: ArrayD<f32>,
+    /// `[out]`.
+    b: ArrayD<f32>,
+    gw: ArrayD<f32>,
+    gb: ArrayD<f32>,
+    /// `[B, in]`, the input of the last training forward pass.
+    input: Option<Array2<f32>>,
+    input_grad: bool,
+}
+
+impl Dense {
+    /// He-uniform weights `U(±sqrt(6 / in))`, zero bias.
+    pub fn new(inputs: usize, outputs: usize, rng: &mut impl Rng) -> Self {
+        let bound = (6.0 / inputs as f32).sqrt();
+        let w = Array2::from_shape_simple_fn((inputs, outputs), || rng.gen_range(-bound..bound))
+            .into_dyn();
+        Self {
+            gw: ArrayD::zeros(w.raw_dim()),
+            gb: ArrayD::zeros(IxDyn(&[outputs])),
+            b: Array1::<f32>::zeros(outputs).into_dyn(),
+            w,
+            input: None,
+            input_grad: true,
+        }
+    }
+
+    fn w2(&self) -> ndarray::ArrayView2<'_, f32> {
+        self.w
+            .view()
+            .into_dimensionality::<Ix2>()
+            .expect("dense weight is 2-D")
+    }
+}
+
+impl Layer for Dense {
+    fn describe(&self) -> String {
+        format!("dense {}", self.w.shape()[1])
+    }
+
+    fn output_shape(&self) -> Vec<usize> {
+        vec![self.w.shape()[1]]
+    }
+
+    fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+        let x = x
+            .into_dimensionality::<Ix2>()
+            .expect("dense input is [B, in]");
+        assert_eq!(x.ncols(), self.w.shape()[0], "dense input width");
+        let mut y = Array2::<f32>::zeros((x.nrows(), self.w.shape()[1]));
+        general_mat_mul(1.0, &x, &self.w2(), 0.0, &mut y);
+        y += &self.b;
+        if mode == Mode::Train {
+            self.input = Some(x);
+        }
+        y.into_dyn()
+    }
+
+    fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
+        let g = grad
+            .into_dimensionality::<Ix2>()
+            .expect("dense gradient is [B, out]");
+        let x = self
+            .input
+            .take()
+            .expect("backward after a training forward pass");
+        let mut gw = self
+            .gw
+            .view_mut()
+            .into_dimensionality::<Ix2>()
+            .expect("2-D");
+        general_mat_mul(1.0, &x.t(), &g, 1.0, &mut gw);
+        self.gb += &g.sum_axis(Axis(0)).into_dyn();
+        if !self.input_grad {
+            return ArrayD::zeros(IxDyn(&[0]));
+        }
+        let mut dx = Array2::<f32>::zeros(x.raw_dim());
+        general_mat_mul(1.0, &g, &self.w2().t(), 0.0, &mut dx);
+        dx.into_dyn()
+    }
+
+    fn set_input_grad(&mut self, needed: bool) {
+        self.input_grad = needed;
+    }
+
+    fn params(&mut self) -> Vec<ParamRef<'_>> {
+        vec![
+            ParamRef {
+                value: &mut self.w,
+                grad: &mut self.gw,
+                decay: true,
+            },
+            ParamRef {
+                value: &mut self.b,
+                grad: &mut self.gb,
+                decay: false,
+            },
+        ]
+    }
+
+    fn state(&self) -> Vec<(String, &ArrayD<f32>)> {
+        vec![("weight".into(), &self.w), ("bias".into(), &self.b)]
+    }
+
+    fn state_mut(&mut self) -> Vec<(String, &mut ArrayD<f32>)> {
+        vec![("weight".into(), &mut self.w), ("bias".into(), &mut self.b)]
+    }
+
+    fn to_onnx(&self, graph: &mut GraphBuilder, input: &str, prefix: &str) -> String {
+        let w = graph.initializer(&format!("{prefix}.weight"), &self.w);
+        let b = graph.initializer(&format!("{prefix}.bias"), &self.b);
+        graph.node("Gemm", &[input, &w, &b], prefix, &[])
+    }
+}

@@ -1,0 +1,86 @@
+//! Layers with forward and backward passes, and the spec language that declares them.
+//!
+//! Every layer takes and returns a batch `[B, ...]` as an owned `ArrayD<f32>` (standard
+//! layout). A layer keeps what its backward pass needs (its input, a mask, argmax positions)
+//! from the last forward pass in training mode. Parameters are `ArrayD<f32>` with a gradient of
+//! the same shape, accumulated by `backward` since the last `zero_grad`.
+
+mod conv;
+mod dense;
+mod norm;
+mod pool;
+mod simple;
+
+use ndarray::ArrayD;
+
+pub use conv::Conv2d;
+pub use dense::Dense;
+pub use norm::BatchNorm;
+pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
+pub use simple::{Dropout, Flatten, Relu, Residual};
+
+/// Training (batch statistics, dropout, caches for backward) or evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Train,
+    Eval,
+}
+
+/// A parameter and its gradient.
+pub struct ParamRef<'a> {
+    pub value: &'a mut ArrayD<f32>,
+    pub grad: &'a mut ArrayD<f32>,
+    /// Whether weight decay applies (weights yes; biases and norm scales no).
+    pub decay: bool,
+}
+
+/// One layer of a network.
+pub trait Layer: Send {
+    /// The spec this layer was built from, e.g. `conv 16 k3 s1 p1`.
+    fn describe(&self) -> String;
+    /// Shape of one output example (without the batch axis).
+    fn output_shape(&self) -> Vec<usize>;
+    /// `x`: `[B, ...input_shape]` → `[B, ...output_shape]`.
+    fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32>;
+    /// `grad`: `[B, ...output_shape]` → gradient with respect to the input of the last
+    /// training-mode forward pass; parameter gradients are added to the layer's own.
+    fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32>;
+    /// Parameters with their gradients.
+    fn params(&mut self) -> Vec<ParamRef<'_>> {
+        Vec::new()
+    }
+    /// Named tensors that make up the layer's state (parameters and buffers such as running
+    /// statistics), for saving. Names are relative (`weight`, `running_mean`, ...).
+    fn state(&self) -> Vec<(String, &ArrayD<f32>)> {
+        Vec::new()
+    }
+    /// Mutable access to the same tensors, for loading.
+    fn state_mut(&mut self) -> Vec<(String, &mut ArrayD<f32>)> {
+        Vec::new()
+    }
+    /// Tells the layer whether its input gradient is needed. The first layer with parameters
+    /// has no use for it, and for a first dense layer it would be a quarter of the step's
+    /// work.
+    fn set_input_grad(&mut self, _needed: bool) {}
+    /// Sub-layers (for residual blocks), so that walks over the network reach them.
+    fn children(&self) -> Vec<&dyn Layer> {
+        Vec::new()
+    }
+    fn children_mut(&mut self) -> Vec<&mut Box<dyn Layer>> {
+        Vec::new()
+    }
+    /// The layer as ONNX nodes (see [`crate::train::onnx_export`]); returns the output name.
+    fn to_onnx(
+        &self,
+        graph: &mut crate::train::onnx_export::GraphBuilder,
+        input: &str,
+        prefix: &str,
+    ) -> String;
+}
+
+/// Sets every gradient of `layer` (and its children) to zero.
+pub fn zero_grad(layer: &mut dyn Layer) {
+    for p in layer.params() {
+        p.grad.fill(0.0);
+    }
+}

@@ -1,0 +1,258 @@
+//! Pooling over `[B, C, H, W]`: max and average with a square window and stride (no
+//! padding), and global average pooling to `[B, C]`.
+
+use ndarray::{ArrayD, IxDyn};
+
+use super::{Layer, Mode};
+use crate::train::onnx_export::{Attr, GraphBuilder};
+
+fn out_size(n: usize, k: usize, s: usize) -> usize {
+    (n - k) / s + 1
+}
+
+pub struct MaxPool2d {
+    in_shape: [usize; 3],
+    kernel: usize,
+    stride: usize,
+    /// For each output value, the flat input position of its maximum.
+    argmax: Option<Vec<usize>>,
+    batch: usize,
+}
+
+impl MaxPool2d {
+    pub fn new(in_shape: [usize; 3], kernel: usize, stride: usize) -> Self {
+        Self {
+            in_shape,
+            kernel,
+            stride,
+            argmax: None,
+            batch: 0,
+        }
+    }
+}
+
+impl Layer for MaxPool2d {
+    fn describe(&self) -> String {
+        format!("maxpool {} s{}", self.kernel, self.stride)
+    }
+    fn output_shape(&self) -> Vec<usize> {
+        let [c, h, w] = self.in_shape;
+        vec![
+            c,
+            out_size(h, self.kernel, self.stride),
+            out_size(w, self.kernel, self.stride),
+        ]
+    }
+    fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+        let b = x.shape()[0];
+        let [c, h, w] = self.in_shape;
+        let (k, s) = (self.kernel, self.stride);
+        let (oh, ow) = (out_size(h, k, s), out_size(w, k, s));
+        let x = x.as_standard_layout();
+        let src = x.as_slice().expect("standard layout");
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[b, c, oh, ow]));
+        let mut argmax = vec![0usize; b * c * oh * ow];
+        let dst = y.as_slice_mut().expect("standard layout");
+        for plane in 0..b * c {
+            let base = plane * h * w;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut best = f32::NEG_INFINITY;
+                    let mut at = base;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let i = base + (oy * s + ky) * w + ox * s + kx;
+                            if src[i] > best {
+                                best = src[i];
+                                at = i;
+                            }
+                        }
+                    }
+                    let o = (plane * oh + oy) * ow + ox;
+                    dst[o] = best;
+                    argmax[o] = at;
+                }
+            }
+        }
+        if mode == Mode::Train {
+            self.argmax = Some(argmax);
+            self.batch = b;
+        }
+        y
+    }
+    fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
+        let argmax = self
+            .argmax
+            .take()
+            .expect("backward after a training forward pass");
+        let [c, h, w] = self.in_shape;
+        let mut dx = ArrayD::<f32>::zeros(IxDyn(&[self.batch, c, h, w]));
+        let dst = dx.as_slice_mut().expect("standard layout");
+        let grad = grad.as_standard_layout();
+        for (&at, &g) in argmax.iter().zip(grad.as_slice().expect("standard layout")) {
+            dst[at] += g;
+        }
+        dx
+    }
+    fn to_onnx(&self, graph: &mut GraphBuilder, input: &str, prefix: &str) -> String {
+        let (k, s) = (self.kernel as i64, self.stride as i64);
+        graph.node(
+            "MaxPool",
+            &[input],
+            prefix,
+            &[
+                ("kernel_shape", Attr::Ints(vec![k, k])),
+                ("strides", Attr::Ints(vec![s, s])),
+            ],
+        )
+    }
+}
+
+pub struct AvgPool2d {
+    in_shape: [usize; 3],
+    kernel: usize,
+    stride: usize,
+    batch: usize,
+}
+
+impl AvgPool2d {
+    pub fn new(in_shape: [usize; 3], kernel: usize, stride: usize) -> Self {
+        Self {
+            in_shape,
+            kernel,
+            stride,
+            batch: 0,
+        }
+    }
+}
+
+impl Layer for AvgPool2d {
+    fn describe(&self) -> String {
+        format!("avgpool {} s{}", self.kernel, self.stride)
+    }
+    fn output_shape(&self) -> Vec<usize> {
+        let [c, h, w] = self.in_shape;
+        vec![
+            c,
+            out_size(h, self.kernel, self.stride),
+            out_size(w, self.kernel, self.stride),
+        ]
+    }
+    fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        let b = x.shape()[0];
+        let [c, h, w] = self.in_shape;
+        let (k, s) = (self.kernel, self.stride);
+        let (oh, ow) = (out_size(h, k, s), out_size(w, k, s));
+        let x = x.as_standard_layout();
+        let src = x.as_slice().expect("standard layout");
+        let mut y = ArrayD::<f32>::zeros(IxDyn(&[b, c, oh, ow]));
+        let dst = y.as_slice_mut().expect("standard layout");
+        let inv = 1.0 / (k * k) as f32;
+        for plane in 0..b * c {
+            let base = plane * h * w;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut sum = 0.0;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            sum += src[base + (oy * s + ky) * w + ox * s + kx];
+                        }
+                    }
+                    dst[(plane * oh + oy) * ow + ox] = sum * inv;
+                }
+            }
+        }
+        self.batch = b;
+        y
+    }
+    fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
+        let [c, h, w] = self.in_shape;
+        let (k, s) = (self.kernel, self.stride);
+        let (oh, ow) = (out_size(h, k, s), out_size(w, k, s));
+        let mut dx = ArrayD::<f32>::zeros(IxDyn(&[self.batch, c, h, w]));
+        let dst = dx.as_slice_mut().expect("standard layout");
+        let grad = grad.as_standard_layout();
+        let g = grad.as_slice().expect("standard layout");
+        let inv = 1.0 / (k * k) as f32;
+        for plane in 0..self.batch * c {
+            let base = plane * h * w;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let v = g[(plane * oh + oy) * ow + ox] * inv;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            dst[base + (oy * s + ky) * w + ox * s + kx] += v;
+                        }
+                    }
+                }
+            }
+        }
+        dx
+    }
+    fn to_onnx(&self, graph: &mut GraphBuilder, input: &str, prefix: &str) -> String {
+        let (k, s) = (self.kernel as i64, self.stride as i64);
+        graph.node(
+            "AveragePool",
+            &[input],
+            prefix,
+            &[
+                ("kernel_shape", Attr::Ints(vec![k, k])),
+                ("strides", Attr::Ints(vec![s, s])),
+            ],
+        )
+    }
+}
+
+/// Mean over `H, W`: `[B, C, H, W]` → `[B, C]`.
+pub struct GlobalAvgPool {
+    in_shape: [usize; 3],
+    batch: usize,
+}
+
+impl GlobalAvgPool {
+    pub fn new(in_shape: [usize; 3]) -> Self {
+        Self { in_shape, batch: 0 }
+    }
+}
+
+impl Layer for GlobalAvgPool {
+    fn describe(&self) -> String {
+        "gap".into()
+    }
+    fn output_shape(&self) -> Vec<usize> {
+        vec![self.in_shape[0]]
+    }
+    fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
+        let b = x.shape()[0];
+        let [c, h, w] = self.in_shape;
+        let x = x.as_standard_layout();
+        let src = x.as_slice().expect("standard layout");
+        let inv = 1.0 / (h * w) as f32;
+        let y: Vec<f32> = src
+            .chunks_exact(h * w)
+            .map(|p| p.iter().sum::<f32>() * inv)
+            .collect();
+        self.batch = b;
+        ArrayD::from_shape_vec(IxDyn(&[b, c]), y).expect("b * c values")
+    }
+    fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
+        let [c, h, w] = self.in_shape;
+        let inv = 1.0 / (h * w) as f32;
+        let grad = grad.as_standard_layout();
+        let g = grad.as_slice().expect("standard layout");
+        let mut dx = Vec::with_capacity(self.batch * c * h * w);
+        for &v in g {
+            dx.extend(std::iter::repeat_n(v * inv, h * w));
+        }
+        ArrayD::from_shape_vec(IxDyn(&[self.batch, c, h, w]), dx).expect("sizes match")
+    }
+    fn to_onnx(&self, graph: &mut GraphBuilder, input: &str, prefix: &str) -> String {
+        let pooled = graph.node(
+            "GlobalAveragePool",
+            &[input],
+            &format!("{prefix}.pool"),
+            &[],
+        );
+        graph.node("Flatten", &[&pooled], prefix, &[("axis", Attr::Int(1))])
+    }
+}

@@ -1,0 +1,539 @@
+//! A network: a sequence of layers built from specs, ending in `dense num_classes`, with
+//! the training step (forward, KD loss, backward), evaluation, saving and loading weights
+//! (safetensors) and export to ONNX.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use ndarray::{Array2, ArrayD, ArrayView2, Ix2, IxDyn};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::layers::{
+    AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool, Layer, MaxPool2d, Mode,
+    ParamRef, Relu, Residual,
+};
+use super::loss::kd_loss_and_grad;
+use super::spec::LayerSpec;
+use super::Kd;
+
+pub struct Network {
+    layers: Vec<Box<dyn Layer>>,
+    /// Shape of one input example, `[D]` or `[C, H, W]`.
+    input_shape: Vec<usize>,
+    num_classes: usize,
+}
+
+fn image_shape(shape: &[usize], index: usize, spec: &LayerSpec) -> Result<[usize; 3], String> {
+    match shape {
+        [c, h, w] => Ok([*c, *h, *w]),
+        _ => Err(format!(
+            "layer {} ({spec:?}) needs image input [C, H, W] but gets {shape:?}; set [data] sample_shape or put it before any dense layer",
+            index + 1
+        )),
+    }
+}
+
+fn basic_block(in_shape: [usize; 3], out: usize, stride: usize, rng: &mut ChaCha8Rng) -> Residual {
+    let conv1 = Conv2d::new(in_shape, out, 3, stride, 1, false, rng);
+    let mid = conv1.output_shape();
+    let mid3 = [mid[0], mid[1], mid[2]];
+    let body: Vec<Box<dyn Layer>> = vec![
+        Box::new(conv1),
+        Box::new(BatchNorm::new(mid.clone())),
+        Box::new(Relu::new(mid.clone())),
+        Box::new(Conv2d::new(mid3, out, 3, 1, 1, false, rng)),
+        Box::new(BatchNorm::new(mid.clone())),
+    ];
+    let shortcut: Vec<Box<dyn Layer>> = if stride != 1 || in_shape[0] != out {
+        vec![
+            Box::new(Conv2d::new(in_shape, out, 1, stride, 0, false, rng)),
+            Box::new(BatchNorm::new(mid)),
+        ]
+    } else {
+        Vec::new()
+    };
+    Residual::new(format!("res {out} s{stride}"), body, shortcut)
+}
+
+impl Network {
+    /// Builds the layers of `specs` for examples of `input_shape`, then `dense num_classes`.
+    /// Shapes are checked here, so a bad spec fails before training starts.
+    pub fn build(
+        specs: &[LayerSpec],
+        input_shape: &[usize],
+        num_classes: usize,
+        seed: u64,
+    ) -> Result<Self, String> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut shape = input_shape.to_vec();
+        let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+        let flatten_if_needed = |shape: &mut Vec<usize>, layers: &mut Vec<Box<dyn Layer>>| {
+            if shape.len() > 1 {
+                let f = Flatten::new(shape.clone());
+                *shape = f.output_shape();
+                layers.push(Box::new(f));
+            }
+        };
+        for (i, spec) in specs
+            .iter()
+            .chain(std::iter::once(&LayerSpec::Dense { units: num_classes }))
+            .enumerate()
+        {
+            let layer: Box<dyn Layer> = match spec {
+                LayerSpec::Dense { units } => {
+                    flatten_if_needed(&mut shape, &mut layers);
+                    Box::new(Dense::new(shape[0], *units, &mut rng))
+                }
+                LayerSpec::Relu => Box::new(Relu::new(shape.clone())),
+                LayerSpec::Flatten => Box::new(Flatten::new(shape.clone())),
+                LayerSpec::Bn => Box::new(BatchNorm::new(shape.clone())),
+                LayerSpec::Dropout { p } => Box::new(Dropout::new(
+                    *p,
+                    shape.clone(),
+                    seed ^ ((i as u64 + 1) * 0x9E37_79B9),
+                )),
+                LayerSpec::Conv {
+                    out,
+                    kernel,
+                    stride,
+                    padding,
+                    bias,
+                } => {
+                    let s = image_shape(&shape, i, spec)?;
+                    if s[1] + 2 * padding < *kernel || s[2] + 2 * padding < *kernel {
+                        return Err(format!(
+                            "layer {} ({spec:?}): kernel larger than the padded input {s:?}",
+                            i + 1
+                        ));
+                    }
+                    Box::new(Conv2d::new(
+                        s, *out, *kernel, *stride, *padding, *bias, &mut rng,
+                    ))
+                }
+                LayerSpec::MaxPool { kernel, stride } | LayerSpec::AvgPool { kernel, stride } => {
+                    let s = image_shape(&shape, i, spec)?;
+                    if s[1] < *kernel || s[2] < *kernel {
+                        return Err(format!(
+                            "layer {} ({spec:?}): window larger than the input {s:?}",
+                            i + 1
+                        ));
+                    }
+                    if matches!(spec, LayerSpec::MaxPool { .. }) {
+                        Box::new(MaxPool2d::new(s, *kernel, *stride))
+                    } else {
+                        Box::new(AvgPool2d::new(s, *kernel, *stride))
+                    }
+                }
+                LayerSpec::Gap => Box::new(GlobalAvgPool::new(image_shape(&shape, i, spec)?)),
+                LayerSpec::Res { out, stride } => {
+                    let s = image_shape(&shape, i, spec)?;
+                    let block = basic_block(s, *out, *stride, &mut rng);
+                    let out_shape = block.output_shape();
+                    layers.push(Box::new(block));
+                    Box::new(Relu::new(out_shape))
+                }
+            };
+            shape = layer.output_shape();
+            if shape.contains(&0) {
+                return Err(format!(
+                    "layer {} ({spec:?}) leaves an empty output {shape:?}",
+                    i + 1
+                ));
+            }
+            layers.push(layer);
+        }
+        // Layers before the first one with parameters do nothing to learn from: stop the
+        // backward pass there.
+        if let Some(first) = layers.iter_mut().position(|l| !l.params().is_empty()) {
+            layers[first].set_input_grad(false);
+        }
+        Ok(Self {
+            layers,
+            input_shape: input_shape.to_vec(),
+            num_classes,
+        })
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// The layers' specs, one line each (for logs).
+    pub fn describe(&self) -> Vec<String> {
+        self.layers.iter().map(|l| l.describe()).collect()
+    }
+
+    /// Number of trainable parameters.
+    pub fn num_parameters(&mut self) -> usize {
+        self.params().iter().map(|p| p.value.len()).sum()
+    }
+
+    /// Every parameter with its gradient, in a fixed order.
+    pub fn params(&mut self) -> Vec<ParamRef<'_>> {
+        self.layers.iter_mut().flat_map(|l| l.params()).collect()
+    }
+
+    /// Logits `[B, C]` for `x` `[B, D]` (flat rows of examples of `input_shape`).
+    pub fn forward(&mut self, x: ArrayView2<'_, f32>, mode: Mode) -> Array2<f32> {
+        let d: usize = self.input_shape.iter().product();
+        assert_eq!(x.ncols(), d, "input width must match the network");
+        let mut shape = vec![x.nrows()];
+        shape.extend(&self.input_shape);
+        let mut a = x
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order(IxDyn(&shape))
+            .expect("standard layout");
+        for layer in &mut self.layers {
+            a = layer.forward(a, mode);
+        }
+        a.into_dimensionality::<Ix2>()
+            .expect("the last layer is dense")
+    }
+
+    /// One training step's loss and gradients (which replace the previous ones).
+    ///
+    /// `x`: `[B, D]`; `y`: `[B]`; `teacher_probs`: `[B, C]` soft labels at τ when α > 0.
+    pub fn loss_and_grad(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        y: &[u32],
+        teacher_probs: Option<ArrayView2<'_, f32>>,
+        kd: Kd,
+    ) -> f32 {
+        for p in self.params() {
+            p.grad.fill(0.0);
+        }
+        let logits = self.forward(x, Mode::Train);
+        let mut grad = Array2::<f32>::zeros(logits.raw_dim());
+        let loss = kd_loss_and_grad(logits.view(), y, teacher_probs, kd, grad.view_mut());
+        let mut g = grad.into_dyn();
+        let first = self
+            .layers
+            .iter_mut()
+            .position(|l| !l.params().is_empty())
+            .unwrap_or(0);
+        for layer in self.layers[first..].iter_mut().rev() {
+            g = layer.backward(g);
+        }
+        loss
+    }
+
+    /// Named tensors of the whole network (`<layer index>.<path>.<name>`), as in the files.
+    pub fn state(&self) -> Vec<(String, &ArrayD<f32>)> {
+        fn walk<'a>(
+            layer: &'a dyn Layer,
+            prefix: String,
+            out: &mut Vec<(String, &'a ArrayD<f32>)>,
+        ) {
+            let children = layer.children();
+            if children.is_empty() {
+                out.extend(
+                    layer
+                        .state()
+                        .into_iter()
+                        .map(|(n, t)| (format!("{prefix}.{n}"), t)),
+                );
+            } else {
+                for (i, c) in children.into_iter().enumerate() {
+                    walk(c, format!("{prefix}.{i}"), out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            walk(l.as_ref(), format!("{i}"), &mut out);
+        }
+        out
+    }
+
+    fn state_mut(&mut self) -> Vec<(String, &mut ArrayD<f32>)> {
+        fn walk<'a>(
+            layer: &'a mut Box<dyn Layer>,
+            prefix: String,
+            out: &mut Vec<(String, &'a mut ArrayD<f32>)>,
+        ) {
+            if layer.children().is_empty() {
+                out.extend(
+                    layer
+                        .state_mut()
+                        .into_iter()
+                        .map(|(n, t)| (format!("{prefix}.{n}"), t)),
+                );
+            } else {
+                for (i, c) in layer.children_mut().into_iter().enumerate() {
+                    walk(c, format!("{prefix}.{i}"), out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            walk(l, format!("{i}"), &mut out);
+        }
+        out
+    }
+
+    /// Writes the weights and buffers as safetensors (f32, little-endian).
+    pub fn save_safetensors(&self, path: &Path) -> Result<(), String> {
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
+            .state()
+            .into_iter()
+            .map(|(n, t)| {
+                (
+                    n,
+                    t.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                    t.shape().to_vec(),
+                )
+            })
+            .collect();
+        let views = bytes
+            .iter()
+            .map(|(n, b, s)| {
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut meta = HashMap::new();
+        meta.insert("layers".to_string(), self.describe().join("; "));
+        meta.insert("input_shape".to_string(), format!("{:?}", self.input_shape));
+        let out = safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())?;
+        std::fs::write(path, out).map_err(|e| format!("{}: cannot write: {e}", path.display()))
+    }
+
+    /// Loads weights saved by [`Network::save_safetensors`] into a network of the same specs.
+    pub fn load_safetensors(&mut self, path: &Path) -> Result<(), String> {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .map_err(|e| format!("{}: not a safetensors file: {e}", path.display()))?;
+        for (name, tensor) in self.state_mut() {
+            let view = st.tensor(&name).map_err(|_| {
+                format!(
+                    "{}: no tensor {name:?}; was it saved from the same layers?",
+                    path.display()
+                )
+            })?;
+            if view.shape() != tensor.shape() || view.dtype() != safetensors::Dtype::F32 {
+                return Err(format!(
+                    "{}: tensor {name:?} is {:?} {:?}, the network wants F32 {:?}",
+                    path.display(),
+                    view.dtype(),
+                    view.shape(),
+                    tensor.shape()
+                ));
+            }
+            for (v, b) in tensor.iter_mut().zip(view.data().chunks_exact(4)) {
+                *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        Ok(())
+    }
+
+    /// The network as an ONNX model: input `input` `[N, ...input_shape]`, output `logits`
+    /// `[N, num_classes]` (evaluation mode: running statistics, no dropout).
+    pub fn to_onnx(&self) -> Vec<u8> {
+        let mut graph = super::onnx_export::GraphBuilder::default();
+        let mut x = "input".to_string();
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            let name = if i == last {
+                "logits".to_string()
+            } else {
+                format!("l{i}")
+            };
+            x = l.to_onnx(&mut graph, &x, &name);
+        }
+        graph.finish("input", &self.input_shape, &x, self.num_classes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Alpha, Temperature};
+    use crate::train::spec::parse_layer;
+    use rand::Rng;
+
+    fn specs(list: &[&str]) -> Vec<LayerSpec> {
+        list.iter().map(|s| parse_layer(s).unwrap()).collect()
+    }
+
+    fn kd(alpha: f32) -> Kd {
+        Kd {
+            alpha: Alpha::new(alpha).unwrap(),
+            temperature: Temperature::new(2.0).unwrap(),
+        }
+    }
+
+    /// Central finite differences of the batch loss against the analytic gradient of every
+    /// parameter (all values of small tensors, a spread of larger ones).
+    fn check_gradients(layers: &[&str], input_shape: &[usize], alpha: f32) {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let batch = 3;
+        let d: usize = input_shape.iter().product();
+        let x = Array2::from_shape_simple_fn((batch, d), || rng.gen_range(-1.0f32..1.0));
+        let y = [0u32, 2, 1];
+        let t = crate::teacher::softmax_rows(
+            Array2::from_shape_simple_fn((batch, 3), || rng.gen_range(-2.0f32..2.0)).view(),
+            2.0,
+        );
+        let spec = specs(layers);
+        let mut net = Network::build(&spec, input_shape, 3, 5).unwrap();
+        net.loss_and_grad(x.view(), &y, Some(t.view()), kd(alpha));
+        let analytic: Vec<Vec<f32>> = net
+            .params()
+            .iter()
+            .map(|p| p.grad.iter().copied().collect())
+            .collect();
+        let eps = 1e-3f32;
+        let (mut checked, mut kinks) = (0usize, 0usize);
+        let mut worst = (0.0f64, String::new());
+        let count = analytic.len();
+        for pi in 0..count {
+            let len = analytic[pi].len();
+            // Every value of small tensors, a spread of values of larger ones.
+            let step = (len / 40).max(1);
+            for vi in (0..len).step_by(step) {
+                let loss_with = |delta: f32| {
+                    let mut probe = Network::build(&spec, input_shape, 3, 5).unwrap();
+                    {
+                        let mut params = probe.params();
+                        let v = params[pi].value.as_slice_mut().unwrap();
+                        v[vi] += delta;
+                    }
+                    probe.loss_and_grad(x.view(), &y, Some(t.view()), kd(alpha)) as f64
+                };
+                let numeric = (loss_with(eps) - loss_with(-eps)) / (2.0 * eps as f64);
+                let half = (loss_with(eps / 2.0) - loss_with(-eps / 2.0)) / eps as f64;
+                checked += 1;
+                // A ReLU input or a max-pool choice within eps of a tie makes the loss
+                // non-differentiable there: the two estimates then disagree; skip the point.
+                if (numeric - half).abs() > 0.1 * (numeric.abs() + 1e-2) {
+                    kinks += 1;
+                    continue;
+                }
+                let a = analytic[pi][vi] as f64;
+                let err = (numeric - a).abs() / (2e-2 + numeric.abs());
+                if err > worst.0 {
+                    worst = (
+                        err,
+                        format!("param {pi} value {vi}: numeric {numeric} analytic {a}"),
+                    );
+                }
+            }
+        }
+        assert!(
+            kinks * 10 < checked,
+            "{layers:?}: {kinks} of {checked} points at kinks"
+        );
+        assert!(
+            worst.0 < 2e-2,
+            "{layers:?}: worst relative error {} at {}",
+            worst.0,
+            worst.1
+        );
+    }
+
+    #[test]
+    fn gradients_dense_relu() {
+        check_gradients(&["dense 7", "relu", "dense 6", "relu"], &[5], 0.0);
+        check_gradients(&["dense 7", "relu"], &[5], 0.5);
+        check_gradients(&["dense 7", "relu"], &[5], 1.0);
+    }
+
+    #[test]
+    fn gradients_conv_stride_padding() {
+        check_gradients(&["conv 3 k3 s1 p1"], &[2, 5, 5], 0.5);
+        check_gradients(
+            &["conv 2 k3 s2 p0", "conv 2 k2 s1 p1 nobias"],
+            &[2, 6, 6],
+            0.0,
+        );
+    }
+
+    #[test]
+    fn gradients_pooling() {
+        check_gradients(&["conv 2 k3 p1", "maxpool 2"], &[1, 6, 6], 0.5);
+        check_gradients(&["conv 2 k3 p1", "avgpool 2 s1"], &[1, 5, 5], 0.5);
+        check_gradients(&["conv 3 k3 p1", "gap"], &[1, 4, 4], 0.5);
+    }
+
+    #[test]
+    fn gradients_batchnorm() {
+        check_gradients(&["conv 2 k3 p1", "bn", "relu"], &[1, 4, 4], 0.5);
+        check_gradients(&["dense 4", "bn", "relu"], &[5], 0.0);
+    }
+
+    #[test]
+    fn gradients_residual_blocks() {
+        check_gradients(&["conv 2 k3 p1", "res 2"], &[1, 4, 4], 0.5);
+        check_gradients(&["res 3 s2"], &[2, 4, 4], 0.5);
+    }
+
+    #[test]
+    fn dropout_scales_in_training_and_is_identity_in_evaluation() {
+        let mut layer = crate::train::layers::Dropout::new(0.5, vec![1000], 3);
+        let x = ArrayD::from_elem(IxDyn(&[2, 1000]), 1.0f32);
+        let y = layer.forward(x.clone(), Mode::Train);
+        let kept = y.iter().filter(|&&v| v != 0.0).count();
+        assert!((800..1200).contains(&kept), "{kept}");
+        assert!(y.iter().all(|&v| v == 0.0 || v == 2.0));
+        // The gradient goes through the same mask.
+        let g = layer.backward(ArrayD::from_elem(IxDyn(&[2, 1000]), 1.0));
+        assert_eq!(g, y);
+        assert_eq!(layer.forward(x.clone(), Mode::Eval), x);
+    }
+
+    #[test]
+    fn bad_specs_fail_at_build() {
+        let err = Network::build(&specs(&["conv 4"]), &[784], 10, 0)
+            .err()
+            .unwrap();
+        assert!(err.contains("needs image input"), "{err}");
+        let err = Network::build(&specs(&["maxpool 9"]), &[1, 4, 4], 10, 0)
+            .err()
+            .unwrap();
+        assert!(err.contains("window larger"), "{err}");
+    }
+
+    #[test]
+    fn safetensors_round_trip() {
+        let spec = specs(&[
+            "conv 4 k3 p1",
+            "bn",
+            "relu",
+            "res 4 s2",
+            "gap",
+            "dense 8",
+            "relu",
+        ]);
+        let mut a = Network::build(&spec, &[1, 8, 8], 3, 1).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let x = Array2::from_shape_simple_fn((4, 64), || rng.gen_range(-1.0f32..1.0));
+        // Train-mode passes move the running statistics away from their initial values.
+        for _ in 0..3 {
+            a.loss_and_grad(x.view(), &[0, 1, 2, 0], None, kd(0.0));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.safetensors");
+        a.save_safetensors(&path).unwrap();
+        let mut b = Network::build(&spec, &[1, 8, 8], 3, 99).unwrap();
+        assert_ne!(
+            a.forward(x.view(), Mode::Eval),
+            b.forward(x.view(), Mode::Eval)
+        );
+        b.load_safetensors(&path).unwrap();
+        assert_eq!(
+            a.forward(x.view(), Mode::Eval),
+            b.forward(x.view(), Mode::Eval)
+        );
+        let mut c = Network::build(&specs(&["dense 8"]), &[1, 8, 8], 3, 0).unwrap();
+        assert!(c.load_safetensors(&path).unwrap_err().contains("wants"));
+    }
+}
