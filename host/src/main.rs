@@ -45,6 +45,9 @@ enum Command {
         /// Student epochs per measurement.
         #[arg(long, default_value_t = 1)]
         epochs: usize,
+        /// Time the student only (no teacher, no KD step).
+        #[arg(long)]
+        student_only: bool,
     },
 }
 
@@ -145,9 +148,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             manifest,
             plugin_dirs,
             epochs,
+            student_only,
         } => {
             let manifest = kdprune::manifest::load(&manifest)?;
-            let report = kdprune::bench::run(&manifest, &plugin_dirs, epochs)?;
+            let report = kdprune::bench::run(&manifest, &plugin_dirs, epochs, !student_only)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -168,6 +168,19 @@ impl Network {
         self.layers.iter().map(|l| l.describe()).collect()
     }
 
+    /// Forward FLOPs per example, in total and in convolutions alone. A training step costs
+    /// about three times the forward pass (the backward pass computes two products per one).
+    pub fn flops_per_example(&self) -> (u64, u64) {
+        let total = self.layers.iter().map(|l| l.flops()).sum();
+        let conv = self
+            .layers
+            .iter()
+            .filter(|l| l.describe().starts_with("conv") || l.describe().starts_with("res"))
+            .map(|l| l.flops())
+            .sum();
+        (total, conv)
+    }
+
     /// Number of trainable parameters.
     pub fn num_parameters(&mut self) -> usize {
         self.params().iter().map(|p| p.value.len()).sum()

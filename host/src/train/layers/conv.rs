@@ -243,6 +243,11 @@ impl Layer for Conv2d {
         self.col2im(&dcols, batch)
     }
 
+    fn flops(&self) -> u64 {
+        let (oh, ow) = self.out_hw();
+        2 * (self.w.len() * oh * ow) as u64
+    }
+
     fn set_input_grad(&mut self, needed: bool) {
         self.input_grad = needed;
     }

@@ -89,6 +89,10 @@ impl Layer for Dense {
         dx.into_dyn()
     }
 
+    fn flops(&self) -> u64 {
+        2 * self.w.len() as u64
+    }
+
     fn set_input_grad(&mut self, needed: bool) {
         self.input_grad = needed;
     }

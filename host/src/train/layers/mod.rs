@@ -58,6 +58,11 @@ pub trait Layer: Send {
     fn state_mut(&mut self) -> Vec<(String, &mut ArrayD<f32>)> {
         Vec::new()
     }
+    /// Floating-point operations of the forward pass for one example (multiply and add
+    /// counted separately); layers whose cost is negligible return 0.
+    fn flops(&self) -> u64 {
+        self.children().iter().map(|c| c.flops()).sum()
+    }
     /// Tells the layer whether its input gradient is needed. The first layer with parameters
     /// has no use for it, and for a first dense layer it would be a quarter of the step's
     /// work.
