@@ -827,3 +827,54 @@ fn cnn_student_trains_saves_and_exports_to_onnx() {
         "ONNX Runtime vs trainer: worst difference {worst}"
     );
 }
+
+/// Distillation under augmentation: cached soft labels (of the un-augmented images) and the
+/// teacher run on every augmented batch both train; they give different students because the
+/// online soft labels follow the crops.
+#[test]
+fn online_and_cached_distillation_under_augmentation() {
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let mut outcomes = Vec::new();
+    for mode in ["cached", "online"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = mnist_manifest(
+            dir.path(),
+            plugins.path(),
+            "[[prune]]\nmethod = \"random\"\nkeep = [0.5]\n",
+            &[
+                (
+                    "hidden = [64]",
+                    &format!(
+                        "hidden = [64]\naugment = {{ crop_padding = 2, teacher = \"{mode}\" }}"
+                    ),
+                ),
+                ("alphas = [0.0, 0.5]", "alphas = [0.5]"),
+                ("epochs = 4", "epochs = 2"),
+            ],
+        );
+        let out = kdprune(&["run", path.to_str().unwrap()]);
+        assert_eq!(out.code, 0, "{mode}: {}", out.stderr);
+        let r = &results_lines(dir.path())[0];
+        let acc = r["test_accuracy"].as_f64().unwrap();
+        assert!(acc > 0.8, "{mode}: accuracy {acc}");
+        outcomes.push(acc);
+    }
+    assert_ne!(
+        outcomes[0], outcomes[1],
+        "online soft labels change training"
+    );
+
+    // Online without augmentation is refused with a reason.
+    let dir = tempfile::tempdir().unwrap();
+    let path = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[(
+            "hidden = [64]",
+            "hidden = [64]\naugment = { teacher = \"online\" }",
+        )],
+    );
+    let line = error_line(&kdprune(&["run", path.to_str().unwrap()]));
+    assert!(line.contains("without crop_padding or flip"), "{line}");
+}

@@ -117,7 +117,7 @@ pub fn run(
             temperature: manifest.distillation.temperature,
         };
         let started = Instant::now();
-        let (model, _) = train::train(&student, &set, kd, 0)?;
+        let (model, _) = train::train(&student, &set, kd, 0, None)?;
         Ok(((n * epochs) as f64 / started.elapsed().as_secs_f64(), model))
     };
     let (hard, mut model) = time_training(0.0)?;

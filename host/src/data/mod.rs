@@ -263,6 +263,29 @@ impl Normalisation {
     }
 }
 
+impl Normalisation {
+    /// Undoes [`Normalisation::apply`]: `x · std[c] + mean[c]`, times `scale`, `[N, D]`.
+    pub fn invert(&self, features: ArrayView2<'_, f32>) -> Array2<f32> {
+        let d = features.ncols();
+        let k = self.mean.len();
+        let channel_len = d / k.max(1);
+        let mut out = features.to_owned();
+        for mut row in out.rows_mut() {
+            for (j, v) in row.iter_mut().enumerate() {
+                let c = if k == d {
+                    j
+                } else if k == 1 {
+                    0
+                } else {
+                    j / channel_len
+                };
+                *v = (*v * self.std[c] + self.mean[c]) * self.scale;
+            }
+        }
+        out
+    }
+}
+
 /// Number of channels of a sample shape: `C` of `[C, H, W]`, 1 for flat data.
 pub fn channels_of(sample_shape: &[usize]) -> usize {
     if sample_shape.len() == 3 {
@@ -312,6 +335,7 @@ mod tests {
         norm.check(&[2, 1, 2]).unwrap();
         let y = norm.apply(x.view());
         assert_eq!(y, array![[1.0f32, -1.0, 0.25, 0.5]]);
+        assert_eq!(norm.invert(y.view()), x);
     }
 
     #[test]

@@ -105,7 +105,7 @@ fn normalise(
     spec: &NormaliseSpec,
     train: &Dataset,
     test: &Dataset,
-) -> Result<(Dataset, Dataset), Error> {
+) -> Result<(Dataset, Dataset, Normalisation), Error> {
     let norm = match spec {
         NormaliseSpec::Fixed(n) => n.clone(),
         NormaliseSpec::Standardize { scale } => Normalisation::fit(train.features.view(), *scale),
@@ -116,7 +116,7 @@ fn normalise(
         features: norm.apply(d.features.view()),
         ..d.clone()
     };
-    Ok((apply(train), apply(test)))
+    Ok((apply(train), apply(test), norm))
 }
 
 fn cell_key(parts: &serde_json::Value) -> String {
@@ -181,7 +181,8 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         shape = ?raw_train.sample_shape,
         "data loaded"
     );
-    let (train_set, test_set) = normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
+    let (train_set, test_set, student_norm) =
+        normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
 
     let needs_teacher = manifest
         .distillation
@@ -189,11 +190,18 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         .iter()
         .any(|a| a.needs_teacher())
         || methods.iter().any(|m| m.wants_soft_labels);
+    // Kept for online distillation, which runs it on every augmented batch.
+    let mut live_teacher: Option<Teacher> = None;
     let (teacher_train, teacher_test_accuracy): (Option<TeacherLogits>, Option<f64>) =
         match (&manifest.teacher, needs_teacher) {
             (Some(spec), true) => {
-                let mut teacher =
-                    Teacher::new(spec, &registry, &raw_train, &manifest.cache_dir, data_seed)?;
+                let teacher = live_teacher.insert(Teacher::new(
+                    spec,
+                    &registry,
+                    &raw_train,
+                    &manifest.cache_dir,
+                    data_seed,
+                )?);
                 let on_train = teacher.logits(&raw_train, "train")?;
                 let on_test = teacher.logits(&raw_test, "test")?;
                 let accuracy = on_test.accuracy(&raw_test.labels);
@@ -302,7 +310,34 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                         teacher: teacher_subset.as_ref().map(|t| t.view()),
                         num_classes: subset.num_classes,
                     };
-                    let (mut model, _logs) = train::train(&manifest.student, &set, kd, seed)?;
+                    let sample_shape = subset.sample_shape.clone();
+                    let num_classes = subset.num_classes;
+                    let mut teacher_seconds = 0.0f64;
+                    let mut online = |batch: ndarray::ArrayView2<'_, f32>| {
+                        let started = Instant::now();
+                        let raw = student_norm.invert(batch);
+                        let scores = live_teacher
+                            .as_mut()
+                            .ok_or_else(|| "no teacher".to_string())?
+                            .batch_scores(raw.view(), &sample_shape, num_classes)
+                            .map_err(|e| e.to_string());
+                        teacher_seconds += started.elapsed().as_secs_f64();
+                        scores
+                    };
+                    let online: Option<train::OnlineTeacher<'_>> = manifest
+                        .student
+                        .augment
+                        .online_teacher
+                        .then_some(&mut online);
+                    let (mut model, _logs) =
+                        train::train(&manifest.student, &set, kd, seed, online)?;
+                    if manifest.student.augment.online_teacher && alpha.needs_teacher() {
+                        tracing::info!(
+                            teacher_seconds,
+                            training_seconds = started.elapsed().as_secs_f64(),
+                            "online distillation: time spent running the teacher"
+                        );
+                    }
                     let accuracy =
                         train::evaluate(&mut model, test_set.features.view(), &test_set.labels);
                     if manifest.student.save {

@@ -406,6 +406,14 @@ pub(super) fn check(
             }
         }
     };
+    if student.augment.online_teacher && teacher.is_none() {
+        return Err(c.file("[student] augment.teacher = \"online\" needs a [teacher]"));
+    }
+    if student.augment.online_teacher && !student.augment.is_active() {
+        return Err(c.file(
+            "[student] augment.teacher = \"online\" without crop_padding or flip runs the teacher on the same images as the cache; drop it",
+        ));
+    }
     if distillation.alphas.iter().any(|a| a.needs_teacher()) && teacher.is_none() {
         return Err(c.file(
             "[distillation] has an alpha above 0 but there is no [teacher]; add a [teacher] or use alphas = [0.0]",
@@ -788,13 +796,24 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
         .as_ref()
         .map(|v| c.positive(v, "clip_grad_norm"))
         .transpose()?;
-    let augment = s
-        .augment
-        .map(|a| Augment {
-            crop_padding: a.crop_padding,
-            flip: a.flip,
-        })
-        .unwrap_or_default();
+    let augment = match s.augment {
+        None => Augment::default(),
+        Some(a) => {
+            let online_teacher = match &a.teacher {
+                None => false,
+                Some(t) => c.choice(
+                    t,
+                    "[student] augment.teacher",
+                    &[("cached", false), ("online", true)],
+                )?,
+            };
+            Augment {
+                crop_padding: a.crop_padding,
+                flip: a.flip,
+                online_teacher,
+            }
+        }
+    };
     Ok(StudentSpec {
         layers,
         epochs: c.positive(&s.epochs, "[student] epochs")?,

@@ -120,6 +120,7 @@ pub struct RawAugment {
     pub crop_padding: usize,
     #[serde(default)]
     pub flip: bool,
+    pub teacher: Option<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

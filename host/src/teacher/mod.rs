@@ -244,6 +244,41 @@ impl<'a> Teacher<'a> {
         }
     }
 
+    /// The teacher's log-space scores `[B, C]` for one batch of raw examples `[B, D]`
+    /// (before the teacher's preprocessing), without the cache: what online distillation
+    /// calls for every augmented batch.
+    pub fn batch_scores(
+        &mut self,
+        raw: ndarray::ArrayView2<'_, f32>,
+        sample_shape: &[usize],
+        num_classes: usize,
+    ) -> Result<Array2<f32>, TeacherError> {
+        let spec = self.spec;
+        let rows = raw.nrows();
+        let pre = spec.preprocess.apply(raw);
+        let features = pre
+            .as_slice()
+            .expect("apply returns a standard layout array");
+        let mut values = match self.start()? {
+            Live::Onnx(t) => t.run(features, rows)?,
+            Live::Plugin(t) => t.logits(features, rows, sample_shape, num_classes)?,
+        };
+        let kind = *self.kind.get_or_insert_with(|| {
+            let detected = detect_output_kind(&values, num_classes);
+            tracing::info!(kind = ?detected, "teacher output kind detected from the first batch (override with [teacher] output_kind)");
+            detected
+        });
+        if values.iter().any(|v| v.is_nan()) {
+            return Err(TeacherError::Runtime(format!(
+                "teacher {} output NaN",
+                spec.name
+            )));
+        }
+        to_log_space(&mut values, kind);
+        Array2::from_shape_vec((rows, num_classes), values)
+            .map_err(|e| TeacherError::Runtime(e.to_string()))
+    }
+
     /// Runs the teacher on `data` without the cache: `[N, C]` log-space scores and the kind
     /// the raw output was read as.
     pub fn run(
@@ -267,28 +302,15 @@ impl<'a> Teacher<'a> {
         for start in (0..n).step_by(batch) {
             let rows = batch.min(n - start);
             let raw = data.features.slice(ndarray::s![start..start + rows, ..]);
-            let pre = spec.preprocess.apply(raw);
-            let features = pre
-                .as_slice()
-                .expect("apply returns a standard layout array");
-            let mut values = match self.live.as_mut().expect("started") {
-                Live::Onnx(t) => t.run(features, rows)?,
-                Live::Plugin(t) => t.logits(features, rows, &data.sample_shape, c)?,
-            };
-            let kind = *self.kind.get_or_insert_with(|| {
-                let detected = detect_output_kind(&values, c);
-                tracing::info!(kind = ?detected, "teacher output kind detected from the first batch (override with [teacher] output_kind)");
-                detected
-            });
-            if let Some(bad) = values.iter().position(|v| v.is_nan()) {
-                return Err(TeacherError::Runtime(format!(
-                    "teacher {} output NaN for example {}",
-                    spec.name,
-                    start + bad / c
-                )));
-            }
-            to_log_space(&mut values, kind);
-            out.extend_from_slice(&values);
+            let scores = self
+                .batch_scores(raw, &data.sample_shape, c)
+                .map_err(|e| match e {
+                    TeacherError::Runtime(m) if m.contains("output NaN") => {
+                        TeacherError::Runtime(format!("{m} (batch starting at example {start})"))
+                    }
+                    other => other,
+                })?;
+            out.extend(scores.iter());
             bar.inc(rows as u64);
         }
         bar.finish_and_clear();

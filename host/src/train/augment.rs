@@ -13,6 +13,9 @@ use serde::Serialize;
 pub struct Augment {
     pub crop_padding: usize,
     pub flip: bool,
+    /// Run the teacher on every augmented batch (soft labels of the images the student
+    /// sees) instead of using the cached soft labels of the un-augmented images.
+    pub online_teacher: bool,
 }
 
 impl Augment {
@@ -74,6 +77,7 @@ mod tests {
             Augment {
                 crop_padding: 0,
                 flip: true,
+                online_teacher: false,
             }
             .apply(b.view_mut(), [1, 2, 3], &mut rng);
             let v = b.row(0).to_vec();
@@ -90,6 +94,7 @@ mod tests {
             Augment {
                 crop_padding: 1,
                 flip: false,
+                online_teacher: false,
             }
             .apply(b.view_mut(), [1, 2, 3], &mut rng);
             assert!(b

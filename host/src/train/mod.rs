@@ -29,6 +29,8 @@ pub enum TrainError {
     Shape(String),
     #[error("[student] layers: {0}")]
     Model(String),
+    #[error("online teacher: {0}")]
+    Teacher(String),
     #[error("training diverged at epoch {epoch} (loss {loss}); lower [student] lr or set clip_grad_norm")]
     Diverged { epoch: usize, loss: f32 },
 }
@@ -61,12 +63,20 @@ pub struct EpochLog {
     pub lr: f32,
 }
 
+/// A teacher run on each augmented batch: student-normalised examples `[B, D]` in,
+/// log-space scores `[B, C]` out.
+pub type OnlineTeacher<'a> = &'a mut dyn FnMut(ArrayView2<'_, f32>) -> Result<Array2<f32>, String>;
+
 /// Trains a fresh student. Same inputs and seed give the same model.
+///
+/// With `online` (and α > 0) the soft labels of every batch come from running it on the
+/// augmented batch; otherwise from `data.teacher`.
 pub fn train(
     spec: &StudentSpec,
     data: &TrainSet<'_>,
     kd: Kd,
     seed: u64,
+    mut online: Option<OnlineTeacher<'_>>,
 ) -> Result<(Network, Vec<EpochLog>), TrainError> {
     let (k, d) = data.x.dim();
     if data.y.len() != k {
@@ -85,7 +95,10 @@ pub fn train(
         )));
     }
     let c = data.num_classes;
-    let teacher_probs = match (kd.alpha.needs_teacher(), data.teacher) {
+    if !kd.alpha.needs_teacher() {
+        online = None;
+    }
+    let teacher_probs = match (kd.alpha.needs_teacher() && online.is_none(), data.teacher) {
         (false, _) => None,
         (true, None) => return Err(TrainError::Shape("alpha > 0 needs teacher scores".into())),
         (true, Some(t)) => {
@@ -145,7 +158,18 @@ pub fn train(
                 spec.augment
                     .apply(xb.slice_mut(s![..b, ..]), shape, &mut rng);
             }
-            let t = teacher_probs.as_ref().map(|_| tb.slice(s![..b, ..]));
+            if let Some(teacher) = online.as_mut() {
+                let scores = teacher(xb.slice(s![..b, ..])).map_err(TrainError::Teacher)?;
+                if scores.dim() != (b, c) {
+                    return Err(TrainError::Teacher(format!(
+                        "online teacher gave scores of shape {:?} for a batch of {b}",
+                        scores.dim()
+                    )));
+                }
+                let probs = crate::teacher::softmax_rows(scores.view(), kd.temperature.get());
+                tb.slice_mut(s![..b, ..]).assign(&probs);
+            }
+            let t = (teacher_probs.is_some() || online.is_some()).then(|| tb.slice(s![..b, ..]));
             let loss = model.loss_and_grad(xb.slice(s![..b, ..]), &yb[..b], t, kd);
             let mut params = model.params();
             if let Some(max_norm) = spec.clip_grad_norm {
