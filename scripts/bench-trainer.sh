@@ -19,9 +19,9 @@ out=bench/last-run.txt
 {
   echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads=$THREADS"
   echo "## kdprune MLP"
-  target/release/kdprune bench examples/fashion-mnist.toml --epochs 1 --student-only 2>/dev/null | tr -d '\n ' ; echo
+  target/release/kdprune bench bench/mlp.toml --epochs 1 --student-only 2>/dev/null | tr -d '\n ' ; echo
   echo "## kdprune CNN"
-  target/release/kdprune bench examples/fashion-mnist-cnn.toml --epochs 1 --student-only 2>/dev/null | tr -d '\n ' ; echo
+  target/release/kdprune bench bench/cnn.toml --epochs 1 --student-only 2>/dev/null | tr -d '\n ' ; echo
   echo "## peers"
   .venv-bench/bin/python bench/peers.py build/fashion-mnist "$CNN_LIMIT"
 } | tee "$out"

@@ -6,6 +6,7 @@
 //! Does not own which examples are kept or where soft labels come from.
 
 pub mod augment;
+pub mod gemm;
 pub mod layers;
 pub mod loss;
 pub mod network;

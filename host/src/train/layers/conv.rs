@@ -1,11 +1,15 @@
-//! 2-D convolution (square kernel, stride, zero padding) by im2col and one matrix product.
+//! 2-D convolution (square kernel, stride, zero padding) by im2col and a matrix product per
+//! image, images spread over the cores.
 //!
 //! Input `[B, C, H, W]`, weight `[O, C, K, K]` (PyTorch's layout), output `[B, O, OH, OW]`
-//! with `OH = (H + 2P - K) / S + 1`. The im2col matrix `[B·OH·OW, C·K·K]` of the last training
-//! pass is kept for the backward pass.
+//! with `OH = (H + 2P - K) / S + 1`. Per image, `W [O, C·K·K] × cols [C·K·K, OH·OW]` lands
+//! directly in NCHW order (no transpose). The im2col matrices `[B, C·K·K, OH·OW]` of the last
+//! training pass are kept for the backward pass.
 
 use ndarray::linalg::general_mat_mul;
-use ndarray::{Array2, ArrayD, Axis, IxDyn};
+use ndarray::parallel::prelude::*;
+use ndarray::Zip;
+use ndarray::{Array2, Array3, ArrayD, ArrayViewMut2, Axis, IxDyn};
 use rand::Rng;
 
 use super::{Layer, Mode, ParamRef};
@@ -23,8 +27,8 @@ pub struct Conv2d {
     b: Option<ArrayD<f32>>,
     gw: ArrayD<f32>,
     gb: Option<ArrayD<f32>>,
-    /// `[B·OH·OW, C·K·K]` from the last training forward pass.
-    cols: Option<Array2<f32>>,
+    /// `[B, C·K·K, OH·OW]` from the last training forward pass.
+    cols: Option<Array3<f32>>,
     batch: usize,
     input_grad: bool,
 }
@@ -79,78 +83,64 @@ impl Conv2d {
             .expect("weight is contiguous")
     }
 
-    /// `x` `[B, C, H, W]` → `[B·OH·OW, C·K·K]`.
-    fn im2col(&self, x: &[f32], batch: usize) -> Array2<f32> {
+    /// One image `[C, H, W]` → its im2col matrix `[C·K·K, OH·OW]` (zeros where the window
+    /// leaves the image; `cols` must be zero on entry).
+    fn im2col_image(&self, image: &[f32], mut cols: ArrayViewMut2<'_, f32>) {
         let [c, h, w] = self.in_shape;
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let (oh, ow) = self.out_hw();
-        let ckk = c * k * k;
-        let mut cols = Array2::<f32>::zeros((batch * oh * ow, ckk));
-        let data = cols.as_slice_mut().expect("standard layout");
-        for bi in 0..batch {
-            let image = &x[bi * c * h * w..(bi + 1) * c * h * w];
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let row = ((bi * oh + oy) * ow + ox) * ckk;
-                    let dst = &mut data[row..row + ckk];
-                    for ci in 0..c {
-                        let plane = &image[ci * h * w..(ci + 1) * h * w];
-                        for ky in 0..k {
-                            let iy = (oy * s + ky) as isize - p as isize;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            let src_row = &plane[iy as usize * w..(iy as usize + 1) * w];
-                            let base = (ci * k + ky) * k;
-                            for kx in 0..k {
-                                let ix = (ox * s + kx) as isize - p as isize;
-                                if ix >= 0 && ix < w as isize {
-                                    dst[base + kx] = src_row[ix as usize];
-                                }
+        let dst = cols.as_slice_mut().expect("standard layout");
+        for ci in 0..c {
+            let plane = &image[ci * h * w..(ci + 1) * h * w];
+            for ky in 0..k {
+                for kx in 0..k {
+                    let row = ((ci * k + ky) * k + kx) * oh * ow;
+                    for oy in 0..oh {
+                        let iy = (oy * s + ky) as isize - p as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                        let out = &mut dst[row + oy * ow..row + (oy + 1) * ow];
+                        for (ox, v) in out.iter_mut().enumerate() {
+                            let ix = (ox * s + kx) as isize - p as isize;
+                            if ix >= 0 && ix < w as isize {
+                                *v = src[ix as usize];
                             }
                         }
                     }
                 }
             }
         }
-        cols
     }
 
-    /// Adds `dcols` `[B·OH·OW, C·K·K]` back into an input gradient `[B, C, H, W]`.
-    fn col2im(&self, dcols: &Array2<f32>, batch: usize) -> ArrayD<f32> {
+    /// Adds one image's column gradient `[C·K·K, OH·OW]` into its input gradient `[C, H, W]`.
+    fn col2im_image(&self, cols: &[f32], image: &mut [f32]) {
         let [c, h, w] = self.in_shape;
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let (oh, ow) = self.out_hw();
-        let ckk = c * k * k;
-        let mut dx = ArrayD::<f32>::zeros(IxDyn(&[batch, c, h, w]));
-        let out = dx.as_slice_mut().expect("standard layout");
-        let src = dcols.as_slice().expect("standard layout");
-        for bi in 0..batch {
-            let image = &mut out[bi * c * h * w..(bi + 1) * c * h * w];
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let row = ((bi * oh + oy) * ow + ox) * ckk;
-                    let col = &src[row..row + ckk];
-                    for ci in 0..c {
-                        for ky in 0..k {
-                            let iy = (oy * s + ky) as isize - p as isize;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            let base = (ci * k + ky) * k;
-                            let dst_row = ci * h * w + iy as usize * w;
-                            for kx in 0..k {
-                                let ix = (ox * s + kx) as isize - p as isize;
-                                if ix >= 0 && ix < w as isize {
-                                    image[dst_row + ix as usize] += col[base + kx];
-                                }
+        for ci in 0..c {
+            let plane = &mut image[ci * h * w..(ci + 1) * h * w];
+            for ky in 0..k {
+                for kx in 0..k {
+                    let row = ((ci * k + ky) * k + kx) * oh * ow;
+                    for oy in 0..oh {
+                        let iy = (oy * s + ky) as isize - p as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let src = &cols[row + oy * ow..row + (oy + 1) * ow];
+                        let out = &mut plane[iy as usize * w..(iy as usize + 1) * w];
+                        for (ox, &v) in src.iter().enumerate() {
+                            let ix = (ox * s + kx) as isize - p as isize;
+                            if ix >= 0 && ix < w as isize {
+                                out[ix as usize] += v;
                             }
                         }
                     }
                 }
             }
         }
-        dx
     }
 }
 
@@ -171,33 +161,38 @@ impl Layer for Conv2d {
         let batch = x.shape()[0];
         assert_eq!(&x.shape()[1..], &self.in_shape, "conv input shape");
         let x = x.as_standard_layout();
-        let cols = self.im2col(x.as_slice().expect("standard layout"), batch);
+        let [c, h, w] = self.in_shape;
         let (oh, ow) = self.out_hw();
-        let o = self.out_channels;
-        let mut ymat = Array2::<f32>::zeros((batch * oh * ow, o));
-        general_mat_mul(1.0, &cols, &self.w2().t(), 0.0, &mut ymat);
-        // [B·OH·OW, O] → [B, O, OH, OW].
-        let hw = oh * ow;
-        let mut y = ArrayD::<f32>::zeros(IxDyn(&[batch, o, oh, ow]));
-        let dst = y.as_slice_mut().expect("standard layout");
-        let src = ymat.as_slice().expect("standard layout");
-        let bias = self
-            .b
-            .as_ref()
-            .map(|b| b.as_slice().expect("contiguous").to_vec());
-        for bi in 0..batch {
-            for i in 0..hw {
-                let row = &src[(bi * hw + i) * o..(bi * hw + i + 1) * o];
-                for (oc, &v) in row.iter().enumerate() {
-                    dst[(bi * o + oc) * hw + i] = v + bias.as_ref().map_or(0.0, |b| b[oc]);
+        let (o, hw) = (self.out_channels, oh * ow);
+        let ckk = c * self.kernel * self.kernel;
+        let images = x
+            .view()
+            .into_shape_with_order((batch, c * h * w))
+            .expect("standard layout");
+        let mut cols = Array3::<f32>::zeros((batch, ckk, hw));
+        let mut y = Array3::<f32>::zeros((batch, o, hw));
+        let w2 = self.w2();
+        let bias = self.b.as_ref();
+        // One image per task: im2col, then `[O, C·K·K] × [C·K·K, OH·OW]` straight into the
+        // image's `[O, OH·OW]` output, which is already NCHW.
+        Zip::from(cols.axis_iter_mut(Axis(0)))
+            .and(y.axis_iter_mut(Axis(0)))
+            .and(images.axis_iter(Axis(0)))
+            .par_for_each(|mut col, mut yb, image| {
+                self.im2col_image(image.as_slice().expect("contiguous row"), col.view_mut());
+                general_mat_mul(1.0, &w2, &col, 0.0, &mut yb);
+                if let Some(b) = bias {
+                    for (mut row, &bv) in yb.rows_mut().into_iter().zip(b.iter()) {
+                        row.mapv_inplace(|v| v + bv);
+                    }
                 }
-            }
-        }
+            });
         if mode == Mode::Train {
             self.cols = Some(cols);
             self.batch = batch;
         }
-        y
+        y.into_shape_with_order(IxDyn(&[batch, o, oh, ow]))
+            .expect("standard layout")
     }
 
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
@@ -208,39 +203,55 @@ impl Layer for Conv2d {
         let batch = self.batch;
         let (oh, ow) = self.out_hw();
         let (o, hw) = (self.out_channels, oh * ow);
+        let [c, h, w] = self.in_shape;
+        let ckk = c * self.kernel * self.kernel;
         let grad = grad.as_standard_layout();
-        let g = grad.as_slice().expect("standard layout");
-        // [B, O, OH, OW] → [B·OH·OW, O].
-        let mut gmat = Array2::<f32>::zeros((batch * hw, o));
-        {
-            let dst = gmat.as_slice_mut().expect("standard layout");
-            for bi in 0..batch {
-                for oc in 0..o {
-                    let plane = &g[(bi * o + oc) * hw..(bi * o + oc + 1) * hw];
-                    for (i, &v) in plane.iter().enumerate() {
-                        dst[(bi * hw + i) * o + oc] = v;
-                    }
-                }
-            }
-        }
-        let ckk = self.in_shape[0] * self.kernel * self.kernel;
-        {
-            let mut gw = self
-                .gw
-                .view_mut()
-                .into_shape_with_order((o, ckk))
-                .expect("contiguous");
-            general_mat_mul(1.0, &gmat.t(), &cols, 1.0, &mut gw);
-        }
+        let g = grad
+            .view()
+            .into_shape_with_order((batch, o, hw))
+            .expect("standard layout");
+        // dW = Σ_images g_b · cols_bᵀ, one partial sum per task.
+        let gw = g
+            .axis_iter(Axis(0))
+            .into_par_iter()
+            .zip(cols.axis_iter(Axis(0)).into_par_iter())
+            .fold(
+                || Array2::<f32>::zeros((o, ckk)),
+                |mut acc, (gb, col)| {
+                    general_mat_mul(1.0, &gb, &col.t(), 1.0, &mut acc);
+                    acc
+                },
+            )
+            .reduce(|| Array2::<f32>::zeros((o, ckk)), |a, b| a + b);
+        self.gw += &gw
+            .into_dyn()
+            .into_shape_with_order(self.gw.raw_dim())
+            .expect("same size");
         if let Some(gb) = &mut self.gb {
-            *gb += &gmat.sum_axis(Axis(0)).into_dyn();
+            let sums: Vec<f32> = (0..o)
+                .map(|oc| g.slice(ndarray::s![.., oc, ..]).sum())
+                .collect();
+            for (acc, v) in gb.iter_mut().zip(sums) {
+                *acc += v;
+            }
         }
         if !self.input_grad {
             return ArrayD::zeros(IxDyn(&[0]));
         }
-        let mut dcols = Array2::<f32>::zeros((batch * hw, ckk));
-        general_mat_mul(1.0, &gmat, &self.w2(), 0.0, &mut dcols);
-        self.col2im(&dcols, batch)
+        let mut dx = Array2::<f32>::zeros((batch, c * h * w));
+        let w2 = self.w2();
+        Zip::from(dx.axis_iter_mut(Axis(0)))
+            .and(g.axis_iter(Axis(0)))
+            .par_for_each(|mut dxb, gb| {
+                let mut dcol = Array2::<f32>::zeros((ckk, hw));
+                general_mat_mul(1.0, &w2.t(), &gb, 0.0, &mut dcol);
+                self.col2im_image(
+                    dcol.as_slice().expect("standard layout"),
+                    dxb.as_slice_mut().expect("contiguous row"),
+                );
+            });
+        dx.into_shape_with_order(IxDyn(&[batch, c, h, w]))
+            .expect("standard layout")
     }
 
     fn flops(&self) -> u64 {

@@ -1,6 +1,6 @@
 //! Fully connected layer `y = x W + b`, `W` `[in, out]`.
 
-use ndarray::linalg::general_mat_mul;
+use crate::train::gemm::gemm;
 use ndarray::{Array1, Array2, ArrayD, Axis, Ix2, IxDyn};
 use rand::Rng;
 
@@ -58,7 +58,7 @@ impl Layer for Dense {
             .expect("dense input is [B, in]");
         assert_eq!(x.ncols(), self.w.shape()[0], "dense input width");
         let mut y = Array2::<f32>::zeros((x.nrows(), self.w.shape()[1]));
-        general_mat_mul(1.0, &x, &self.w2(), 0.0, &mut y);
+        gemm(1.0, &x.view(), &self.w2().view(), 0.0, &mut y.view_mut());
         y += &self.b;
         if mode == Mode::Train {
             self.input = Some(x);
@@ -79,13 +79,19 @@ impl Layer for Dense {
             .view_mut()
             .into_dimensionality::<Ix2>()
             .expect("2-D");
-        general_mat_mul(1.0, &x.t(), &g, 1.0, &mut gw);
+        gemm(1.0, &x.t().view(), &g.view(), 1.0, &mut gw.view_mut());
         self.gb += &g.sum_axis(Axis(0)).into_dyn();
         if !self.input_grad {
             return ArrayD::zeros(IxDyn(&[0]));
         }
         let mut dx = Array2::<f32>::zeros(x.raw_dim());
-        general_mat_mul(1.0, &g, &self.w2().t(), 0.0, &mut dx);
+        gemm(
+            1.0,
+            &g.view(),
+            &self.w2().t().view(),
+            0.0,
+            &mut dx.view_mut(),
+        );
         dx.into_dyn()
     }
 

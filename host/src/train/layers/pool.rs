@@ -2,6 +2,7 @@
 //! padding), and global average pooling to `[B, C]`.
 
 use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
 
 use super::{Layer, Mode};
 use crate::train::onnx_export::{Attr, GraphBuilder};
@@ -53,27 +54,30 @@ impl Layer for MaxPool2d {
         let mut y = ArrayD::<f32>::zeros(IxDyn(&[b, c, oh, ow]));
         let mut argmax = vec![0usize; b * c * oh * ow];
         let dst = y.as_slice_mut().expect("standard layout");
-        for plane in 0..b * c {
-            let base = plane * h * w;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let mut best = f32::NEG_INFINITY;
-                    let mut at = base;
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            let i = base + (oy * s + ky) * w + ox * s + kx;
-                            if src[i] > best {
-                                best = src[i];
-                                at = i;
+        // One (image, channel) plane per task.
+        dst.par_chunks_mut(oh * ow)
+            .zip(argmax.par_chunks_mut(oh * ow))
+            .enumerate()
+            .for_each(|(plane, (out, at_out))| {
+                let base = plane * h * w;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut best = f32::NEG_INFINITY;
+                        let mut at = base;
+                        for ky in 0..k {
+                            let row = base + (oy * s + ky) * w + ox * s;
+                            for (kx, &v) in src[row..row + k].iter().enumerate() {
+                                if v > best {
+                                    best = v;
+                                    at = row + kx;
+                                }
                             }
                         }
+                        out[oy * ow + ox] = best;
+                        at_out[oy * ow + ox] = at;
                     }
-                    let o = (plane * oh + oy) * ow + ox;
-                    dst[o] = best;
-                    argmax[o] = at;
                 }
-            }
-        }
+            });
         if mode == Mode::Train {
             self.argmax = Some(argmax);
             self.batch = b;

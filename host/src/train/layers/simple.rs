@@ -7,6 +7,10 @@ use rand_chacha::ChaCha8Rng;
 use super::{Layer, Mode, ParamRef};
 use crate::train::onnx_export::{Attr, GraphBuilder};
 
+/// Element counts from which elementwise work is spread over the cores (below it, the
+/// hand-off costs more than it saves).
+const PARALLEL_LEN: usize = 1 << 16;
+
 /// `max(x, 0)`.
 pub struct Relu {
     shape: Vec<usize>,
@@ -31,7 +35,11 @@ impl Layer for Relu {
         self.shape.clone()
     }
     fn forward(&mut self, mut x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
-        x.mapv_inplace(|v| v.max(0.0));
+        if x.len() >= PARALLEL_LEN {
+            x.par_mapv_inplace(|v| v.max(0.0));
+        } else {
+            x.mapv_inplace(|v| v.max(0.0));
+        }
         if mode == Mode::Train {
             self.output = Some(x.clone());
         }
