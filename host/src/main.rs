@@ -6,12 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-// The trainer allocates and frees batch-sized arrays every step; glibc's malloc returned them
-// to the kernel and paid for zeroed pages again (8 % of a training profile), mimalloc keeps
-// them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "kdprune",
