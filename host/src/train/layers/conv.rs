@@ -210,19 +210,25 @@ impl Layer for Conv2d {
             .view()
             .into_shape_with_order((batch, o, hw))
             .expect("standard layout");
-        // dW = Σ_images g_b · cols_bᵀ, one partial sum per task.
-        let gw = g
-            .axis_iter(Axis(0))
+        // dW = Σ_images g_b · cols_bᵀ: one partial sum per fixed block of images, added in
+        // block order, so that the result does not depend on how rayon schedules the blocks.
+        let parts = rayon::current_num_threads().clamp(1, batch.max(1));
+        let partials: Vec<Array2<f32>> = (0..parts)
             .into_par_iter()
-            .zip(cols.axis_iter(Axis(0)).into_par_iter())
-            .fold(
-                || Array2::<f32>::zeros((o, ckk)),
-                |mut acc, (gb, col)| {
+            .map(|part| {
+                let mut acc = Array2::<f32>::zeros((o, ckk));
+                for bi in batch * part / parts..batch * (part + 1) / parts {
+                    let gb = g.index_axis(Axis(0), bi);
+                    let col = cols.index_axis(Axis(0), bi);
                     general_mat_mul(1.0, &gb, &col.t(), 1.0, &mut acc);
-                    acc
-                },
-            )
-            .reduce(|| Array2::<f32>::zeros((o, ckk)), |a, b| a + b);
+                }
+                acc
+            })
+            .collect();
+        let mut gw = Array2::<f32>::zeros((o, ckk));
+        for partial in &partials {
+            gw += partial;
+        }
         self.gw += &gw
             .into_dyn()
             .into_shape_with_order(self.gw.raw_dim())
