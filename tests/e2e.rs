@@ -879,3 +879,65 @@ fn online_and_cached_distillation_under_augmentation() {
     let line = error_line(&kdprune(&["run", path.to_str().unwrap()]));
     assert!(line.contains("without crop_padding or flip"), "{line}");
 }
+
+/// A small ResNet for 32×32 colour images, declared as in a manifest, exports to ONNX
+/// (residual Add, strided 1×1 shortcuts, batch norm, average and global pooling) and ONNX
+/// Runtime gives the trainer's logits within 1e-4.
+#[test]
+fn resnet_for_32x32_images_exports_to_onnx() {
+    use kdprune::train::spec::parse_layer;
+    let specs: Vec<_> = [
+        "conv 8",
+        "bn",
+        "relu",
+        "res 8",
+        "res 16 s2",
+        "avgpool 2",
+        "res 16",
+        "gap",
+    ]
+    .iter()
+    .map(|s| parse_layer(s).unwrap())
+    .collect();
+    let mut net = kdprune::train::Network::build(&specs, &[3, 32, 32], 10, 7).unwrap();
+    let x = ndarray::Array2::from_shape_fn((6, 3 * 32 * 32), |(i, j)| {
+        ((i * 31 + j * 17) % 23) as f32 / 23.0 - 0.5
+    });
+    let y = [0u32, 1, 2, 3, 4, 5];
+    let kd = kdprune::train::Kd {
+        alpha: manifest::Alpha::new(0.0).unwrap(),
+        temperature: manifest::Temperature::new(1.0).unwrap(),
+    };
+    // Training-mode passes move the batch-norm running statistics off their defaults.
+    for _ in 0..3 {
+        net.loss_and_grad(x.view(), &y, None, kd);
+    }
+    let ours = net.forward(x.view(), kdprune::train::Mode::Eval);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("resnet.onnx");
+    std::fs::write(&model, net.to_onnx()).unwrap();
+    let mut onnx =
+        kdprune::teacher::onnx::OnnxTeacher::open(&kdprune::teacher::onnx::OnnxOptions {
+            model: &model,
+            input: None,
+            output: None,
+            provider: manifest::Provider::Cpu,
+            allow_cpu_fallback: false,
+            ort_library: None,
+            threads: 1,
+            layout: manifest::Layout::Nchw,
+            sample_shape: &[3, 32, 32],
+            num_classes: 10,
+        })
+        .unwrap();
+    let theirs = onnx.run(x.as_slice().unwrap(), 6).unwrap();
+    let worst = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-4,
+        "ONNX Runtime vs trainer: worst difference {worst}"
+    );
+}
