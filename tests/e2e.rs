@@ -168,6 +168,42 @@ temperature = 4.0
     path
 }
 
+/// Runs an exported student through ONNX Runtime on `x` `[B, D]` (examples of `sample_shape`)
+/// and checks its logits against the trainer's, `ours` `[B, C]`, within 1e-4 (relative to
+/// magnitudes above 1).
+fn assert_onnx_matches(
+    model: &Path,
+    x: ndarray::ArrayView2<'_, f32>,
+    sample_shape: &[usize],
+    ours: &ndarray::Array2<f32>,
+) {
+    let mut onnx =
+        kdprune::teacher::onnx::OnnxTeacher::open(&kdprune::teacher::onnx::OnnxOptions {
+            model,
+            input: None,
+            output: None,
+            provider: manifest::Provider::Cpu,
+            allow_cpu_fallback: false,
+            ort_library: None,
+            threads: 1,
+            layout: manifest::Layout::Nchw,
+            sample_shape,
+            num_classes: ours.ncols(),
+        })
+        .unwrap();
+    let x = x.as_standard_layout();
+    let theirs = onnx.run(x.as_slice().unwrap(), x.nrows()).unwrap();
+    let worst = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
+        .fold(0.0f32, f32::max);
+    assert!(
+        worst < 1e-4,
+        "ONNX Runtime vs trainer: worst difference {worst}"
+    );
+}
+
 const RANDOM_PRUNE: &str = "[[prune]]\nmethod = \"random\"\nkeep = [0.3, 1.0]\n";
 
 fn results_lines(dir: &Path) -> Vec<serde_json::Value> {
@@ -803,29 +839,11 @@ fn cnn_student_trains_saves_and_exports_to_onnx() {
 
     let rows = x.slice(ndarray::s![..64, ..]).to_owned();
     let ours = reloaded.forward(rows.view(), kdprune::train::Mode::Eval);
-    let mut onnx =
-        kdprune::teacher::onnx::OnnxTeacher::open(&kdprune::teacher::onnx::OnnxOptions {
-            model: &students.join(format!("{key}.onnx")),
-            input: None,
-            output: None,
-            provider: manifest::Provider::Cpu,
-            allow_cpu_fallback: false,
-            ort_library: None,
-            threads: 1,
-            layout: manifest::Layout::Nchw,
-            sample_shape: &[1, 28, 28],
-            num_classes: 10,
-        })
-        .unwrap();
-    let theirs = onnx.run(rows.as_slice().unwrap(), 64).unwrap();
-    let worst = ours
-        .iter()
-        .zip(&theirs)
-        .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
-        .fold(0.0f32, f32::max);
-    assert!(
-        worst < 1e-4,
-        "ONNX Runtime vs trainer: worst difference {worst}"
+    assert_onnx_matches(
+        &students.join(format!("{key}.onnx")),
+        rows.view(),
+        &[1, 28, 28],
+        &ours,
     );
 }
 
@@ -916,28 +934,5 @@ fn resnet_for_32x32_images_exports_to_onnx() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("resnet.onnx");
     std::fs::write(&model, net.to_onnx()).unwrap();
-    let mut onnx =
-        kdprune::teacher::onnx::OnnxTeacher::open(&kdprune::teacher::onnx::OnnxOptions {
-            model: &model,
-            input: None,
-            output: None,
-            provider: manifest::Provider::Cpu,
-            allow_cpu_fallback: false,
-            ort_library: None,
-            threads: 1,
-            layout: manifest::Layout::Nchw,
-            sample_shape: &[3, 32, 32],
-            num_classes: 10,
-        })
-        .unwrap();
-    let theirs = onnx.run(x.as_slice().unwrap(), 6).unwrap();
-    let worst = ours
-        .iter()
-        .zip(&theirs)
-        .map(|(a, b)| (a - b).abs() / a.abs().max(1.0))
-        .fold(0.0f32, f32::max);
-    assert!(
-        worst < 1e-4,
-        "ONNX Runtime vs trainer: worst difference {worst}"
-    );
+    assert_onnx_matches(&model, x.view(), &[3, 32, 32], &ours);
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndarray::Array2;
 
-use super::{read_maybe_gz, DataError, Dataset};
+use super::{check_label_range, read_maybe_gz, DataError, Dataset};
 
 /// Which column holds the label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,18 +149,7 @@ pub fn read_csv(
         (None, Some(c)) => c,
         (None, None) => labels.iter().copied().max().unwrap_or(0) as usize + 1,
     };
-    if let Some((index, &label)) = labels
-        .iter()
-        .enumerate()
-        .find(|(_, &y)| y as usize >= num_classes)
-    {
-        return Err(DataError::LabelOutOfRange {
-            path: path.to_path_buf(),
-            index,
-            label: label as u64,
-            num_classes,
-        });
-    }
+    check_label_range(path, labels.iter().map(|&y| y as u64), num_classes)?;
     let sample_shape = options.sample_shape.clone().unwrap_or_else(|| vec![d]);
     if sample_shape.iter().product::<usize>() != d {
         return Err(DataError::format(

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndarray::Array2;
 
-use super::{read_maybe_gz, DataError, Dataset};
+use super::{check_label_range, read_maybe_gz, DataError, Dataset};
 
 const TYPE_U8: u8 = 0x08;
 
@@ -116,19 +116,7 @@ pub fn read_idx_pair(
     let d: usize = sample_shape.iter().product();
     let max_label = y.values.iter().copied().max().unwrap_or(0) as usize;
     let num_classes = num_classes.unwrap_or(max_label + 1);
-    if let Some((index, &label)) = y
-        .values
-        .iter()
-        .enumerate()
-        .find(|(_, &v)| v as usize >= num_classes)
-    {
-        return Err(DataError::LabelOutOfRange {
-            path: labels.to_path_buf(),
-            index,
-            label: label as u64,
-            num_classes,
-        });
-    }
+    check_label_range(labels, y.values.iter().map(|&v| v as u64), num_classes)?;
     let features = Array2::from_shape_vec((n, d), x.values.iter().map(|&v| v as f32).collect())
         .map_err(|e| DataError::format(images, e.to_string()))?;
     let labels_u32 = y.values.iter().map(|&v| v as u32).collect();

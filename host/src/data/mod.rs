@@ -147,15 +147,6 @@ impl Dataset {
             .collect();
         (self.subset(&train), self.subset(test_indices))
     }
-
-    /// Examples per class, `[num_classes]`.
-    pub fn class_counts(&self) -> Vec<usize> {
-        let mut counts = vec![0; self.num_classes];
-        for &y in &self.labels {
-            counts[y as usize] += 1;
-        }
-        counts
-    }
 }
 
 /// Affine preprocessing `((x / scale) - mean[c]) / std[c]`, with `c` the channel of a value.
@@ -292,6 +283,27 @@ pub fn channels_of(sample_shape: &[usize]) -> usize {
         sample_shape[0]
     } else {
         1
+    }
+}
+
+/// The first label `>= num_classes`, as an error naming the file that holds the labels.
+pub(crate) fn check_label_range(
+    path: &Path,
+    labels: impl IntoIterator<Item = u64>,
+    num_classes: usize,
+) -> Result<(), DataError> {
+    match labels
+        .into_iter()
+        .enumerate()
+        .find(|&(_, y)| y as usize >= num_classes)
+    {
+        Some((index, label)) => Err(DataError::LabelOutOfRange {
+            path: path.to_path_buf(),
+            index,
+            label,
+            num_classes,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -377,7 +377,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
             }
         }
     }
-    let results = ResultStore::open(&manifest.output)?.existing().to_vec();
+    let results = store.results().to_vec();
     Ok(RunSummary {
         results,
         ran,

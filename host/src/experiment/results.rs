@@ -46,7 +46,8 @@ pub struct StoreError {
 pub struct ResultStore {
     path: PathBuf,
     done: HashSet<String>,
-    existing: Vec<CellResult>,
+    /// Every result in the file: those read when it was opened, then those appended.
+    results: Vec<CellResult>,
 }
 
 impl ResultStore {
@@ -82,7 +83,7 @@ impl ResultStore {
         Ok(Self {
             path,
             done,
-            existing,
+            results: existing,
         })
     }
 
@@ -94,9 +95,9 @@ impl ResultStore {
         self.done.contains(key)
     }
 
-    /// Results that were in the file when it was opened.
-    pub fn existing(&self) -> &[CellResult] {
-        &self.existing
+    /// Every result in the file, in file order (earlier runs' and this run's).
+    pub fn results(&self) -> &[CellResult] {
+        &self.results
     }
 
     /// Appends one result as a single line and flushes it to disk.
@@ -119,6 +120,7 @@ impl ResultStore {
         f.write_all(line.as_bytes()).map_err(err)?;
         f.sync_data().map_err(err)?;
         self.done.insert(cell.key.clone());
+        self.results.push(cell.clone());
         Ok(())
     }
 }

@@ -21,10 +21,10 @@ pub(super) struct KeyBase(Sha256);
 
 /// A cache key: hex of a SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheKey(pub String);
+pub(super) struct CacheKey(String);
 
 impl CacheKey {
-    pub fn path(&self, dir: &Path) -> PathBuf {
+    pub(super) fn path(&self, dir: &Path) -> PathBuf {
         dir.join(format!("teacher-{}.bin", &self.0[..32]))
     }
 }

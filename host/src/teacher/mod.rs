@@ -16,12 +16,10 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, ArrayView2};
 
 use crate::data::Dataset;
-use crate::manifest::{OutputKind, Provider, TeacherSource, TeacherSpec};
+use crate::manifest::{OutputKind, TeacherSource, TeacherSpec};
 use crate::plugins::{check_params, PluginData, PluginError, PluginTeacher, Registry};
 use crate::progress;
 use kdprune_plugin_api::PluginKind;
-
-pub use cache::CacheKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TeacherError {
@@ -195,18 +193,21 @@ impl<'a> Teacher<'a> {
                     allow_cpu_fallback,
                     ort_library,
                     threads,
-                } => Live::Onnx(onnx::OnnxTeacher::open(&onnx::OnnxOptions {
-                    model,
-                    input: input.as_deref(),
-                    output: output.as_deref(),
-                    provider: *provider,
-                    allow_cpu_fallback: *allow_cpu_fallback,
-                    ort_library: ort_library.as_deref(),
-                    threads: *threads,
-                    layout: self.spec.layout,
-                    sample_shape: &self.train.sample_shape,
-                    num_classes: self.train.num_classes,
-                })?),
+                } => Live::Onnx(
+                    onnx::OnnxTeacher::open(&onnx::OnnxOptions {
+                        model,
+                        input: input.as_deref(),
+                        output: output.as_deref(),
+                        provider: *provider,
+                        allow_cpu_fallback: *allow_cpu_fallback,
+                        ort_library: ort_library.as_deref(),
+                        threads: *threads,
+                        layout: self.spec.layout,
+                        sample_shape: &self.train.sample_shape,
+                        num_classes: self.train.num_classes,
+                    })
+                    .inspect(|t| tracing::info!(provider = ?t.provider, "ONNX teacher opened"))?,
+                ),
                 TeacherSource::Plugin {
                     name,
                     params,
@@ -234,14 +235,6 @@ impl<'a> Teacher<'a> {
             self.live = Some(live);
         }
         Ok(self.live.as_mut().expect("started above"))
-    }
-
-    /// The provider actually used by an ONNX teacher (after any fallback).
-    pub fn provider(&self) -> Option<Provider> {
-        match &self.live {
-            Some(Live::Onnx(t)) => Some(t.provider),
-            _ => None,
-        }
     }
 
     /// The teacher's log-space scores `[B, C]` for one batch of raw examples `[B, D]`

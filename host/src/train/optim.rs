@@ -35,14 +35,6 @@ impl Optimizer {
         }
     }
 
-    /// Bytes of optimiser state (for memory accounting).
-    pub fn state_bytes(&self) -> usize {
-        self.state
-            .iter()
-            .map(|(a, b)| (a.len() + b.len()) * 4)
-            .sum()
-    }
-
     /// One update of every parameter with its gradient, at learning rate `lr`.
     pub fn step(&mut self, params: Vec<ParamRef<'_>>, lr: f32) {
         if self.state.is_empty() {

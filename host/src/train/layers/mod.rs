@@ -82,10 +82,3 @@ pub trait Layer: Send {
         prefix: &str,
     ) -> String;
 }
-
-/// Sets every gradient of `layer` (and its children) to zero.
-pub fn zero_grad(layer: &mut dyn Layer) {
-    for p in layer.params() {
-        p.grad.fill(0.0);
-    }
-}

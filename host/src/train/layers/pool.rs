@@ -7,14 +7,49 @@ use rayon::prelude::*;
 use super::{Layer, Mode};
 use crate::train::onnx_export::{Attr, GraphBuilder};
 
-fn out_size(n: usize, k: usize, s: usize) -> usize {
-    (n - k) / s + 1
-}
-
-pub struct MaxPool2d {
+/// A square window sliding over `[C, H, W]` with a stride, without padding.
+#[derive(Debug, Clone, Copy)]
+struct Window {
     in_shape: [usize; 3],
     kernel: usize,
     stride: usize,
+}
+
+impl Window {
+    /// `(OH, OW)`.
+    fn out_hw(&self) -> (usize, usize) {
+        let [_, h, w] = self.in_shape;
+        (
+            (h - self.kernel) / self.stride + 1,
+            (w - self.kernel) / self.stride + 1,
+        )
+    }
+
+    fn output_shape(&self) -> Vec<usize> {
+        let (oh, ow) = self.out_hw();
+        vec![self.in_shape[0], oh, ow]
+    }
+
+    fn describe(&self, name: &str) -> String {
+        format!("{name} {} s{}", self.kernel, self.stride)
+    }
+
+    fn onnx_node(&self, op: &str, graph: &mut GraphBuilder, input: &str, prefix: &str) -> String {
+        let (k, s) = (self.kernel as i64, self.stride as i64);
+        graph.node(
+            op,
+            &[input],
+            prefix,
+            &[
+                ("kernel_shape", Attr::Ints(vec![k, k])),
+                ("strides", Attr::Ints(vec![s, s])),
+            ],
+        )
+    }
+}
+
+pub struct MaxPool2d {
+    window: Window,
     /// For each output value, the flat input position of its maximum.
     argmax: Option<Vec<usize>>,
     batch: usize,
@@ -23,9 +58,11 @@ pub struct MaxPool2d {
 impl MaxPool2d {
     pub fn new(in_shape: [usize; 3], kernel: usize, stride: usize) -> Self {
         Self {
-            in_shape,
-            kernel,
-            stride,
+            window: Window {
+                in_shape,
+                kernel,
+                stride,
+            },
             argmax: None,
             batch: 0,
         }
@@ -34,21 +71,16 @@ impl MaxPool2d {
 
 impl Layer for MaxPool2d {
     fn describe(&self) -> String {
-        format!("maxpool {} s{}", self.kernel, self.stride)
+        self.window.describe("maxpool")
     }
     fn output_shape(&self) -> Vec<usize> {
-        let [c, h, w] = self.in_shape;
-        vec![
-            c,
-            out_size(h, self.kernel, self.stride),
-            out_size(w, self.kernel, self.stride),
-        ]
+        self.window.output_shape()
     }
     fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
         let b = x.shape()[0];
-        let [c, h, w] = self.in_shape;
-        let (k, s) = (self.kernel, self.stride);
-        let (oh, ow) = (out_size(h, k, s), out_size(w, k, s));
+        let [c, h, w] = self.window.in_shape;
+        let (k, s) = (self.window.kernel, self.window.stride);
+        let (oh, ow) = self.window.out_hw();
         let x = x.as_standard_layout();
         let src = x.as_slice().expect("standard layout");
         let mut y = ArrayD::<f32>::zeros(IxDyn(&[b, c, oh, ow]));
@@ -89,7 +121,7 @@ impl Layer for MaxPool2d {
             .argmax
             .take()
             .expect("backward after a training forward pass");
-        let [c, h, w] = self.in_shape;
+        let [c, h, w] = self.window.in_shape;
         let mut dx = ArrayD::<f32>::zeros(IxDyn(&[self.batch, c, h, w]));
         let dst = dx.as_slice_mut().expect("standard layout");
         let grad = grad.as_standard_layout();
@@ -99,32 +131,23 @@ impl Layer for MaxPool2d {
         dx
     }
     fn to_onnx(&self, graph: &mut GraphBuilder, input: &str, prefix: &str) -> String {
-        let (k, s) = (self.kernel as i64, self.stride as i64);
-        graph.node(
-            "MaxPool",
-            &[input],
-            prefix,
-            &[
-                ("kernel_shape", Attr::Ints(vec![k, k])),
-                ("strides", Attr::Ints(vec![s, s])),
-            ],
-        )
+        self.window.onnx_node("MaxPool", graph, input, prefix)
     }
 }
 
 pub struct AvgPool2d {
-    in_shape: [usize; 3],
-    kernel: usize,
-    stride: usize,
+    window: Window,
     batch: usize,
 }
 
 impl AvgPool2d {
     pub fn new(in_shape: [usize; 3], kernel: usize, stride: usize) -> Self {
         Self {
-            in_shape,
-            kernel,
-            stride,
+            window: Window {
+                in_shape,
+                kernel,
+                stride,
+            },
             batch: 0,
         }
     }
@@ -132,21 +155,16 @@ impl AvgPool2d {
 
 impl Layer for AvgPool2d {
     fn describe(&self) -> String {
-        format!("avgpool {} s{}", self.kernel, self.stride)
+        self.window.describe("avgpool")
     }
     fn output_shape(&self) -> Vec<usize> {
-        let [c, h, w] = self.in_shape;
-        vec![
-            c,
-            out_size(h, self.kernel, self.stride),
-            out_size(w, self.kernel, self.stride),
-        ]
+        self.window.output_shape()
     }
     fn forward(&mut self, x: ArrayD<f32>, _mode: Mode) -> ArrayD<f32> {
         let b = x.shape()[0];
-        let [c, h, w] = self.in_shape;
-        let (k, s) = (self.kernel, self.stride);
-        let (oh, ow) = (out_size(h, k, s), out_size(w, k, s));
+        let [c, h, w] = self.window.in_shape;
+        let (k, s) = (self.window.kernel, self.window.stride);
+        let (oh, ow) = self.window.out_hw();
         let x = x.as_standard_layout();
         let src = x.as_slice().expect("standard layout");
         let mut y = ArrayD::<f32>::zeros(IxDyn(&[b, c, oh, ow]));
@@ -170,9 +188,9 @@ impl Layer for AvgPool2d {
         y
     }
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        let [c, h, w] = self.in_shape;
-        let (k, s) = (self.kernel, self.stride);
-        let (oh, ow) = (out_size(h, k, s), out_size(w, k, s));
+        let [c, h, w] = self.window.in_shape;
+        let (k, s) = (self.window.kernel, self.window.stride);
+        let (oh, ow) = self.window.out_hw();
         let mut dx = ArrayD::<f32>::zeros(IxDyn(&[self.batch, c, h, w]));
         let dst = dx.as_slice_mut().expect("standard layout");
         let grad = grad.as_standard_layout();
@@ -194,16 +212,7 @@ impl Layer for AvgPool2d {
         dx
     }
     fn to_onnx(&self, graph: &mut GraphBuilder, input: &str, prefix: &str) -> String {
-        let (k, s) = (self.kernel as i64, self.stride as i64);
-        graph.node(
-            "AveragePool",
-            &[input],
-            prefix,
-            &[
-                ("kernel_shape", Attr::Ints(vec![k, k])),
-                ("strides", Attr::Ints(vec![s, s])),
-            ],
-        )
+        self.window.onnx_node("AveragePool", graph, input, prefix)
     }
 }
 
