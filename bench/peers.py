@@ -8,6 +8,7 @@ as JSON lines:
 - sklearn-mlp: scikit-learn MLPClassifier, hidden (256, 128), solver sgd, batch 128
 - numpy-cnn:   conv16-relu-maxpool2-conv32-relu-maxpool2-dense10 by im2col in NumPy
 - jax-mlp / jax-cnn: the same networks as jitted JAX steps (XLA CPU), when jax is installed
+- numpy-gemm:  f32 GEMM rate of OpenBLAS (1024³, best of 5), a second measure of the machine's peak
 
 Run with OPENBLAS_NUM_THREADS / OMP_NUM_THREADS set to the thread count under test.
 """
@@ -54,6 +55,18 @@ def softmax_ce_grad(logits, y):
     p /= p.sum(1, keepdims=True)
     p[np.arange(len(y)), y] -= 1.0
     return p / len(y)
+
+
+def numpy_gemm(n=1024, reps=5):
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    print(json.dumps({"peer": "numpy-gemm", "gflops": 2 * n**3 / best / 1e9}), flush=True)
 
 
 def numpy_mlp(x, y):
@@ -239,7 +252,9 @@ def jax_peers(x, y, cnn_limit):
 def main():
     folder = sys.argv[1]
     cnn_limit = int(sys.argv[2]) if len(sys.argv) > 2 else 60000
-    which = sys.argv[3].split(",") if len(sys.argv) > 3 else ["numpy-mlp", "sklearn-mlp", "numpy-cnn", "jax"]
+    which = sys.argv[3].split(",") if len(sys.argv) > 3 else ["numpy-gemm", "numpy-mlp", "sklearn-mlp", "numpy-cnn", "jax"]
+    if "numpy-gemm" in which:
+        numpy_gemm()
     x, y = load(folder)
     if "numpy-mlp" in which:
         numpy_mlp(x, y)

@@ -15,33 +15,21 @@ if [ ! -x .venv-bench/bin/python ]; then
 fi
 export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MATMUL_NUM_THREADS=$THREADS
 export XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=$THREADS"
+ROUNDS=${ROUNDS:-3}
 out=bench/last-run.txt
+# The host is shared and its speed moves by tens of percent between minutes: every round runs
+# kdprune and all peers back to back, ratios are taken within a round, and the summary gives
+# each round and the median over rounds.
 {
-  echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads=$THREADS"
-  echo "## kdprune MLP"
-  target/release/kdprune bench bench/mlp.toml --epochs 1 --student-only 2>/dev/null | tr -d '\n ' ; echo
-  echo "## kdprune CNN"
-  target/release/kdprune bench bench/cnn.toml --epochs 1 --student-only 2>/dev/null | tr -d '\n ' ; echo
-  echo "## peers"
-  .venv-bench/bin/python bench/peers.py build/fashion-mnist "$CNN_LIMIT"
+  echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads=$THREADS, rounds=$ROUNDS"
+  for round in $(seq 1 "$ROUNDS"); do
+    echo "## round $round"
+    echo "## kdprune MLP"
+    target/release/kdprune bench bench/mlp.toml --epochs 1 --student-only 2>/dev/null | tr -d '\n ' ; echo
+    echo "## kdprune CNN"
+    target/release/kdprune bench bench/cnn.toml --epochs 1 --student-only 2>/dev/null | tr -d '\n ' ; echo
+    echo "## peers"
+    .venv-bench/bin/python bench/peers.py build/fashion-mnist "$CNN_LIMIT"
+  done
 } | tee "$out"
-.venv-bench/bin/python - "$out" <<'PY'
-import json, sys
-lines = open(sys.argv[1]).read().splitlines()
-ours = [json.loads(l) for l in lines if l.startswith("{\"train_examples")]
-peers = {d["peer"]: d for d in (json.loads(l) for l in lines if l.startswith("{\"peer")) if "samples_per_s" in d}
-mlp, cnn = ours
-print("\nsummary (samples/s, ratio = kdprune / peer)")
-print(f"MLP kdprune {mlp['student_samples_per_s_hard']:.0f}, {mlp['student_gflops']:.1f} GFLOP/s = "
-      f"{100 * mlp['fraction_of_gemm_peak']:.0f} % of GEMM {mlp['gemm_peak_gflops']:.1f} GFLOP/s")
-for p in ("numpy-mlp", "sklearn-mlp", "jax-mlp"):
-    if p in peers:
-        print(f"  vs {p}: {peers[p]['samples_per_s']:.0f} -> {mlp['student_samples_per_s_hard'] / peers[p]['samples_per_s']:.2f}x")
-print(f"CNN kdprune {cnn['student_samples_per_s_hard']:.0f}, convolutions {cnn['conv_gflops']:.1f} GFLOP/s, "
-      f"{100 * cnn['fraction_of_gemm_peak']:.0f} % of GEMM")
-for p in ("numpy-cnn", "jax-cnn"):
-    if p in peers:
-        print(f"  vs {p}: {peers[p]['samples_per_s']:.0f} -> {cnn['student_samples_per_s_hard'] / peers[p]['samples_per_s']:.2f}x")
-for name, r in (("MLP", mlp), ("CNN", cnn)):
-    print(f"{name} peak RSS {r['peak_rss_bytes'] / 2**20:.0f} MiB, accounted {r['accounted_bytes'] / 2**20:.0f} MiB")
-PY
+.venv-bench/bin/python bench/summary.py "$out" | tee -a "$out"

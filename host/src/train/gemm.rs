@@ -4,13 +4,39 @@
 //! of a training step (a batch of 128 rows), ran at 73 % of the 1024³ rate on 2 cores against
 //! 82 % single-threaded. Here each core gets a block of rows of the output (or of columns when
 //! the output has fewer rows than columns), computed by a single-threaded product; rayon's
-//! pool (`RAYON_NUM_THREADS`) sets the number of cores.
+//! pool (`RAYON_NUM_THREADS`) sets the number of cores. Inside [`serial`] (a shard of a
+//! data-parallel step, which already has a core to itself) products are not split.
+//!
+//! `faer`'s kernels (0.24) were tried: faster than `matrixmultiply` on the shapes of a step in
+//! isolation (75–81 against 63–74 GFLOP/s on one core, the same operands multiplied again and
+//! again), slower inside the training step (48–58k against 59–65k samples/s for the MLP on 2
+//! cores, runs interleaved), so `matrixmultiply` stays.
+
+use std::cell::Cell;
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 /// Products smaller than this many multiply-adds run on one core: splitting costs more.
 const MIN_SPLIT_WORK: usize = 1 << 16;
+
+thread_local! {
+    static SERIAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `work` with the products it makes on this thread left whole (not split across the
+/// cores).
+pub fn serial<R>(work: impl FnOnce() -> R) -> R {
+    /// Restores the flag even when `work` unwinds, so that the thread's later products split.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    work()
+}
 
 /// `c = alpha · a · b + beta · c`, with `a` `[M, K]`, `b` `[K, N]`, `c` `[M, N]`.
 pub fn gemm(
@@ -30,7 +56,11 @@ pub fn gemm(
         b.view(),
         beta,
         c.view_mut(),
-        rayon::current_num_threads(),
+        if SERIAL.with(Cell::get) {
+            1
+        } else {
+            rayon::current_num_threads()
+        },
     );
 }
 
@@ -78,11 +108,27 @@ mod tests {
         for (m, k, n) in [(300, 50, 40), (7, 300, 500), (1, 3, 2)] {
             let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 3 + j) % 7) as f32 - 3.0);
             let b = Array2::from_shape_fn((k, n), |(i, j)| ((i + 5 * j) % 5) as f32 * 0.5);
-            let mut c = Array2::from_elem((m, n), 1.0f32);
-            let mut expected = c.clone();
-            general_mat_mul(2.0, &a, &b, 0.5, &mut expected);
-            gemm(2.0, &a.view(), &b.view(), 0.5, &mut c.view_mut());
-            assert_eq!(c, expected);
+            let b_columns = b.t().as_standard_layout().into_owned().reversed_axes();
+            let a_strided = Array2::from_shape_fn((m, 2 * k), |(i, j)| a[(i, j / 2)]);
+            let a_strided = a_strided.slice(ndarray::s![.., ..;2]);
+            for beta in [0.0, 1.0, 0.5] {
+                let mut expected = Array2::from_elem((m, n), 1.0f32);
+                general_mat_mul(2.0, &a, &b, beta, &mut expected);
+                // Row-major, column-major and strided operands; small integers keep every
+                // product exact, so the kernels must agree to the bit.
+                for (a, b) in [
+                    (a.view(), b.view()),
+                    (a.view(), b_columns.view()),
+                    (a_strided, b.view()),
+                ] {
+                    let mut c = Array2::from_elem((m, n), 1.0f32);
+                    gemm(2.0, &a, &b, beta, &mut c.view_mut());
+                    assert_eq!(c, expected, "beta {beta}");
+                    let mut c_columns = Array2::from_elem((n, m), 1.0f32).reversed_axes();
+                    gemm(2.0, &a, &b, beta, &mut c_columns.view_mut());
+                    assert_eq!(c_columns, expected, "beta {beta}, column-major output");
+                }
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 //! Does not own which examples are kept or where soft labels come from.
 
 pub mod augment;
+pub mod elementwise;
 pub mod gemm;
 pub mod layers;
 pub mod loss;
@@ -14,7 +15,7 @@ pub mod onnx_export;
 pub mod optim;
 pub mod spec;
 
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -148,12 +149,12 @@ pub fn train(
         let mut epoch_loss = 0.0f64;
         for chunk in order.chunks(batch) {
             let b = chunk.len();
-            for (r, &i) in chunk.iter().enumerate() {
-                xb.row_mut(r).assign(&data.x.row(i));
-                yb[r] = data.y[i];
-                if let Some(t) = &teacher_probs {
-                    tb.row_mut(r).assign(&t.row(i));
-                }
+            gather_rows(data.x, chunk, xb.slice_mut(s![..b, ..]));
+            if let Some(t) = &teacher_probs {
+                gather_rows(t.view(), chunk, tb.slice_mut(s![..b, ..]));
+            }
+            for (label, &i) in yb.iter_mut().zip(chunk) {
+                *label = data.y[i];
             }
             if let (true, Some(shape)) = (spec.augment.is_active(), image_shape) {
                 spec.augment
@@ -194,6 +195,19 @@ pub fn train(
     }
     bar.finish_and_clear();
     Ok((model, logs))
+}
+
+/// Copies rows `indices` of `from` `[N, D]` into `to` `[indices.len(), D]`, rows spread over
+/// the cores (a batch of random rows from a large array waits mostly on memory).
+fn gather_rows(from: ArrayView2<'_, f32>, indices: &[usize], mut to: ArrayViewMut2<'_, f32>) {
+    assert_eq!(
+        to.dim(),
+        (indices.len(), from.ncols()),
+        "gather target shape"
+    );
+    Zip::from(to.rows_mut())
+        .and(ArrayView1::from(indices))
+        .par_for_each(|mut row, &i| row.assign(&from.row(i)));
 }
 
 /// Accuracy of `model` on `x` `[N, D]` against `y` `[N]` (evaluation mode).

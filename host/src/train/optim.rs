@@ -5,9 +5,10 @@
 //! `w -= lr·(g + μv)`, else `w -= lr·v`. AdamW follows Loshchilov & Hutter: decoupled decay
 //! `w -= lr·wd·w`, then Adam with bias correction.
 
-use ndarray::{ArrayD, Zip};
+use ndarray::ArrayD;
 use serde::Serialize;
 
+use super::elementwise::{self, Operand};
 use super::layers::ParamRef;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -51,37 +52,69 @@ impl Optimizer {
         }
         self.steps += 1;
         let wd = self.weight_decay;
-        for (p, (m, v)) in params.into_iter().zip(&mut self.state) {
-            let decay = if p.decay { wd } else { 0.0 };
-            match self.spec {
-                OptimizerSpec::Sgd { momentum, nesterov } => {
-                    Zip::from(&mut *p.value)
-                        .and(&*p.grad)
-                        .and(m)
-                        .for_each(|w, &g, buf| {
-                            let g = g + decay * *w;
-                            *buf = momentum * *buf + g;
-                            let update = if nesterov { g + momentum * *buf } else { *buf };
-                            *w -= lr * update;
-                        });
+        let tensors = params
+            .into_iter()
+            .zip(&mut self.state)
+            .map(|(p, (m, v))| {
+                let decay = if p.decay { wd } else { 0.0 };
+                let mut operands = vec![
+                    Operand::Write(standard(p.value)),
+                    Operand::Read(standard_read(p.grad)),
+                    Operand::Write(standard(m)),
+                ];
+                if !v.is_empty() {
+                    operands.push(Operand::Write(standard(v)));
                 }
-                OptimizerSpec::AdamW { beta1, beta2, eps } => {
-                    let c1 = 1.0 - beta1.powi(self.steps);
-                    let c2 = 1.0 - beta2.powi(self.steps);
-                    Zip::from(&mut *p.value)
-                        .and(&*p.grad)
-                        .and(m)
-                        .and(v)
-                        .for_each(|w, &g, m1, m2| {
-                            *w -= lr * decay * *w;
-                            *m1 = beta1 * *m1 + (1.0 - beta1) * g;
-                            *m2 = beta2 * *m2 + (1.0 - beta2) * g * g;
-                            *w -= lr * (*m1 / c1) / ((*m2 / c2).sqrt() + eps);
-                        });
-                }
+                (decay, operands)
+            })
+            .collect();
+        match self.spec {
+            OptimizerSpec::Sgd { momentum, nesterov } => {
+                elementwise::for_each_chunk(tensors, |&decay, operands| {
+                    let [Operand::Write(w), Operand::Read(g), Operand::Write(buf)] = operands
+                    else {
+                        unreachable!("SGD operands: value, gradient, momentum")
+                    };
+                    for ((w, &g), buf) in w.iter_mut().zip(g.iter()).zip(buf.iter_mut()) {
+                        let g = g + decay * *w;
+                        *buf = momentum * *buf + g;
+                        let update = if nesterov { g + momentum * *buf } else { *buf };
+                        *w -= lr * update;
+                    }
+                });
+            }
+            OptimizerSpec::AdamW { beta1, beta2, eps } => {
+                let c1 = 1.0 - beta1.powi(self.steps);
+                let c2 = 1.0 - beta2.powi(self.steps);
+                elementwise::for_each_chunk(tensors, |&decay, operands| {
+                    let [Operand::Write(w), Operand::Read(g), Operand::Write(m1), Operand::Write(m2)] =
+                        operands
+                    else {
+                        unreachable!("AdamW operands: value, gradient, two moments")
+                    };
+                    for (((w, &g), m1), m2) in w
+                        .iter_mut()
+                        .zip(g.iter())
+                        .zip(m1.iter_mut())
+                        .zip(m2.iter_mut())
+                    {
+                        *w -= lr * decay * *w;
+                        *m1 = beta1 * *m1 + (1.0 - beta1) * g;
+                        *m2 = beta2 * *m2 + (1.0 - beta2) * g * g;
+                        *w -= lr * (*m1 / c1) / ((*m2 / c2).sqrt() + eps);
+                    }
+                });
             }
         }
     }
+}
+
+fn standard_read(a: &ArrayD<f32>) -> &[f32] {
+    a.as_slice().expect("parameters are in standard layout")
+}
+
+fn standard(a: &mut ArrayD<f32>) -> &mut [f32] {
+    a.as_slice_mut().expect("parameters are in standard layout")
 }
 
 /// Scales all gradients so that their global L2 norm is at most `max_norm`; returns the norm

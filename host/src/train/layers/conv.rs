@@ -15,6 +15,10 @@ use rand::Rng;
 use super::{Layer, Mode, ParamRef};
 use crate::train::onnx_export::{Attr, GraphBuilder};
 
+/// Images per partial sum of the weight gradient.
+const IMAGES_PER_BLOCK: usize = 16;
+
+#[derive(Clone)]
 pub struct Conv2d {
     in_shape: [usize; 3],
     out_channels: usize,
@@ -145,6 +149,9 @@ impl Conv2d {
 }
 
 impl Layer for Conv2d {
+    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
     fn describe(&self) -> String {
         format!(
             "conv {} k{} s{} p{}",
@@ -210,9 +217,10 @@ impl Layer for Conv2d {
             .view()
             .into_shape_with_order((batch, o, hw))
             .expect("standard layout");
-        // dW = Σ_images g_b · cols_bᵀ: one partial sum per fixed block of images, added in
-        // block order, so that the result does not depend on how rayon schedules the blocks.
-        let parts = rayon::current_num_threads().clamp(1, batch.max(1));
+        // dW = Σ_images g_b · cols_bᵀ: one partial sum per block of IMAGES_PER_BLOCK images,
+        // added in block order, so that the result depends neither on how rayon schedules the
+        // blocks nor on the number of threads.
+        let parts = batch.div_ceil(IMAGES_PER_BLOCK).max(1);
         let partials: Vec<Array2<f32>> = (0..parts)
             .into_par_iter()
             .map(|part| {

@@ -7,6 +7,7 @@ use rand::Rng;
 use super::{Layer, Mode, ParamRef};
 use crate::train::onnx_export::GraphBuilder;
 
+#[derive(Clone)]
 pub struct Dense {
     /// `[in, out]`.
     w: ArrayD<f32>,
@@ -44,6 +45,9 @@ impl Dense {
 }
 
 impl Layer for Dense {
+    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
     fn describe(&self) -> String {
         format!("dense {}", self.w.shape()[1])
     }

@@ -45,6 +45,15 @@ pub trait Layer: Send {
     /// `grad`: `[B, ...output_shape]` → gradient with respect to the input of the last
     /// training-mode forward pass; parameter gradients are added to the layer's own.
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32>;
+    /// A copy for another shard of a data-parallel batch (see [`crate::train::network`]): the
+    /// same parameters and settings, its own gradients and caches; `shard` picks its own
+    /// random stream where the layer draws random numbers.
+    fn replicate(&self, shard: u64) -> Box<dyn Layer>;
+    /// Whether, in training, one example's output depends on the other examples of its batch
+    /// (batch statistics). A network with such a layer is not split into shards.
+    fn couples_examples(&self) -> bool {
+        self.children().iter().any(|c| c.couples_examples())
+    }
     /// Parameters with their gradients.
     fn params(&mut self) -> Vec<ParamRef<'_>> {
         Vec::new()

@@ -11,6 +11,7 @@ use crate::train::onnx_export::{Attr, GraphBuilder};
 const EPS: f32 = 1e-5;
 const MOMENTUM: f32 = 0.1;
 
+#[derive(Clone)]
 pub struct BatchNorm {
     shape: Vec<usize>,
     gamma: ArrayD<f32>,
@@ -47,6 +48,12 @@ impl BatchNorm {
 }
 
 impl Layer for BatchNorm {
+    fn couples_examples(&self) -> bool {
+        true
+    }
+    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
     fn describe(&self) -> String {
         "bn".into()
     }

@@ -48,6 +48,7 @@ impl Window {
     }
 }
 
+#[derive(Clone)]
 pub struct MaxPool2d {
     window: Window,
     /// For each output value, the flat input position of its maximum.
@@ -70,6 +71,9 @@ impl MaxPool2d {
 }
 
 impl Layer for MaxPool2d {
+    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
     fn describe(&self) -> String {
         self.window.describe("maxpool")
     }
@@ -135,6 +139,7 @@ impl Layer for MaxPool2d {
     }
 }
 
+#[derive(Clone)]
 pub struct AvgPool2d {
     window: Window,
     batch: usize,
@@ -154,6 +159,9 @@ impl AvgPool2d {
 }
 
 impl Layer for AvgPool2d {
+    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
     fn describe(&self) -> String {
         self.window.describe("avgpool")
     }
@@ -217,6 +225,7 @@ impl Layer for AvgPool2d {
 }
 
 /// Mean over `H, W`: `[B, C, H, W]` → `[B, C]`.
+#[derive(Clone)]
 pub struct GlobalAvgPool {
     in_shape: [usize; 3],
     batch: usize,
@@ -229,6 +238,9 @@ impl GlobalAvgPool {
 }
 
 impl Layer for GlobalAvgPool {
+    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
     fn describe(&self) -> String {
         "gap".into()
     }

@@ -12,6 +12,7 @@ use crate::train::onnx_export::{Attr, GraphBuilder};
 const PARALLEL_LEN: usize = 1 << 16;
 
 /// `max(x, 0)`.
+#[derive(Clone)]
 pub struct Relu {
     shape: Vec<usize>,
     /// The output of the last training forward pass (positive where the gradient passes).
@@ -28,6 +29,9 @@ impl Relu {
 }
 
 impl Layer for Relu {
+    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
     fn describe(&self) -> String {
         "relu".into()
     }
@@ -63,6 +67,7 @@ impl Layer for Relu {
 }
 
 /// `[B, ...]` → `[B, prod(...)]`.
+#[derive(Clone)]
 pub struct Flatten {
     input_shape: Vec<usize>,
 }
@@ -74,6 +79,9 @@ impl Flatten {
 }
 
 impl Layer for Flatten {
+    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
     fn describe(&self) -> String {
         "flatten".into()
     }
@@ -100,6 +108,7 @@ impl Layer for Flatten {
 
 /// Inverted dropout: in training, zeroes each value with probability `p` and scales the rest
 /// by `1 / (1 - p)`; identity in evaluation.
+#[derive(Clone)]
 pub struct Dropout {
     p: f32,
     shape: Vec<usize>,
@@ -119,6 +128,12 @@ impl Dropout {
 }
 
 impl Layer for Dropout {
+    fn replicate(&self, shard: u64) -> Box<dyn Layer> {
+        let mut copy = self.clone();
+        // Each shard of a batch draws its own masks, from its own stream of the same seed.
+        copy.rng.set_stream(shard);
+        Box::new(copy)
+    }
     fn describe(&self) -> String {
         format!("dropout {}", self.p)
     }
@@ -187,6 +202,13 @@ fn run_backward(layers: &mut [Box<dyn Layer>], mut g: ArrayD<f32>) -> ArrayD<f32
 }
 
 impl Layer for Residual {
+    fn replicate(&self, shard: u64) -> Box<dyn Layer> {
+        Box::new(Self {
+            body: self.body.iter().map(|l| l.replicate(shard)).collect(),
+            shortcut: self.shortcut.iter().map(|l| l.replicate(shard)).collect(),
+            label: self.label.clone(),
+        })
+    }
     fn describe(&self) -> String {
         self.label.clone()
     }

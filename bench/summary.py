@@ -1,0 +1,65 @@
+"""Summary of a scripts/bench-trainer.sh output: per round, kdprune's samples/s, its share of
+the machine's f32 GEMM rate and its ratio to each peer; then the median over rounds.
+
+The GEMM rate of a round is the higher of kdprune's own 1024³ product (measured right before
+and after its timed training) and OpenBLAS's (numpy-gemm), so the share is not flattered by a
+slow reference.
+"""
+
+import json
+import statistics
+import sys
+
+
+def rounds(lines):
+    found = []
+    current = None
+    for line in lines:
+        if line.startswith("## round"):
+            current = {"ours": [], "peers": {}}
+            found.append(current)
+        elif current is not None and line.startswith('{"train_examples'):
+            current["ours"].append(json.loads(line))
+        elif current is not None and line.startswith('{"peer'):
+            d = json.loads(line)
+            current["peers"][d["peer"]] = d
+    return found
+
+
+def main():
+    table = []
+    for r in rounds(open(sys.argv[1]).read().splitlines()):
+        mlp, cnn = r["ours"]
+        peers = r["peers"]
+        numpy_gemm = peers.get("numpy-gemm", {}).get("gflops", 0.0)
+        peak = max(mlp["gemm_peak_gflops"], numpy_gemm)
+        row = {
+            "mlp samples/s": mlp["student_samples_per_s_hard"],
+            "mlp GFLOP/s": mlp["student_gflops"],
+            "GEMM kdprune": mlp["gemm_peak_gflops"],
+            "GEMM OpenBLAS": numpy_gemm,
+            "mlp % of GEMM peak": 100 * mlp["student_gflops"] / peak,
+            "cnn samples/s": cnn["student_samples_per_s_hard"],
+            "cnn conv GFLOP/s": cnn["conv_gflops"],
+            "cnn % of GEMM peak": 100 * cnn["student_gflops"] / max(cnn["gemm_peak_gflops"], numpy_gemm),
+        }
+        for peer, model in (("numpy-mlp", mlp), ("sklearn-mlp", mlp), ("jax-mlp", mlp), ("numpy-cnn", cnn), ("jax-cnn", cnn)):
+            if peer in peers:
+                row[f"{peer} samples/s"] = peers[peer]["samples_per_s"]
+                row[f"x {peer}"] = model["student_samples_per_s_hard"] / peers[peer]["samples_per_s"]
+        row["mlp peak RSS MiB"] = mlp["peak_rss_bytes"] / 2**20
+        row["mlp accounted MiB"] = mlp["accounted_bytes"] / 2**20
+        row["cnn peak RSS MiB"] = cnn["peak_rss_bytes"] / 2**20
+        row["cnn accounted MiB"] = cnn["accounted_bytes"] / 2**20
+        table.append(row)
+    keys = list(table[0])
+    print("\n# summary: per round, then the median over rounds (x peer = kdprune / peer)")
+    print(f"{'':24}" + "".join(f"{'round ' + str(i + 1):>12}" for i in range(len(table))) + f"{'median':>12}")
+    for k in keys:
+        values = [row.get(k, float("nan")) for row in table]
+        fmt = (lambda v: f"{v:12.2f}") if k.startswith("x ") else (lambda v: f"{v:12.1f}")
+        print(f"{k:24}" + "".join(fmt(v) for v in values) + fmt(statistics.median(values)))
+
+
+if __name__ == "__main__":
+    main()
