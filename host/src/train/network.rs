@@ -100,7 +100,7 @@ fn forward_layers(
         .expect("the last layer is dense")
 }
 
-/// Forward and backward pass of one shard through `layers`, whose gradients it replaces;
+/// Forward and backward pass of one shard through `layers`, whose gradients it sets;
 /// returns the shard's mean loss. `weight` (the shard's share of the batch's rows) scales the
 /// gradients, so that the shards' gradients sum to those of the batch mean.
 ///
@@ -114,11 +114,6 @@ fn shard_step(
     kd: Kd,
     weight: f32,
 ) -> f32 {
-    for layer in layers.iter_mut() {
-        for p in layer.params() {
-            p.grad.fill(0.0);
-        }
-    }
     let logits = forward_layers(layers, input_shape, x, Mode::Train);
     let mut grad = Array2::<f32>::zeros(logits.raw_dim());
     let loss = kd_loss_and_grad(logits.view(), y, teacher_probs, kd, grad.view_mut());

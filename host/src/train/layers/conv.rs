@@ -237,16 +237,18 @@ impl Layer for Conv2d {
         for partial in &partials {
             gw += partial;
         }
-        self.gw += &gw
-            .into_dyn()
-            .into_shape_with_order(self.gw.raw_dim())
-            .expect("same size");
+        let shape = self.gw.raw_dim();
+        self.gw.assign(
+            &gw.into_dyn()
+                .into_shape_with_order(shape)
+                .expect("same size"),
+        );
         if let Some(gb) = &mut self.gb {
             let sums: Vec<f32> = (0..o)
                 .map(|oc| g.slice(ndarray::s![.., oc, ..]).sum())
                 .collect();
             for (acc, v) in gb.iter_mut().zip(sums) {
-                *acc += v;
+                *acc = v;
             }
         }
         if !self.input_grad {

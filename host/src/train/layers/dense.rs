@@ -83,8 +83,8 @@ impl Layer for Dense {
             .view_mut()
             .into_dimensionality::<Ix2>()
             .expect("2-D");
-        gemm(1.0, &x.t().view(), &g.view(), 1.0, &mut gw.view_mut());
-        self.gb += &g.sum_axis(Axis(0)).into_dyn();
+        gemm(1.0, &x.t().view(), &g.view(), 0.0, &mut gw.view_mut());
+        self.gb.assign(&g.sum_axis(Axis(0)).into_dyn());
         if !self.input_grad {
             return ArrayD::zeros(IxDyn(&[0]));
         }

@@ -3,7 +3,7 @@
 //! Every layer takes and returns a batch `[B, ...]` as an owned `ArrayD<f32>` (standard
 //! layout). A layer keeps what its backward pass needs (its input, a mask, argmax positions)
 //! from the last forward pass in training mode. Parameters are `ArrayD<f32>` with a gradient of
-//! the same shape, accumulated by `backward` since the last `zero_grad`.
+//! the same shape, set by each `backward`.
 
 mod conv;
 mod dense;
@@ -43,7 +43,8 @@ pub trait Layer: Send {
     /// `x`: `[B, ...input_shape]` → `[B, ...output_shape]`.
     fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32>;
     /// `grad`: `[B, ...output_shape]` → gradient with respect to the input of the last
-    /// training-mode forward pass; parameter gradients are added to the layer's own.
+    /// training-mode forward pass; the parameter gradients of the layer are set (replacing
+    /// the previous ones, so that nothing has to clear them before a step).
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32>;
     /// A copy for another shard of a data-parallel batch (see [`crate::train::network`]): the
     /// same parameters and settings, its own gradients and caches; `shard` picks its own

@@ -152,10 +152,8 @@ impl Layer for BatchNorm {
         {
             let gg = self.ggamma.as_slice_mut().expect("contiguous");
             let gb = self.gbeta.as_slice_mut().expect("contiguous");
-            for ch in 0..c {
-                gg[ch] += sum_gx[ch];
-                gb[ch] += sum_g[ch];
-            }
+            gg.copy_from_slice(&sum_gx);
+            gb.copy_from_slice(&sum_g);
         }
         // dx = γ·inv_std/n · (n·dy − Σdy − x̂·Σ(dy·x̂)).
         for bi in 0..b {
