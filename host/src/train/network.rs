@@ -3,8 +3,8 @@
 //! (safetensors) and export to ONNX.
 //!
 //! A training batch of more than [`SHARD_ROWS`] rows is cut into shards of at most that many
-//! rows, run on the cores at once, each through its own replica of the layers (parameters
-//! copied from the network's at the start of the shard, own caches and gradients) with whole,
+//! rows, run on the cores at once, each through its own replica of the layers (sharing the
+//! network's parameters while the shard runs, own caches and gradients) with whole,
 //! single-threaded products; the shards' gradients are then summed in shard order into the
 //! network's, which the optimiser reads. This keeps both cores on whole steps instead of
 //! meeting at every product, and the shards are fixed by the batch size alone, so results do
@@ -23,7 +23,7 @@ use super::elementwise::{self, Operand};
 use super::gemm;
 use super::layers::{
     AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool, Layer, MaxPool2d, Mode,
-    ParamRef, Relu, Residual,
+    ParamRef, Relu, Residual, SharedTensor,
 };
 use super::loss::kd_loss_and_grad;
 use super::spec::LayerSpec;
@@ -36,9 +36,10 @@ pub const SHARD_ROWS: usize = 64;
 
 pub struct Network {
     layers: Vec<Box<dyn Layer>>,
-    /// Replicas of `layers`, one per shard of a batch, made when first needed; each copies the
-    /// parameters of `layers` at the start of its shard. `layers` holds the parameters the
-    /// optimiser updates, and the sum of the shards' gradients.
+    /// Replicas of `layers`, one per shard of a batch, made when first needed; each shares the
+    /// parameters of `layers` (no copy) while its shard runs and holds empty stand-ins
+    /// otherwise. `layers` owns the parameters the optimiser updates, and the sum of the
+    /// shards' gradients.
     replicas: Vec<Vec<Box<dyn Layer>>>,
     /// Shape of one input example, `[D]` or `[C, H, W]`.
     input_shape: Vec<usize>,
@@ -121,14 +122,19 @@ fn shard_step(
         grad *= weight;
     }
     let mut g = grad.into_dyn();
-    let first = layers
-        .iter_mut()
-        .position(|l| !l.params().is_empty())
-        .unwrap_or(0);
+    let first = layers.iter().position(|l| l.has_params()).unwrap_or(0);
     for layer in layers[first..].iter_mut().rev() {
         g = layer.backward(g);
     }
     loss
+}
+
+/// Replaces a replica's parameters by empty stand-ins.
+fn detach(replica: &mut [Box<dyn Layer>]) {
+    let mut stand_ins = std::iter::repeat_with(SharedTensor::detached);
+    for layer in replica.iter_mut() {
+        layer.use_params(&mut stand_ins);
+    }
 }
 
 fn standard_slice(a: &ArrayD<f32>) -> &[f32] {
@@ -228,7 +234,7 @@ impl Network {
         }
         // Layers before the first one with parameters do nothing to learn from: stop the
         // backward pass there.
-        if let Some(first) = layers.iter_mut().position(|l| !l.params().is_empty()) {
+        if let Some(first) = layers.iter().position(|l| l.has_params()) {
             layers[first].set_input_grad(false);
         }
         Ok(Self {
@@ -310,22 +316,21 @@ impl Network {
         }
         while self.replicas.len() < shards {
             let stream = self.replicas.len() as u64 + 1;
-            self.replicas
-                .push(self.layers.iter().map(|l| l.replicate(stream)).collect());
+            let mut replica: Vec<Box<dyn Layer>> =
+                self.layers.iter().map(|l| l.replicate(stream)).collect();
+            detach(&mut replica);
+            self.replicas.push(replica);
         }
-        let master: Vec<&ArrayD<f32>> = self
-            .layers
-            .iter_mut()
-            .flat_map(|l| l.params())
-            .map(|p| -> &ArrayD<f32> { p.value })
-            .collect();
+        let shared: Vec<SharedTensor> =
+            self.layers.iter().flat_map(|l| l.shared_params()).collect();
         let input_shape = &self.input_shape;
         let losses: Vec<f32> = self.replicas[..shards]
             .par_iter_mut()
             .enumerate()
             .map(|(i, replica)| {
-                for (to, from) in replica.iter_mut().flat_map(|l| l.params()).zip(&master) {
-                    to.value.assign(*from);
+                let mut handles = shared.iter().cloned();
+                for layer in replica.iter_mut() {
+                    layer.use_params(&mut handles);
                 }
                 let rows = b * i / shards..b * (i + 1) / shards;
                 let weight = rows.len() as f32 / b as f32;
@@ -341,9 +346,12 @@ impl Network {
                         weight,
                     )
                 });
+                // Gives the parameters back, so that the optimiser owns them alone again.
+                detach(replica);
                 loss * weight
             })
             .collect();
+        drop(shared);
         self.sum_replica_gradients(shards);
         losses.iter().sum()
     }

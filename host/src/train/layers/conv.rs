@@ -12,7 +12,7 @@ use ndarray::Zip;
 use ndarray::{Array2, Array3, ArrayD, ArrayViewMut2, Axis, IxDyn};
 use rand::Rng;
 
-use super::{Layer, Mode, ParamRef};
+use super::{Layer, Mode, ParamRef, SharedTensor};
 use crate::train::onnx_export::{Attr, GraphBuilder};
 
 /// Images per partial sum of the weight gradient.
@@ -26,9 +26,9 @@ pub struct Conv2d {
     stride: usize,
     padding: usize,
     /// `[O, C, K, K]`.
-    w: ArrayD<f32>,
+    w: SharedTensor,
     /// `[O]`, or `None` (a convolution followed by batch norm needs none).
-    b: Option<ArrayD<f32>>,
+    b: Option<SharedTensor>,
     gw: ArrayD<f32>,
     gb: Option<ArrayD<f32>>,
     /// `[B, C·K·K, OH·OW]` from the last training forward pass.
@@ -61,8 +61,8 @@ impl Conv2d {
             stride,
             padding,
             gw: ArrayD::zeros(w.raw_dim()),
-            w,
-            b: bias.then(|| ArrayD::zeros(IxDyn(&[out_channels]))),
+            w: SharedTensor::new(w),
+            b: bias.then(|| SharedTensor::new(ArrayD::zeros(IxDyn(&[out_channels])))),
             gb: bias.then(|| ArrayD::zeros(IxDyn(&[out_channels]))),
             cols: None,
             batch: 0,
@@ -281,13 +281,13 @@ impl Layer for Conv2d {
 
     fn params(&mut self) -> Vec<ParamRef<'_>> {
         let mut out = vec![ParamRef {
-            value: &mut self.w,
+            value: self.w.get_mut(),
             grad: &mut self.gw,
             decay: true,
         }];
         if let (Some(b), Some(gb)) = (&mut self.b, &mut self.gb) {
             out.push(ParamRef {
-                value: b,
+                value: b.get_mut(),
                 grad: gb,
                 decay: false,
             });
@@ -295,18 +295,35 @@ impl Layer for Conv2d {
         out
     }
 
+    fn has_params(&self) -> bool {
+        true
+    }
+
+    fn shared_params(&self) -> Vec<SharedTensor> {
+        std::iter::once(self.w.clone())
+            .chain(self.b.clone())
+            .collect()
+    }
+
+    fn use_params(&mut self, shared: &mut dyn Iterator<Item = SharedTensor>) {
+        self.w = shared.next().expect("a weight for each convolution");
+        if let Some(b) = &mut self.b {
+            *b = shared.next().expect("a bias for each convolution with one");
+        }
+    }
+
     fn state(&self) -> Vec<(String, &ArrayD<f32>)> {
-        let mut out = vec![("weight".to_string(), &self.w)];
+        let mut out = vec![("weight".to_string(), &*self.w)];
         if let Some(b) = &self.b {
-            out.push(("bias".into(), b));
+            out.push(("bias".into(), &**b));
         }
         out
     }
 
     fn state_mut(&mut self) -> Vec<(String, &mut ArrayD<f32>)> {
-        let mut out = vec![("weight".to_string(), &mut self.w)];
+        let mut out = vec![("weight".to_string(), self.w.get_mut())];
         if let Some(b) = &mut self.b {
-            out.push(("bias".into(), b));
+            out.push(("bias".into(), b.get_mut()));
         }
         out
     }

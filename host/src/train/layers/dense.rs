@@ -4,15 +4,15 @@ use crate::train::gemm::gemm;
 use ndarray::{Array1, Array2, ArrayD, Axis, Ix2, IxDyn};
 use rand::Rng;
 
-use super::{Layer, Mode, ParamRef};
+use super::{Layer, Mode, ParamRef, SharedTensor};
 use crate::train::onnx_export::GraphBuilder;
 
 #[derive(Clone)]
 pub struct Dense {
     /// `[in, out]`.
-    w: ArrayD<f32>,
+    w: SharedTensor,
     /// `[out]`.
-    b: ArrayD<f32>,
+    b: SharedTensor,
     gw: ArrayD<f32>,
     gb: ArrayD<f32>,
     /// `[B, in]`, the input of the last training forward pass.
@@ -29,8 +29,8 @@ impl Dense {
         Self {
             gw: ArrayD::zeros(w.raw_dim()),
             gb: ArrayD::zeros(IxDyn(&[outputs])),
-            b: Array1::<f32>::zeros(outputs).into_dyn(),
-            w,
+            b: SharedTensor::new(Array1::<f32>::zeros(outputs).into_dyn()),
+            w: SharedTensor::new(w),
             input: None,
             input_grad: true,
         }
@@ -63,7 +63,7 @@ impl Layer for Dense {
         assert_eq!(x.ncols(), self.w.shape()[0], "dense input width");
         let mut y = Array2::<f32>::zeros((x.nrows(), self.w.shape()[1]));
         gemm(1.0, &x.view(), &self.w2().view(), 0.0, &mut y.view_mut());
-        y += &self.b;
+        y += &*self.b;
         if mode == Mode::Train {
             self.input = Some(x);
         }
@@ -110,24 +110,40 @@ impl Layer for Dense {
     fn params(&mut self) -> Vec<ParamRef<'_>> {
         vec![
             ParamRef {
-                value: &mut self.w,
+                value: self.w.get_mut(),
                 grad: &mut self.gw,
                 decay: true,
             },
             ParamRef {
-                value: &mut self.b,
+                value: self.b.get_mut(),
                 grad: &mut self.gb,
                 decay: false,
             },
         ]
     }
 
+    fn has_params(&self) -> bool {
+        true
+    }
+
+    fn shared_params(&self) -> Vec<SharedTensor> {
+        vec![self.w.clone(), self.b.clone()]
+    }
+
+    fn use_params(&mut self, shared: &mut dyn Iterator<Item = SharedTensor>) {
+        self.w = shared.next().expect("a weight for each dense layer");
+        self.b = shared.next().expect("a bias for each dense layer");
+    }
+
     fn state(&self) -> Vec<(String, &ArrayD<f32>)> {
-        vec![("weight".into(), &self.w), ("bias".into(), &self.b)]
+        vec![("weight".into(), &*self.w), ("bias".into(), &*self.b)]
     }
 
     fn state_mut(&mut self) -> Vec<(String, &mut ArrayD<f32>)> {
-        vec![("weight".into(), &mut self.w), ("bias".into(), &mut self.b)]
+        vec![
+            ("weight".into(), self.w.get_mut()),
+            ("bias".into(), self.b.get_mut()),
+        ]
     }
 
     fn to_onnx(&self, graph: &mut GraphBuilder, input: &str, prefix: &str) -> String {

@@ -11,7 +11,10 @@ mod norm;
 mod pool;
 mod simple;
 
-use ndarray::ArrayD;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use ndarray::{ArrayD, IxDyn};
 
 pub use conv::Conv2d;
 pub use dense::Dense;
@@ -24,6 +27,35 @@ pub use simple::{Dropout, Flatten, Relu, Residual};
 pub enum Mode {
     Train,
     Eval,
+}
+
+/// A parameter tensor that the replicas of a layer share, without copying, while the shards
+/// of a data-parallel step run (see [`crate::train::network`]); outside a step it has one
+/// owner, which the optimiser writes through.
+#[derive(Clone)]
+pub struct SharedTensor(Arc<ArrayD<f32>>);
+
+impl SharedTensor {
+    pub fn new(value: ArrayD<f32>) -> Self {
+        Self(Arc::new(value))
+    }
+
+    /// An empty stand-in held by a replica between steps.
+    pub fn detached() -> Self {
+        Self::new(ArrayD::zeros(IxDyn(&[0])))
+    }
+
+    /// The tensor, for writing: only while no replica shares it.
+    pub fn get_mut(&mut self) -> &mut ArrayD<f32> {
+        Arc::get_mut(&mut self.0).expect("a parameter is written only while no replica shares it")
+    }
+}
+
+impl Deref for SharedTensor {
+    type Target = ArrayD<f32>;
+    fn deref(&self) -> &ArrayD<f32> {
+        &self.0
+    }
 }
 
 /// A parameter and its gradient.
@@ -58,6 +90,24 @@ pub trait Layer: Send {
     /// Parameters with their gradients.
     fn params(&mut self) -> Vec<ParamRef<'_>> {
         Vec::new()
+    }
+    /// Whether the layer (or a sub-layer) has parameters.
+    fn has_params(&self) -> bool {
+        self.children().iter().any(|c| c.has_params())
+    }
+    /// Handles on the parameters that replicas may share, in [`Layer::params`] order.
+    fn shared_params(&self) -> Vec<SharedTensor> {
+        self.children()
+            .iter()
+            .flat_map(|c| c.shared_params())
+            .collect()
+    }
+    /// Takes the layer's parameters from `shared` (handles from [`Layer::shared_params`] of
+    /// a layer of the same spec, or [`SharedTensor::detached`] stand-ins), in the same order.
+    fn use_params(&mut self, shared: &mut dyn Iterator<Item = SharedTensor>) {
+        for c in self.children_mut() {
+            c.use_params(shared);
+        }
     }
     /// Named tensors that make up the layer's state (parameters and buffers such as running
     /// statistics), for saving. Names are relative (`weight`, `running_mean`, ...).

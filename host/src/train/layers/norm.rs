@@ -51,6 +51,9 @@ impl Layer for BatchNorm {
     fn couples_examples(&self) -> bool {
         true
     }
+    fn has_params(&self) -> bool {
+        true
+    }
     fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
         Box::new(self.clone())
     }
