@@ -2,6 +2,7 @@
 //! into chunks and all chunks of all tensors go to rayon as one job list, so that a step pays
 //! for one hand-off to the other cores instead of one per tensor.
 
+use ndarray::ArrayD;
 use rayon::prelude::*;
 
 /// Values per chunk: large enough that a hand-off costs little next to the work, small enough
@@ -14,7 +15,17 @@ pub enum Operand<'a> {
     Write(&'a mut [f32]),
 }
 
-impl Operand<'_> {
+impl<'a> Operand<'a> {
+    /// All of `tensor`, read (parameters and their state are in standard layout).
+    pub fn read(tensor: &'a ArrayD<f32>) -> Self {
+        Operand::Read(tensor.as_slice().expect("tensors in standard layout"))
+    }
+
+    /// All of `tensor`, written.
+    pub fn write(tensor: &'a mut ArrayD<f32>) -> Self {
+        Operand::Write(tensor.as_slice_mut().expect("tensors in standard layout"))
+    }
+
     fn len(&self) -> usize {
         match self {
             Operand::Read(s) => s.len(),

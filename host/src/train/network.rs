@@ -137,14 +137,6 @@ fn detach(replica: &mut [Box<dyn Layer>]) {
     }
 }
 
-fn standard_slice(a: &ArrayD<f32>) -> &[f32] {
-    a.as_slice().expect("parameters are in standard layout")
-}
-
-fn standard_slice_mut(a: &mut ArrayD<f32>) -> &mut [f32] {
-    a.as_slice_mut().expect("parameters are in standard layout")
-}
-
 impl Network {
     /// Builds the layers of `specs` for examples of `input_shape`, then `dense num_classes`.
     /// Shapes are checked here, so a bad spec fails before training starts.
@@ -374,12 +366,8 @@ impl Network {
             .flat_map(|l| l.params())
             .enumerate()
             .map(|(i, p)| {
-                let mut operands = vec![Operand::Write(standard_slice_mut(p.grad))];
-                operands.extend(
-                    replicas
-                        .iter_mut()
-                        .map(|r| Operand::Read(standard_slice(r[i]))),
-                );
+                let mut operands = vec![Operand::write(p.grad)];
+                operands.extend(replicas.iter_mut().map(|r| Operand::read(r[i])));
                 ((), operands)
             })
             .collect();

@@ -58,12 +58,12 @@ impl Optimizer {
             .map(|(p, (m, v))| {
                 let decay = if p.decay { wd } else { 0.0 };
                 let mut operands = vec![
-                    Operand::Write(standard(p.value)),
-                    Operand::Read(standard_read(p.grad)),
-                    Operand::Write(standard(m)),
+                    Operand::write(p.value),
+                    Operand::read(p.grad),
+                    Operand::write(m),
                 ];
                 if !v.is_empty() {
-                    operands.push(Operand::Write(standard(v)));
+                    operands.push(Operand::write(v));
                 }
                 (decay, operands)
             })
@@ -107,14 +107,6 @@ impl Optimizer {
             }
         }
     }
-}
-
-fn standard_read(a: &ArrayD<f32>) -> &[f32] {
-    a.as_slice().expect("parameters are in standard layout")
-}
-
-fn standard(a: &mut ArrayD<f32>) -> &mut [f32] {
-    a.as_slice_mut().expect("parameters are in standard layout")
 }
 
 /// Scales all gradients so that their global L2 norm is at most `max_norm`; returns the norm

@@ -149,9 +149,6 @@ impl Conv2d {
 }
 
 impl Layer for Conv2d {
-    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
     fn describe(&self) -> String {
         format!(
             "conv {} k{} s{} p{}",

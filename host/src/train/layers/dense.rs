@@ -45,9 +45,6 @@ impl Dense {
 }
 
 impl Layer for Dense {
-    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
     fn describe(&self) -> String {
         format!("dense {}", self.w.shape()[1])
     }

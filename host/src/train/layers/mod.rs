@@ -66,8 +66,25 @@ pub struct ParamRef<'a> {
     pub decay: bool,
 }
 
+/// A copy of a layer behind `dyn Layer`; every `Clone` layer has it.
+pub trait CloneLayer {
+    fn clone_layer(&self) -> Box<dyn Layer>;
+}
+
+impl<T: Layer + Clone + 'static> CloneLayer for T {
+    fn clone_layer(&self) -> Box<dyn Layer> {
+        Box::new(self.clone())
+    }
+}
+
+impl Clone for Box<dyn Layer> {
+    fn clone(&self) -> Self {
+        self.clone_layer()
+    }
+}
+
 /// One layer of a network.
-pub trait Layer: Send {
+pub trait Layer: Send + CloneLayer {
     /// The spec this layer was built from, e.g. `conv 16 k3 s1 p1`.
     fn describe(&self) -> String;
     /// Shape of one output example (without the batch axis).
@@ -80,8 +97,10 @@ pub trait Layer: Send {
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32>;
     /// A copy for another shard of a data-parallel batch (see [`crate::train::network`]): the
     /// same parameters and settings, its own gradients and caches; `shard` picks its own
-    /// random stream where the layer draws random numbers.
-    fn replicate(&self, shard: u64) -> Box<dyn Layer>;
+    /// random stream where the layer draws random numbers (by default, a clone).
+    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
+        self.clone_layer()
+    }
     /// Whether, in training, one example's output depends on the other examples of its batch
     /// (batch statistics). A network with such a layer is not split into shards.
     fn couples_examples(&self) -> bool {

@@ -54,9 +54,6 @@ impl Layer for BatchNorm {
     fn has_params(&self) -> bool {
         true
     }
-    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
     fn describe(&self) -> String {
         "bn".into()
     }

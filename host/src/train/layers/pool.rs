@@ -71,9 +71,6 @@ impl MaxPool2d {
 }
 
 impl Layer for MaxPool2d {
-    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
     fn describe(&self) -> String {
         self.window.describe("maxpool")
     }
@@ -159,9 +156,6 @@ impl AvgPool2d {
 }
 
 impl Layer for AvgPool2d {
-    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
     fn describe(&self) -> String {
         self.window.describe("avgpool")
     }
@@ -238,9 +232,6 @@ impl GlobalAvgPool {
 }
 
 impl Layer for GlobalAvgPool {
-    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
     fn describe(&self) -> String {
         "gap".into()
     }

@@ -29,9 +29,6 @@ impl Relu {
 }
 
 impl Layer for Relu {
-    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
     fn describe(&self) -> String {
         "relu".into()
     }
@@ -82,9 +79,6 @@ impl Flatten {
 }
 
 impl Layer for Flatten {
-    fn replicate(&self, _shard: u64) -> Box<dyn Layer> {
-        Box::new(self.clone())
-    }
     fn describe(&self) -> String {
         "flatten".into()
     }
@@ -174,6 +168,7 @@ impl Layer for Dropout {
 }
 
 /// `body(x) + shortcut(x)`; an empty shortcut is the identity.
+#[derive(Clone)]
 pub struct Residual {
     pub body: Vec<Box<dyn Layer>>,
     pub shortcut: Vec<Box<dyn Layer>>,
