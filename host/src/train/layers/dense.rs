@@ -58,9 +58,18 @@ impl Layer for Dense {
             .into_dimensionality::<Ix2>()
             .expect("dense input is [B, in]");
         assert_eq!(x.ncols(), self.w.shape()[0], "dense input width");
-        let mut y = Array2::<f32>::zeros((x.nrows(), self.w.shape()[1]));
-        gemm(1.0, &x.view(), &self.w2().view(), 0.0, &mut y.view_mut());
-        y += &*self.b;
+        let outputs = self.w.shape()[1];
+        let bias = self
+            .b
+            .view()
+            .into_shape_with_order(outputs)
+            .expect("dense bias is [out]");
+        // The bias is the product's starting value (beta 1): one pass over the output less.
+        let mut y = bias
+            .broadcast((x.nrows(), outputs))
+            .expect("bias row repeats")
+            .to_owned();
+        gemm(1.0, &x.view(), &self.w2().view(), 1.0, &mut y.view_mut());
         if mode == Mode::Train {
             self.input = Some(x);
         }

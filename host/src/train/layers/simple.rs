@@ -1,8 +1,9 @@
 //! Layers without parameters (ReLU, flatten, dropout) and the residual block.
 
-use ndarray::{ArrayD, IxDyn, Zip};
+use ndarray::{ArrayD, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use super::{Layer, Mode, ParamRef};
 use crate::train::onnx_export::{Attr, GraphBuilder};
@@ -15,16 +16,32 @@ const PARALLEL_LEN: usize = 1 << 16;
 #[derive(Clone)]
 pub struct Relu {
     shape: Vec<usize>,
-    /// The output of the last training forward pass (positive where the gradient passes).
-    output: Option<ArrayD<f32>>,
+    /// 1 where the input of the last training forward pass was positive (the gradient
+    /// passes), one byte per element: a quarter of the traffic of keeping the output. The
+    /// buffer is reused from step to step.
+    mask: Vec<u8>,
+    /// Whether `mask` belongs to a training forward pass not yet gone back through.
+    mask_pending: bool,
 }
+
+/// Elements per task when a ReLU is spread over the cores.
+const RELU_CHUNK: usize = 1 << 14;
 
 impl Relu {
     pub fn new(shape: Vec<usize>) -> Self {
         Self {
             shape,
-            output: None,
+            mask: Vec::new(),
+            mask_pending: false,
         }
+    }
+}
+
+/// `values = max(values, 0)`, and `mask` (of the same length) 1 where a value stays.
+fn relu_with_mask(values: &mut [f32], mask: &mut [u8]) {
+    for (v, m) in values.iter_mut().zip(mask.iter_mut()) {
+        *m = u8::from(*v > 0.0);
+        *v = v.max(0.0);
     }
 }
 
@@ -35,30 +52,52 @@ impl Layer for Relu {
     fn output_shape(&self) -> Vec<usize> {
         self.shape.clone()
     }
-    fn forward(&mut self, mut x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
-        if x.len() >= PARALLEL_LEN {
-            x.par_mapv_inplace(|v| v.max(0.0));
-        } else if let Some(values) = x.as_slice_mut() {
-            values.iter_mut().for_each(|v| *v = v.max(0.0));
+    fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+        let mut x = if x.is_standard_layout() {
+            x
         } else {
-            x.mapv_inplace(|v| v.max(0.0));
-        }
+            x.as_standard_layout().into_owned()
+        };
+        let parallel = x.len() >= PARALLEL_LEN;
+        let values = x.as_slice_mut().expect("standard layout");
         if mode == Mode::Train {
-            self.output = Some(x.clone());
+            if self.mask.len() != values.len() {
+                self.mask = vec![0; values.len()];
+            }
+            if parallel {
+                values
+                    .par_chunks_mut(RELU_CHUNK)
+                    .zip(self.mask.par_chunks_mut(RELU_CHUNK))
+                    .for_each(|(v, m)| relu_with_mask(v, m));
+            } else {
+                relu_with_mask(values, &mut self.mask);
+            }
+            self.mask_pending = true;
+        } else if parallel {
+            values
+                .par_chunks_mut(RELU_CHUNK)
+                .for_each(|v| v.iter_mut().for_each(|v| *v = v.max(0.0)));
+        } else {
+            values.iter_mut().for_each(|v| *v = v.max(0.0));
         }
         x
     }
-    fn backward(&mut self, mut grad: ArrayD<f32>) -> ArrayD<f32> {
-        let out = self
-            .output
-            .take()
-            .expect("backward after a training forward pass");
+    fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
+        assert!(
+            std::mem::take(&mut self.mask_pending),
+            "backward after a training forward pass"
+        );
+        let mut grad = if grad.is_standard_layout() {
+            grad
+        } else {
+            grad.as_standard_layout().into_owned()
+        };
+        let g = grad.as_slice_mut().expect("standard layout");
+        assert_eq!(g.len(), self.mask.len(), "relu gradient shape");
         // A select rather than a conditional store, over plain slices: the loop vectorises.
-        let pass = |g: &mut f32, o: f32| *g = if o > 0.0 { *g } else { 0.0 };
-        match (grad.as_slice_mut(), out.as_slice()) {
-            (Some(g), Some(o)) => g.iter_mut().zip(o).for_each(|(g, &o)| pass(g, o)),
-            _ => Zip::from(&mut grad).and(&out).for_each(|g, &o| pass(g, o)),
-        }
+        g.iter_mut()
+            .zip(&self.mask)
+            .for_each(|(g, &m)| *g = if m != 0 { *g } else { 0.0 });
         grad
     }
     fn to_onnx(&self, graph: &mut GraphBuilder, input: &str, prefix: &str) -> String {
