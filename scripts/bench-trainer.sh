@@ -16,20 +16,22 @@ fi
 export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MATMUL_NUM_THREADS=$THREADS
 export XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=$THREADS"
 ROUNDS=${ROUNDS:-3}
+# Epochs (passes) per MLP measurement, kdprune's and the peers' alike; the fastest counts.
+PASSES=${PASSES:-3}
 out=bench/last-run.txt
 # The host is shared and its speed moves by tens of percent between minutes: every round runs
 # kdprune and all peers back to back, ratios are taken within a round, and the summary gives
 # each round and the median over rounds.
 {
-  echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads=$THREADS, rounds=$ROUNDS"
+  echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads=$THREADS, rounds=$ROUNDS, passes=$PASSES"
   for round in $(seq 1 "$ROUNDS"); do
     echo "## round $round"
     echo "## kdprune MLP"
-    target/release/kdprune bench bench/mlp.toml --epochs 1 --student-only 2>/dev/null | tr -d '\n ' ; echo
+    target/release/kdprune bench bench/mlp.toml --epochs "$PASSES" --student-only 2>/dev/null | tr -d '\n ' ; echo
     echo "## kdprune CNN"
     target/release/kdprune bench bench/cnn.toml --epochs 1 --student-only 2>/dev/null | tr -d '\n ' ; echo
     echo "## peers"
-    .venv-bench/bin/python bench/peers.py build/fashion-mnist "$CNN_LIMIT"
+    .venv-bench/bin/python bench/peers.py build/fashion-mnist "$CNN_LIMIT" "" "$PASSES"
   done
 } | tee "$out"
 .venv-bench/bin/python bench/summary.py "$out" | tee -a "$out"

@@ -42,7 +42,7 @@ enum Command {
         manifest: PathBuf,
         #[arg(long = "plugin-dir")]
         plugin_dirs: Vec<PathBuf>,
-        /// Student epochs per measurement.
+        /// Student epochs per measurement; the fastest epoch gives the rate.
         #[arg(long, default_value_t = 1)]
         epochs: usize,
         /// Time the student only (no teacher, no KD step).

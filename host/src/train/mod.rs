@@ -63,6 +63,9 @@ pub struct EpochLog {
     pub epoch: usize,
     pub loss: f32,
     pub lr: f32,
+    /// Wall time of the epoch's steps (gathering, augmenting, teacher, forward, backward,
+    /// update), seconds.
+    pub seconds: f64,
 }
 
 /// A teacher run on each augmented batch: student-normalised examples `[B, D]` in,
@@ -146,6 +149,7 @@ pub fn train(
     let mut step = 0;
     for epoch in 0..spec.epochs {
         order.shuffle(&mut rng);
+        let epoch_started = std::time::Instant::now();
         let mut epoch_loss = 0.0f64;
         for chunk in order.chunks(batch) {
             let b = chunk.len();
@@ -190,6 +194,7 @@ pub fn train(
             epoch,
             loss,
             lr: schedule.at(step.saturating_sub(1)),
+            seconds: epoch_started.elapsed().as_secs_f64(),
         });
         tracing::debug!(epoch, loss, "epoch done");
     }
