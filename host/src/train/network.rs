@@ -699,7 +699,15 @@ mod tests {
 
     #[test]
     fn gradients_conv_stride_padding() {
+        // Same-size, stride-1 convolutions (one shift per kernel offset, masked columns),
+        // with kernels 3, 5 and 1 on a non-square plane...
         check_gradients(&["conv 3 k3 s1 p1"], &[2, 5, 5], 0.5);
+        check_gradients(
+            &["conv 2 k1 s1 p0", "conv 2 k5 s1 p2", "conv 2 k3 s1 p1"],
+            &[2, 4, 6],
+            0.5,
+        );
+        // ...and the general path: stride 2, and padding that changes the size.
         check_gradients(
             &["conv 2 k3 s2 p0", "conv 2 k2 s1 p1 nobias"],
             &[2, 6, 6],

@@ -1,22 +1,22 @@
-//! 2-D convolution (square kernel, stride, zero padding) by im2col and a matrix product per
-//! image, images spread over the cores.
+//! 2-D convolution (square kernel, stride, zero padding) by im2col and one matrix product for
+//! the whole batch.
 //!
 //! Input `[B, C, H, W]`, weight `[O, C, K, K]` (PyTorch's layout), output `[B, O, OH, OW]`
-//! with `OH = (H + 2P - K) / S + 1`. Per image, `W [O, C·K·K] × cols [C·K·K, OH·OW]` lands
-//! directly in NCHW order (no transpose). The im2col matrices `[B, C·K·K, OH·OW]` of the last
-//! training pass are kept for the backward pass.
+//! with `OH = (H + 2P - K) / S + 1`. The im2col matrix of the batch is `[C·K·K, B·OH·OW]`
+//! (image `b` in columns `b·OH·OW ..`), so that the forward pass is one product
+//! `W [O, C·K·K] × cols → [O, B·OH·OW]`, and the backward pass two:
+//! `dW = g [O, B·OH·OW] × colsᵀ` and `dcols = Wᵀ × g`. One product per batch (or per shard of
+//! a data-parallel step) packs the weights once and gives the weight gradient an inner
+//! dimension of `B·OH·OW` instead of `OH·OW`; the price is moving `[O, B·OH·OW]` to and from
+//! NCHW order, a copy of contiguous rows of `OH·OW`.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::parallel::prelude::*;
-use ndarray::Zip;
-use ndarray::{Array2, Array3, ArrayD, ArrayViewMut2, Axis, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayView2, Axis, IxDyn};
 use rand::Rng;
 
 use super::{Layer, Mode, ParamRef, SharedTensor};
+use crate::train::gemm::gemm;
 use crate::train::onnx_export::{Attr, GraphBuilder};
-
-/// Images per partial sum of the weight gradient.
-const IMAGES_PER_BLOCK: usize = 16;
 
 #[derive(Clone)]
 pub struct Conv2d {
@@ -31,10 +31,47 @@ pub struct Conv2d {
     b: Option<SharedTensor>,
     gw: ArrayD<f32>,
     gb: Option<ArrayD<f32>>,
-    /// `[B, C·K·K, OH·OW]` from the last training forward pass.
-    cols: Option<Array3<f32>>,
+    /// Working buffers, kept from step to step so that they are neither allocated nor
+    /// zero-filled again: `cols` `[C·K·K, B·OH·OW]` (of the last training forward pass while
+    /// `cols_pending`), `products` `[O, B·OH·OW]`, `grad_columns` `[O, B·OH·OW]`, `dcols`
+    /// `[C·K·K, B·OH·OW]`.
+    cols: Array2<f32>,
+    cols_pending: bool,
+    products: Array2<f32>,
+    grad_columns: Array2<f32>,
+    dcols: Array2<f32>,
+    /// `[K, OH·OW]`: 1 where output column `ox` of kernel column `kx` reads inside the image
+    /// (used by the same-size, stride-1 path of im2col and col2im).
+    column_masks: Vec<u8>,
     batch: usize,
     input_grad: bool,
+}
+
+/// `buffer`, reshaped to `shape` (reallocated, zero-filled, only when the shape changes).
+fn scratch(buffer: &mut Array2<f32>, shape: (usize, usize)) -> &mut Array2<f32> {
+    if buffer.dim() != shape {
+        *buffer = Array2::zeros(shape);
+    }
+    buffer
+}
+
+/// Where one kernel offset reads along one axis: output positions `lo..hi` read input
+/// `o·S + k - P`; the others fall into the padding.
+fn valid_outputs(
+    k: usize,
+    stride: usize,
+    padding: usize,
+    input: usize,
+    outputs: usize,
+) -> (usize, usize) {
+    // o·S + k ≥ P and o·S + k - P < input.
+    let lo = padding.saturating_sub(k).div_ceil(stride);
+    let hi = if input + padding > k {
+        ((input + padding - k).div_ceil(stride)).min(outputs)
+    } else {
+        0
+    };
+    (lo.min(hi), hi)
 }
 
 impl Conv2d {
@@ -64,10 +101,51 @@ impl Conv2d {
             w: SharedTensor::new(w),
             b: bias.then(|| SharedTensor::new(ArrayD::zeros(IxDyn(&[out_channels])))),
             gb: bias.then(|| ArrayD::zeros(IxDyn(&[out_channels]))),
-            cols: None,
+            cols: Array2::zeros((0, 0)),
+            cols_pending: false,
+            products: Array2::zeros((0, 0)),
+            grad_columns: Array2::zeros((0, 0)),
+            dcols: Array2::zeros((0, 0)),
+            column_masks: Vec::new(),
             batch: 0,
             input_grad: true,
         }
+        .with_column_masks()
+    }
+
+    fn with_column_masks(mut self) -> Self {
+        let (oh, ow) = self.out_hw();
+        let [_, _, w] = self.in_shape;
+        self.column_masks = (0..self.kernel)
+            .flat_map(|kx| {
+                let (lo, hi) = valid_outputs(kx, self.stride, self.padding, w, ow);
+                (0..oh * ow).map(move |i| u8::from((lo..hi).contains(&(i % ow))))
+            })
+            .collect();
+        self
+    }
+
+    /// Whether output rows have the input's width and step one input row per output row, so
+    /// that one kernel offset maps the whole plane by a single shift of the flat index.
+    fn same_size_stride_1(&self) -> bool {
+        let [_, h, w] = self.in_shape;
+        self.stride == 1 && self.out_hw() == (h, w)
+    }
+
+    /// For kernel offset `(ky, kx)` of a same-size, stride-1 convolution: the shift from
+    /// flat output position to flat input position, and the range of output positions whose
+    /// shifted position stays inside the plane (rows out of the image excluded; columns out
+    /// of it are masked by `column_masks`).
+    fn shifted_range(&self, ky: usize, kx: usize) -> (isize, usize, usize) {
+        let [_, h, w] = self.in_shape;
+        let p = self.padding as isize;
+        let shift = (ky as isize - p) * w as isize + (kx as isize - p);
+        let (oy_lo, oy_hi) = valid_outputs(ky, 1, self.padding, h, h);
+        let lo = ((oy_lo * w) as isize).max(-shift) as usize;
+        let hi = ((oy_hi * w) as isize)
+            .min((h * w) as isize - shift)
+            .max(lo as isize) as usize;
+        (shift, lo, hi)
     }
 
     /// `(OH, OW)`.
@@ -79,7 +157,7 @@ impl Conv2d {
         )
     }
 
-    fn w2(&self) -> ndarray::ArrayView2<'_, f32> {
+    fn w2(&self) -> ArrayView2<'_, f32> {
         let ckk = self.in_shape[0] * self.kernel * self.kernel;
         self.w
             .view()
@@ -87,59 +165,93 @@ impl Conv2d {
             .expect("weight is contiguous")
     }
 
-    /// One image `[C, H, W]` → its im2col matrix `[C·K·K, OH·OW]` (zeros where the window
-    /// leaves the image; `cols` must be zero on entry).
-    fn im2col_image(&self, image: &[f32], mut cols: ArrayViewMut2<'_, f32>) {
+    /// Images `[B, C·H·W]` → im2col matrix `cols` `[C·K·K, B·OH·OW]`, every element written
+    /// (zeros where the window leaves the image). Rows are spread over the cores.
+    fn im2col(&self, images: ArrayView2<'_, f32>, cols: &mut Array2<f32>) {
         let [c, h, w] = self.in_shape;
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let (oh, ow) = self.out_hw();
-        let dst = cols.as_slice_mut().expect("standard layout");
-        for ci in 0..c {
-            let plane = &image[ci * h * w..(ci + 1) * h * w];
-            for ky in 0..k {
-                for kx in 0..k {
-                    let row = ((ci * k + ky) * k + kx) * oh * ow;
-                    for oy in 0..oh {
-                        let iy = (oy * s + ky) as isize - p as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
+        let hw = oh * ow;
+        let batch = images.nrows();
+        assert_eq!(cols.dim(), (c * k * k, batch * hw), "im2col shape");
+        let images = images.as_standard_layout();
+        let images = images.as_slice().expect("standard layout");
+        let same_size = self.same_size_stride_1();
+        cols.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(row, mut out)| {
+                let out = out.as_slice_mut().expect("standard layout");
+                let (ci, ky, kx) = (row / (k * k), row / k % k, row % k);
+                if same_size {
+                    // One shift maps the whole plane: long loops that vectorise.
+                    let (shift, lo, hi) = self.shifted_range(ky, kx);
+                    let mask = &self.column_masks[kx * hw..][lo..hi];
+                    for (b, image_out) in out.chunks_exact_mut(hw).enumerate() {
+                        let plane = &images[(b * c + ci) * h * w..][..h * w];
+                        let from = (lo as isize + shift) as usize;
+                        image_out[..lo].fill(0.0);
+                        image_out[hi..].fill(0.0);
+                        for ((o, &m), &v) in image_out[lo..hi]
+                            .iter_mut()
+                            .zip(mask)
+                            .zip(&plane[from..from + (hi - lo)])
+                        {
+                            *o = if m != 0 { v } else { 0.0 };
                         }
-                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        let out = &mut dst[row + oy * ow..row + (oy + 1) * ow];
-                        for (ox, v) in out.iter_mut().enumerate() {
-                            let ix = (ox * s + kx) as isize - p as isize;
-                            if ix >= 0 && ix < w as isize {
-                                *v = src[ix as usize];
-                            }
+                    }
+                    return;
+                }
+                let (ox_lo, ox_hi) = valid_outputs(kx, s, p, w, ow);
+                let (oy_lo, oy_hi) = valid_outputs(ky, s, p, h, oh);
+                out.fill(0.0);
+                for (b, image_out) in out.chunks_exact_mut(hw).enumerate() {
+                    let plane = &images[(b * c + ci) * h * w..][..h * w];
+                    for oy in oy_lo..oy_hi {
+                        let src = &plane[(oy * s + ky - p) * w..][..w];
+                        let dst = &mut image_out[oy * ow..(oy + 1) * ow];
+                        for (ox, v) in dst[ox_lo..ox_hi].iter_mut().enumerate() {
+                            *v = src[(ox + ox_lo) * s + kx - p];
                         }
                     }
                 }
-            }
-        }
+            });
     }
 
-    /// Adds one image's column gradient `[C·K·K, OH·OW]` into its input gradient `[C, H, W]`.
-    fn col2im_image(&self, cols: &[f32], image: &mut [f32]) {
+    /// Adds image `b`'s columns of `dcols` `[C·K·K, B·OH·OW]` into its input gradient
+    /// `[C, H, W]`.
+    fn col2im_image(&self, dcols: &ArrayView2<'_, f32>, b: usize, image: &mut [f32]) {
         let [c, h, w] = self.in_shape;
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let (oh, ow) = self.out_hw();
+        let hw = oh * ow;
+        let same_size = self.same_size_stride_1();
         for ci in 0..c {
             let plane = &mut image[ci * h * w..(ci + 1) * h * w];
             for ky in 0..k {
+                let (oy_lo, oy_hi) = valid_outputs(ky, s, p, h, oh);
                 for kx in 0..k {
-                    let row = ((ci * k + ky) * k + kx) * oh * ow;
-                    for oy in 0..oh {
-                        let iy = (oy * s + ky) as isize - p as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
+                    let row = dcols.row((ci * k + ky) * k + kx);
+                    let cols = &row.to_slice().expect("standard layout")[b * hw..(b + 1) * hw];
+                    if same_size {
+                        let (shift, lo, hi) = self.shifted_range(ky, kx);
+                        let mask = &self.column_masks[kx * hw..][lo..hi];
+                        let to = (lo as isize + shift) as usize;
+                        for ((o, &m), &v) in plane[to..to + (hi - lo)]
+                            .iter_mut()
+                            .zip(mask)
+                            .zip(&cols[lo..hi])
+                        {
+                            *o += if m != 0 { v } else { 0.0 };
                         }
-                        let src = &cols[row + oy * ow..row + (oy + 1) * ow];
-                        let out = &mut plane[iy as usize * w..(iy as usize + 1) * w];
-                        for (ox, &v) in src.iter().enumerate() {
-                            let ix = (ox * s + kx) as isize - p as isize;
-                            if ix >= 0 && ix < w as isize {
-                                out[ix as usize] += v;
-                            }
+                        continue;
+                    }
+                    let (ox_lo, ox_hi) = valid_outputs(kx, s, p, w, ow);
+                    for oy in oy_lo..oy_hi {
+                        let src = &cols[oy * ow..(oy + 1) * ow];
+                        let out = &mut plane[(oy * s + ky - p) * w..][..w];
+                        for ox in ox_lo..ox_hi {
+                            out[ox * s + kx - p] += src[ox];
                         }
                     }
                 }
@@ -173,96 +285,103 @@ impl Layer for Conv2d {
             .view()
             .into_shape_with_order((batch, c * h * w))
             .expect("standard layout");
-        let mut cols = Array3::<f32>::zeros((batch, ckk, hw));
-        let mut y = Array3::<f32>::zeros((batch, o, hw));
-        let w2 = self.w2();
-        let bias = self.b.as_ref();
-        // One image per task: im2col, then `[O, C·K·K] × [C·K·K, OH·OW]` straight into the
-        // image's `[O, OH·OW]` output, which is already NCHW.
-        Zip::from(cols.axis_iter_mut(Axis(0)))
-            .and(y.axis_iter_mut(Axis(0)))
-            .and(images.axis_iter(Axis(0)))
-            .par_for_each(|mut col, mut yb, image| {
-                self.im2col_image(image.as_slice().expect("contiguous row"), col.view_mut());
-                general_mat_mul(1.0, &w2, &col, 0.0, &mut yb);
-                if let Some(b) = bias {
-                    for (mut row, &bv) in yb.rows_mut().into_iter().zip(b.iter()) {
-                        row.mapv_inplace(|v| v + bv);
-                    }
-                }
-            });
-        if mode == Mode::Train {
-            self.cols = Some(cols);
-            self.batch = batch;
+        let mut cols = std::mem::take(&mut self.cols);
+        self.im2col(images, scratch(&mut cols, (ckk, batch * hw)));
+        let mut products = std::mem::take(&mut self.products);
+        let products_view = scratch(&mut products, (o, batch * hw));
+        gemm(
+            1.0,
+            &self.w2(),
+            &cols.view(),
+            0.0,
+            &mut products_view.view_mut(),
+        );
+        // `[O, B·OH·OW]` → `[B, O, OH·OW]`, adding the bias on the way; pushed, not assigned,
+        // so that the output is not zero-filled first.
+        let mut y = Vec::with_capacity(batch * o * hw);
+        for b in 0..batch {
+            for (oc, row) in products_view.rows().into_iter().enumerate() {
+                let from = &row.to_slice().expect("standard layout")[b * hw..(b + 1) * hw];
+                let bias = self.b.as_ref().map_or(0.0, |bias| bias[oc]);
+                y.extend(from.iter().map(|v| v + bias));
+            }
         }
-        y.into_shape_with_order(IxDyn(&[batch, o, oh, ow]))
-            .expect("standard layout")
+        self.products = products;
+        self.cols = cols;
+        self.cols_pending = mode == Mode::Train;
+        self.batch = batch;
+        ArrayD::from_shape_vec(IxDyn(&[batch, o, oh, ow]), y).expect("one value per output")
     }
 
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        let cols = self
-            .cols
-            .take()
-            .expect("backward after a training forward pass");
+        assert!(
+            std::mem::take(&mut self.cols_pending),
+            "backward after a training forward pass"
+        );
         let batch = self.batch;
         let (oh, ow) = self.out_hw();
         let (o, hw) = (self.out_channels, oh * ow);
         let [c, h, w] = self.in_shape;
-        let ckk = c * self.kernel * self.kernel;
         let grad = grad.as_standard_layout();
         let g = grad
             .view()
             .into_shape_with_order((batch, o, hw))
             .expect("standard layout");
-        // dW = Σ_images g_b · cols_bᵀ: one partial sum per block of IMAGES_PER_BLOCK images,
-        // added in block order, so that the result depends neither on how rayon schedules the
-        // blocks nor on the number of threads.
-        let parts = batch.div_ceil(IMAGES_PER_BLOCK).max(1);
-        let partials: Vec<Array2<f32>> = (0..parts)
+        // `[B, O, OH·OW]` → `[O, B·OH·OW]`, the column order of `cols`.
+        let mut grad_columns = std::mem::take(&mut self.grad_columns);
+        let g2 = scratch(&mut grad_columns, (o, batch * hw));
+        g2.axis_iter_mut(Axis(0))
             .into_par_iter()
-            .map(|part| {
-                let mut acc = Array2::<f32>::zeros((o, ckk));
-                for bi in batch * part / parts..batch * (part + 1) / parts {
-                    let gb = g.index_axis(Axis(0), bi);
-                    let col = cols.index_axis(Axis(0), bi);
-                    general_mat_mul(1.0, &gb, &col.t(), 1.0, &mut acc);
+            .enumerate()
+            .for_each(|(oc, mut row)| {
+                let row = row.as_slice_mut().expect("standard layout");
+                for (b, to) in row.chunks_exact_mut(hw).enumerate() {
+                    to.copy_from_slice(
+                        g.slice(ndarray::s![b, oc, ..])
+                            .to_slice()
+                            .expect("standard layout"),
+                    );
                 }
-                acc
-            })
-            .collect();
-        let mut gw = Array2::<f32>::zeros((o, ckk));
-        for partial in &partials {
-            gw += partial;
-        }
-        let shape = self.gw.raw_dim();
-        self.gw.assign(
-            &gw.into_dyn()
-                .into_shape_with_order(shape)
-                .expect("same size"),
-        );
+            });
+        let cols = &self.cols;
+        let mut gw = self
+            .gw
+            .view_mut()
+            .into_shape_with_order((o, cols.nrows()))
+            .expect("weight gradient is contiguous");
+        gemm(1.0, &g2.view(), &cols.t(), 0.0, &mut gw);
         if let Some(gb) = &mut self.gb {
-            let sums: Vec<f32> = (0..o)
-                .map(|oc| g.slice(ndarray::s![.., oc, ..]).sum())
-                .collect();
-            for (acc, v) in gb.iter_mut().zip(sums) {
-                *acc = v;
+            for (acc, row) in gb.iter_mut().zip(g2.rows()) {
+                *acc = row.sum();
             }
         }
         if !self.input_grad {
+            self.grad_columns = grad_columns;
             return ArrayD::zeros(IxDyn(&[0]));
         }
+        let mut dcols = std::mem::take(&mut self.dcols);
+        let dcols_view = scratch(&mut dcols, cols.dim());
+        gemm(
+            1.0,
+            &self.w2().t(),
+            &grad_columns.view(),
+            0.0,
+            &mut dcols_view.view_mut(),
+        );
         let mut dx = Array2::<f32>::zeros((batch, c * h * w));
-        let w2 = self.w2();
-        Zip::from(dx.axis_iter_mut(Axis(0)))
-            .and(g.axis_iter(Axis(0)))
-            .par_for_each(|mut dxb, gb| {
-                let mut dcol = Array2::<f32>::zeros((ckk, hw));
-                general_mat_mul(1.0, &w2.t(), &gb, 0.0, &mut dcol);
+        let dcols_read = dcols_view.view();
+        dx.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(b, mut image)| {
                 self.col2im_image(
-                    dcol.as_slice().expect("standard layout"),
-                    dxb.as_slice_mut().expect("contiguous row"),
+                    &dcols_read,
+                    b,
+                    image.as_slice_mut().expect("contiguous row"),
                 );
             });
+        self.dcols = dcols;
+        self.grad_columns = grad_columns;
         dx.into_shape_with_order(IxDyn(&[batch, c, h, w]))
             .expect("standard layout")
     }

@@ -51,8 +51,11 @@ impl Window {
 #[derive(Clone)]
 pub struct MaxPool2d {
     window: Window,
-    /// For each output value, the flat input position of its maximum.
-    argmax: Option<Vec<usize>>,
+    /// For each output value of the last training forward pass, the flat input position of
+    /// its maximum; the buffer is reused from step to step.
+    argmax: Vec<u32>,
+    /// Whether `argmax` belongs to a training forward pass not yet gone back through.
+    argmax_pending: bool,
     batch: usize,
 }
 
@@ -64,8 +67,53 @@ impl MaxPool2d {
                 kernel,
                 stride,
             },
-            argmax: None,
+            argmax: Vec::new(),
+            argmax_pending: false,
             batch: 0,
+        }
+    }
+}
+
+/// Planes (one image's channel) per task.
+const PLANES_PER_TASK: usize = 16;
+
+/// The common 2×2 window with stride 2 over one plane `[H, W]` (`plane` starts at flat input
+/// position `base`): output `[H/2, W/2]` and the position of each maximum, the first of equal
+/// values winning, as in the general loop. Written as selects over the four values, which the
+/// compiler keeps free of branches (which value wins is random).
+fn max_pool_2x2(plane: &[f32], w: usize, base: usize, out: &mut [f32], at_out: &mut [u32]) {
+    let ow = w / 2;
+    for (oy, (out, at_out)) in out
+        .chunks_exact_mut(ow)
+        .zip(at_out.chunks_exact_mut(ow))
+        .enumerate()
+    {
+        let top = &plane[2 * oy * w..][..2 * ow];
+        let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
+        let row_base = (base + 2 * oy * w) as u32;
+        for (ox, ((o, at), (t, b))) in out
+            .iter_mut()
+            .zip(at_out.iter_mut())
+            .zip(top.chunks_exact(2).zip(bottom.chunks_exact(2)))
+            .enumerate()
+        {
+            let x = row_base + 2 * ox as u32;
+            let (top_max, top_at) = if t[1] > t[0] {
+                (t[1], x + 1)
+            } else {
+                (t[0], x)
+            };
+            let w = w as u32;
+            let (bottom_max, bottom_at) = if b[1] > b[0] {
+                (b[1], x + w + 1)
+            } else {
+                (b[0], x + w)
+            };
+            (*o, *at) = if bottom_max > top_max {
+                (bottom_max, bottom_at)
+            } else {
+                (top_max, top_at)
+            };
         }
     }
 }
@@ -84,50 +132,68 @@ impl Layer for MaxPool2d {
         let (oh, ow) = self.window.out_hw();
         let x = x.as_standard_layout();
         let src = x.as_slice().expect("standard layout");
+        assert!(
+            u32::try_from(src.len()).is_ok(),
+            "max pooling input of {} values: positions are kept as u32",
+            src.len()
+        );
+        let outputs = b * c * oh * ow;
         let mut y = ArrayD::<f32>::zeros(IxDyn(&[b, c, oh, ow]));
-        let mut argmax = vec![0usize; b * c * oh * ow];
+        if self.argmax.len() != outputs {
+            self.argmax = vec![0; outputs];
+        }
         let dst = y.as_slice_mut().expect("standard layout");
-        // One (image, channel) plane per task.
-        dst.par_chunks_mut(oh * ow)
-            .zip(argmax.par_chunks_mut(oh * ow))
+        let plane_out = oh * ow;
+        dst.par_chunks_mut(plane_out * PLANES_PER_TASK)
+            .zip(self.argmax.par_chunks_mut(plane_out * PLANES_PER_TASK))
             .enumerate()
-            .for_each(|(plane, (out, at_out))| {
-                let base = plane * h * w;
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut best = f32::NEG_INFINITY;
-                        let mut at = base;
-                        for ky in 0..k {
-                            let row = base + (oy * s + ky) * w + ox * s;
-                            for (kx, &v) in src[row..row + k].iter().enumerate() {
-                                if v > best {
-                                    best = v;
-                                    at = row + kx;
+            .for_each(|(task, (out, at_out))| {
+                for (p, (out, at_out)) in out
+                    .chunks_mut(plane_out)
+                    .zip(at_out.chunks_mut(plane_out))
+                    .enumerate()
+                {
+                    let base = (task * PLANES_PER_TASK + p) * h * w;
+                    if k == 2 && s == 2 {
+                        max_pool_2x2(&src[base..base + h * w], w, base, out, at_out);
+                        continue;
+                    }
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut best = f32::NEG_INFINITY;
+                            let mut at = base;
+                            for ky in 0..k {
+                                let row = base + (oy * s + ky) * w + ox * s;
+                                for (kx, &v) in src[row..row + k].iter().enumerate() {
+                                    // Selects, not branches: which value wins is random.
+                                    let better = v > best;
+                                    best = if better { v } else { best };
+                                    at = if better { row + kx } else { at };
                                 }
                             }
+                            out[oy * ow + ox] = best;
+                            at_out[oy * ow + ox] = at as u32;
                         }
-                        out[oy * ow + ox] = best;
-                        at_out[oy * ow + ox] = at;
                     }
                 }
             });
-        if mode == Mode::Train {
-            self.argmax = Some(argmax);
-            self.batch = b;
-        }
+        self.argmax_pending = mode == Mode::Train;
+        self.batch = b;
         y
     }
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        let argmax = self
-            .argmax
-            .take()
-            .expect("backward after a training forward pass");
+        assert!(
+            std::mem::take(&mut self.argmax_pending),
+            "backward after a training forward pass"
+        );
         let [c, h, w] = self.window.in_shape;
         let mut dx = ArrayD::<f32>::zeros(IxDyn(&[self.batch, c, h, w]));
         let dst = dx.as_slice_mut().expect("standard layout");
         let grad = grad.as_standard_layout();
-        for (&at, &g) in argmax.iter().zip(grad.as_slice().expect("standard layout")) {
-            dst[at] += g;
+        let grad = grad.as_slice().expect("standard layout");
+        assert_eq!(grad.len(), self.argmax.len(), "max pooling gradient shape");
+        for (&at, &g) in self.argmax.iter().zip(grad) {
+            dst[at as usize] += g;
         }
         dx
     }
