@@ -11,7 +11,7 @@
 //! NCHW order, a copy of contiguous rows of `OH·OW`.
 
 use ndarray::parallel::prelude::*;
-use ndarray::{Array2, ArrayD, ArrayView2, Axis, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis, IxDyn};
 use rand::Rng;
 
 use super::{Layer, Mode, ParamRef, SharedTensor};
@@ -218,21 +218,27 @@ impl Conv2d {
             });
     }
 
-    /// Adds image `b`'s columns of `dcols` `[C·K·K, B·OH·OW]` into its input gradient
-    /// `[C, H, W]`.
-    fn col2im_image(&self, dcols: &ArrayView2<'_, f32>, b: usize, image: &mut [f32]) {
-        let [c, h, w] = self.in_shape;
+    /// Adds the columns of input channel `ci` in `dcols` `[C·K·K, B·OH·OW]` into its input
+    /// gradient `planes` `[B, H·W]` (channel `ci` of every image). Each row of `dcols` is read
+    /// once, front to back, while the batch's planes of the channel stay in cache.
+    fn col2im_channel(
+        &self,
+        dcols: &ArrayView2<'_, f32>,
+        ci: usize,
+        mut planes: ArrayViewMut2<'_, f32>,
+    ) {
+        let [_, h, w] = self.in_shape;
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let (oh, ow) = self.out_hw();
         let hw = oh * ow;
         let same_size = self.same_size_stride_1();
-        for ci in 0..c {
-            let plane = &mut image[ci * h * w..(ci + 1) * h * w];
-            for ky in 0..k {
-                let (oy_lo, oy_hi) = valid_outputs(ky, s, p, h, oh);
-                for kx in 0..k {
-                    let row = dcols.row((ci * k + ky) * k + kx);
-                    let cols = &row.to_slice().expect("standard layout")[b * hw..(b + 1) * hw];
+        for ky in 0..k {
+            let (oy_lo, oy_hi) = valid_outputs(ky, s, p, h, oh);
+            for kx in 0..k {
+                let row = dcols.row((ci * k + ky) * k + kx);
+                let row = row.to_slice().expect("standard layout");
+                for (cols, mut plane) in row.chunks_exact(hw).zip(planes.rows_mut()) {
+                    let plane = plane.as_slice_mut().expect("contiguous plane");
                     if same_size {
                         let (shift, lo, hi) = self.shifted_range(ky, kx);
                         let mask = &self.column_masks[kx * hw..][lo..hi];
@@ -368,18 +374,12 @@ impl Layer for Conv2d {
             0.0,
             &mut dcols_view.view_mut(),
         );
-        let mut dx = Array2::<f32>::zeros((batch, c * h * w));
+        let mut dx = ndarray::Array3::<f32>::zeros((batch, c, h * w));
         let dcols_read = dcols_view.view();
-        dx.axis_iter_mut(Axis(0))
+        dx.axis_iter_mut(Axis(1))
             .into_par_iter()
             .enumerate()
-            .for_each(|(b, mut image)| {
-                self.col2im_image(
-                    &dcols_read,
-                    b,
-                    image.as_slice_mut().expect("contiguous row"),
-                );
-            });
+            .for_each(|(ci, planes)| self.col2im_channel(&dcols_read, ci, planes));
         self.dcols = dcols;
         self.grad_columns = grad_columns;
         dx.into_shape_with_order(IxDyn(&[batch, c, h, w]))
