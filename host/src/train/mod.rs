@@ -190,13 +190,14 @@ pub fn train(
         if !loss.is_finite() {
             return Err(TrainError::Diverged { epoch, loss });
         }
+        let seconds = epoch_started.elapsed().as_secs_f64();
         logs.push(EpochLog {
             epoch,
             loss,
             lr: schedule.at(step.saturating_sub(1)),
-            seconds: epoch_started.elapsed().as_secs_f64(),
+            seconds,
         });
-        tracing::debug!(epoch, loss, "epoch done");
+        tracing::debug!(epoch, loss, seconds, "epoch done");
     }
     bar.finish_and_clear();
     Ok((model, logs))
