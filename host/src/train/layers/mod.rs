@@ -22,6 +22,16 @@ pub use norm::BatchNorm;
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use simple::{Dropout, Flatten, Relu, Residual};
 
+/// `x` in standard (row-major, contiguous) layout, copied only when it is not already: layers
+/// that rewrite their input in place take it as it comes.
+fn into_standard_layout(x: ArrayD<f32>) -> ArrayD<f32> {
+    if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    }
+}
+
 /// Training (batch statistics, dropout, caches for backward) or evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

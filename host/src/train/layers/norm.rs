@@ -4,6 +4,7 @@
 //! momentum 0.1 (running variance unbiased, as PyTorch). Evaluation: running statistics.
 
 use ndarray::{ArrayD, IxDyn};
+use rayon::prelude::*;
 
 use super::{Layer, Mode, ParamRef};
 use crate::train::onnx_export::{Attr, GraphBuilder};
@@ -20,8 +21,47 @@ pub struct BatchNorm {
     gbeta: ArrayD<f32>,
     running_mean: ArrayD<f32>,
     running_var: ArrayD<f32>,
-    /// Normalised input and per-channel `1 / sqrt(var + eps)` of the last training pass.
-    cache: Option<(Vec<f32>, Vec<f32>)>,
+    /// Normalised input `[B, C, ...]` of the last training pass (the buffer is reused from
+    /// step to step), its per-channel `1 / sqrt(var + eps)` and batch size.
+    xhat: Vec<f32>,
+    inv_std: Vec<f32>,
+    batch: usize,
+    /// Whether `xhat` belongs to a training forward pass not yet gone back through.
+    xhat_pending: bool,
+}
+
+/// Sums in eight lanes, added at the end: the loop vectorises, and the order (so the result)
+/// depends on the length only.
+fn lane_sum(values: &[f32]) -> f32 {
+    lane_fold(values, values, |v, _| v)
+}
+
+/// `Σ (v − mean)²`, in lanes as [`lane_sum`].
+fn lane_sum_squared_deviation(values: &[f32], mean: f32) -> f32 {
+    lane_fold(values, values, |v, _| (v - mean) * (v - mean))
+}
+
+/// `Σ a·b`, in lanes as [`lane_sum`].
+fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    lane_fold(a, b, |x, y| x * y)
+}
+
+fn lane_fold(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
+    const LANES: usize = 8;
+    let mut acc = [0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_chunks
+        .remainder()
+        .iter()
+        .zip(b_chunks.remainder())
+        .map(|(&x, &y)| term(x, y))
+        .sum();
+    for (xs, ys) in a_chunks.zip(b_chunks) {
+        for lane in 0..LANES {
+            acc[lane] += term(xs[lane], ys[lane]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 impl BatchNorm {
@@ -38,7 +78,10 @@ impl BatchNorm {
             gbeta: zeros.clone(),
             running_mean: zeros,
             running_var: ones,
-            cache: None,
+            xhat: Vec::new(),
+            inv_std: Vec::new(),
+            batch: 0,
+            xhat_pending: false,
         }
     }
 
@@ -64,107 +107,131 @@ impl Layer for BatchNorm {
         let b = x.shape()[0];
         let c = self.shape[0];
         let hw = self.spatial();
-        let mut x = x.as_standard_layout().into_owned();
+        let mut x = super::into_standard_layout(x);
         let data = x.as_slice_mut().expect("standard layout");
-        let gamma = self.gamma.as_slice().expect("contiguous").to_vec();
-        let beta = self.beta.as_slice().expect("contiguous").to_vec();
+        assert_eq!(data.len(), b * c * hw, "batch norm input shape");
+        let gamma = self.gamma.as_slice().expect("contiguous");
+        let beta = self.beta.as_slice().expect("contiguous");
         match mode {
             Mode::Eval => {
                 let rm = self.running_mean.as_slice().expect("contiguous");
                 let rv = self.running_var.as_slice().expect("contiguous");
-                for bi in 0..b {
-                    for ch in 0..c {
-                        let inv = 1.0 / (rv[ch] + EPS).sqrt();
-                        let plane = &mut data[(bi * c + ch) * hw..(bi * c + ch + 1) * hw];
+                let inv_std: Vec<f32> = rv.iter().map(|v| 1.0 / (v + EPS).sqrt()).collect();
+                data.par_chunks_mut(c * hw).for_each(|image| {
+                    for (ch, plane) in image.chunks_exact_mut(hw).enumerate() {
+                        let (scale, shift) = (inv_std[ch] * gamma[ch], beta[ch]);
                         for v in plane {
-                            *v = (*v - rm[ch]) * inv * gamma[ch] + beta[ch];
+                            *v = (*v - rm[ch]) * scale + shift;
                         }
                     }
-                }
+                });
             }
             Mode::Train => {
                 let n = (b * hw) as f32;
-                let mut mean = vec![0f32; c];
-                let mut var = vec![0f32; c];
-                for bi in 0..b {
-                    for ch in 0..c {
-                        let plane = &data[(bi * c + ch) * hw..(bi * c + ch + 1) * hw];
-                        mean[ch] += plane.iter().sum::<f32>();
-                    }
+                let planes =
+                    |ch: usize| (0..b).map(move |bi| (bi * c + ch) * hw..(bi * c + ch + 1) * hw);
+                let data_read = &*data;
+                // Per channel, in a fixed order (so the same on any number of threads): the
+                // mean, then the mean squared deviation from it.
+                let stats: Vec<(f32, f32)> = (0..c)
+                    .into_par_iter()
+                    .map(|ch| {
+                        let mean = planes(ch).map(|r| lane_sum(&data_read[r])).sum::<f32>() / n;
+                        let var = planes(ch)
+                            .map(|r| lane_sum_squared_deviation(&data_read[r], mean))
+                            .sum::<f32>()
+                            / n;
+                        (mean, var)
+                    })
+                    .collect();
+                let inv_std: Vec<f32> = stats.iter().map(|(_, v)| 1.0 / (v + EPS).sqrt()).collect();
+                if self.xhat.len() != data.len() {
+                    self.xhat = vec![0.0; data.len()];
                 }
-                mean.iter_mut().for_each(|m| *m /= n);
-                for bi in 0..b {
-                    for ch in 0..c {
-                        let plane = &data[(bi * c + ch) * hw..(bi * c + ch + 1) * hw];
-                        var[ch] += plane
-                            .iter()
-                            .map(|v| (v - mean[ch]) * (v - mean[ch]))
-                            .sum::<f32>();
-                    }
-                }
-                var.iter_mut().for_each(|v| *v /= n);
-                let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + EPS).sqrt()).collect();
-                let mut xhat = vec![0f32; data.len()];
-                for bi in 0..b {
-                    for ch in 0..c {
-                        let range = (bi * c + ch) * hw..(bi * c + ch + 1) * hw;
-                        for (v, xh) in data[range.clone()].iter_mut().zip(&mut xhat[range]) {
-                            *xh = (*v - mean[ch]) * inv_std[ch];
-                            *v = *xh * gamma[ch] + beta[ch];
+                data.par_chunks_mut(c * hw)
+                    .zip(self.xhat.par_chunks_mut(c * hw))
+                    .for_each(|(image, image_xhat)| {
+                        for (ch, (plane, plane_xhat)) in image
+                            .chunks_exact_mut(hw)
+                            .zip(image_xhat.chunks_exact_mut(hw))
+                            .enumerate()
+                        {
+                            let (mean, inv) = (stats[ch].0, inv_std[ch]);
+                            for (v, xh) in plane.iter_mut().zip(plane_xhat) {
+                                *xh = (*v - mean) * inv;
+                                *v = *xh * gamma[ch] + beta[ch];
+                            }
                         }
-                    }
-                }
+                    });
                 let unbias = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
                 let rm = self.running_mean.as_slice_mut().expect("contiguous");
                 let rv = self.running_var.as_slice_mut().expect("contiguous");
-                for ch in 0..c {
-                    rm[ch] = (1.0 - MOMENTUM) * rm[ch] + MOMENTUM * mean[ch];
-                    rv[ch] = (1.0 - MOMENTUM) * rv[ch] + MOMENTUM * var[ch] * unbias;
+                for (ch, &(mean, var)) in stats.iter().enumerate() {
+                    rm[ch] = (1.0 - MOMENTUM) * rm[ch] + MOMENTUM * mean;
+                    rv[ch] = (1.0 - MOMENTUM) * rv[ch] + MOMENTUM * var * unbias;
                 }
-                self.cache = Some((xhat, inv_std));
+                self.inv_std = inv_std;
+                self.batch = b;
             }
         }
+        self.xhat_pending = mode == Mode::Train;
         x
     }
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        let (xhat, inv_std) = self
-            .cache
-            .take()
-            .expect("backward after a training forward pass");
-        let b = grad.shape()[0];
+        assert!(
+            std::mem::take(&mut self.xhat_pending),
+            "backward after a training forward pass"
+        );
+        let b = self.batch;
         let c = self.shape[0];
         let hw = self.spatial();
         let n = (b * hw) as f32;
-        let mut grad = grad.as_standard_layout().into_owned();
+        let mut grad = super::into_standard_layout(grad);
         let g = grad.as_slice_mut().expect("standard layout");
-        let mut sum_g = vec![0f32; c];
-        let mut sum_gx = vec![0f32; c];
-        for bi in 0..b {
-            for ch in 0..c {
-                let range = (bi * c + ch) * hw..(bi * c + ch + 1) * hw;
-                for (gv, xh) in g[range.clone()].iter().zip(&xhat[range]) {
-                    sum_g[ch] += gv;
-                    sum_gx[ch] += gv * xh;
-                }
-            }
-        }
-        let gamma = self.gamma.as_slice().expect("contiguous").to_vec();
+        assert_eq!(g.len(), self.xhat.len(), "batch norm gradient shape");
+        let xhat = &self.xhat;
+        let g_read = &*g;
+        // Per channel, in a fixed order: Σ dy and Σ dy·x̂.
+        let sums: Vec<(f32, f32)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                (0..b)
+                    .map(|bi| (bi * c + ch) * hw..(bi * c + ch + 1) * hw)
+                    .map(|r| {
+                        (
+                            lane_sum(&g_read[r.clone()]),
+                            lane_dot(&g_read[r.clone()], &xhat[r]),
+                        )
+                    })
+                    .fold((0.0, 0.0), |(s, sx), (a, ax)| (s + a, sx + ax))
+            })
+            .collect();
         {
             let gg = self.ggamma.as_slice_mut().expect("contiguous");
             let gb = self.gbeta.as_slice_mut().expect("contiguous");
-            gg.copy_from_slice(&sum_gx);
-            gb.copy_from_slice(&sum_g);
-        }
-        // dx = γ·inv_std/n · (n·dy − Σdy − x̂·Σ(dy·x̂)).
-        for bi in 0..b {
-            for ch in 0..c {
-                let k = gamma[ch] * inv_std[ch] / n;
-                let range = (bi * c + ch) * hw..(bi * c + ch + 1) * hw;
-                for (gv, xh) in g[range.clone()].iter_mut().zip(&xhat[range]) {
-                    *gv = k * (n * *gv - sum_g[ch] - xh * sum_gx[ch]);
-                }
+            for (ch, &(sum_g, sum_gx)) in sums.iter().enumerate() {
+                gg[ch] = sum_gx;
+                gb[ch] = sum_g;
             }
         }
+        let gamma = self.gamma.as_slice().expect("contiguous");
+        let inv_std = &self.inv_std;
+        // dx = γ·inv_std/n · (n·dy − Σdy − x̂·Σ(dy·x̂)).
+        g.par_chunks_mut(c * hw)
+            .zip(xhat.par_chunks(c * hw))
+            .for_each(|(image, image_xhat)| {
+                for (ch, (plane, plane_xhat)) in image
+                    .chunks_exact_mut(hw)
+                    .zip(image_xhat.chunks_exact(hw))
+                    .enumerate()
+                {
+                    let k = gamma[ch] * inv_std[ch] / n;
+                    let (sum_g, sum_gx) = sums[ch];
+                    for (gv, xh) in plane.iter_mut().zip(plane_xhat) {
+                        *gv = k * (n * *gv - sum_g - xh * sum_gx);
+                    }
+                }
+            });
         grad
     }
     fn params(&mut self) -> Vec<ParamRef<'_>> {

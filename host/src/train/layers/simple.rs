@@ -53,11 +53,7 @@ impl Layer for Relu {
         self.shape.clone()
     }
     fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
-        let mut x = if x.is_standard_layout() {
-            x
-        } else {
-            x.as_standard_layout().into_owned()
-        };
+        let mut x = super::into_standard_layout(x);
         let parallel = x.len() >= PARALLEL_LEN;
         let values = x.as_slice_mut().expect("standard layout");
         if mode == Mode::Train {
@@ -87,11 +83,7 @@ impl Layer for Relu {
             std::mem::take(&mut self.mask_pending),
             "backward after a training forward pass"
         );
-        let mut grad = if grad.is_standard_layout() {
-            grad
-        } else {
-            grad.as_standard_layout().into_owned()
-        };
+        let mut grad = super::into_standard_layout(grad);
         let g = grad.as_slice_mut().expect("standard layout");
         assert_eq!(g.len(), self.mask.len(), "relu gradient shape");
         // A select rather than a conditional store, over plain slices: the loop vectorises.
