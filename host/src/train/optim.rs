@@ -6,6 +6,7 @@
 //! `w -= lr·wd·w`, then Adam with bias correction.
 
 use ndarray::ArrayD;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::elementwise::{self, Operand};
@@ -109,19 +110,46 @@ impl Optimizer {
     }
 }
 
+/// Values per task of [`clip_grad_norm`]'s passes.
+const CLIP_CHUNK: usize = 1 << 14;
+
 /// Scales all gradients so that their global L2 norm is at most `max_norm`; returns the norm
-/// before clipping.
+/// before clipping. Both passes are spread over the cores; the squares are summed per fixed
+/// chunk and the chunks added in order, so the norm does not depend on the thread count.
 pub fn clip_grad_norm(params: &mut [ParamRef<'_>], max_norm: f32) -> f32 {
-    let norm = params
+    let chunks: Vec<&[f32]> = params
         .iter()
-        .map(|p| p.grad.iter().map(|g| (g * g) as f64).sum::<f64>())
-        .sum::<f64>()
-        .sqrt() as f32;
+        .flat_map(|p| {
+            p.grad
+                .as_slice_memory_order()
+                .expect("gradients are contiguous")
+                .chunks(CLIP_CHUNK)
+        })
+        .collect();
+    let partial_sums: Vec<f64> = chunks
+        .into_par_iter()
+        .map(|chunk| {
+            chunk
+                .iter()
+                .map(|&g| f64::from(g) * f64::from(g))
+                .sum::<f64>()
+        })
+        .collect();
+    let norm = partial_sums.iter().sum::<f64>().sqrt() as f32;
     if norm > max_norm && norm > 0.0 {
         let scale = max_norm / norm;
-        for p in params.iter_mut() {
-            p.grad.mapv_inplace(|g| g * scale);
-        }
+        let mut chunks: Vec<&mut [f32]> = params
+            .iter_mut()
+            .flat_map(|p| {
+                p.grad
+                    .as_slice_memory_order_mut()
+                    .expect("gradients are contiguous")
+                    .chunks_mut(CLIP_CHUNK)
+            })
+            .collect();
+        chunks
+            .par_iter_mut()
+            .for_each(|chunk| chunk.iter_mut().for_each(|g| *g *= scale));
     }
     norm
 }
