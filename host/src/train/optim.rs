@@ -338,4 +338,65 @@ mod tests {
         assert!((params[0].grad[[0]] - 0.6).abs() < 1e-6);
         assert!((params[1].grad[[0]] - 0.8).abs() < 1e-6);
     }
+
+    #[test]
+    fn clipping_many_chunks_gives_the_same_bits_on_any_thread_count() {
+        // Two tensors of several chunks each, with values that make the order of a sum matter.
+        let clipped = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut values = [ArrayD::zeros(IxDyn(&[1])), ArrayD::zeros(IxDyn(&[1]))];
+            let mut grads = [
+                ArrayD::from_shape_fn(IxDyn(&[3 * CLIP_CHUNK + 5]), |i| {
+                    ((i[0] * 7919) % 1000) as f32 * 1e-3 + 1e-7 * i[0] as f32
+                }),
+                ArrayD::from_shape_fn(IxDyn(&[40, CLIP_CHUNK / 8]), |i| {
+                    ((i[0] + 3 * i[1]) % 17) as f32 - 8.0
+                }),
+            ];
+            let expected = grads
+                .iter()
+                .flat_map(|g| g.iter())
+                .map(|&g| f64::from(g) * f64::from(g))
+                .sum::<f64>()
+                .sqrt();
+            let [v1, v2] = &mut values;
+            let [g1, g2] = &mut grads;
+            let mut params = vec![
+                ParamRef {
+                    value: v1,
+                    grad: g1,
+                    decay: true,
+                },
+                ParamRef {
+                    value: v2,
+                    grad: g2,
+                    decay: true,
+                },
+            ];
+            let norm = pool.install(|| clip_grad_norm(&mut params, 1.0));
+            assert!(
+                (f64::from(norm) - expected).abs() < 1e-6 * expected,
+                "{norm} {expected}"
+            );
+            let scaled = params
+                .iter()
+                .flat_map(|p| p.grad.iter())
+                .map(|&g| f64::from(g) * f64::from(g))
+                .sum::<f64>()
+                .sqrt();
+            assert!((scaled - 1.0).abs() < 1e-5, "norm after clipping {scaled}");
+            (
+                norm.to_bits(),
+                params[1]
+                    .grad
+                    .iter()
+                    .map(|g| g.to_bits())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(clipped(1), clipped(3));
+    }
 }
