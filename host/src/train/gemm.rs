@@ -38,6 +38,12 @@ pub fn serial<R>(work: impl FnOnce() -> R) -> R {
     work()
 }
 
+/// Whether this thread is inside [`serial`] (a shard of a data-parallel step), where work is
+/// not split across the cores.
+pub fn is_serial() -> bool {
+    SERIAL.with(Cell::get)
+}
+
 /// `c = alpha · a · b + beta · c`, with `a` `[M, K]`, `b` `[K, N]`, `c` `[M, N]`.
 pub fn gemm(
     alpha: f32,
@@ -56,7 +62,7 @@ pub fn gemm(
         b.view(),
         beta,
         c.view_mut(),
-        if SERIAL.with(Cell::get) {
+        if is_serial() {
             1
         } else {
             rayon::current_num_threads()

@@ -15,7 +15,7 @@ use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis, IxDyn};
 use rand::Rng;
 
 use super::{Layer, Mode, ParamRef, SharedTensor};
-use crate::train::gemm::gemm;
+use crate::train::gemm::{self, gemm};
 use crate::train::onnx_export::{Attr, GraphBuilder};
 
 #[derive(Clone)]
@@ -302,21 +302,41 @@ impl Layer for Conv2d {
             0.0,
             &mut products_view.view_mut(),
         );
-        // `[O, B·OH·OW]` → `[B, O, OH·OW]`, adding the bias on the way; pushed, not assigned,
-        // so that the output is not zero-filled first.
-        let mut y = Vec::with_capacity(batch * o * hw);
-        for b in 0..batch {
-            for (oc, row) in products_view.rows().into_iter().enumerate() {
-                let from = &row.to_slice().expect("standard layout")[b * hw..(b + 1) * hw];
-                let bias = self.b.as_ref().map_or(0.0, |bias| bias[oc]);
-                y.extend(from.iter().map(|v| v + bias));
+        // `[O, B·OH·OW]` → `[B, O, OH·OW]`, adding the bias on the way.
+        let bias_of = |oc: usize| self.b.as_ref().map_or(0.0, |bias| bias[oc]);
+        let y = if gemm::is_serial() {
+            // A shard: one core already, so push rather than assign, and skip zero-filling.
+            let mut y = Vec::with_capacity(batch * o * hw);
+            for b in 0..batch {
+                for (oc, row) in products_view.rows().into_iter().enumerate() {
+                    let from = &row.to_slice().expect("standard layout")[b * hw..(b + 1) * hw];
+                    let bias = bias_of(oc);
+                    y.extend(from.iter().map(|v| v + bias));
+                }
             }
-        }
+            ArrayD::from_shape_vec(IxDyn(&[batch, o, oh, ow]), y).expect("one value per output")
+        } else {
+            // A whole batch: the other cores would wait on a serial copy.
+            let mut y = ndarray::Array3::<f32>::zeros((batch, o, hw));
+            let products_read = products_view.view();
+            y.axis_iter_mut(Axis(0))
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(b, mut image)| {
+                    for (oc, mut out) in image.axis_iter_mut(Axis(0)).enumerate() {
+                        let from = products_read.slice(ndarray::s![oc, b * hw..(b + 1) * hw]);
+                        let bias = bias_of(oc);
+                        out.zip_mut_with(&from, |o, &v| *o = v + bias);
+                    }
+                });
+            y.into_shape_with_order(IxDyn(&[batch, o, oh, ow]))
+                .expect("standard layout")
+        };
         self.products = products;
         self.cols = cols;
         self.cols_pending = mode == Mode::Train;
         self.batch = batch;
-        ArrayD::from_shape_vec(IxDyn(&[batch, o, oh, ow]), y).expect("one value per output")
+        y
     }
 
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
