@@ -51,9 +51,19 @@ fn split_operand(o: Operand<'_>, at: usize) -> (Operand<'_>, Operand<'_>) {
 /// the tensor's weight decay, and the operands of tensor `i`, all of one length), chunks
 /// spread over the cores in one parallel region.
 pub fn for_each_chunk<'a, Tag: Sync>(
-    mut tensors: Vec<(Tag, Vec<Operand<'a>>)>,
+    tensors: Vec<(Tag, Vec<Operand<'a>>)>,
     work: impl Fn(&Tag, &mut [Operand<'a>]) + Sync,
 ) {
+    map_chunks(tensors, work);
+}
+
+/// [`for_each_chunk`] that keeps what `work` returns: one result per chunk, tensor by tensor
+/// and chunk by chunk in order, whichever core ran it (so that a reduction over the results
+/// adds them in an order fixed by the tensors' lengths alone).
+pub fn map_chunks<'a, Tag: Sync, R: Send>(
+    mut tensors: Vec<(Tag, Vec<Operand<'a>>)>,
+    work: impl Fn(&Tag, &mut [Operand<'a>]) -> R + Sync,
+) -> Vec<R> {
     let mut jobs = Vec::new();
     for (tag_index, (_, operands)) in tensors.iter_mut().enumerate() {
         let mut operands = std::mem::take(operands);
@@ -78,7 +88,8 @@ pub fn for_each_chunk<'a, Tag: Sync>(
     }
     let tensors = &tensors;
     jobs.into_par_iter()
-        .for_each(|(tag_index, mut operands)| work(&tensors[tag_index].0, &mut operands));
+        .map(|(tag_index, mut operands)| work(&tensors[tag_index].0, &mut operands))
+        .collect()
 }
 
 #[cfg(test)]

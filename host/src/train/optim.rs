@@ -6,7 +6,6 @@
 //! `w -= lr·wd·w`, then Adam with bias correction.
 
 use ndarray::ArrayD;
-use rayon::prelude::*;
 use serde::Serialize;
 
 use super::elementwise::{self, Operand};
@@ -110,46 +109,34 @@ impl Optimizer {
     }
 }
 
-/// Values per task of [`clip_grad_norm`]'s passes.
-const CLIP_CHUNK: usize = 1 << 14;
-
 /// Scales all gradients so that their global L2 norm is at most `max_norm`; returns the norm
-/// before clipping. Both passes are spread over the cores; the squares are summed per fixed
-/// chunk and the chunks added in order, so the norm does not depend on the thread count.
+/// before clipping. Both passes run over chunks of all gradients in one parallel region
+/// ([`elementwise`]); the chunks' sums of squares are added in order, so the norm does not
+/// depend on the thread count.
 pub fn clip_grad_norm(params: &mut [ParamRef<'_>], max_norm: f32) -> f32 {
-    let chunks: Vec<&[f32]> = params
+    let grads = params
         .iter()
-        .flat_map(|p| {
-            p.grad
-                .as_slice_memory_order()
-                .expect("gradients are contiguous")
-                .chunks(CLIP_CHUNK)
-        })
+        .map(|p| ((), vec![Operand::read(p.grad)]))
         .collect();
-    let partial_sums: Vec<f64> = chunks
-        .into_par_iter()
-        .map(|chunk| {
-            chunk
-                .iter()
-                .map(|&g| f64::from(g) * f64::from(g))
-                .sum::<f64>()
-        })
-        .collect();
-    let norm = partial_sums.iter().sum::<f64>().sqrt() as f32;
+    let squares = elementwise::map_chunks(grads, |_, operands| {
+        let [Operand::Read(g)] = operands else {
+            unreachable!("the gradient is read")
+        };
+        g.iter().map(|&g| f64::from(g) * f64::from(g)).sum::<f64>()
+    });
+    let norm = squares.iter().sum::<f64>().sqrt() as f32;
     if norm > max_norm && norm > 0.0 {
         let scale = max_norm / norm;
-        let mut chunks: Vec<&mut [f32]> = params
+        let grads = params
             .iter_mut()
-            .flat_map(|p| {
-                p.grad
-                    .as_slice_memory_order_mut()
-                    .expect("gradients are contiguous")
-                    .chunks_mut(CLIP_CHUNK)
-            })
+            .map(|p| ((), vec![Operand::write(p.grad)]))
             .collect();
-        chunks
-            .par_iter_mut()
-            .for_each(|chunk| chunk.iter_mut().for_each(|g| *g *= scale));
+        elementwise::for_each_chunk(grads, |_, operands| {
+            let [Operand::Write(g)] = operands else {
+                unreachable!("the gradient is written")
+            };
+            g.iter_mut().for_each(|g| *g *= scale);
+        });
     }
     norm
 }
@@ -349,10 +336,10 @@ mod tests {
                 .unwrap();
             let mut values = [ArrayD::zeros(IxDyn(&[1])), ArrayD::zeros(IxDyn(&[1]))];
             let mut grads = [
-                ArrayD::from_shape_fn(IxDyn(&[3 * CLIP_CHUNK + 5]), |i| {
+                ArrayD::from_shape_fn(IxDyn(&[3 * elementwise::CHUNK + 5]), |i| {
                     ((i[0] * 7919) % 1000) as f32 * 1e-3 + 1e-7 * i[0] as f32
                 }),
-                ArrayD::from_shape_fn(IxDyn(&[40, CLIP_CHUNK / 8]), |i| {
+                ArrayD::from_shape_fn(IxDyn(&[40, elementwise::CHUNK / 8]), |i| {
                     ((i[0] + 3 * i[1]) % 17) as f32 - 8.0
                 }),
             ];
