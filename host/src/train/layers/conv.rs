@@ -43,7 +43,6 @@ pub struct Conv2d {
     /// `[K, OH·OW]`: 1 where output column `ox` of kernel column `kx` reads inside the image
     /// (used by the same-size, stride-1 path of im2col and col2im).
     column_masks: Vec<u8>,
-    batch: usize,
     input_grad: bool,
 }
 
@@ -107,7 +106,6 @@ impl Conv2d {
             grad_columns: Array2::zeros((0, 0)),
             dcols: Array2::zeros((0, 0)),
             column_masks: Vec::new(),
-            batch: 0,
             input_grad: true,
         }
         .with_column_masks()
@@ -237,12 +235,13 @@ impl Conv2d {
             for kx in 0..k {
                 let row = dcols.row((ci * k + ky) * k + kx);
                 let row = row.to_slice().expect("standard layout");
-                for (cols, mut plane) in row.chunks_exact(hw).zip(planes.rows_mut()) {
-                    let plane = plane.as_slice_mut().expect("contiguous plane");
-                    if same_size {
-                        let (shift, lo, hi) = self.shifted_range(ky, kx);
-                        let mask = &self.column_masks[kx * hw..][lo..hi];
-                        let to = (lo as isize + shift) as usize;
+                let planes_and_columns = planes.rows_mut().into_iter().zip(row.chunks_exact(hw));
+                if same_size {
+                    let (shift, lo, hi) = self.shifted_range(ky, kx);
+                    let mask = &self.column_masks[kx * hw..][lo..hi];
+                    let to = (lo as isize + shift) as usize;
+                    for (mut plane, cols) in planes_and_columns {
+                        let plane = plane.as_slice_mut().expect("contiguous plane");
                         for ((o, &m), &v) in plane[to..to + (hi - lo)]
                             .iter_mut()
                             .zip(mask)
@@ -250,9 +249,12 @@ impl Conv2d {
                         {
                             *o += if m != 0 { v } else { 0.0 };
                         }
-                        continue;
                     }
-                    let (ox_lo, ox_hi) = valid_outputs(kx, s, p, w, ow);
+                    continue;
+                }
+                let (ox_lo, ox_hi) = valid_outputs(kx, s, p, w, ow);
+                for (mut plane, cols) in planes_and_columns {
+                    let plane = plane.as_slice_mut().expect("contiguous plane");
                     for oy in oy_lo..oy_hi {
                         let src = &cols[oy * ow..(oy + 1) * ow];
                         let out = &mut plane[(oy * s + ky - p) * w..][..w];
@@ -335,16 +337,12 @@ impl Layer for Conv2d {
         self.products = products;
         self.cols = cols;
         self.cols_pending = mode == Mode::Train;
-        self.batch = batch;
         y
     }
 
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        assert!(
-            std::mem::take(&mut self.cols_pending),
-            "backward after a training forward pass"
-        );
-        let batch = self.batch;
+        super::take_pending_forward(&mut self.cols_pending);
+        let batch = grad.shape()[0];
         let (oh, ow) = self.out_hw();
         let (o, hw) = (self.out_channels, oh * ow);
         let [c, h, w] = self.in_shape;

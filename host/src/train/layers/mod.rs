@@ -32,6 +32,15 @@ fn into_standard_layout(x: ArrayD<f32>) -> ArrayD<f32> {
     }
 }
 
+/// Clears a layer's "cache of a training forward pass awaits backward" flag, panicking if it
+/// was not set: a backward pass must follow a training forward pass.
+fn take_pending_forward(pending: &mut bool) {
+    assert!(
+        std::mem::take(pending),
+        "backward after a training forward pass"
+    );
+}
+
 /// Training (batch statistics, dropout, caches for backward) or evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {

@@ -22,10 +22,9 @@ pub struct BatchNorm {
     running_mean: ArrayD<f32>,
     running_var: ArrayD<f32>,
     /// Normalised input `[B, C, ...]` of the last training pass (the buffer is reused from
-    /// step to step), its per-channel `1 / sqrt(var + eps)` and batch size.
+    /// step to step), and its per-channel `1 / sqrt(var + eps)`.
     xhat: Vec<f32>,
     inv_std: Vec<f32>,
-    batch: usize,
     /// Whether `xhat` belongs to a training forward pass not yet gone back through.
     xhat_pending: bool,
 }
@@ -80,7 +79,6 @@ impl BatchNorm {
             running_var: ones,
             xhat: Vec::new(),
             inv_std: Vec::new(),
-            batch: 0,
             xhat_pending: false,
         }
     }
@@ -171,18 +169,14 @@ impl Layer for BatchNorm {
                     rv[ch] = (1.0 - MOMENTUM) * rv[ch] + MOMENTUM * var * unbias;
                 }
                 self.inv_std = inv_std;
-                self.batch = b;
             }
         }
         self.xhat_pending = mode == Mode::Train;
         x
     }
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        assert!(
-            std::mem::take(&mut self.xhat_pending),
-            "backward after a training forward pass"
-        );
-        let b = self.batch;
+        super::take_pending_forward(&mut self.xhat_pending);
+        let b = grad.shape()[0];
         let c = self.shape[0];
         let hw = self.spatial();
         let n = (b * hw) as f32;

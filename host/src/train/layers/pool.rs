@@ -56,7 +56,6 @@ pub struct MaxPool2d {
     argmax: Vec<u32>,
     /// Whether `argmax` belongs to a training forward pass not yet gone back through.
     argmax_pending: bool,
-    batch: usize,
 }
 
 impl MaxPool2d {
@@ -69,7 +68,6 @@ impl MaxPool2d {
             },
             argmax: Vec::new(),
             argmax_pending: false,
-            batch: 0,
         }
     }
 }
@@ -178,16 +176,12 @@ impl Layer for MaxPool2d {
                 }
             });
         self.argmax_pending = mode == Mode::Train;
-        self.batch = b;
         y
     }
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        assert!(
-            std::mem::take(&mut self.argmax_pending),
-            "backward after a training forward pass"
-        );
+        super::take_pending_forward(&mut self.argmax_pending);
         let [c, h, w] = self.window.in_shape;
-        let mut dx = ArrayD::<f32>::zeros(IxDyn(&[self.batch, c, h, w]));
+        let mut dx = ArrayD::<f32>::zeros(IxDyn(&[grad.shape()[0], c, h, w]));
         let dst = dx.as_slice_mut().expect("standard layout");
         let grad = grad.as_standard_layout();
         let grad = grad.as_slice().expect("standard layout");

@@ -79,10 +79,7 @@ impl Layer for Relu {
         x
     }
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        assert!(
-            std::mem::take(&mut self.mask_pending),
-            "backward after a training forward pass"
-        );
+        super::take_pending_forward(&mut self.mask_pending);
         let mut grad = super::into_standard_layout(grad);
         let g = grad.as_slice_mut().expect("standard layout");
         assert_eq!(g.len(), self.mask.len(), "relu gradient shape");
