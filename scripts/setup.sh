@@ -39,8 +39,9 @@ ln -sfn "$FMNIST" build/fashion-mnist
 # 3. The build, and the plugin folder the examples name.
 cargo build --release --workspace --quiet
 mkdir -p build/plugins
-for lib in target/release/libkdprune_random.so target/release/libkdprune_teacher_margin.so \
-           target/release/libkdprune_nearest_centroid.so; do
-  [ -f "$lib" ] && cp -f "$lib" build/plugins/
+# Every plugin crate of plugins/ (the test fixtures libkdprune_faulty and libkdprune_probe stay out).
+for lib in target/release/libkdprune_*.so; do
+  case "$lib" in *libkdprune_faulty.so|*libkdprune_probe.so) continue ;; esac
+  cp -f "$lib" build/plugins/
 done
 echo "setup: done (plugins in build/plugins: $(ls build/plugins | tr '\n' ' '))"

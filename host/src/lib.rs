@@ -1,8 +1,9 @@
 //! kdprune: train students on pruned data sets with knowledge distillation.
 //!
 //! The library behind the `kdprune` binary. Data flows as plain values:
-//! [`manifest`] (checked TOML) → [`data`] (train/test [`data::Dataset`]) → [`teacher`]
-//! (soft labels, cached) → [`plugins`] (a pruning method scores or selects) → [`select`]
+//! [`manifest`] (checked TOML) → [`data`] (train/test [`data::Dataset`]) → [`inputs`] (what
+//! the methods asked for: [`teacher`] soft labels and embeddings, [`dynamics`] of a proxy, each
+//! cached) → [`plugins`] (a pruning method scores or selects) → [`select`]
 //! (kept indices) → [`train`] (a student with the distillation loss) →
 //! [`experiment::results`] (append-only `results.jsonl`, `.npy` indices) → [`report`].
 //! [`experiment::run`] drives a whole manifest; [`bench`] measures throughput.
@@ -12,13 +13,16 @@
 
 pub mod bench;
 pub mod data;
+pub mod dynamics;
 pub mod experiment;
+pub mod inputs;
 pub mod manifest;
 pub mod plugins;
 pub mod progress;
 pub mod report;
 pub mod select;
 pub mod teacher;
+pub mod tensor;
 pub mod train;
 
 use std::path::PathBuf;
@@ -36,6 +40,8 @@ pub enum Error {
     Teacher(#[from] teacher::TeacherError),
     #[error(transparent)]
     Train(#[from] train::TrainError),
+    #[error(transparent)]
+    Dynamics(#[from] dynamics::DynamicsError),
     #[error(transparent)]
     Store(#[from] experiment::results::StoreError),
     #[error("{path}: {message}")]

@@ -120,7 +120,32 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                         println!("    param {name}: {text}");
                     }
                     if !d.inputs.is_empty() {
-                        println!("    inputs: {}", d.inputs.join(", "));
+                        let inputs: Vec<String> = d
+                            .inputs
+                            .iter()
+                            .map(|i| {
+                                let optional = if i.required { "" } else { " (optional)" };
+                                format!("{}{optional}", i.name)
+                            })
+                            .collect();
+                        println!("    inputs: {}", inputs.join(", "));
+                    }
+                    if d.kind == kdprune_plugin_api::PluginKind::PruningMethod {
+                        let meaning = if d.score_meaning.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", d.score_meaning)
+                        };
+                        println!(
+                            "    a high score means {}{meaning}; {}; default policy {}",
+                            if d.high_is_hard { "hard" } else { "easy" },
+                            if d.budget_independent {
+                                "scored once for every keep"
+                            } else {
+                                "scored per keep"
+                            },
+                            d.default_policy.as_deref().unwrap_or("hardest"),
+                        );
                     }
                 }
             }

@@ -12,9 +12,11 @@ use abi_stable::{
     std_types::{RResult, RVec},
 };
 
+use abi_stable::nonexhaustive_enum::NonExhaustive;
+
 use crate::types::{
-    BatchView, PluginError, PluginInfo, ScoreRequest, Selection, TeacherBox, TeacherInit,
-    TeacherModel, TeacherModel_TO,
+    BatchView, PluginError, PluginInfo, ScoreRequest, Selection, Selection_NE, TeacherBox,
+    TeacherInit, TeacherModel, TeacherModel_TO,
 };
 use crate::{PluginEntry, PluginEntry_Ref};
 
@@ -68,8 +70,10 @@ extern "C" fn info_glue_scorer<S: Scorer>() -> PluginInfo {
     })
 }
 
-extern "C" fn score_glue<S: Scorer>(request: &ScoreRequest<'_>) -> RResult<Selection, PluginError> {
-    guarded("score", || S::score(request))
+extern "C" fn score_glue<S: Scorer>(
+    request: &ScoreRequest<'_>,
+) -> RResult<Selection_NE, PluginError> {
+    guarded("score", || S::score(request).map(NonExhaustive::new))
 }
 
 extern "C" fn info_glue_teacher<T: Teacher>() -> PluginInfo {

@@ -13,11 +13,14 @@
 //! about training: that is the host's.
 //!
 //! # Growth
-//! A host built against plugin-api `0.1.x` loads plugins built against any `0.1.y`. New inputs
-//! for pruning methods (training dynamics, embeddings, ...) arrive as [`types::NamedTensor`]s in
-//! [`types::ScoreRequest::extras`], asked for by name in [`types::PluginInfo::inputs`], so the
-//! layout of the request does not change. New functions go after the last prefix field of
-//! [`PluginEntry`] or [`PluginLibrary`]; an older plugin then reports them as missing (`None`).
+//! A host built against plugin-api `0.2.x` loads plugins built against any `0.2.y`; a plugin
+//! built against `0.1` is refused with one line that says to rebuild it. Inputs for pruning
+//! methods (soft labels, training dynamics, embeddings, ...) arrive as typed
+//! [`types::Tensor`]s in [`types::ScoreRequest::inputs`], asked for by name in
+//! [`types::PluginInfo::inputs`], so a new input kind does not change the layout. The enums
+//! that grow are abi_stable `NonExhaustive` (see [`types`]). New functions go after the last
+//! prefix field of [`PluginEntry`] or [`PluginLibrary`]; an older plugin then reports them as
+//! missing (`None`).
 // abi_stable's derives expand to impls that trip this lint on recent compilers.
 #![allow(non_local_definitions)]
 // abi_stable names the prefix references `<Type>_Ref`; we keep its convention.
@@ -28,6 +31,7 @@ pub mod types;
 
 pub use abi_stable;
 pub use glue::{Scorer, Teacher};
+pub use half;
 pub use types::*;
 
 use abi_stable::{
@@ -43,8 +47,9 @@ use abi_stable::{
 /// plugin whose version is incompatible (another `0.x` minor) before touching its layout.
 pub const PLUGIN_API_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Signature of a pruning method: one call per (method, keep) cell.
-pub type ScoreFn = extern "C" fn(&ScoreRequest<'_>) -> RResult<Selection, PluginError>;
+/// Signature of a pruning method: one call per (method, parameters, seed, keep), or per
+/// (method, parameters, seed) for a budget-independent one.
+pub type ScoreFn = extern "C" fn(&ScoreRequest<'_>) -> RResult<Selection_NE, PluginError>;
 
 /// Signature of a teacher constructor: called once per run; the teacher then labels batches.
 pub type NewTeacherFn = extern "C" fn(&TeacherInit<'_>) -> RResult<TeacherBox, PluginError>;
@@ -61,7 +66,7 @@ pub struct PluginEntry {
     /// Describes the plugin: name, kind, version, parameters, inputs it asks for.
     pub info: extern "C" fn() -> PluginInfo,
     /// Set for pruning methods.
-    pub score: Option<extern "C" fn(&ScoreRequest<'_>) -> RResult<Selection, PluginError>>,
+    pub score: Option<extern "C" fn(&ScoreRequest<'_>) -> RResult<Selection_NE, PluginError>>,
     /// Set for teachers.
     #[sabi(last_prefix_field)]
     pub new_teacher: Option<extern "C" fn(&TeacherInit<'_>) -> RResult<TeacherBox, PluginError>>,

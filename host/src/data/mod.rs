@@ -67,6 +67,28 @@ impl DataError {
 }
 
 impl Dataset {
+    /// SHA-256 of the shape, class count, features and labels: the data's part of a cache key.
+    pub fn content_hash(&self) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(format!(
+            "{:?}|{}|{}",
+            self.sample_shape,
+            self.num_classes,
+            self.len()
+        ));
+        let mut buf = Vec::with_capacity(self.dim() * 4);
+        for row in self.features.rows() {
+            buf.clear();
+            buf.extend(row.iter().flat_map(|v| v.to_le_bytes()));
+            h.update(&buf);
+        }
+        buf.clear();
+        buf.extend(self.labels.iter().flat_map(|y| y.to_le_bytes()));
+        h.update(&buf);
+        h.finalize().into()
+    }
+
     /// Builds a data set, checking shapes and labels.
     ///
     /// `features`: `[N, D]`; `labels`: `[N]`; `sample_shape` product must be `D`.

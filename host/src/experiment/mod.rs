@@ -1,21 +1,29 @@
-//! The grid runner: every cell (method × keep × α × seed) of a manifest — score, select,
-//! train, evaluate — with results appended as each cell ends and cells already in
+//! The grid runner: every cell (method × keep × α × seed) of a manifest, in stages — plan the
+//! cells, compute the inputs the planned methods need (each once, through
+//! [`crate::inputs`]), score (once per method and seed for budget-independent scores),
+//! select, train, record — with results appended as each cell ends and cells already in
 //! `results.jsonl` skipped (resume).
 //!
 //! Owns the order of the work and what is checked before any of it starts (every method
-//! exists, is a pruning method, takes the given parameters, and gets the inputs it asks for).
+//! exists, is a pruning method, takes the given parameters, gets the inputs it asks for, and
+//! the dynamics fit in memory).
 
 pub mod results;
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use kdprune_plugin_api::{Param, PluginKind, INPUT_SOFT_LABELS};
+use std::collections::HashMap;
+
+use kdprune_plugin_api::{Param, PluginKind};
 use sha2::{Digest, Sha256};
 
 use crate::data::{self, Dataset, Normalisation};
-use crate::manifest::{Manifest, NormaliseSpec, PruneSpec};
+use crate::dynamics;
+use crate::inputs::{InputName, Inputs, Needs};
+use crate::manifest::{Alpha, Keep, Manifest, NormaliseSpec, PruneSpec};
 use crate::plugins::{self, check_params, Plugin, PluginData, Registry};
+use crate::select::Answer;
 use crate::teacher::{Teacher, TeacherLogits};
 use crate::train::{self, Kd, TrainSet};
 use crate::Error;
@@ -39,6 +47,8 @@ pub struct RunSummary {
     pub skipped: usize,
     pub results_path: PathBuf,
     pub teacher_test_accuracy: Option<f64>,
+    /// Where this run's time went.
+    pub time: TimeSplit,
 }
 
 /// A pruning method checked against its plugin.
@@ -46,7 +56,14 @@ struct Method<'r> {
     spec: &'r PruneSpec,
     plugin: &'r Plugin,
     params: Vec<Param>,
-    wants_soft_labels: bool,
+    /// The inputs it asked for that this run supplies (optional ones it cannot are left out).
+    inputs: Vec<InputName>,
+}
+
+impl Method<'_> {
+    fn uses_proxy(&self) -> bool {
+        self.inputs.iter().any(|i| i.needs_proxy())
+    }
 }
 
 fn check_methods<'r>(
@@ -61,6 +78,14 @@ fn check_methods<'r>(
             message,
         })
     };
+    let onnx_teacher = matches!(
+        manifest.teacher.as_ref().map(|t| &t.source),
+        Some(crate::manifest::TeacherSource::Onnx { .. })
+    );
+    let teacher_embedding = manifest
+        .teacher
+        .as_ref()
+        .is_some_and(|t| t.embedding.is_some());
     manifest
         .prune
         .iter()
@@ -79,25 +104,59 @@ fn check_methods<'r>(
                 })?;
             let params = check_params(&spec.method, &plugin.description.params, &spec.params)
                 .map_err(|m| at(spec, format!("[[prune]] params: {m}")))?;
-            let wants_soft_labels = plugin
-                .description
-                .inputs
-                .iter()
-                .any(|i| i == INPUT_SOFT_LABELS);
-            if wants_soft_labels && manifest.teacher.is_none() {
-                return Err(at(
-                    spec,
-                    format!("method {:?} needs the teacher's soft labels; add a [teacher]", spec.method),
-                ));
+            let mut inputs = Vec::new();
+            for request in &plugin.description.inputs {
+                let missing = match request.name {
+                    InputName::SoftLabels if manifest.teacher.is_none() => Some("add a [teacher]"),
+                    InputName::TeacherEmbedding if !onnx_teacher => {
+                        Some("add an ONNX [teacher] with embedding = \"<tensor name>\"")
+                    }
+                    InputName::TeacherEmbedding if !teacher_embedding => {
+                        Some("set [teacher] embedding = \"<tensor name>\" (a tensor of the model)")
+                    }
+                    _ => None,
+                };
+                match (missing, request.required) {
+                    (None, _) => inputs.push(request.name),
+                    (Some(what), true) => {
+                        return Err(at(
+                            spec,
+                            format!("method {:?} needs the input {}; {what}", spec.method, request.name),
+                        ))
+                    }
+                    (Some(_), false) => {}
+                }
             }
             Ok(Method {
                 spec,
                 plugin,
                 params,
-                wants_soft_labels,
+                inputs,
             })
         })
         .collect()
+}
+
+/// Checks that the dynamics the methods ask for fit in memory, before any work.
+fn check_dynamics_memory(manifest: &Manifest, needs: &Needs, train: &Dataset) -> Result<(), Error> {
+    if needs.dynamics.is_empty() {
+        return Ok(());
+    }
+    let width = if needs.dynamics.embedding {
+        dynamics::embedding_width(&manifest.dynamics, &train.sample_shape, train.num_classes)?
+    } else {
+        0
+    };
+    let extent = dynamics::extent(&manifest.dynamics, train.len(), train.num_classes, width);
+    let bytes = dynamics::check_memory(&manifest.dynamics, &needs.dynamics, extent)?;
+    tracing::info!(
+        bytes,
+        runs = extent.runs,
+        epochs = extent.epochs,
+        checkpoints = extent.checkpoints,
+        "dynamics planned"
+    );
+    Ok(())
 }
 
 /// The student's view of a data set: features normalised as the manifest says.
@@ -129,11 +188,18 @@ fn params_json(params: &[Param]) -> serde_json::Value {
     let map = params
         .iter()
         .map(|p| {
-            let v = match &p.value {
-                ParamValue::Int(i) => serde_json::json!(i),
-                ParamValue::Float(f) => serde_json::json!(f),
-                ParamValue::Bool(b) => serde_json::json!(b),
-                ParamValue::Text(t) => serde_json::json!(t.as_str()),
+            let v = match p.value.as_enum() {
+                Ok(ParamValue::Int(i)) => serde_json::json!(i),
+                Ok(ParamValue::Float(f)) => serde_json::json!(f),
+                Ok(ParamValue::Bool(b)) => serde_json::json!(b),
+                Ok(ParamValue::Text(t)) => serde_json::json!(t.as_str()),
+                Ok(ParamValue::IntList(v)) => serde_json::json!(v.as_slice()),
+                Ok(ParamValue::FloatList(v)) => serde_json::json!(v.as_slice()),
+                Ok(ParamValue::TextList(v)) => {
+                    serde_json::json!(v.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+                }
+                // Checked parameters are always of a kind this host knows.
+                _ => serde_json::Value::Null,
             };
             (p.name.to_string(), v)
         })
@@ -162,8 +228,28 @@ fn save_student(model: &train::Network, output: &std::path::Path, key: &str) -> 
     })
 }
 
-/// Runs every cell of `manifest` that is not yet in its results.
+/// A (method, keep, seed) cell group: one selection, trained at every pending α.
+struct Cell {
+    method: usize,
+    keep: Keep,
+    seed: u64,
+    /// The α values not yet in the results.
+    pending: Vec<Alpha>,
+}
+
+/// Where the time of a run went, seconds.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct TimeSplit {
+    pub teacher: f64,
+    pub dynamics: f64,
+    pub scoring: f64,
+    pub training: f64,
+}
+
+/// Runs every cell of `manifest` that is not yet in its results, in stages: plan the cells,
+/// compute the inputs the planned methods need (each once), score, select, train, record.
 pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Error> {
+    // Stage 1: plan. Everything that can be refused is refused here, before any work.
     let dirs = plugins::plugin_dirs(&manifest.plugin_dirs, &options.plugin_dirs);
     let registry = Registry::load(&dirs)?;
     for problem in &registry.problems {
@@ -183,45 +269,131 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     );
     let (train_set, test_set, student_norm) =
         normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
-
-    let needs_teacher = manifest
-        .distillation
-        .alphas
-        .iter()
-        .any(|a| a.needs_teacher())
-        || methods.iter().any(|m| m.wants_soft_labels);
-    // Kept for online distillation, which runs it on every augmented batch.
-    let mut live_teacher: Option<Teacher> = None;
-    let (teacher_train, teacher_test_accuracy): (Option<TeacherLogits>, Option<f64>) =
-        match (&manifest.teacher, needs_teacher) {
-            (Some(spec), true) => {
-                let teacher = live_teacher.insert(Teacher::new(
-                    spec,
-                    &registry,
-                    &raw_train,
-                    &manifest.cache_dir,
-                    data_seed,
-                )?);
-                let on_train = teacher.logits(&raw_train, "train")?;
-                let on_test = teacher.logits(&raw_test, "test")?;
-                let accuracy = on_test.accuracy(&raw_test.labels);
-                tracing::info!(
-                    teacher = %spec.name,
-                    kind = ?on_train.kind,
-                    train_accuracy = on_train.accuracy(&raw_train.labels),
-                    test_accuracy = accuracy,
-                    "teacher ready"
-                );
-                (Some(on_train), Some(accuracy))
-            }
-            _ => (None, None),
-        };
-
     let n = train_set.len();
     let student_json = serde_json::to_value(&manifest.student).unwrap_or_default();
     let temperature = manifest.distillation.temperature;
-    let mut ran = 0;
+    let teacher_name = manifest.teacher.as_ref().map(|t| t.name.clone());
+    let data_hash = train_set.content_hash();
+    let dynamics_key = dynamics::cache::DynamicsKey::new(&manifest.dynamics, &data_hash);
+    let params_of: Vec<serde_json::Value> =
+        methods.iter().map(|m| params_json(&m.params)).collect();
+    let policy_of: Vec<String> = methods
+        .iter()
+        .map(|m| format!("{:?}", m.spec.policy).to_lowercase())
+        .collect();
+    let key_of = |m: usize, keep: Keep, seed: u64, alpha: f32| {
+        let method = &methods[m];
+        let mut parts = serde_json::json!({
+            "method": method.spec.method, "version": method.plugin.description.version,
+            "params": params_of[m], "policy": policy_of[m], "keep": keep.get(), "alpha": alpha,
+            "temperature": temperature.get(), "teacher": teacher_name, "seed": seed,
+            "student": student_json, "data": format!("{:?}", manifest.data.source),
+            "train_size": n,
+        });
+        // Only cells whose method used the proxy depend on it.
+        if method.uses_proxy() && !keep.is_full() {
+            parts["dynamics"] = serde_json::json!(dynamics_key.as_str());
+        }
+        cell_key(&parts)
+    };
+    let mut cells = Vec::new();
     let mut skipped = 0;
+    for (m, method) in methods.iter().enumerate() {
+        for &keep in &method.spec.keep {
+            for &seed in &manifest.seeds {
+                let pending: Vec<Alpha> = manifest
+                    .distillation
+                    .alphas
+                    .iter()
+                    .filter(|a| !store.is_done(&key_of(m, keep, seed, a.get())))
+                    .copied()
+                    .collect();
+                skipped += manifest.distillation.alphas.len() - pending.len();
+                if !pending.is_empty() {
+                    cells.push(Cell {
+                        method: m,
+                        keep,
+                        seed,
+                        pending,
+                    });
+                }
+            }
+        }
+    }
+    let scored = |c: &Cell| !c.keep.is_full();
+    let mut needs = Needs::default();
+    for cell in cells.iter().filter(|c| scored(c)) {
+        for &name in &methods[cell.method].inputs {
+            needs.add(name);
+        }
+    }
+    check_dynamics_memory(manifest, &needs, &train_set)?;
+    tracing::info!(cells = cells.len(), skipped, "cells planned");
+
+    // Stage 2: inputs, each computed once.
+    let mut time = TimeSplit::default();
+    let needs_teacher = cells
+        .iter()
+        .any(|c| c.pending.iter().any(|a| a.needs_teacher()))
+        || needs.soft_labels
+        || needs.teacher_embedding;
+    // Kept for online distillation, which runs it on every augmented batch.
+    let mut live_teacher: Option<Teacher> = None;
+    let mut teacher_train: Option<TeacherLogits> = None;
+    let mut teacher_test_accuracy: Option<f64> = None;
+    let mut inputs = Inputs::default();
+    if let (Some(spec), true) = (&manifest.teacher, needs_teacher) {
+        let started = Instant::now();
+        let teacher = live_teacher.insert(Teacher::new(
+            spec,
+            &registry,
+            &raw_train,
+            &manifest.cache_dir,
+            data_seed,
+        )?);
+        let on_train = teacher.logits(&raw_train, "train")?;
+        let on_test = teacher.logits(&raw_test, "test")?;
+        let accuracy = on_test.accuracy(&raw_test.labels);
+        tracing::info!(
+            teacher = %spec.name,
+            kind = ?on_train.kind,
+            train_accuracy = on_train.accuracy(&raw_train.labels),
+            test_accuracy = accuracy,
+            "teacher ready"
+        );
+        if needs.soft_labels {
+            inputs.insert(
+                InputName::SoftLabels,
+                crate::inputs::soft_labels_tensor(&on_train.probabilities(1.0)),
+            );
+        }
+        if needs.teacher_embedding {
+            let embedding = teacher.embedding(&raw_train)?;
+            inputs.insert(InputName::TeacherEmbedding, embedding);
+        }
+        teacher_train = Some(on_train);
+        teacher_test_accuracy = Some(accuracy);
+        time.teacher += started.elapsed().as_secs_f64();
+    }
+    if !needs.dynamics.is_empty() {
+        let ctx = crate::inputs::DynamicsContext {
+            spec: &manifest.dynamics,
+            set: TrainSet {
+                x: train_set.features.view(),
+                sample_shape: &train_set.sample_shape,
+                y: &train_set.labels,
+                teacher: None,
+                num_classes: train_set.num_classes,
+            },
+            data_hash,
+            cache_dir: &manifest.cache_dir,
+        };
+        let started = Instant::now();
+        let recorded = crate::inputs::provide_dynamics(&ctx, &needs.dynamics)?;
+        crate::inputs::add_dynamics(&mut inputs, &needs, &recorded);
+        time.dynamics += started.elapsed().as_secs_f64();
+    }
+
     let mut shape = vec![n as u64];
     shape.extend(train_set.sample_shape.iter().map(|&s| s as u64));
     let plugin_data = PluginData {
@@ -230,153 +402,157 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         labels: &train_set.labels,
         num_classes: train_set.num_classes,
     };
-    let soft_labels_t1 = teacher_train.as_ref().map(|t| t.probabilities(1.0));
-    let teacher_name = manifest.teacher.as_ref().map(|t| t.name.clone());
-
-    for method in &methods {
-        let params = params_json(&method.params);
-        let policy = format!("{:?}", method.spec.policy).to_lowercase();
-        for &keep in &method.spec.keep {
-            for &seed in &manifest.seeds {
-                let key_of = |alpha: f32| {
-                    cell_key(&serde_json::json!({
-                        "method": method.spec.method, "version": method.plugin.description.version,
-                        "params": params, "policy": policy, "keep": keep.get(), "alpha": alpha,
-                        "temperature": temperature.get(), "teacher": teacher_name, "seed": seed,
-                        "student": student_json, "data": format!("{:?}", manifest.data.source),
-                        "train_size": n,
-                    }))
-                };
-                let pending: Vec<_> = manifest
-                    .distillation
-                    .alphas
+    // Budget-independent scores, once per (method, seed): scored for the largest budget.
+    let mut shared_scores: HashMap<(usize, u64), Answer> = HashMap::new();
+    let mut ran = 0;
+    for cell in &cells {
+        let method = &methods[cell.method];
+        let (keep, seed) = (cell.keep, cell.seed);
+        let budget = keep.budget(n);
+        // Stages 3 and 4: score and select.
+        let kept: Vec<u32> = if keep.is_full() {
+            (0..n as u32).collect()
+        } else {
+            let started = Instant::now();
+            let views = inputs.views(&method.inputs);
+            let answer = if method.plugin.description.budget_independent {
+                let largest = cells
                     .iter()
-                    .filter(|a| !store.is_done(&key_of(a.get())))
-                    .copied()
-                    .collect();
-                skipped += manifest.distillation.alphas.len() - pending.len();
-                if pending.is_empty() {
-                    continue;
+                    .filter(|c| c.method == cell.method && c.seed == seed && scored(c))
+                    .map(|c| c.keep.budget(n))
+                    .max()
+                    .unwrap_or(budget);
+                match shared_scores.entry((cell.method, seed)) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
+                    std::collections::hash_map::Entry::Vacant(e) => e
+                        .insert(method.plugin.score(
+                            &plugin_data,
+                            &views,
+                            &method.params,
+                            seed,
+                            largest,
+                        )?)
+                        .clone(),
                 }
-                let budget = keep.budget(n);
-                let kept: Vec<u32> = if keep.is_full() {
-                    (0..n as u32).collect()
-                } else {
-                    let soft = if method.wants_soft_labels {
-                        soft_labels_t1.as_ref().and_then(|p| p.as_slice())
-                    } else {
-                        None
-                    };
-                    let selection =
-                        method
-                            .plugin
-                            .score(&plugin_data, soft, &method.params, seed, budget)?;
-                    crate::select::kept_indices(
-                        &selection,
-                        budget,
-                        method.spec.policy,
-                        method.plugin.description.high_is_hard,
-                        &train_set.labels,
-                        train_set.num_classes,
-                    )
-                };
-                let indices_rel = format!(
-                    "indices/{}_{}_keep{:.4}_seed{}.npy",
-                    method.spec.method,
-                    cell_key(&params).get(..6).unwrap_or(""),
-                    keep.get(),
-                    seed
-                );
-                results::write_npy_u32(&manifest.output.join(&indices_rel), &kept).map_err(
-                    |e| Error::Io {
-                        path: manifest.output.join(&indices_rel),
-                        message: e.to_string(),
-                    },
-                )?;
-                let subset = train_set.subset(&kept);
-                let teacher_subset = teacher_train.as_ref().map(|t| {
-                    t.logits.select(
-                        ndarray::Axis(0),
-                        &kept.iter().map(|&i| i as usize).collect::<Vec<_>>(),
-                    )
-                });
-                for alpha in pending {
-                    let started = Instant::now();
-                    let kd = Kd { alpha, temperature };
-                    let set = TrainSet {
-                        x: subset.features.view(),
-                        sample_shape: &subset.sample_shape,
-                        y: &subset.labels,
-                        teacher: teacher_subset.as_ref().map(|t| t.view()),
-                        num_classes: subset.num_classes,
-                    };
-                    let sample_shape = subset.sample_shape.clone();
-                    let num_classes = subset.num_classes;
-                    let mut teacher_seconds = 0.0f64;
-                    let mut online = |batch: ndarray::ArrayView2<'_, f32>| {
-                        let started = Instant::now();
-                        let raw = student_norm.invert(batch);
-                        let scores = live_teacher
-                            .as_mut()
-                            .ok_or_else(|| "no teacher".to_string())?
-                            .batch_scores(raw.view(), &sample_shape, num_classes)
-                            .map_err(|e| e.to_string());
-                        teacher_seconds += started.elapsed().as_secs_f64();
-                        scores
-                    };
-                    let online: Option<train::OnlineTeacher<'_>> = manifest
-                        .student
-                        .augment
-                        .online_teacher
-                        .then_some(&mut online);
-                    let (mut model, _logs) =
-                        train::train(&manifest.student, &set, kd, seed, online)?;
-                    if manifest.student.augment.online_teacher && alpha.needs_teacher() {
-                        tracing::info!(
-                            teacher_seconds,
-                            training_seconds = started.elapsed().as_secs_f64(),
-                            "online distillation: time spent running the teacher"
-                        );
-                    }
-                    let accuracy =
-                        train::evaluate(&mut model, test_set.features.view(), &test_set.labels);
-                    if manifest.student.save {
-                        save_student(&model, &manifest.output, &key_of(alpha.get()))?;
-                    }
-                    let cell = CellResult {
-                        experiment: manifest.name.clone(),
-                        method: method.spec.method.clone(),
-                        params: params.clone(),
-                        policy: policy.clone(),
-                        keep: keep.get(),
-                        alpha: alpha.get(),
-                        temperature: temperature.get(),
-                        teacher: if alpha.needs_teacher() {
-                            teacher_name.clone()
-                        } else {
-                            None
-                        },
-                        seed,
-                        kept: kept.len(),
-                        train_size: n,
-                        test_accuracy: accuracy,
-                        teacher_test_accuracy,
-                        seconds: started.elapsed().as_secs_f64(),
-                        indices: indices_rel.clone(),
-                        student: student_json.clone(),
-                        key: key_of(alpha.get()),
-                    };
-                    tracing::info!(
-                        method = %cell.method, keep = cell.keep, alpha = cell.alpha, seed,
-                        kept = cell.kept, accuracy = cell.test_accuracy, seconds = cell.seconds,
-                        "cell done"
-                    );
-                    store.append(&cell)?;
-                    ran += 1;
-                }
+            } else {
+                method
+                    .plugin
+                    .score(&plugin_data, &views, &method.params, seed, budget)?
+            };
+            time.scoring += started.elapsed().as_secs_f64();
+            crate::select::kept_indices(
+                &answer,
+                budget,
+                method.spec.policy,
+                method.plugin.description.high_is_hard,
+                &train_set.labels,
+                train_set.num_classes,
+            )
+        };
+        let indices_rel = format!(
+            "indices/{}_{}_keep{:.4}_seed{}.npy",
+            method.spec.method,
+            cell_key(&params_of[cell.method]).get(..6).unwrap_or(""),
+            keep.get(),
+            seed
+        );
+        results::write_npy_u32(&manifest.output.join(&indices_rel), &kept).map_err(|e| {
+            Error::Io {
+                path: manifest.output.join(&indices_rel),
+                message: e.to_string(),
             }
+        })?;
+        // Stage 5: train, one student per pending α.
+        let subset = train_set.subset(&kept);
+        let teacher_subset = teacher_train.as_ref().map(|t| {
+            t.logits.select(
+                ndarray::Axis(0),
+                &kept.iter().map(|&i| i as usize).collect::<Vec<_>>(),
+            )
+        });
+        for &alpha in &cell.pending {
+            let started = Instant::now();
+            let kd = Kd { alpha, temperature };
+            let set = TrainSet {
+                x: subset.features.view(),
+                sample_shape: &subset.sample_shape,
+                y: &subset.labels,
+                teacher: teacher_subset.as_ref().map(|t| t.view()),
+                num_classes: subset.num_classes,
+            };
+            let sample_shape = subset.sample_shape.clone();
+            let num_classes = subset.num_classes;
+            let mut teacher_seconds = 0.0f64;
+            let mut online = |batch: ndarray::ArrayView2<'_, f32>| {
+                let started = Instant::now();
+                let raw = student_norm.invert(batch);
+                let scores = live_teacher
+                    .as_mut()
+                    .ok_or_else(|| "no teacher".to_string())?
+                    .batch_scores(raw.view(), &sample_shape, num_classes)
+                    .map_err(|e| e.to_string());
+                teacher_seconds += started.elapsed().as_secs_f64();
+                scores
+            };
+            let online: Option<train::OnlineTeacher<'_>> = manifest
+                .student
+                .augment
+                .online_teacher
+                .then_some(&mut online);
+            let (mut model, _logs) = train::train(&manifest.student, &set, kd, seed, online)?;
+            if manifest.student.augment.online_teacher && alpha.needs_teacher() {
+                tracing::info!(
+                    teacher_seconds,
+                    training_seconds = started.elapsed().as_secs_f64(),
+                    "online distillation: time spent running the teacher"
+                );
+            }
+            let accuracy = train::evaluate(&mut model, test_set.features.view(), &test_set.labels);
+            let key = key_of(cell.method, keep, seed, alpha.get());
+            if manifest.student.save {
+                save_student(&model, &manifest.output, &key)?;
+            }
+            time.training += started.elapsed().as_secs_f64();
+            // Stage 6: record.
+            let result = CellResult {
+                experiment: manifest.name.clone(),
+                method: method.spec.method.clone(),
+                params: params_of[cell.method].clone(),
+                policy: policy_of[cell.method].clone(),
+                keep: keep.get(),
+                alpha: alpha.get(),
+                temperature: temperature.get(),
+                teacher: if alpha.needs_teacher() {
+                    teacher_name.clone()
+                } else {
+                    None
+                },
+                seed,
+                kept: kept.len(),
+                train_size: n,
+                test_accuracy: accuracy,
+                teacher_test_accuracy,
+                seconds: started.elapsed().as_secs_f64(),
+                indices: indices_rel.clone(),
+                student: student_json.clone(),
+                key,
+            };
+            tracing::info!(
+                method = %result.method, keep = result.keep, alpha = result.alpha, seed,
+                kept = result.kept, accuracy = result.test_accuracy, seconds = result.seconds,
+                "cell done"
+            );
+            store.append(&result)?;
+            ran += 1;
         }
     }
+    tracing::info!(
+        teacher_seconds = time.teacher,
+        dynamics_seconds = time.dynamics,
+        scoring_seconds = time.scoring,
+        training_seconds = time.training,
+        "where the time went"
+    );
     let results = store.results().to_vec();
     Ok(RunSummary {
         results,
@@ -384,5 +560,6 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         skipped,
         results_path: store.path().to_path_buf(),
         teacher_test_accuracy,
+        time,
     })
 }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+
+use crate::dynamics::DynamicsSpec;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -167,6 +169,8 @@ pub struct TeacherSpec {
     pub layout: Layout,
     pub output_kind: OutputKind,
     pub batch_size: usize,
+    /// A named intermediate tensor of the ONNX model, served as `embeddings/teacher`.
+    pub embedding: Option<String>,
 }
 
 /// The student and how to train it.
@@ -228,6 +232,8 @@ pub struct Manifest {
     pub teacher: Option<TeacherSpec>,
     pub student: StudentSpec,
     pub distillation: Distillation,
+    /// The proxy for training dynamics (defaults when the manifest has no `[dynamics]`).
+    pub dynamics: DynamicsSpec,
     pub prune: Vec<PruneSpec>,
 }
 
@@ -368,6 +374,7 @@ pub(super) fn check(
         .unwrap_or_else(|| output.join("cache"));
     let data = check_data(&c, raw.data)?;
     let teacher = raw.teacher.map(|t| check_teacher(&c, t)).transpose()?;
+    let dynamics = check_dynamics(&c, raw.dynamics, &raw.student)?;
     let student = check_student(&c, raw.student)?;
     let distillation = match raw.distillation {
         None => Distillation {
@@ -446,7 +453,141 @@ pub(super) fn check(
         teacher,
         student,
         distillation,
+        dynamics,
         prune,
+    })
+}
+
+/// Parses `"4GiB"`, `"512 MiB"`, `"2000000"` or a number into bytes.
+fn parse_bytes(raw: &raw::RawBytes) -> Option<u64> {
+    let text = match raw {
+        raw::RawBytes::Number(n) => return Some(*n),
+        raw::RawBytes::Text(t) => t.trim(),
+    };
+    let split = text
+        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1u64,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        _ => return None,
+    };
+    Some((number * scale as f64) as u64)
+}
+
+/// `[dynamics]`: the proxy is the student unless a field overrides it.
+fn check_dynamics(
+    c: &Checker<'_>,
+    d: Option<Spanned<raw::RawDynamics>>,
+    student: &raw::RawStudent,
+) -> Result<DynamicsSpec, ManifestError> {
+    let d = d.map(|d| d.into_inner());
+    let mut proxy = student.clone();
+    // The proxy never saves, and its augmentation (if any) uses no teacher.
+    proxy.save = false;
+    if let Some(a) = proxy.augment.as_mut() {
+        a.teacher = None;
+    }
+    let mut runs = None;
+    let mut seed = 0;
+    let mut checkpoints = None;
+    let mut early_steps = None;
+    let mut max_memory = None;
+    if let Some(d) = d {
+        if d.hidden.is_some() || d.layers.is_some() {
+            proxy.hidden = d.hidden;
+            proxy.layers = d.layers;
+        }
+        if let Some(e) = d.epochs {
+            proxy.epochs = e;
+        }
+        if let Some(lr) = d.lr {
+            proxy.lr = lr;
+        }
+        if d.optimizer.is_some() {
+            proxy.optimizer = d.optimizer;
+            proxy.momentum = None;
+            proxy.nesterov = None;
+            proxy.betas = None;
+        }
+        proxy.batch_size = d.batch_size.or(proxy.batch_size);
+        proxy.momentum = d.momentum.or(proxy.momentum);
+        proxy.nesterov = d.nesterov.or(proxy.nesterov);
+        proxy.weight_decay = d.weight_decay.or(proxy.weight_decay);
+        if d.schedule.is_some() {
+            proxy.schedule = d.schedule;
+        }
+        proxy.warmup_epochs = d.warmup_epochs.or(proxy.warmup_epochs);
+        proxy.clip_grad_norm = d.clip_grad_norm.or(proxy.clip_grad_norm);
+        runs = d
+            .runs
+            .map(|r| c.positive(&r, "[dynamics] runs"))
+            .transpose()?;
+        seed = d.seed.unwrap_or(0);
+        checkpoints = d.checkpoints;
+        early_steps = d.early_steps;
+        max_memory = d
+            .max_memory
+            .map(|m| {
+                parse_bytes(m.get_ref()).filter(|&b| b > 0).ok_or_else(|| {
+                    c.at(
+                        m.span(),
+                        "[dynamics] max_memory must be a positive size, e.g. 4GiB, 512MiB or a number of bytes",
+                    )
+                })
+            })
+            .transpose()?;
+    }
+    let proxy = check_student(c, proxy)?;
+    let epochs = proxy.epochs;
+    let checkpoint_epochs = match checkpoints {
+        // Paul et al. score EL2N/GraNd at epoch 20 of 200 (a tenth of training); the last
+        // epoch serves the uncertainty scores and the embedding.
+        None => {
+            let mut v = vec![epochs.div_ceil(10), epochs];
+            v.dedup();
+            v
+        }
+        Some(list) => {
+            let mut v = list.get_ref().clone();
+            if let Some(bad) = v.iter().find(|&&e| e == 0 || e > epochs) {
+                return Err(c.at(
+                    list.span(),
+                    format!("[dynamics] checkpoints has epoch {bad}; epochs are 1..={epochs} (the end of that epoch)"),
+                ));
+            }
+            v.sort_unstable();
+            if v.windows(2).any(|w| w[0] == w[1]) {
+                return Err(c.at(list.span(), "[dynamics] checkpoints lists an epoch twice"));
+            }
+            v
+        }
+    };
+    let early_steps = match early_steps {
+        None => Vec::new(),
+        Some(list) => {
+            let mut v = list.get_ref().clone();
+            v.sort_unstable();
+            if v.windows(2).any(|w| w[0] == w[1]) {
+                return Err(c.at(list.span(), "[dynamics] early_steps lists a step twice"));
+            }
+            v
+        }
+    };
+    Ok(DynamicsSpec {
+        proxy,
+        runs: runs.unwrap_or(1),
+        seed,
+        checkpoint_epochs,
+        early_steps,
+        max_memory,
     })
 }
 
@@ -675,6 +816,23 @@ fn check_teacher(
         None => 256,
         Some(b) => c.positive(b, "[teacher] batch_size")?,
     };
+    let embedding =
+        match (&t.embedding, &source) {
+            (None, _) => None,
+            (Some(e), TeacherSource::Onnx { .. }) if !e.get_ref().trim().is_empty() => {
+                Some(e.get_ref().clone())
+            }
+            (Some(e), TeacherSource::Onnx { .. }) => {
+                return Err(c.at(
+                    e.span(),
+                    "[teacher] embedding is empty; name a tensor of the model",
+                ))
+            }
+            (Some(e), TeacherSource::Plugin { .. }) => return Err(c.at(
+                e.span(),
+                "[teacher] embedding names a tensor of an ONNX model; a plugin teacher has none",
+            )),
+        };
     Ok(TeacherSpec {
         name,
         source,
@@ -682,6 +840,7 @@ fn check_teacher(
         layout,
         output_kind,
         batch_size,
+        embedding,
     })
 }
 

@@ -21,7 +21,40 @@ pub struct RawManifest {
     pub teacher: Option<Spanned<RawTeacher>>,
     pub student: RawStudent,
     pub distillation: Option<RawDistillation>,
+    pub dynamics: Option<Spanned<RawDynamics>>,
     pub prune: Spanned<Vec<Spanned<RawPrune>>>,
+}
+
+/// `[dynamics]`: the proxy model (fields as in `[student]`, each defaulting to the
+/// student's) and what is recorded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDynamics {
+    pub runs: Option<Spanned<usize>>,
+    pub seed: Option<u64>,
+    pub checkpoints: Option<Spanned<Vec<usize>>>,
+    pub early_steps: Option<Spanned<Vec<usize>>>,
+    pub max_memory: Option<Spanned<RawBytes>>,
+    pub hidden: Option<Vec<usize>>,
+    pub layers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub epochs: Option<Spanned<usize>>,
+    pub batch_size: Option<Spanned<usize>>,
+    pub lr: Option<Spanned<f32>>,
+    pub optimizer: Option<Spanned<String>>,
+    pub momentum: Option<Spanned<f32>>,
+    pub nesterov: Option<bool>,
+    pub weight_decay: Option<Spanned<f32>>,
+    pub schedule: Option<Spanned<String>>,
+    pub warmup_epochs: Option<usize>,
+    pub clip_grad_norm: Option<Spanned<f32>>,
+}
+
+/// A size in bytes: a number, or text such as `"4GiB"`, `"512MiB"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawBytes {
+    Number(u64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -79,6 +112,8 @@ pub struct RawTeacher {
     pub threads: Option<usize>,
     pub ort_library: Option<String>,
     pub preprocess: Option<Spanned<RawPreprocess>>,
+    /// A named intermediate tensor of the ONNX model served as `embeddings/teacher`.
+    pub embedding: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,7 +125,7 @@ pub struct RawPreprocess {
     pub layout: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawStudent {
     pub hidden: Option<Vec<usize>>,
@@ -113,7 +148,7 @@ pub struct RawStudent {
     pub save: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAugment {
     #[serde(default)]

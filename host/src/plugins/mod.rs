@@ -15,13 +15,13 @@ use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::{RResult, RSlice};
 use kdprune_plugin_api::{
     BatchView, DataView, Param, ParamSpec, PluginEntry_Ref, PluginKind, PluginLibrary_Ref,
-    ScoreRequest, Selection, TeacherBox, TeacherInit, INPUT_SOFT_LABELS, PLUGIN_API_VERSION,
+    ScoreRequest, Selection, TeacherBox, TeacherInit, Tensor, PLUGIN_API_VERSION,
 };
 
-pub use params::check_params;
+use crate::inputs::InputName;
+use crate::select::Answer;
 
-/// Inputs a pruning method may ask for that this host can supply.
-pub const KNOWN_INPUTS: &[&str] = &[INPUT_SOFT_LABELS];
+pub use params::check_params;
 
 /// An error about plugins; each names the file or the plugin and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -60,8 +60,22 @@ pub struct PluginDescription {
     pub version: String,
     pub description: String,
     pub params: Vec<ParamSpec>,
-    pub inputs: Vec<String>,
+    /// The inputs asked for, parsed (names the host does not know refuse the library).
+    pub inputs: Vec<InputRequest>,
     pub high_is_hard: bool,
+    /// Scores that are the same for every budget: scored once for all keep fractions.
+    pub budget_independent: bool,
+    /// The plugin's default selection policy (`None`: the host's).
+    pub default_policy: Option<String>,
+    /// What a high score means, in words (may be empty).
+    pub score_meaning: String,
+}
+
+/// One input a plugin asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRequest {
+    pub name: InputName,
+    pub required: bool,
 }
 
 /// A loaded plugin.
@@ -158,10 +172,16 @@ impl Registry {
             files.sort();
             for file in files {
                 match load_library(&file) {
-                    Ok(plugins) => {
+                    Ok((plugins, refused)) => {
                         for plugin in plugins {
                             registry.add(plugin)?;
                         }
+                        registry
+                            .problems
+                            .extend(refused.into_iter().map(|message| LoadProblem {
+                                file: file.clone(),
+                                message,
+                            }));
                     }
                     Err(message) => registry.problems.push(LoadProblem { file, message }),
                 }
@@ -261,7 +281,9 @@ fn describe_library_error(err: &LibraryError) -> String {
     }
 }
 
-fn load_library(file: &Path) -> Result<Vec<Plugin>, String> {
+/// The plugins of a library, and one line for each plugin of it that is refused (the others
+/// still load); an error when the library itself cannot be loaded.
+fn load_library(file: &Path) -> Result<(Vec<Plugin>, Vec<String>), String> {
     let header = lib_header_from_path(file).map_err(|e| describe_library_error(&e))?;
     let built_against = header.version_strings().version.to_string();
     let module = header
@@ -274,26 +296,67 @@ fn load_library(file: &Path) -> Result<Vec<Plugin>, String> {
         })?;
     let entries = (module.plugins())();
     let mut plugins = Vec::new();
+    let mut refused = Vec::new();
     for entry in entries.iter() {
+        match describe_entry(entry) {
+            Ok(description) => plugins.push(Plugin {
+                description,
+                file: file.to_path_buf(),
+                entry: *entry,
+            }),
+            Err(message) => refused.push(message),
+        }
+    }
+    Ok((plugins, refused))
+}
+
+/// A plugin's description, checked: a name, a kind this host knows, its function, known inputs.
+fn describe_entry(entry: &PluginEntry_Ref) -> Result<PluginDescription, String> {
+    {
         let info = (entry.info())();
+        let name = info.name.to_string();
+        if name.is_empty() || name.starts_with('<') {
+            return Err(format!(
+                "a plugin describes itself badly ({}); fix the plugin",
+                info.description
+            ));
+        }
+        let kind = info.plugin_kind().ok_or_else(|| {
+            format!("plugin {name:?} is of a kind this host does not know; upgrade kdprune")
+        })?;
+        let inputs = info
+            .inputs
+            .iter()
+            .map(|i| {
+                InputName::parse(i.name.as_str())
+                    .map(|name| InputRequest {
+                        name,
+                        required: i.required,
+                    })
+                    .map_err(|known| {
+                        format!(
+                            "plugin {name:?} asks for input {:?}, which this host cannot supply (known: {known}); upgrade kdprune",
+                            i.name.as_str()
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let description = PluginDescription {
-            name: info.name.to_string(),
-            kind: info.kind,
+            name,
+            kind,
             version: info.version.to_string(),
             description: info.description.to_string(),
             params: info.params.to_vec(),
-            inputs: info.inputs.iter().map(|s| s.to_string()).collect(),
+            inputs,
             high_is_hard: info.high_is_hard,
+            budget_independent: info.budget_independent,
+            default_policy: Some(info.default_policy.to_string()).filter(|p| !p.is_empty()),
+            score_meaning: info.score_meaning.to_string(),
         };
-        if description.name.is_empty() || description.name.starts_with('<') {
-            return Err(format!(
-                "a plugin describes itself badly ({}); fix the plugin",
-                description.description
-            ));
-        }
         let has_fn = match description.kind {
             PluginKind::PruningMethod => entry.score().is_some(),
             PluginKind::Teacher => entry.new_teacher().is_some(),
+            _ => false,
         };
         if !has_fn {
             return Err(format!(
@@ -302,24 +365,8 @@ fn load_library(file: &Path) -> Result<Vec<Plugin>, String> {
                 description.kind.as_str()
             ));
         }
-        if let Some(unknown) = description
-            .inputs
-            .iter()
-            .find(|i| !KNOWN_INPUTS.contains(&i.as_str()))
-        {
-            return Err(format!(
-                "plugin {:?} asks for input {unknown:?}, which this host cannot supply (known: {}); upgrade kdprune",
-                description.name,
-                KNOWN_INPUTS.join(", ")
-            ));
-        }
-        plugins.push(Plugin {
-            description,
-            file: file.to_path_buf(),
-            entry: *entry,
-        });
+        Ok(description)
     }
-    Ok(plugins)
 }
 
 /// A borrowed training set for a plugin call: `features` `[N, D]` row-major.
@@ -353,16 +400,16 @@ impl Plugin {
 
     /// Runs a pruning method and checks its answer.
     ///
-    /// `soft_labels`: teacher probabilities `[N, C]` when the plugin asked for them.
+    /// `inputs`: the inputs it asked for that the host has, by name.
     /// Returns scores `[N]` or `K = budget` distinct indices `< N`.
     pub fn score(
         &self,
         data: &PluginData<'_>,
-        soft_labels: Option<&[f32]>,
+        inputs: &[Tensor<'_>],
         params: &[Param],
         seed: u64,
         budget: usize,
-    ) -> Result<Selection, PluginError> {
+    ) -> Result<Answer, PluginError> {
         let n = data.labels.len();
         let score_fn = self
             .entry
@@ -370,14 +417,17 @@ impl Plugin {
             .ok_or_else(|| self.call_error("exports no score function"))?;
         let request = ScoreRequest {
             train: data.view(),
-            soft_labels: soft_labels.map(RSlice::from_slice).into(),
             seed,
             budget: budget as u64,
             params: RSlice::from_slice(params),
-            extras: RSlice::from_slice(&[]),
+            inputs: RSlice::from_slice(inputs),
         };
         let selection = match score_fn(&request) {
-            RResult::ROk(s) => s,
+            RResult::ROk(s) => s.into_enum().map_err(|_| {
+                self.call_error(
+                    "returned a kind of answer this host does not know; upgrade kdprune",
+                )
+            })?,
             RResult::RErr(e) => return Err(self.call_error(e.message.to_string())),
         };
         match &selection {
@@ -391,6 +441,11 @@ impl Plugin {
                 if let Some(i) = values.iter().position(|v| !v.is_finite()) {
                     return Err(self.call_error(format!("score {i} is {} (not finite)", values[i])));
                 }
+            }
+            Selection::Subset { .. } if self.description.budget_independent => {
+                return Err(self.call_error(
+                    "says its scores do not depend on the budget but returned a subset; return scores or drop budget_independent",
+                ));
             }
             Selection::Subset { indices } => {
                 if indices.len() != budget {
@@ -412,8 +467,17 @@ impl Plugin {
                     *slot = true;
                 }
             }
+            _ => {
+                return Err(self.call_error(
+                    "returned a kind of answer this host does not know; upgrade kdprune",
+                ))
+            }
         }
-        Ok(selection)
+        Ok(match selection {
+            Selection::Scores { values } => Answer::Scores(values.into_vec()),
+            Selection::Subset { indices } => Answer::Subset(indices.into_vec()),
+            _ => unreachable!("checked above"),
+        })
     }
 
     /// Makes a teacher from the raw training set.
@@ -491,7 +555,10 @@ pub fn describe_params(params: &[ParamSpec]) -> BTreeMap<String, String> {
         .map(|p| {
             (
                 p.name.to_string(),
-                format!("{} = {} ({})", p.kind.as_str(), p.default, p.description),
+                match p.default_value() {
+                    Some(d) => format!("{} = {d} ({})", d.kind().as_str(), p.description),
+                    None => format!("(a kind this host does not know) ({})", p.description),
+                },
             )
         })
         .collect()

@@ -29,19 +29,25 @@ pub fn check_params(
     specs
         .iter()
         .map(|spec| {
+            let default = spec.default_value().ok_or_else(|| {
+                format!(
+                    "parameter {:?} of plugin {plugin:?} has a default of a kind this host does not know; upgrade kdprune",
+                    spec.name.as_str()
+                )
+            })?;
             let value = match given.get(spec.name.as_str()) {
-                None => spec.default.clone(),
-                Some(v) => convert(v, spec.kind).ok_or_else(|| {
+                None => default.clone(),
+                Some(v) => convert(v, default.kind()).ok_or_else(|| {
                     format!(
                         "parameter {:?} of plugin {plugin:?} must be {} (got {v})",
                         spec.name.as_str(),
-                        spec.kind.as_str()
+                        default.kind().as_str()
                     )
                 })?,
             };
             Ok(Param {
                 name: spec.name.clone(),
-                value,
+                value: value.into_ne(),
             })
         })
         .collect()
@@ -54,6 +60,21 @@ fn convert(value: &toml::Value, kind: ParamKind) -> Option<ParamValue> {
         (ParamKind::Float, toml::Value::Integer(i)) => Some(ParamValue::Float(*i as f64)),
         (ParamKind::Bool, toml::Value::Boolean(b)) => Some(ParamValue::Bool(*b)),
         (ParamKind::Text, toml::Value::String(s)) => Some(ParamValue::Text(s.as_str().into())),
+        (ParamKind::IntList, toml::Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_integer())
+            .collect::<Option<Vec<_>>>()
+            .map(|v| ParamValue::IntList(v.into())),
+        (ParamKind::FloatList, toml::Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_float().or_else(|| v.as_integer().map(|i| i as f64)))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| ParamValue::FloatList(v.into())),
+        (ParamKind::TextList, toml::Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(Into::into))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| ParamValue::TextList(v.into())),
         _ => None,
     }
 }
@@ -65,8 +86,7 @@ mod tests {
     fn spec(name: &str, default: ParamValue) -> ParamSpec {
         ParamSpec {
             name: name.into(),
-            kind: default.kind(),
-            default,
+            default: default.into_ne(),
             description: "".into(),
         }
     }
@@ -80,8 +100,8 @@ mod tests {
         let mut given = BTreeMap::new();
         given.insert("b".to_string(), toml::Value::Integer(2));
         let params = check_params("p", &specs, &given).unwrap();
-        assert_eq!(params[0].value, ParamValue::Int(1));
-        assert_eq!(params[1].value, ParamValue::Float(2.0));
+        assert_eq!(params[0].value.as_enum(), Ok(&ParamValue::Int(1)));
+        assert_eq!(params[1].value.as_enum(), Ok(&ParamValue::Float(2.0)));
 
         given.insert("c".to_string(), toml::Value::Integer(2));
         let err = check_params("p", &specs, &given).unwrap_err();
@@ -94,5 +114,32 @@ mod tests {
         given.insert("a".to_string(), toml::Value::String("x".into()));
         let err = check_params("p", &specs, &given).unwrap_err();
         assert!(err.contains("must be int"), "{err}");
+    }
+
+    #[test]
+    fn lists_convert_element_by_element() {
+        let specs = vec![
+            spec("epochs", ParamValue::IntList(vec![1].into())),
+            spec("weights", ParamValue::FloatList(vec![0.5].into())),
+        ];
+        let mut given = BTreeMap::new();
+        given.insert(
+            "weights".to_string(),
+            toml::Value::Array(vec![toml::Value::Integer(1), toml::Value::Float(0.25)]),
+        );
+        let params = check_params("p", &specs, &given).unwrap();
+        assert_eq!(
+            params[1].value.as_enum(),
+            Ok(&ParamValue::FloatList(vec![1.0, 0.25].into()))
+        );
+        given.insert(
+            "epochs".to_string(),
+            toml::Value::Array(vec![
+                toml::Value::Integer(1),
+                toml::Value::String("x".into()),
+            ]),
+        );
+        let err = check_params("p", &specs, &given).unwrap_err();
+        assert!(err.contains("must be list of int"), "{err}");
     }
 }

@@ -4,16 +4,23 @@
 //! per class in proportion to class sizes). Ties are broken by index so that a selection is
 //! reproducible. Methods that return a subset are taken as they are.
 
-use kdprune_plugin_api::Selection;
-
 use crate::manifest::Policy;
+
+/// A pruning method's answer, checked by the host (see `plugins::Plugin::score`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// One score per training example, `[N]`, finite.
+    Scores(Vec<f32>),
+    /// `K` distinct indices `< N`.
+    Subset(Vec<u32>),
+}
 
 /// The kept indices, sorted ascending, `[K]`.
 ///
 /// `selection`: scores `[N]` or a subset; `high_is_hard`: what the method said of its scores;
 /// `labels`: `[N]`, used by the stratified policy.
 pub fn kept_indices(
-    selection: &Selection,
+    selection: &Answer,
     budget: usize,
     policy: Policy,
     high_is_hard: bool,
@@ -21,8 +28,8 @@ pub fn kept_indices(
     num_classes: usize,
 ) -> Vec<u32> {
     let mut kept = match selection {
-        Selection::Subset { indices } => indices.to_vec(),
-        Selection::Scores { values } => {
+        Answer::Subset(indices) => indices.to_vec(),
+        Answer::Scores(values) => {
             // Hardness: larger is harder, whatever the method's own convention.
             let hardness: Vec<f32> = if high_is_hard {
                 values.to_vec()
@@ -89,13 +96,10 @@ fn stratified(hardness: &[f32], budget: usize, labels: &[u32], num_classes: usiz
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kdprune_plugin_api::abi_stable::std_types::RVec;
 
     #[test]
     fn hardest_and_easiest() {
-        let s = Selection::Scores {
-            values: RVec::from(vec![0.1, 0.9, 0.5, 0.9]),
-        };
+        let s = Answer::Scores(vec![0.1, 0.9, 0.5, 0.9]);
         let labels = [0, 0, 1, 1];
         assert_eq!(
             kept_indices(&s, 2, Policy::Hardest, true, &labels, 2),
@@ -116,9 +120,7 @@ mod tests {
     fn stratified_keeps_class_proportions() {
         let values: Vec<f32> = (0..10).map(|i| i as f32).collect();
         let labels = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1];
-        let s = Selection::Scores {
-            values: RVec::from(values),
-        };
+        let s = Answer::Scores(values);
         let kept = kept_indices(&s, 5, Policy::Stratified, true, &labels, 2);
         assert_eq!(kept, vec![3, 4, 5, 8, 9]);
     }

@@ -13,6 +13,7 @@ use super::TeacherError;
 use crate::data::Dataset;
 use crate::manifest::{OutputKind, TeacherSource, TeacherSpec};
 use crate::plugins::Registry;
+use crate::tensor::{Elements, HostTensor};
 
 const MAGIC: &[u8; 8] = b"KDPTLOG1";
 
@@ -27,6 +28,62 @@ impl CacheKey {
     pub(super) fn path(&self, dir: &Path) -> PathBuf {
         dir.join(format!("teacher-{}.bin", &self.0[..32]))
     }
+
+    /// The file of the embedding tensor `tensor` for this model and data.
+    pub(super) fn embedding_path(&self, dir: &Path, tensor: &str) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(self.0.as_bytes());
+        h.update(tensor.as_bytes());
+        let key: String = h
+            .finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        dir.join(format!("teacher-embedding-{key}.safetensors"))
+    }
+}
+
+/// A cached embedding `[n, H]`, or `None` when absent or unusable (the checksum in the
+/// metadata guards against a changed file).
+pub(super) fn read_embedding(path: &Path, n: usize) -> Option<HostTensor> {
+    let bytes = std::fs::read(path).ok()?;
+    let file = safetensors::SafeTensors::deserialize(&bytes).ok()?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+    let view = file.tensor("embedding").ok()?;
+    let checksum = meta.metadata().as_ref()?.get("sha256")?.clone();
+    let digest: String = Sha256::digest(view.data())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if digest != checksum || view.shape().first() != Some(&n) || view.shape().len() != 2 {
+        tracing::warn!(cache = %path.display(), "ignoring a damaged teacher-embedding cache file; rebuilding it");
+        return None;
+    }
+    let elements = Elements::from_bytes(kdprune_plugin_api::DType::F32, view.data())?;
+    HostTensor::new(view.shape().iter().map(|&d| d as u64).collect(), elements)
+}
+
+/// Writes an embedding atomically.
+pub(super) fn write_embedding(path: &Path, t: &HostTensor) -> Result<(), String> {
+    let shape: Vec<usize> = t.shape().iter().map(|&d| d as usize).collect();
+    let bytes = t.elements().bytes();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)
+        .map_err(|e| e.to_string())?;
+    let digest: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let meta = std::collections::HashMap::from([("sha256".to_string(), digest)]);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    }
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    safetensors::serialize_to_file([("embedding", view)], Some(meta), &tmp).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        e.to_string()
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
 }
 
 fn hash_file(hasher: &mut Sha256, path: &Path) -> Result<(), TeacherError> {

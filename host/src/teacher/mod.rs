@@ -9,6 +9,7 @@
 
 mod cache;
 pub mod onnx;
+pub mod onnx_graph;
 pub mod runtime;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use crate::data::Dataset;
 use crate::manifest::{OutputKind, TeacherSource, TeacherSpec};
 use crate::plugins::{check_params, PluginData, PluginError, PluginTeacher, Registry};
 use crate::progress;
+use crate::tensor::{Elements, HostTensor};
 use kdprune_plugin_api::PluginKind;
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +182,84 @@ impl<'a> Teacher<'a> {
             kind,
             cached: false,
         })
+    }
+
+    fn onnx_options(&self) -> Option<onnx::OnnxOptions<'_>> {
+        match &self.spec.source {
+            TeacherSource::Onnx {
+                model,
+                input,
+                output,
+                provider,
+                allow_cpu_fallback,
+                ort_library,
+                threads,
+            } => Some(onnx::OnnxOptions {
+                model,
+                input: input.as_deref(),
+                output: output.as_deref(),
+                provider: *provider,
+                allow_cpu_fallback: *allow_cpu_fallback,
+                ort_library: ort_library.as_deref(),
+                threads: *threads,
+                layout: self.spec.layout,
+                sample_shape: &self.train.sample_shape,
+                num_classes: self.train.num_classes,
+            }),
+            TeacherSource::Plugin { .. } => None,
+        }
+    }
+
+    /// The `[teacher] embedding` tensor for every example of `data`, flattened: f32 `[N, H]`,
+    /// from the cache or by running the model.
+    pub fn embedding(&mut self, data: &Dataset) -> Result<HostTensor, TeacherError> {
+        let spec = self.spec;
+        let tensor = spec.embedding.clone().ok_or_else(|| {
+            TeacherError::Runtime(
+                "no [teacher] embedding is set; name a tensor of the model".into(),
+            )
+        })?;
+        let key = self.key_base.key_for(data);
+        let path = key.embedding_path(&self.cache_dir, &tensor);
+        if let Some(t) = cache::read_embedding(&path, data.len()) {
+            tracing::info!(cache = %path.display(), "teacher embedding from the cache");
+            return Ok(t);
+        }
+        self.start()?;
+        let options = self.onnx_options().ok_or_else(|| {
+            TeacherError::Runtime("[teacher] embedding needs an ONNX teacher".into())
+        })?;
+        let mut embedder = match &self.live {
+            Some(Live::Onnx(t)) => t.open_embedder(&options, &tensor)?,
+            _ => unreachable!("an ONNX source starts an ONNX teacher"),
+        };
+        let n = data.len();
+        let batch = spec.batch_size;
+        let bar = progress::bar(n as u64, "teacher: embedding");
+        let mut values = Vec::new();
+        let mut width = 0;
+        for start in (0..n).step_by(batch) {
+            let rows = batch.min(n - start);
+            let pre = spec
+                .preprocess
+                .apply(data.features.slice(ndarray::s![start..start + rows, ..]));
+            let (v, w) = embedder.run(pre.as_slice().expect("standard layout"), rows)?;
+            width = w;
+            values.extend(v);
+            bar.inc(rows as u64);
+        }
+        bar.finish_and_clear();
+        let t = HostTensor::new(vec![n as u64, width as u64], Elements::F32(values)).ok_or_else(
+            || {
+                TeacherError::Runtime(format!(
+                    "[teacher] embedding {tensor:?} changed its width between batches"
+                ))
+            },
+        )?;
+        if let Err(message) = cache::write_embedding(&path, &t) {
+            tracing::warn!(cache = %path.display(), "the teacher embedding could not be cached ({message}); going on");
+        }
+        Ok(t)
     }
 
     fn start(&mut self) -> Result<&mut Live, TeacherError> {

@@ -86,6 +86,14 @@ fn pick<'s>(
 }
 
 fn open_session(options: &OnnxOptions<'_>) -> Result<(Session, Provider), TeacherError> {
+    open_session_from(options, None)
+}
+
+/// Opens a session of `options.model`, or of `edited` (the model's bytes, changed) when given.
+fn open_session_from(
+    options: &OnnxOptions<'_>,
+    edited: Option<&[u8]>,
+) -> Result<(Session, Provider), TeacherError> {
     let env = runtime::environment(options.ort_library)?;
     let model_err = |message: String| TeacherError::Model {
         model: options.model.to_path_buf(),
@@ -107,9 +115,11 @@ fn open_session(options: &OnnxOptions<'_>) -> Result<(Session, Provider), Teache
         if provider == Provider::Cuda {
             builder = cuda_provider(builder)?;
         }
-        builder
-            .commit_from_file(options.model)
-            .map_err(|e| e.to_string())
+        match edited {
+            Some(bytes) => builder.commit_from_memory(bytes),
+            None => builder.commit_from_file(options.model),
+        }
+        .map_err(|e| e.to_string())
     };
     if !options.model.is_file() {
         return Err(model_err(
@@ -297,10 +307,101 @@ impl OnnxTeacher {
         Ok(out)
     }
 
+    /// Opens a second session of the model in which `tensor` (a graph output, or any tensor a
+    /// node produces) is an output, for embeddings.
+    pub fn open_embedder(
+        &self,
+        options: &OnnxOptions<'_>,
+        tensor: &str,
+    ) -> Result<OnnxEmbedder, TeacherError> {
+        let bytes = std::fs::read(options.model)
+            .map_err(|e| self.model_error(format!("cannot read: {e}")))?;
+        let edited = super::onnx_graph::with_output(&bytes, tensor)
+            .map_err(|m| self.model_error(format!("[teacher] embedding: {m}")))?;
+        let (session, _) = open_session_from(options, Some(&edited))?;
+        Ok(OnnxEmbedder {
+            session,
+            model: self.model.clone(),
+            input: self.input.clone(),
+            tensor: tensor.to_string(),
+            fixed_batch: self.fixed_batch,
+            example_shape: self.example_shape.clone(),
+        })
+    }
+
     fn model_error(&self, message: String) -> TeacherError {
         TeacherError::Model {
             model: self.model.clone(),
             message,
         }
+    }
+}
+
+/// A session of the teacher's model that returns one of its intermediate tensors.
+pub struct OnnxEmbedder {
+    session: Session,
+    model: PathBuf,
+    input: String,
+    tensor: String,
+    fixed_batch: Option<usize>,
+    example_shape: Vec<usize>,
+}
+
+impl OnnxEmbedder {
+    /// The tensor for `features` `[B, D]` (preprocessed), flattened per example: `[B, H]`
+    /// row-major, and `H`.
+    pub fn run(
+        &mut self,
+        features: &[f32],
+        batch: usize,
+    ) -> Result<(Vec<f32>, usize), TeacherError> {
+        let d: usize = self.example_shape.iter().product();
+        let err = |message: String| TeacherError::Model {
+            model: self.model.clone(),
+            message,
+        };
+        let chunk = self.fixed_batch.unwrap_or(batch.max(1));
+        let mut out = Vec::new();
+        let mut width = 0;
+        let mut padded = Vec::new();
+        for start in (0..batch).step_by(chunk) {
+            let rows = chunk.min(batch - start);
+            let slice = &features[start * d..(start + rows) * d];
+            let data: &[f32] = if rows < chunk && self.fixed_batch.is_some() {
+                padded.clear();
+                padded.extend_from_slice(slice);
+                padded.resize(chunk * d, 0.0);
+                &padded
+            } else {
+                slice
+            };
+            let run_rows = data.len() / d;
+            let mut shape = vec![run_rows as i64];
+            shape.extend(self.example_shape.iter().map(|&s| s as i64));
+            let tensor = TensorRef::from_array_view((shape, data))
+                .map_err(|e| err(format!("cannot make the input tensor: {e}")))?;
+            let outputs = self
+                .session
+                .run(ort::inputs![self.input.as_str() => tensor])
+                .map_err(|e| err(format!("inference failed: {e}")))?;
+            let (shape, values) = outputs[self.tensor.as_str()]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| {
+                    err(format!(
+                        "[teacher] embedding {:?} is not a float32 tensor: {e}",
+                        self.tensor
+                    ))
+                })?;
+            if shape.is_empty() || shape[0] as usize != run_rows {
+                return Err(err(format!(
+                    "[teacher] embedding {:?} has shape {:?} for a batch of {run_rows}; name a tensor whose first dimension is the batch",
+                    self.tensor,
+                    shape.iter().collect::<Vec<_>>()
+                )));
+            }
+            width = values.len() / run_rows;
+            out.extend_from_slice(&values[..rows * width]);
+        }
+        Ok((out, width))
     }
 }

@@ -35,6 +35,8 @@ pub enum TrainError {
     Teacher(String),
     #[error("training diverged at epoch {epoch} (loss {loss}); lower [student] lr or set clip_grad_norm")]
     Diverged { epoch: usize, loss: f32 },
+    #[error("recording training dynamics: {0}")]
+    Observer(String),
 }
 
 /// What the student learns from.
@@ -72,6 +74,27 @@ pub struct EpochLog {
 /// log-space scores `[B, C]` out.
 pub type OnlineTeacher<'a> = &'a mut dyn FnMut(ArrayView2<'_, f32>) -> Result<Array2<f32>, String>;
 
+/// Watches a training run (how training dynamics are recorded, by the trainer the students
+/// use): the loop calls it at fixed points and never changes what it trains because of it.
+pub trait Observer {
+    /// Whether [`Observer::on_batch`] wants the logits (copying them costs a little).
+    fn wants_batch_logits(&self) -> bool;
+    /// After the training-mode forward pass of a batch, before its update.
+    ///
+    /// `indices`: `[B]` positions in the training set; `labels`: `[B]`; `logits`: `[B, C]`.
+    fn on_batch(
+        &mut self,
+        epoch: usize,
+        indices: &[usize],
+        labels: &[u32],
+        logits: ArrayView2<'_, f32>,
+    );
+    /// Before update `step` (0: the network as initialised), with the network as it is.
+    fn before_step(&mut self, step: usize, model: &mut Network) -> Result<(), TrainError>;
+    /// After epoch `epoch` (0-based) ends.
+    fn on_epoch_end(&mut self, epoch: usize, model: &mut Network) -> Result<(), TrainError>;
+}
+
 /// Trains a fresh student. Same inputs and seed give the same model.
 ///
 /// With `online` (and α > 0) the soft labels of every batch come from running it on the
@@ -81,7 +104,20 @@ pub fn train(
     data: &TrainSet<'_>,
     kd: Kd,
     seed: u64,
+    online: Option<OnlineTeacher<'_>>,
+) -> Result<(Network, Vec<EpochLog>), TrainError> {
+    train_observed(spec, data, kd, seed, online, None, "student")
+}
+
+/// [`train`] with an [`Observer`]; `label` names the progress bar.
+pub fn train_observed(
+    spec: &StudentSpec,
+    data: &TrainSet<'_>,
+    kd: Kd,
+    seed: u64,
     mut online: Option<OnlineTeacher<'_>>,
+    mut observer: Option<&mut dyn Observer>,
+    label: &str,
 ) -> Result<(Network, Vec<EpochLog>), TrainError> {
     let (k, d) = data.x.dim();
     if data.y.len() != k {
@@ -145,7 +181,8 @@ pub fn train(
     let mut tb = Array2::<f32>::zeros((batch, c));
     let mut yb = vec![0u32; batch];
     let mut logs = Vec::with_capacity(spec.epochs);
-    let bar = progress::bar((spec.epochs * steps_per_epoch) as u64, "student");
+    let bar = progress::bar((spec.epochs * steps_per_epoch) as u64, label);
+    let keep_logits = observer.as_ref().is_some_and(|o| o.wants_batch_logits());
     let mut step = 0;
     for epoch in 0..spec.epochs {
         order.shuffle(&mut rng);
@@ -176,7 +213,14 @@ pub fn train(
                 tb.slice_mut(s![..b, ..]).assign(&probs);
             }
             let t = (teacher_probs.is_some() || online.is_some()).then(|| tb.slice(s![..b, ..]));
-            let loss = model.loss_and_grad(xb.slice(s![..b, ..]), &yb[..b], t, kd);
+            if let Some(o) = observer.as_mut() {
+                o.before_step(step, &mut model)?;
+            }
+            let (loss, logits) =
+                model.training_step(xb.slice(s![..b, ..]), &yb[..b], t, kd, keep_logits);
+            if let (Some(o), Some(logits)) = (observer.as_mut(), logits) {
+                o.on_batch(epoch, chunk, &yb[..b], logits.view());
+            }
             let mut params = model.params();
             if let Some(max_norm) = spec.clip_grad_norm {
                 optim::clip_grad_norm(&mut params, max_norm);
@@ -191,6 +235,9 @@ pub fn train(
             return Err(TrainError::Diverged { epoch, loss });
         }
         let seconds = epoch_started.elapsed().as_secs_f64();
+        if let Some(o) = observer.as_mut() {
+            o.on_epoch_end(epoch, &mut model)?;
+        }
         logs.push(EpochLog {
             epoch,
             loss,

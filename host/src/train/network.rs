@@ -102,7 +102,7 @@ fn forward_layers(
 }
 
 /// Forward and backward pass of one shard through `layers`, whose gradients it sets;
-/// returns the shard's mean loss. `weight` (the shard's share of the batch's rows) scales the
+/// returns the shard's mean loss and its logits `[b, C]`. `weight` (the shard's share of the batch's rows) scales the
 /// gradients, so that the shards' gradients sum to those of the batch mean.
 ///
 /// `x`: `[b, D]`; `y`: `[b]`; `teacher_probs`: `[b, C]`.
@@ -114,7 +114,7 @@ fn shard_step(
     teacher_probs: Option<ArrayView2<'_, f32>>,
     kd: Kd,
     weight: f32,
-) -> f32 {
+) -> (f32, Array2<f32>) {
     let logits = forward_layers(layers, input_shape, x, Mode::Train);
     let mut grad = Array2::<f32>::zeros(logits.raw_dim());
     let loss = kd_loss_and_grad(logits.view(), y, teacher_probs, kd, grad.view_mut());
@@ -126,7 +126,7 @@ fn shard_step(
     for layer in layers[first..].iter_mut().rev() {
         g = layer.backward(g);
     }
-    loss
+    (loss, logits)
 }
 
 /// Replaces a replica's parameters by empty stand-ins.
@@ -288,6 +288,19 @@ impl Network {
         teacher_probs: Option<ArrayView2<'_, f32>>,
         kd: Kd,
     ) -> f32 {
+        self.training_step(x, y, teacher_probs, kd, false).0
+    }
+
+    /// [`Network::loss_and_grad`] that also returns the batch's logits `[B, C]` of the
+    /// training-mode forward pass (before the update), when `keep_logits`.
+    pub fn training_step(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        y: &[u32],
+        teacher_probs: Option<ArrayView2<'_, f32>>,
+        kd: Kd,
+        keep_logits: bool,
+    ) -> (f32, Option<Array2<f32>>) {
         let b = x.nrows();
         assert_eq!(y.len(), b, "one label per row");
         let shards = if self.layers.iter().any(|l| l.couples_examples()) {
@@ -296,7 +309,7 @@ impl Network {
             b.div_ceil(SHARD_ROWS).max(1)
         };
         if shards == 1 {
-            return shard_step(
+            let (loss, logits) = shard_step(
                 &mut self.layers,
                 &self.input_shape,
                 x,
@@ -305,6 +318,7 @@ impl Network {
                 kd,
                 1.0,
             );
+            return (loss, keep_logits.then_some(logits));
         }
         while self.replicas.len() < shards {
             let stream = self.replicas.len() as u64 + 1;
@@ -316,7 +330,7 @@ impl Network {
         let shared: Vec<SharedTensor> =
             self.layers.iter().flat_map(|l| l.shared_params()).collect();
         let input_shape = &self.input_shape;
-        let losses: Vec<f32> = self.replicas[..shards]
+        let outcomes: Vec<(f32, Option<Array2<f32>>)> = self.replicas[..shards]
             .par_iter_mut()
             .enumerate()
             .map(|(i, replica)| {
@@ -327,7 +341,7 @@ impl Network {
                 let rows = b * i / shards..b * (i + 1) / shards;
                 let weight = rows.len() as f32 / b as f32;
                 let t = teacher_probs.map(|t| t.slice_move(s![rows.clone(), ..]));
-                let loss = gemm::serial(|| {
+                let (loss, logits) = gemm::serial(|| {
                     shard_step(
                         replica,
                         input_shape,
@@ -340,12 +354,50 @@ impl Network {
                 });
                 // Gives the parameters back, so that the optimiser owns them alone again.
                 detach(replica);
-                loss * weight
+                (loss * weight, keep_logits.then_some(logits))
             })
             .collect();
         drop(shared);
         self.sum_replica_gradients(shards);
-        losses.iter().sum()
+        let loss = outcomes.iter().map(|(l, _)| l).sum();
+        let logits = keep_logits.then(|| {
+            let parts: Vec<ArrayView2<'_, f32>> = outcomes
+                .iter()
+                .filter_map(|(_, l)| l.as_ref().map(|l| l.view()))
+                .collect();
+            ndarray::concatenate(ndarray::Axis(0), &parts).expect("shards of one batch")
+        });
+        (loss, logits)
+    }
+
+    /// Penultimate activations `[B, H]` (the input of the last dense layer) and logits
+    /// `[B, C]` for `x` `[B, D]`, in evaluation mode.
+    pub fn embed(&mut self, x: ArrayView2<'_, f32>) -> (Array2<f32>, Array2<f32>) {
+        let (last, body) = self
+            .layers
+            .split_last_mut()
+            .expect("a network has a last layer");
+        let d: usize = self.input_shape.iter().product();
+        assert_eq!(x.ncols(), d, "input width must match the network");
+        let mut shape = vec![x.nrows()];
+        shape.extend(&self.input_shape);
+        let mut a = x
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order(IxDyn(&shape))
+            .expect("standard layout");
+        for layer in body.iter_mut() {
+            a = layer.forward(a, Mode::Eval);
+        }
+        let embedding = a
+            .clone()
+            .into_dimensionality::<Ix2>()
+            .expect("the last dense layer's input is flat");
+        let logits = last
+            .forward(a, Mode::Eval)
+            .into_dimensionality::<Ix2>()
+            .expect("the last layer is dense");
+        (embedding, logits)
     }
 
     /// Sets the gradients of `layers` to the sum of those of the first `count` replicas,
@@ -643,10 +695,10 @@ mod tests {
         ] {
             let spec = specs(&layers);
             let mut sharded = Network::build(&spec, &[6], 3, 1).unwrap();
-            let loss = sharded.loss_and_grad(x.view(), &y, Some(t.view()), kd(0.5));
+            let (loss, logits) = sharded.training_step(x.view(), &y, Some(t.view()), kd(0.5), true);
             assert_eq!(sharded.replicas.len(), shards, "{layers:?}");
             let mut whole = Network::build(&spec, &[6], 3, 1).unwrap();
-            let whole_loss = shard_step(
+            let (whole_loss, whole_logits) = shard_step(
                 &mut whole.layers,
                 &[6],
                 x.view(),
@@ -656,6 +708,12 @@ mod tests {
                 1.0,
             );
             assert!((loss - whole_loss).abs() < 1e-5, "{loss} vs {whole_loss}");
+            // The observer's logits: the shards' rows in batch order.
+            let logits = logits.expect("asked for the logits");
+            assert_eq!(logits.dim(), whole_logits.dim());
+            for (a, b) in logits.iter().zip(whole_logits.iter()) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
             for (a, b) in sharded.params().iter().zip(whole.params().iter()) {
                 for (ga, gb) in a.grad.iter().zip(b.grad.iter()) {
                     assert!((ga - gb).abs() < 1e-5 * (1.0 + gb.abs()), "{ga} vs {gb}");

@@ -6,8 +6,7 @@
 //! Fisher-Yates shuffle, no dependency on a random-number crate's version).
 
 use kdprune_plugin_api::{
-    abi_stable::std_types::RVec, export_plugins, ParamValue, PluginError, PluginInfo, ScoreRequest,
-    Scorer, Selection,
+    export_plugins, ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
 };
 
 /// SplitMix64 (Steele, Lea, Flood 2014): small, fast, and stable across versions.
@@ -70,14 +69,9 @@ impl Scorer for Random {
         if k == 0 || k > n {
             return Err(PluginError::new(format!("budget {k} is not in 1..={n}")));
         }
-        let offset = match request.param("seed_offset") {
-            Some(ParamValue::Int(v)) => *v as u64,
-            _ => 0,
-        };
+        let offset = request.int("seed_offset")? as u64;
         let indices = uniform_subset(n, k, request.seed.wrapping_add(offset));
-        Ok(Selection::Subset {
-            indices: RVec::from(indices),
-        })
+        Ok(Selection::subset(indices))
     }
 }
 

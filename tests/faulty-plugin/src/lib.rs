@@ -3,8 +3,8 @@
 //! Selected by name: `faulty-panics`, `faulty-out-of-range`, `faulty-teacher-panics`.
 
 use kdprune_plugin_api::{
-    abi_stable::std_types::RVec, export_plugins, BatchView, PluginError, PluginInfo, ScoreRequest,
-    Scorer, Selection, Teacher, TeacherInit,
+    export_plugins, BatchView, PluginError, PluginInfo, ScoreRequest, Scorer, Selection, Teacher,
+    TeacherInit,
 };
 
 pub struct Panics;
@@ -32,9 +32,7 @@ impl Scorer for OutOfRange {
         let n = request.train.len() as u32;
         let mut indices: Vec<u32> = (0..request.budget as u32 - 1).collect();
         indices.push(n);
-        Ok(Selection::Subset {
-            indices: RVec::from(indices),
-        })
+        Ok(Selection::subset(indices))
     }
 }
 

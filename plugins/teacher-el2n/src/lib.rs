@@ -3,8 +3,7 @@
 //! student's. High means hard. No proxy training: the teacher of the run is the scorer.
 
 use kdprune_plugin_api::{
-    abi_stable::std_types::RVec, export_plugins, PluginError, PluginInfo, ScoreRequest, Scorer,
-    Selection, INPUT_SOFT_LABELS,
+    export_plugins, PluginError, PluginInfo, ScoreRequest, Scorer, Selection, INPUT_SOFT_LABELS,
 };
 
 pub struct TeacherEl2n;
@@ -18,21 +17,21 @@ impl Scorer for TeacherEl2n {
         )
         .input(INPUT_SOFT_LABELS)
         .high_is_hard(true)
+        .budget_independent()
+        .score_meaning("far from the one-hot label under the teacher: hard or mislabelled")
     }
 
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {
-        let probs = request
-            .soft_labels
-            .into_option()
-            .ok_or_else(|| PluginError::new("needs the teacher's soft labels"))?;
+        let soft_labels = request.require(INPUT_SOFT_LABELS)?;
         let n = request.train.len();
         let c = request.train.num_classes as usize;
-        if probs.len() != n * c {
+        if soft_labels.dims::<2>()? != [n, c] {
             return Err(PluginError::new(format!(
-                "soft labels have {} values, expected {n} x {c}",
-                probs.len()
+                "soft labels have shape {:?}, expected [{n}, {c}]",
+                soft_labels.shape()
             )));
         }
+        let probs = soft_labels.f32()?;
         let scores: Vec<f32> = probs
             .chunks_exact(c)
             .zip(request.train.labels.iter())
@@ -47,9 +46,7 @@ impl Scorer for TeacherEl2n {
                     .sqrt()
             })
             .collect();
-        Ok(Selection::Scores {
-            values: RVec::from(scores),
-        })
+        Ok(Selection::scores(scores))
     }
 }
 

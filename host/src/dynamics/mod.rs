@@ -1,0 +1,732 @@
+//! Training dynamics: how a proxy model trained on the full training set behaved on each
+//! example, run by run and epoch by epoch — the input of EL2N, GraNd, Forgetting, AUM,
+//! Dynamic Uncertainty and the uncertainty scores — and the proxy's penultimate embedding.
+//!
+//! Owns the proxy's settings ([`DynamicsSpec`]), what can be recorded ([`Quantity`],
+//! [`Source`]) and its memory cost, the [`Recorder`] that watches the students' own trainer
+//! (`train::Observer`), and the cache ([`cache`]). Does not own which plugin asked for what
+//! (see [`crate::inputs`]).
+//!
+//! Two sources, following the reference implementations:
+//! - **batch**: from the example's own training minibatch, the training-mode forward pass just
+//!   before its update (Toneva et al.'s forgetting code, Pleiss et al.'s AUM), once per epoch:
+//!   `[R, E, N]`.
+//! - **pass**: from a separate pass over the whole training set in evaluation mode, at chosen
+//!   epoch ends and early steps (Paul et al.'s EL2N/GraNd at an early epoch, DeepCore's
+//!   uncertainty scores after training): `[R, T, N]`, checkpoint epochs in
+//!   `dynamics/pass/epochs` `[T]`.
+
+pub mod cache;
+
+use std::collections::BTreeSet;
+
+use half::f16;
+use ndarray::{s, ArrayView2};
+use rayon::prelude::*;
+
+use crate::manifest::StudentSpec;
+use crate::tensor::{Elements, HostTensor};
+use crate::train::{self, Kd, Network, Observer, TrainError, TrainSet};
+
+/// Where a quantity is taken from (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    Batch,
+    Pass,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Batch => "batch",
+            Source::Pass => "pass",
+        }
+    }
+}
+
+/// A per-example quantity computed from the logits `s` `[C]` and the label `y`
+/// (`p = softmax(s)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Quantity {
+    /// Cross-entropy `−log p_y`; f16.
+    Loss,
+    /// `p_y`; f16.
+    TrueProb,
+    /// `argmax s == y` (first maximum on ties); u8 0/1.
+    Correct,
+    /// `s_y − max_{j≠y} s_j` (AUM's margin); f16.
+    Margin,
+    /// `‖p − onehot(y)‖₂` (EL2N); f16. Pass only.
+    El2n,
+    /// Norm of the loss gradient with respect to the last dense layer's weights and bias,
+    /// in closed form `‖p − onehot(y)‖₂ · sqrt(‖h‖² + 1)` (`h` the penultimate activation);
+    /// f16. Pass only.
+    GradNorm,
+    /// The logits `[C]`; f16, `[R, T, N, C]`. Pass only.
+    Logits,
+}
+
+impl Quantity {
+    pub const ALL: [Quantity; 7] = [
+        Quantity::Loss,
+        Quantity::TrueProb,
+        Quantity::Correct,
+        Quantity::Margin,
+        Quantity::El2n,
+        Quantity::GradNorm,
+        Quantity::Logits,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quantity::Loss => "loss",
+            Quantity::TrueProb => "true_prob",
+            Quantity::Correct => "correct",
+            Quantity::Margin => "margin",
+            Quantity::El2n => "el2n",
+            Quantity::GradNorm => "grad_norm",
+            Quantity::Logits => "logits",
+        }
+    }
+
+    /// Whether it can be taken from `source` (the last three need the evaluation pass: the
+    /// gradient norm needs the penultimate activations, which the training step does not
+    /// keep).
+    pub fn available_from(self, source: Source) -> bool {
+        source == Source::Pass
+            || matches!(
+                self,
+                Quantity::Loss | Quantity::TrueProb | Quantity::Correct | Quantity::Margin
+            )
+    }
+
+    /// Bytes per example per record.
+    pub fn bytes(self, num_classes: usize) -> usize {
+        match self {
+            Quantity::Correct => 1,
+            Quantity::Logits => 2 * num_classes,
+            _ => 2,
+        }
+    }
+}
+
+/// The proxy model and what to record, checked (`[dynamics]` in the manifest).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DynamicsSpec {
+    /// The proxy: the student's architecture and optimiser unless `[dynamics]` overrides
+    /// them; trained on the full training set. `epochs` is `E`.
+    pub proxy: StudentSpec,
+    /// Independent runs `R`, seeded `seed`, `seed + 1`, ...
+    pub runs: usize,
+    pub seed: u64,
+    /// Epochs (1-based, `1..=E`) at whose end the evaluation pass records, sorted, distinct.
+    pub checkpoint_epochs: Vec<usize>,
+    /// Training steps (0: at initialisation) before which the pass records, sorted, distinct.
+    pub early_steps: Vec<usize>,
+    /// Most bytes the records may take (`None`: half of the memory available at start).
+    pub max_memory: Option<u64>,
+}
+
+/// What some loaded plugin asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    pub recorded: BTreeSet<(Source, Quantity)>,
+    /// The proxy's penultimate activations at the end of run 0's training.
+    pub embedding: bool,
+}
+
+impl Request {
+    pub fn is_empty(&self) -> bool {
+        self.recorded.is_empty() && !self.embedding
+    }
+
+    fn has_pass(&self) -> bool {
+        self.recorded.iter().any(|(s, _)| *s == Source::Pass)
+    }
+
+    /// The union of two requests.
+    pub fn union(&self, other: &Request) -> Request {
+        Request {
+            recorded: self.recorded.union(&other.recorded).copied().collect(),
+            embedding: self.embedding || other.embedding,
+        }
+    }
+
+    /// Whether `self` holds everything `other` asks for.
+    pub fn covers(&self, other: &Request) -> bool {
+        other.recorded.is_subset(&self.recorded) && (self.embedding || !other.embedding)
+    }
+}
+
+/// The tensor name of a recorded quantity, as plugins ask for it.
+pub fn tensor_name(source: Source, quantity: Quantity) -> String {
+    format!("dynamics/{}/{}", source.as_str(), quantity.as_str())
+}
+
+/// Name of the checkpoint epochs of the pass records, f32 `[T]`.
+pub const PASS_EPOCHS: &str = "dynamics/pass/epochs";
+/// Name of the proxy's embedding, f32 `[N, H]`.
+pub const PROXY_EMBEDDING: &str = "embeddings/proxy";
+
+/// The shape of a run: examples, classes, epochs, checkpoints, embedding width.
+#[derive(Debug, Clone, Copy)]
+pub struct Extent {
+    pub n: usize,
+    pub classes: usize,
+    pub epochs: usize,
+    pub checkpoints: usize,
+    pub runs: usize,
+    pub embedding_width: usize,
+}
+
+/// Bytes the records of `request` take, and one line itemising them.
+pub fn memory_needed(request: &Request, extent: Extent) -> (u64, String) {
+    let mut total = 0u64;
+    let mut items = Vec::new();
+    for &(source, quantity) in &request.recorded {
+        let records = match source {
+            Source::Batch => extent.epochs,
+            Source::Pass => extent.checkpoints,
+        };
+        let per_example = quantity.bytes(extent.classes) as u64;
+        total += per_example * (records * extent.n * extent.runs) as u64;
+        items.push(format!("{} {per_example} B", tensor_name(source, quantity)));
+    }
+    if request.embedding {
+        let bytes = (extent.n * extent.embedding_width * 4) as u64;
+        total += bytes;
+        items.push(format!(
+            "{PROXY_EMBEDDING} {} B/example",
+            extent.embedding_width * 4
+        ));
+    }
+    (
+        total,
+        format!(
+            "R = {} runs × N = {} examples × (E = {} epochs | T = {} checkpoints) × bytes per example per record: {}",
+            extent.runs,
+            extent.n,
+            extent.epochs,
+            extent.checkpoints,
+            items.join(", ")
+        ),
+    )
+}
+
+/// Half of the memory available now (`MemAvailable` in `/proc/meminfo`), or 8 GiB where
+/// that cannot be read.
+pub fn default_max_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024 / 2)
+        .unwrap_or(8 << 30)
+}
+
+/// Bytes as a short human figure.
+pub fn human_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
+    }
+}
+
+/// An error of the dynamics stage; each says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum DynamicsError {
+    #[error("[dynamics] the records asked for need {needed} ({detail}), over max_memory = {limit}; lower runs or epochs, drop checkpoints, or raise [dynamics] max_memory")]
+    Memory {
+        needed: String,
+        limit: String,
+        detail: String,
+    },
+    #[error("[dynamics] {0}")]
+    Spec(String),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
+/// Per-example quantities of one logits row; `h_sq` is `‖h‖²` of the penultimate
+/// activation (for the gradient norm).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RowStats {
+    pub loss: f32,
+    pub true_prob: f32,
+    pub correct: bool,
+    pub margin: f32,
+    pub el2n: f32,
+    pub grad_norm: f32,
+}
+
+/// The quantities of logits `s` `[C]` with label `y`.
+pub fn row_stats(s: &[f32], y: usize, h_sq: f32) -> RowStats {
+    let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = s.iter().map(|&v| (v - max).exp()).sum();
+    let lse = max + sum.ln();
+    let mut err_sq = 0.0f32;
+    let mut best = 0usize;
+    let mut other = f32::NEG_INFINITY;
+    for (j, &v) in s.iter().enumerate() {
+        let p = (v - lse).exp();
+        let target = if j == y { 1.0 } else { 0.0 };
+        err_sq += (p - target) * (p - target);
+        if v > s[best] {
+            best = j;
+        }
+        if j != y && v > other {
+            other = v;
+        }
+    }
+    let el2n = err_sq.sqrt();
+    RowStats {
+        loss: lse - s[y],
+        true_prob: (s[y] - lse).exp(),
+        correct: best == y,
+        margin: s[y] - other,
+        el2n,
+        grad_norm: el2n * (h_sq + 1.0).sqrt(),
+    }
+}
+
+/// Storage of one quantity over all runs: `[R, records, N]` (`[R, T, N, C]` for logits).
+struct Store {
+    source: Source,
+    quantity: Quantity,
+    records: usize,
+    elements: Elements,
+}
+
+impl Store {
+    fn new(source: Source, quantity: Quantity, records: usize, extent: Extent) -> Self {
+        let per = if quantity == Quantity::Logits {
+            extent.classes
+        } else {
+            1
+        };
+        let len = extent.runs * records * extent.n * per;
+        let elements = match quantity {
+            Quantity::Correct => Elements::U8(vec![0; len]),
+            _ => Elements::F16(vec![f16::ZERO; len]),
+        };
+        Self {
+            source,
+            quantity,
+            records,
+            elements,
+        }
+    }
+
+    /// Writes example `i`'s value at (`run`, `record`).
+    fn put(
+        &mut self,
+        extent: Extent,
+        run: usize,
+        record: usize,
+        i: usize,
+        stats: &RowStats,
+        logits: &[f32],
+    ) {
+        let at = (run * self.records + record) * extent.n + i;
+        match (&mut self.elements, self.quantity) {
+            (Elements::U8(v), _) => v[at] = stats.correct as u8,
+            (Elements::F16(v), Quantity::Logits) => {
+                let c = extent.classes;
+                for (dst, &src) in v[at * c..(at + 1) * c].iter_mut().zip(logits) {
+                    *dst = f16::from_f32(src);
+                }
+            }
+            (Elements::F16(v), q) => {
+                v[at] = f16::from_f32(match q {
+                    Quantity::Loss => stats.loss,
+                    Quantity::TrueProb => stats.true_prob,
+                    Quantity::Margin => stats.margin,
+                    Quantity::El2n => stats.el2n,
+                    _ => stats.grad_norm,
+                })
+            }
+            _ => unreachable!("stores hold u8 or f16"),
+        }
+    }
+
+    fn into_tensor(self, extent: Extent) -> (String, HostTensor) {
+        let mut shape = vec![extent.runs as u64, self.records as u64, extent.n as u64];
+        if self.quantity == Quantity::Logits {
+            shape.push(extent.classes as u64);
+        }
+        (
+            tensor_name(self.source, self.quantity),
+            HostTensor::new(shape, self.elements).expect("store sized by its shape"),
+        )
+    }
+}
+
+/// Watches one proxy run and writes its records into the stores.
+pub struct Recorder<'a> {
+    extent: Extent,
+    run: usize,
+    batch: Vec<Store>,
+    pass: Vec<Store>,
+    /// Features `[N, D]` and labels `[N]` of the whole training set, for the pass.
+    x: ArrayView2<'a, f32>,
+    y: &'a [u32],
+    early_steps: &'a [usize],
+    checkpoint_epochs: &'a [usize],
+    /// Index of the next pass record.
+    next_record: usize,
+    /// Run 0's embedding `[N, H]`, filled at the end of the last epoch when asked.
+    embedding: Option<Vec<f32>>,
+    /// Seconds spent in the evaluation passes.
+    pub pass_seconds: f64,
+}
+
+const PASS_ROWS: usize = 1024;
+
+impl Recorder<'_> {
+    /// One pass over the training set: every pass store at the next record when `write`,
+    /// and the embedding when `embed`.
+    fn pass(&mut self, model: &mut Network, write: bool, embed: bool) {
+        let started = std::time::Instant::now();
+        let (n, extent, run, record) = (self.extent.n, self.extent, self.run, self.next_record);
+        let want_pass = write && !self.pass.is_empty();
+        for start in (0..n).step_by(PASS_ROWS) {
+            let end = (start + PASS_ROWS).min(n);
+            let (h, logits) = model.embed(self.x.slice(s![start..end, ..]));
+            if embed {
+                if let Some(e) = self.embedding.as_mut() {
+                    let w = h.ncols();
+                    e[start * w..end * w]
+                        .copy_from_slice(h.as_standard_layout().as_slice().expect("contiguous"));
+                }
+            }
+            if !want_pass {
+                continue;
+            }
+            let stats: Vec<RowStats> = (0..end - start)
+                .into_par_iter()
+                .map(|r| {
+                    let h_sq = h.row(r).iter().map(|v| v * v).sum();
+                    let row = logits.row(r);
+                    row_stats(
+                        row.as_slice().expect("contiguous"),
+                        self.y[start + r] as usize,
+                        h_sq,
+                    )
+                })
+                .collect();
+            for store in &mut self.pass {
+                for (r, st) in stats.iter().enumerate() {
+                    let row = logits.row(r);
+                    store.put(
+                        extent,
+                        run,
+                        record,
+                        start + r,
+                        st,
+                        row.as_slice().expect("contiguous"),
+                    );
+                }
+            }
+        }
+        if want_pass {
+            self.next_record += 1;
+        }
+        self.pass_seconds += started.elapsed().as_secs_f64();
+    }
+}
+
+impl Observer for Recorder<'_> {
+    fn wants_batch_logits(&self) -> bool {
+        !self.batch.is_empty()
+    }
+
+    fn on_batch(
+        &mut self,
+        epoch: usize,
+        indices: &[usize],
+        labels: &[u32],
+        logits: ArrayView2<'_, f32>,
+    ) {
+        let (extent, run) = (self.extent, self.run);
+        let logits = logits.as_standard_layout();
+        for ((&i, &y), row) in indices.iter().zip(labels).zip(logits.rows()) {
+            let row = row.as_slice().expect("standard layout");
+            let stats = row_stats(row, y as usize, 0.0);
+            for store in &mut self.batch {
+                store.put(extent, run, epoch, i, &stats, row);
+            }
+        }
+    }
+
+    fn before_step(&mut self, step: usize, model: &mut Network) -> Result<(), TrainError> {
+        if self.early_steps.binary_search(&step).is_ok() {
+            self.pass(model, true, false);
+        }
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, epoch: usize, model: &mut Network) -> Result<(), TrainError> {
+        let last = epoch + 1 == self.extent.epochs;
+        let checkpoint = self.checkpoint_epochs.binary_search(&(epoch + 1)).is_ok();
+        let embed = last && self.embedding.is_some();
+        if checkpoint || embed {
+            self.pass(model, checkpoint, embed);
+        }
+        Ok(())
+    }
+}
+
+/// Records of one request: tensors by name, with where the time went.
+#[derive(Debug, Clone, Default)]
+pub struct Dynamics {
+    pub tensors: Vec<(String, HostTensor)>,
+    pub request: Request,
+    /// Seconds of proxy training (passes included) and of the passes alone; 0 from the cache.
+    pub train_seconds: f64,
+    pub pass_seconds: f64,
+}
+
+impl Dynamics {
+    pub fn get(&self, name: &str) -> Option<&HostTensor> {
+        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+}
+
+/// The width of the proxy's penultimate layer for examples of `sample_shape`.
+pub fn embedding_width(
+    spec: &DynamicsSpec,
+    sample_shape: &[usize],
+    classes: usize,
+) -> Result<usize, DynamicsError> {
+    let mut net = Network::build(&spec.proxy.layers, sample_shape, classes, spec.seed)
+        .map_err(|m| DynamicsError::Spec(format!("layers: {m}")))?;
+    let d: usize = sample_shape.iter().product();
+    let (h, _) = net.embed(ndarray::Array2::<f32>::zeros((1, d)).view());
+    Ok(h.ncols())
+}
+
+/// The record's extent for a training set of `n` examples.
+pub fn extent(spec: &DynamicsSpec, n: usize, classes: usize, embedding_width: usize) -> Extent {
+    Extent {
+        n,
+        classes,
+        epochs: spec.proxy.epochs,
+        checkpoints: spec.early_steps.len() + spec.checkpoint_epochs.len(),
+        runs: spec.runs,
+        embedding_width,
+    }
+}
+
+/// Checks `request` against the memory limit before any training.
+pub fn check_memory(
+    spec: &DynamicsSpec,
+    request: &Request,
+    extent: Extent,
+) -> Result<u64, DynamicsError> {
+    let (needed, detail) = memory_needed(request, extent);
+    let limit = spec.max_memory.unwrap_or_else(default_max_memory);
+    if needed > limit {
+        return Err(DynamicsError::Memory {
+            needed: human_bytes(needed),
+            limit: human_bytes(limit),
+            detail,
+        });
+    }
+    Ok(needed)
+}
+
+/// Trains the proxy `R` times on `set` (the full training set) and records `request`.
+///
+/// `set.x`: `[N, D]` student-normalised features; `set.y`: `[N]`.
+pub fn record(
+    spec: &DynamicsSpec,
+    request: &Request,
+    set: &TrainSet<'_>,
+) -> Result<Dynamics, DynamicsError> {
+    let (n, c) = (set.y.len(), set.num_classes);
+    let steps_per_epoch = n.div_ceil(spec.proxy.batch_size.min(n).max(1));
+    let total_steps = steps_per_epoch * spec.proxy.epochs;
+    if let Some(&bad) = spec.early_steps.iter().find(|&&s| s >= total_steps) {
+        return Err(DynamicsError::Spec(format!(
+            "early_steps has step {bad}, but the proxy trains {total_steps} steps ({steps_per_epoch} per epoch)"
+        )));
+    }
+    if let Some(&bad) = spec
+        .checkpoint_epochs
+        .iter()
+        .find(|&&e| e == 0 || e > spec.proxy.epochs)
+    {
+        return Err(DynamicsError::Spec(format!(
+            "checkpoints has epoch {bad}, outside 1..={}",
+            spec.proxy.epochs
+        )));
+    }
+    let width = if request.embedding {
+        embedding_width(spec, set.sample_shape, c)?
+    } else {
+        0
+    };
+    let extent = extent(spec, n, c, width);
+    check_memory(spec, request, extent)?;
+    let pass_records = if request.has_pass() {
+        extent.checkpoints
+    } else {
+        0
+    };
+    let mut batch = Vec::new();
+    let mut pass = Vec::new();
+    for &(source, quantity) in &request.recorded {
+        match source {
+            Source::Batch => batch.push(Store::new(source, quantity, extent.epochs, extent)),
+            Source::Pass => pass.push(Store::new(source, quantity, pass_records, extent)),
+        }
+    }
+    let mut embedding = None;
+    let started = std::time::Instant::now();
+    let mut pass_seconds = 0.0;
+    let kd = Kd {
+        alpha: crate::manifest::Alpha::new(0.0).expect("0 is a valid alpha"),
+        temperature: crate::manifest::Temperature::new(1.0).expect("1 is a valid temperature"),
+    };
+    let (early, checkpoints) = if request.has_pass() {
+        (&spec.early_steps[..], &spec.checkpoint_epochs[..])
+    } else {
+        (&[][..], &[][..])
+    };
+    for run in 0..spec.runs {
+        let mut recorder = Recorder {
+            extent,
+            run,
+            batch,
+            pass,
+            x: set.x,
+            y: set.y,
+            early_steps: early,
+            checkpoint_epochs: checkpoints,
+            next_record: 0,
+            embedding: (request.embedding && run == 0).then(|| vec![0f32; n * width]),
+            pass_seconds: 0.0,
+        };
+        let label = format!("dynamics run {}/{}", run + 1, spec.runs);
+        train::train_observed(
+            &spec.proxy,
+            set,
+            kd,
+            spec.seed.wrapping_add(run as u64),
+            None,
+            Some(&mut recorder),
+            &label,
+        )?;
+        tracing::info!(
+            run = run + 1,
+            runs = spec.runs,
+            pass_seconds = recorder.pass_seconds,
+            "dynamics: proxy run done"
+        );
+        pass_seconds += recorder.pass_seconds;
+        if let Some(e) = recorder.embedding.take() {
+            embedding = Some(e);
+        }
+        batch = recorder.batch;
+        pass = recorder.pass;
+    }
+    let mut tensors: Vec<(String, HostTensor)> = batch
+        .into_iter()
+        .chain(pass)
+        .map(|s| s.into_tensor(extent))
+        .collect();
+    if request.has_pass() {
+        let epochs: Vec<f32> = spec
+            .early_steps
+            .iter()
+            .map(|&s| s as f32 / steps_per_epoch as f32)
+            .chain(spec.checkpoint_epochs.iter().map(|&e| e as f32))
+            .collect();
+        tensors.push((
+            PASS_EPOCHS.to_string(),
+            HostTensor::new(vec![epochs.len() as u64], Elements::F32(epochs)).expect("1-d"),
+        ));
+    }
+    if let Some(e) = embedding {
+        tensors.push((
+            PROXY_EMBEDDING.to_string(),
+            HostTensor::new(vec![n as u64, width as u64], Elements::F32(e)).expect("[N, H]"),
+        ));
+    }
+    Ok(Dynamics {
+        tensors,
+        request: request.clone(),
+        train_seconds: started.elapsed().as_secs_f64(),
+        pass_seconds,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_stats_match_hand_computed_values() {
+        // s = [2, 0, 1], y = 2: p = e^s / Σ, Σ = e² + 1 + e.
+        let s = [2.0f32, 0.0, 1.0];
+        let z = (2.0f32).exp() + 1.0 + 1.0f32.exp();
+        let p = [(2.0f32).exp() / z, 1.0 / z, 1.0f32.exp() / z];
+        let st = row_stats(&s, 2, 3.0);
+        assert!((st.loss - (-p[2].ln())).abs() < 1e-6);
+        assert!((st.true_prob - p[2]).abs() < 1e-6);
+        assert!(!st.correct);
+        assert_eq!(st.margin, -1.0);
+        let el2n = (p[0] * p[0] + p[1] * p[1] + (p[2] - 1.0) * (p[2] - 1.0)).sqrt();
+        assert!((st.el2n - el2n).abs() < 1e-6);
+        assert!((st.grad_norm - el2n * 2.0).abs() < 1e-6);
+        assert!(row_stats(&s, 0, 0.0).correct);
+        assert_eq!(row_stats(&s, 0, 0.0).margin, 1.0);
+    }
+
+    #[test]
+    fn memory_is_itemised_and_refused_over_the_limit() {
+        let mut request = Request::default();
+        request.recorded.insert((Source::Batch, Quantity::Margin));
+        request.recorded.insert((Source::Pass, Quantity::Logits));
+        let extent = Extent {
+            n: 1000,
+            classes: 10,
+            epochs: 20,
+            checkpoints: 2,
+            runs: 3,
+            embedding_width: 0,
+        };
+        let (bytes, _) = memory_needed(&request, extent);
+        assert_eq!(bytes, 3 * 1000 * (20 * 2 + 2 * 20));
+        // Fashion-MNIST, R = 3, E = 20, every quantity of both sources and the embedding.
+        let mut all = Request {
+            embedding: true,
+            ..Default::default()
+        };
+        for q in Quantity::ALL {
+            for s in [Source::Batch, Source::Pass] {
+                if q.available_from(s) {
+                    all.recorded.insert((s, q));
+                }
+            }
+        }
+        let fmnist = Extent {
+            n: 60_000,
+            classes: 10,
+            epochs: 20,
+            checkpoints: 20,
+            runs: 3,
+            embedding_width: 128,
+        };
+        let (bytes, _) = memory_needed(&all, fmnist);
+        assert!(bytes < 1 << 30, "{bytes} bytes");
+    }
+}

@@ -1,0 +1,264 @@
+//! The inputs of pruning methods: their names (the table in `docs/writing-a-plugin.md`), what
+//! the planned methods need, and one provider per kind, each computed once per run and
+//! cached by content:
+//!
+//! | name | dtype, shape | provider |
+//! |---|---|---|
+//! | `soft_labels` | f32 `[N, C]` | the teacher ([`crate::teacher`], soft-label cache) |
+//! | `dynamics/batch/<q>` | f16 (u8 for `correct`) `[R, E, N]` | the proxy ([`crate::dynamics`]) |
+//! | `dynamics/pass/<q>` | f16 (u8 for `correct`) `[R, T, N]`, logits `[R, T, N, C]` | the proxy |
+//! | `dynamics/pass/epochs` | f32 `[T]` | the proxy |
+//! | `embeddings/proxy` | f32 `[N, H]` | the proxy, run 0, after training |
+//! | `embeddings/teacher` | f32 `[N, H]` | the ONNX teacher's `[teacher] embedding` tensor |
+//!
+//! Adding an input kind touches this module (a name, a provider) and the plugin-api table,
+//! nothing else.
+
+use std::time::Instant;
+
+use kdprune_plugin_api::Tensor;
+
+use crate::dynamics::{self, Dynamics, DynamicsSpec, Quantity, Request, Source};
+use crate::tensor::{Elements, HostTensor};
+use crate::train::TrainSet;
+use crate::Error;
+
+/// Name of the teacher's embedding input.
+pub const TEACHER_EMBEDDING: &str = "embeddings/teacher";
+
+/// An input a plugin can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum InputName {
+    /// The teacher's probabilities at temperature 1.
+    SoftLabels,
+    /// A recorded quantity of the proxy.
+    Dynamics(Source, Quantity),
+    /// The epochs of the pass records.
+    PassEpochs,
+    /// The proxy's penultimate activations after training.
+    ProxyEmbedding,
+    /// A named intermediate tensor of the ONNX teacher.
+    TeacherEmbedding,
+}
+
+impl InputName {
+    /// Every name this host can supply.
+    pub fn all() -> Vec<InputName> {
+        let mut names = vec![InputName::SoftLabels];
+        for source in [Source::Batch, Source::Pass] {
+            for q in Quantity::ALL {
+                if q.available_from(source) {
+                    names.push(InputName::Dynamics(source, q));
+                }
+            }
+        }
+        names.extend([
+            InputName::PassEpochs,
+            InputName::ProxyEmbedding,
+            InputName::TeacherEmbedding,
+        ]);
+        names
+    }
+
+    /// The input called `name`; otherwise the list of known names, for the error.
+    pub fn parse(name: &str) -> Result<InputName, String> {
+        Self::all()
+            .into_iter()
+            .find(|n| n.to_string() == name)
+            .ok_or_else(|| {
+                Self::all()
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+    }
+
+    /// Whether the proxy must be trained for it.
+    pub fn needs_proxy(self) -> bool {
+        matches!(
+            self,
+            InputName::Dynamics(..) | InputName::PassEpochs | InputName::ProxyEmbedding
+        )
+    }
+}
+
+impl std::fmt::Display for InputName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InputName::SoftLabels => f.write_str(kdprune_plugin_api::INPUT_SOFT_LABELS),
+            InputName::Dynamics(s, q) => f.write_str(&dynamics::tensor_name(*s, *q)),
+            InputName::PassEpochs => f.write_str(dynamics::PASS_EPOCHS),
+            InputName::ProxyEmbedding => f.write_str(dynamics::PROXY_EMBEDDING),
+            InputName::TeacherEmbedding => f.write_str(TEACHER_EMBEDDING),
+        }
+    }
+}
+
+/// What the planned methods need, gathered before any work.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub soft_labels: bool,
+    pub dynamics: Request,
+    pub teacher_embedding: bool,
+}
+
+impl Needs {
+    /// Adds one plugin's input.
+    pub fn add(&mut self, name: InputName) {
+        match name {
+            InputName::SoftLabels => self.soft_labels = true,
+            InputName::Dynamics(s, q) => {
+                self.dynamics.recorded.insert((s, q));
+            }
+            // The epochs come with any pass record; asked alone, they need one.
+            InputName::PassEpochs => {
+                if !self
+                    .dynamics
+                    .recorded
+                    .iter()
+                    .any(|(s, _)| *s == Source::Pass)
+                {
+                    self.dynamics
+                        .recorded
+                        .insert((Source::Pass, Quantity::Correct));
+                }
+            }
+            InputName::ProxyEmbedding => self.dynamics.embedding = true,
+            InputName::TeacherEmbedding => self.teacher_embedding = true,
+        }
+    }
+}
+
+/// The computed inputs of a run, by name, and where their time went.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    tensors: Vec<(String, HostTensor)>,
+    /// Seconds spent training proxies (0 when the dynamics came from the cache).
+    pub dynamics_seconds: f64,
+}
+
+impl Inputs {
+    /// Adds a computed input.
+    pub fn insert(&mut self, name: InputName, tensor: HostTensor) {
+        let name = name.to_string();
+        self.tensors.retain(|(n, _)| *n != name);
+        self.tensors.push((name, tensor));
+    }
+
+    pub fn get(&self, name: InputName) -> Option<&HostTensor> {
+        let name = name.to_string();
+        self.tensors
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t)
+    }
+
+    /// The borrowed tensors for a plugin that asked for `names` (those the run has).
+    pub fn views(&self, names: &[InputName]) -> Vec<Tensor<'_>> {
+        names
+            .iter()
+            .filter_map(|n| {
+                let name = n.to_string();
+                self.tensors
+                    .iter()
+                    .find(|(t, _)| *t == name)
+                    .map(|(t, tensor)| tensor.view(t))
+            })
+            .collect()
+    }
+}
+
+/// The soft labels input from the teacher's probabilities at τ = 1, `[N, C]`.
+pub fn soft_labels_tensor(probabilities: &ndarray::Array2<f32>) -> HostTensor {
+    let (n, c) = probabilities.dim();
+    HostTensor::new(
+        vec![n as u64, c as u64],
+        Elements::F32(probabilities.iter().copied().collect()),
+    )
+    .expect("[N, C]")
+}
+
+/// Where the dynamics provider looks and what it trains on.
+pub struct DynamicsContext<'a> {
+    pub spec: &'a DynamicsSpec,
+    /// The full training set, student-normalised: `x` `[N, D]`, `y` `[N]`.
+    pub set: TrainSet<'a>,
+    /// The content hash of `set`.
+    pub data_hash: [u8; 32],
+    pub cache_dir: &'a std::path::Path,
+}
+
+/// The dynamics provider: the cached records when they cover `request`, otherwise a proxy
+/// training that records the union of `request` and what the cache file held.
+pub fn provide_dynamics(ctx: &DynamicsContext<'_>, request: &Request) -> Result<Dynamics, Error> {
+    let key = dynamics::cache::DynamicsKey::new(ctx.spec, &ctx.data_hash);
+    let path = key.path(ctx.cache_dir);
+    let cached = dynamics::cache::read(&path, &key);
+    if let Some(c) = &cached {
+        if c.request.covers(request) {
+            tracing::info!(cache = %path.display(), "dynamics from the cache");
+            return Ok(c.clone());
+        }
+    }
+    let wanted = cached
+        .as_ref()
+        .map(|c| c.request.union(request))
+        .unwrap_or_else(|| request.clone());
+    let started = Instant::now();
+    let recorded = dynamics::record(ctx.spec, &wanted, &ctx.set).map_err(|e| match e {
+        dynamics::DynamicsError::Train(t) => Error::Train(t),
+        other => Error::Dynamics(other),
+    })?;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        pass_seconds = recorded.pass_seconds,
+        "dynamics recorded"
+    );
+    if let Err(message) = dynamics::cache::write(&path, &key, &recorded) {
+        tracing::warn!(cache = %path.display(), "the dynamics cache could not be written ({message}); going on without it");
+    }
+    Ok(recorded)
+}
+
+/// Moves the tensors of `dynamics` that `needs` names into `inputs`.
+pub fn add_dynamics(inputs: &mut Inputs, needs: &Needs, dynamics: &Dynamics) {
+    for name in InputName::all() {
+        let wanted = match name {
+            InputName::Dynamics(s, q) => needs.dynamics.recorded.contains(&(s, q)),
+            InputName::PassEpochs => needs
+                .dynamics
+                .recorded
+                .iter()
+                .any(|(s, _)| *s == Source::Pass),
+            InputName::ProxyEmbedding => needs.dynamics.embedding,
+            _ => false,
+        };
+        if wanted {
+            if let Some(t) = dynamics.get(&name.to_string()) {
+                inputs.insert(name, t.clone());
+            }
+        }
+    }
+    inputs.dynamics_seconds += dynamics.train_seconds;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_ones_list_the_known() {
+        for name in InputName::all() {
+            assert_eq!(InputName::parse(&name.to_string()), Ok(name));
+        }
+        assert_eq!(
+            InputName::parse("dynamics/batch/margin"),
+            Ok(InputName::Dynamics(Source::Batch, Quantity::Margin))
+        );
+        // The gradient norm needs the evaluation pass.
+        let err = InputName::parse("dynamics/batch/grad_norm").unwrap_err();
+        assert!(err.contains("dynamics/pass/grad_norm"), "{err}");
+        assert!(InputName::parse("dynamics/forgetting").is_err());
+    }
+}
