@@ -927,3 +927,316 @@ fn resnet_for_32x32_images_exports_to_onnx() {
     std::fs::write(&model, net.to_onnx()).unwrap();
     assert_onnx_matches(&model, x.view(), &[3, 32, 32], &ours);
 }
+
+/// Reads what `probe-inputs` wrote for input `name`: (dtype, shape, values as f32).
+fn probe_dump(dir: &Path, name: &str) -> (String, Vec<usize>, Vec<f32>) {
+    let stem = name.replace('/', "__");
+    let text = std::fs::read_to_string(dir.join(format!("{stem}.txt")))
+        .unwrap_or_else(|_| panic!("the plugin did not receive {name}"));
+    let (dtype, shape) = text.split_once(' ').unwrap();
+    let shape = shape.split(',').map(|d| d.parse().unwrap()).collect();
+    let bytes = std::fs::read(dir.join(format!("{stem}.bin"))).unwrap();
+    let values = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    (dtype.to_string(), shape, values)
+}
+
+fn dynamics_files(cache: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(cache)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("dynamics-"))
+    });
+    files.sort();
+    files
+}
+
+/// A manifest whose one method is `probe-inputs` dumping into `dump`, with an MLP proxy of
+/// 2 runs × 2 epochs, pass records at step 0 and at both epoch ends, the zoo teacher's
+/// flattened last pooling as its embedding, and `dynamics_extra` added to `[dynamics]`.
+fn probe_manifest(
+    dir: &Path,
+    plugins: &Path,
+    cache: &Path,
+    dump: &Path,
+    dynamics_extra: &str,
+) -> PathBuf {
+    let body = format!(
+        "[dynamics]\nruns = 2\ncheckpoints = [1, 2]\nearly_steps = [0]\n{dynamics_extra}\n\n[[prune]]\nmethod = \"probe-inputs\"\nkeep = [0.5]\nparams = {{ dump = \"{}\" }}\n",
+        dump.display()
+    );
+    mnist_manifest(
+        dir,
+        plugins,
+        &body,
+        &[
+            ("alphas = [0.0, 0.5]", "alphas = [0.0]"),
+            ("epochs = 4", "epochs = 2"),
+            (
+                "batch_size = 64\n\n[teacher.preprocess]",
+                "batch_size = 64\nembedding = \"Pooling160_Output_0_reshape0\"\n\n[teacher.preprocess]",
+            ),
+            (
+                "plugin_dirs = [",
+                &format!("cache_dir = \"{}\"\nplugin_dirs = [", cache.display()),
+            ),
+        ],
+    )
+}
+
+#[test]
+fn dynamics_and_embeddings_reach_a_plugin_with_values_computed_a_second_way() {
+    let plugins = plugin_folder(&["kdprune_probe"]);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let dump = work.path().join("dump");
+    let run_dir = work.path().join("a");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let path = probe_manifest(&run_dir, plugins.path(), &cache, &dump, "");
+    let m = manifest::load(&path).unwrap();
+    let summary = kdprune::experiment::run(&m, &Default::default()).unwrap();
+    assert_eq!(summary.ran, 1);
+
+    // The training set as the proxy saw it.
+    let (train, _) = kdprune::data::load(&m.data, 0).unwrap();
+    let norm = match &m.data.normalise {
+        manifest::NormaliseSpec::Fixed(n) => n.clone(),
+        other => panic!("{other:?}"),
+    };
+    let x = norm.apply(train.features.view());
+    let (n, c) = (train.len(), train.num_classes);
+    let (runs, epochs, records) = (2usize, 2usize, 3usize);
+
+    let (dtype, shape, epochs_at) = probe_dump(&dump, "dynamics/pass/epochs");
+    assert_eq!((dtype.as_str(), shape), ("f32", vec![records]));
+    assert_eq!(epochs_at, vec![0.0, 1.0, 2.0]);
+    for q in ["loss", "true_prob", "margin"] {
+        let (dtype, shape, _) = probe_dump(&dump, &format!("dynamics/batch/{q}"));
+        assert_eq!(
+            (dtype.as_str(), shape),
+            ("f16", vec![runs, epochs, n]),
+            "{q}"
+        );
+    }
+    let (dtype, shape, _) = probe_dump(&dump, "dynamics/batch/correct");
+    assert_eq!((dtype.as_str(), shape), ("u8", vec![runs, epochs, n]));
+    let (_, shape, logits) = probe_dump(&dump, "dynamics/pass/logits");
+    assert_eq!(shape, vec![runs, records, n, c]);
+    let pass = |q: &str| {
+        let (dtype, shape, v) = probe_dump(&dump, &format!("dynamics/pass/{q}"));
+        assert_eq!(shape, vec![runs, records, n], "{q}");
+        assert_eq!(dtype, if q == "correct" { "u8" } else { "f16" }, "{q}");
+        v
+    };
+    let (loss, true_prob, correct, margin, el2n, grad_norm) = (
+        pass("loss"),
+        pass("true_prob"),
+        pass("correct"),
+        pass("margin"),
+        pass("el2n"),
+        pass("grad_norm"),
+    );
+    let batch_loss = probe_dump(&dump, "dynamics/batch/loss").2;
+    let close = |a: f32, b: f64, what: &str| {
+        // f16 keeps 11 significant bits: relative error 2^-11, and logits near 0 absolutely.
+        let tol = 2e-3 * b.abs().max(1.0);
+        assert!((a as f64 - b).abs() <= tol, "{what}: {a} vs {b}");
+    };
+
+    for run in 0..runs {
+        // The same proxy trained again by the students' trainer, without an observer.
+        let set = kdprune::train::TrainSet {
+            x: x.view(),
+            sample_shape: &train.sample_shape,
+            y: &train.labels,
+            teacher: None,
+            num_classes: c,
+        };
+        let kd = kdprune::train::Kd {
+            alpha: manifest::Alpha::new(0.0).unwrap(),
+            temperature: manifest::Temperature::new(1.0).unwrap(),
+        };
+        let (model, logs) = kdprune::train::train(
+            &m.dynamics.proxy,
+            &set,
+            kd,
+            m.dynamics.seed + run as u64,
+            None,
+        )
+        .unwrap();
+        // Mean of the per-example minibatch losses = the epoch's logged loss.
+        for (e, log) in logs.iter().enumerate() {
+            let at = (run * epochs + e) * n;
+            let mean: f64 = batch_loss[at..at + n]
+                .iter()
+                .map(|&v| v as f64)
+                .sum::<f64>()
+                / n as f64;
+            assert!(
+                (mean - log.loss as f64).abs() < 2e-3 * log.loss as f64,
+                "run {run} epoch {e}: {mean} vs {}",
+                log.loss
+            );
+        }
+        // The trained MLP 784-64-10 by hand from its weights: h = relu(x W1 + b1), s = h W2 + b2.
+        let state = model.state();
+        let mats: Vec<&ndarray::ArrayD<f32>> = state.iter().map(|(_, t)| *t).collect();
+        let (w1, b1, w2, b2) = (mats[0], mats[1], mats[2], mats[3]);
+        assert_eq!(w1.shape(), &[784, 64]);
+        let h_of = |i: usize| -> Vec<f64> {
+            (0..64)
+                .map(|j| {
+                    let mut acc = b1[[j]] as f64;
+                    for k in 0..784 {
+                        acc += x[[i, k]] as f64 * w1[[k, j]] as f64;
+                    }
+                    acc.max(0.0)
+                })
+                .collect()
+        };
+        let proxy_embedding = probe_dump(&dump, "embeddings/proxy");
+        if run == 0 {
+            assert_eq!(proxy_embedding.1, vec![n, 64]);
+        }
+        for i in (0..n).step_by(97) {
+            let h = h_of(i);
+            let s: Vec<f64> = (0..c)
+                .map(|j| b2[[j]] as f64 + (0..64).map(|k| h[k] * w2[[k, j]] as f64).sum::<f64>())
+                .collect();
+            let y = train.labels[i] as usize;
+            let max = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = max + s.iter().map(|v| (v - max).exp()).sum::<f64>().ln();
+            let p: Vec<f64> = s.iter().map(|v| (v - lse).exp()).collect();
+            let err = (0..c)
+                .map(|j| (p[j] - if j == y { 1.0 } else { 0.0 }).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            let h_sq: f64 = h.iter().map(|v| v * v).sum();
+            let other = (0..c)
+                .filter(|&j| j != y)
+                .map(|j| s[j])
+                .fold(f64::NEG_INFINITY, f64::max);
+            let best = (0..c).fold(0, |b, j| if s[j] > s[b] { j } else { b });
+            let at = (run * records + 2) * n + i; // the record at the end of epoch 2
+            for j in 0..c {
+                close(logits[at * c + j], s[j], "logit");
+            }
+            close(loss[at], lse - s[y], "loss");
+            close(true_prob[at], p[y], "true_prob");
+            close(margin[at], s[y] - other, "margin");
+            close(el2n[at], err, "el2n");
+            close(grad_norm[at], err * (h_sq + 1.0).sqrt(), "grad_norm");
+            assert_eq!(correct[at], (best == y) as u8 as f32, "correct at {i}");
+            if run == 0 {
+                for k in 0..64 {
+                    let e = proxy_embedding.2[i * 64 + k] as f64;
+                    assert!(
+                        (e - h[k]).abs() <= 1e-4 * h[k].abs().max(1.0),
+                        "embedding {i},{k}: {e} vs {}",
+                        h[k]
+                    );
+                }
+            }
+        }
+    }
+    let (_, shape, soft) = probe_dump(&dump, "soft_labels");
+    assert_eq!(shape, vec![n, c]);
+    assert!(soft
+        .chunks(c)
+        .all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-4));
+    let (_, shape, teacher_embedding) = probe_dump(&dump, "embeddings/teacher");
+    assert_eq!(
+        shape,
+        vec![n, 256],
+        "the zoo CNN's last pooling, 16 x 4 x 4"
+    );
+    assert!(
+        teacher_embedding.iter().all(|v| v.is_finite() && *v >= 0.0),
+        "after ReLU and max pooling"
+    );
+
+    // The same request from another manifest and output folder: served by the cache.
+    let files = dynamics_files(&cache);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let written = std::fs::metadata(&files[0]).unwrap().modified().unwrap();
+    let dump2 = work.path().join("dump2");
+    let run_dir2 = work.path().join("b");
+    std::fs::create_dir_all(&run_dir2).unwrap();
+    let path2 = probe_manifest(&run_dir2, plugins.path(), &cache, &dump2, "");
+    let m2 = manifest::load(&path2).unwrap();
+    let started = std::time::Instant::now();
+    kdprune::experiment::run(&m2, &Default::default()).unwrap();
+    let second = started.elapsed();
+    assert_eq!(dynamics_files(&cache), files);
+    assert_eq!(
+        std::fs::metadata(&files[0]).unwrap().modified().unwrap(),
+        written
+    );
+    for name in [
+        "dynamics/pass/logits",
+        "dynamics/batch/margin",
+        "embeddings/proxy",
+    ] {
+        assert_eq!(probe_dump(&dump, name), probe_dump(&dump2, name), "{name}");
+    }
+    // A changed proxy spec trains again, into a file of its own.
+    let dump3 = work.path().join("dump3");
+    let run_dir3 = work.path().join("c");
+    std::fs::create_dir_all(&run_dir3).unwrap();
+    let path3 = probe_manifest(&run_dir3, plugins.path(), &cache, &dump3, "lr = 0.02");
+    kdprune::experiment::run(&manifest::load(&path3).unwrap(), &Default::default()).unwrap();
+    assert_eq!(dynamics_files(&cache).len(), 2);
+    assert_ne!(
+        probe_dump(&dump, "dynamics/pass/logits"),
+        probe_dump(&dump3, "dynamics/pass/logits")
+    );
+    eprintln!("cached second run: {second:?}");
+}
+
+#[test]
+fn dynamics_over_the_memory_limit_and_unknown_inputs_are_refused_before_any_work() {
+    let plugins = plugin_folder(&["kdprune_probe"]);
+    let work = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let dump = work.path().join("dump");
+    let path = probe_manifest(
+        work.path(),
+        plugins.path(),
+        &cache,
+        &dump,
+        "max_memory = \"1MiB\"",
+    );
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_ne!(out.code, 0);
+    let line = error_line(&out);
+    assert!(
+        line.contains("[dynamics]")
+            && line.contains("max_memory = 1.0 MiB")
+            && line.contains("need"),
+        "{line}"
+    );
+    // Refused before the teacher ran or anything was recorded.
+    assert!(dynamics_files(&cache).is_empty());
+    assert!(!cache.exists() || std::fs::read_dir(&cache).unwrap().next().is_none());
+    assert!(results_lines(work.path()).is_empty());
+
+    // A plugin asking for an input no host has is refused alone, with one line; the other
+    // plugin of its library still loads.
+    let registry = Registry::load(&[plugins.path().to_path_buf()]).unwrap();
+    assert!(registry
+        .get("probe-inputs", PluginKind::PruningMethod)
+        .is_ok());
+    assert_eq!(registry.problems.len(), 1, "{:?}", registry.problems);
+    let line = registry.problems[0].to_string();
+    assert!(
+        !line.contains('\n')
+            && line.contains("\"dynamics/forgetting_events\"")
+            && line.contains("dynamics/batch/margin")
+            && line.contains("upgrade kdprune"),
+        "{line}"
+    );
+}
