@@ -1132,12 +1132,11 @@ fn dynamics_and_embeddings_reach_a_plugin_with_values_computed_a_second_way() {
             close(grad_norm[at], err * (h_sq + 1.0).sqrt(), "grad_norm");
             assert_eq!(correct[at], (best == y) as u8 as f32, "correct at {i}");
             if run == 0 {
-                for k in 0..64 {
+                for (k, &hk) in h.iter().enumerate() {
                     let e = proxy_embedding.2[i * 64 + k] as f64;
                     assert!(
-                        (e - h[k]).abs() <= 1e-4 * h[k].abs().max(1.0),
-                        "embedding {i},{k}: {e} vs {}",
-                        h[k]
+                        (e - hk).abs() <= 1e-4 * hk.abs().max(1.0),
+                        "embedding {i},{k}: {e} vs {hk}"
                     );
                 }
             }
