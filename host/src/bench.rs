@@ -171,3 +171,128 @@ pub fn run(
         accounted_bytes: accounted,
     })
 }
+
+/// Proxy training with the dynamics recorder against the same training without it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DynamicsBench {
+    /// CPU model and vector extensions (from `/proc/cpuinfo`).
+    pub cpu: String,
+    pub train_examples: usize,
+    pub runs: usize,
+    pub epochs: usize,
+    pub checkpoint_epochs: Vec<usize>,
+    pub early_steps: Vec<usize>,
+    /// Every quantity of both sources and the embedding, as recorded.
+    pub recorded: Vec<String>,
+    /// Bytes per example per record of each tensor (batch: per epoch; pass: per checkpoint).
+    pub bytes_per_example_per_record: Vec<(String, usize)>,
+    /// Bytes of every record of all runs.
+    pub record_bytes: u64,
+    /// Wall seconds of each run's training without and with recording, interleaved.
+    pub plain_seconds: Vec<f64>,
+    pub recorded_seconds: Vec<f64>,
+    /// Of which in the evaluation passes.
+    pub pass_seconds: Vec<f64>,
+    /// `Σ recorded / Σ plain − 1`.
+    pub overhead: f64,
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// The CPU's model name and its vector extensions of note.
+pub fn cpu_description() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let flags = field("flags");
+    let notable: Vec<&str> = flags
+        .split_whitespace()
+        .filter(|f| {
+            ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"].contains(f)
+        })
+        .collect();
+    format!(
+        "{} ({} logical cores; {})",
+        field("model name"),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        notable.join(" ")
+    )
+}
+
+/// Trains the manifest's proxy `[dynamics] runs` times without and with recording every
+/// quantity (interleaved run by run) on the full training set.
+pub fn dynamics(manifest: &Manifest) -> Result<DynamicsBench, Error> {
+    use crate::dynamics::{self, Quantity, Request, Source};
+    let (raw_train, raw_test) = data::load(&manifest.data, manifest.seeds[0])?;
+    let (train_set, _, _) =
+        crate::experiment::normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
+    let spec = &manifest.dynamics;
+    let mut request = Request {
+        embedding: true,
+        ..Default::default()
+    };
+    for q in Quantity::ALL {
+        for s in [Source::Batch, Source::Pass] {
+            if q.available_from(s) {
+                request.recorded.insert((s, q));
+            }
+        }
+    }
+    let set = TrainSet {
+        x: train_set.features.view(),
+        sample_shape: &train_set.sample_shape,
+        y: &train_set.labels,
+        teacher: None,
+        num_classes: train_set.num_classes,
+    };
+    let kd = Kd {
+        alpha: Alpha::new(0.0).expect("valid"),
+        temperature: crate::manifest::Temperature::new(1.0).expect("valid"),
+    };
+    let (mut plain, mut recorded, mut passes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut record_bytes = 0;
+    for run in 0..spec.runs {
+        let started = Instant::now();
+        train::train(&spec.proxy, &set, kd, spec.seed + run as u64, None)?;
+        plain.push(started.elapsed().as_secs_f64());
+        let one = dynamics::DynamicsSpec {
+            runs: 1,
+            seed: spec.seed + run as u64,
+            ..spec.clone()
+        };
+        let started = Instant::now();
+        let d = dynamics::record(&one, &request, &set)?;
+        recorded.push(started.elapsed().as_secs_f64());
+        passes.push(d.pass_seconds);
+        record_bytes += d.tensors.iter().map(|(_, t)| t.nbytes() as u64).sum::<u64>();
+        tracing::info!(run, plain = plain[run], recorded = recorded[run], "dynamics bench run");
+    }
+    let c = train_set.num_classes;
+    let width = dynamics::embedding_width(spec, &train_set.sample_shape, c)?;
+    let mut per_example: Vec<(String, usize)> = request
+        .recorded
+        .iter()
+        .map(|&(s, q)| (dynamics::tensor_name(s, q), q.bytes(c)))
+        .collect();
+    per_example.push((dynamics::PROXY_EMBEDDING.to_string(), width * 4));
+    Ok(DynamicsBench {
+        cpu: cpu_description(),
+        train_examples: train_set.len(),
+        runs: spec.runs,
+        epochs: spec.proxy.epochs,
+        checkpoint_epochs: spec.checkpoint_epochs.clone(),
+        early_steps: spec.early_steps.clone(),
+        recorded: per_example.iter().map(|(n, _)| n.clone()).collect(),
+        bytes_per_example_per_record: per_example,
+        record_bytes,
+        overhead: recorded.iter().sum::<f64>() / plain.iter().sum::<f64>() - 1.0,
+        plain_seconds: plain,
+        recorded_seconds: recorded,
+        pass_seconds: passes,
+        peak_rss_bytes: peak_rss(),
+    })
+}

@@ -48,6 +48,9 @@ enum Command {
         /// Time the student only (no teacher, no KD step).
         #[arg(long)]
         student_only: bool,
+        /// Time the `[dynamics]` proxy with and without recording every quantity instead.
+        #[arg(long)]
+        dynamics: bool,
     },
 }
 
@@ -174,8 +177,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             plugin_dirs,
             epochs,
             student_only,
+            dynamics,
         } => {
             let manifest = kdprune::manifest::load(&manifest)?;
+            if dynamics {
+                let report = kdprune::bench::dynamics(&manifest)?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let report = kdprune::bench::run(&manifest, &plugin_dirs, epochs, !student_only)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)

@@ -160,7 +160,7 @@ fn check_dynamics_memory(manifest: &Manifest, needs: &Needs, train: &Dataset) ->
 }
 
 /// The student's view of a data set: features normalised as the manifest says.
-fn normalise(
+pub(crate) fn normalise(
     spec: &NormaliseSpec,
     train: &Dataset,
     test: &Dataset,
