@@ -212,7 +212,15 @@ pub fn cpu_description() -> String {
     let notable: Vec<&str> = flags
         .split_whitespace()
         .filter(|f| {
-            ["avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"].contains(f)
+            [
+                "avx2",
+                "fma",
+                "avx512f",
+                "avx512_bf16",
+                "amx_bf16",
+                "amx_tile",
+            ]
+            .contains(f)
         })
         .collect();
     format!(
@@ -268,8 +276,17 @@ pub fn dynamics(manifest: &Manifest) -> Result<DynamicsBench, Error> {
         let d = dynamics::record(&one, &request, &set)?;
         recorded.push(started.elapsed().as_secs_f64());
         passes.push(d.pass_seconds);
-        record_bytes += d.tensors.iter().map(|(_, t)| t.nbytes() as u64).sum::<u64>();
-        tracing::info!(run, plain = plain[run], recorded = recorded[run], "dynamics bench run");
+        record_bytes += d
+            .tensors
+            .iter()
+            .map(|(_, t)| t.nbytes() as u64)
+            .sum::<u64>();
+        tracing::info!(
+            run,
+            plain = plain[run],
+            recorded = recorded[run],
+            "dynamics bench run"
+        );
     }
     let c = train_set.num_classes;
     let width = dynamics::embedding_width(spec, &train_set.sample_shape, c)?;
