@@ -27,6 +27,7 @@
 #![allow(non_camel_case_types)]
 
 pub mod glue;
+pub mod records;
 pub mod types;
 
 pub use abi_stable;

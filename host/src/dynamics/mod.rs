@@ -56,13 +56,13 @@ pub enum Quantity {
     Correct,
     /// `s_y − max_{j≠y} s_j` (AUM's margin); f16.
     Margin,
-    /// `‖p − onehot(y)‖₂` (EL2N); f16. Pass only.
+    /// `‖p − onehot(y)‖₂` (EL2N); f16.
     El2n,
     /// Norm of the loss gradient with respect to the last dense layer's weights and bias,
     /// in closed form `‖p − onehot(y)‖₂ · sqrt(‖h‖² + 1)` (`h` the penultimate activation);
     /// f16. Pass only.
     GradNorm,
-    /// The logits `[C]`; f16, `[R, T, N, C]`. Pass only.
+    /// The logits `[C]`; f16, `[R, E, N, C]` or `[R, T, N, C]` (TDDS reads the batch's).
     Logits,
 }
 
@@ -89,15 +89,10 @@ impl Quantity {
         }
     }
 
-    /// Whether it can be taken from `source` (the last three need the evaluation pass: the
-    /// gradient norm needs the penultimate activations, which the training step does not
-    /// keep).
+    /// Whether it can be taken from `source` (the gradient norm needs the evaluation pass:
+    /// it needs the penultimate activations, which the training step does not keep).
     pub fn available_from(self, source: Source) -> bool {
-        source == Source::Pass
-            || matches!(
-                self,
-                Quantity::Loss | Quantity::TrueProb | Quantity::Correct | Quantity::Margin
-            )
+        source == Source::Pass || self != Quantity::GradNorm
     }
 
     /// Bytes per example per record.

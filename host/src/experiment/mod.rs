@@ -23,7 +23,7 @@ use crate::dynamics;
 use crate::inputs::{InputName, Inputs, Needs};
 use crate::manifest::{Alpha, Keep, Manifest, NormaliseSpec, PruneSpec};
 use crate::plugins::{self, check_params, Plugin, PluginData, Registry};
-use crate::select::Answer;
+use crate::select::{Answer, Policy};
 use crate::teacher::{Teacher, TeacherLogits};
 use crate::train::{self, Kd, TrainSet};
 use crate::Error;
@@ -56,6 +56,8 @@ struct Method<'r> {
     spec: &'r PruneSpec,
     plugin: &'r Plugin,
     params: Vec<Param>,
+    /// The manifest's policy, or the plugin's default, checked.
+    policy: Policy,
     /// The inputs it asked for that this run supplies (optional ones it cannot are left out).
     inputs: Vec<InputName>,
 }
@@ -104,6 +106,20 @@ fn check_methods<'r>(
                 })?;
             let params = check_params(&spec.method, &plugin.description.params, &spec.params)
                 .map_err(|m| at(spec, format!("[[prune]] params: {m}")))?;
+            let policy = match (&spec.policy, &plugin.description.default_policy) {
+                (Some(p), _) => *p,
+                (None, default) => {
+                    let text = default.as_deref().unwrap_or("hardest");
+                    let (rule, plugin_balance) = match text.split_once(':') {
+                        Some((r, b)) => (r.trim(), Some(b.trim())),
+                        None => (text.trim(), None),
+                    };
+                    let balance = spec.balance.as_deref().or(plugin_balance);
+                    Policy::build(rule, balance, &Default::default()).map_err(|m| {
+                        at(spec, format!("[[prune]] the default policy {text:?} of plugin {:?}: {m}; name a policy", spec.method))
+                    })?
+                }
+            };
             let mut inputs = Vec::new();
             for request in &plugin.description.inputs {
                 let missing = match request.name {
@@ -131,6 +147,7 @@ fn check_methods<'r>(
                 spec,
                 plugin,
                 params,
+                policy,
                 inputs,
             })
         })
@@ -277,10 +294,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     let dynamics_key = dynamics::cache::DynamicsKey::new(&manifest.dynamics, &data_hash);
     let params_of: Vec<serde_json::Value> =
         methods.iter().map(|m| params_json(&m.params)).collect();
-    let policy_of: Vec<String> = methods
-        .iter()
-        .map(|m| format!("{:?}", m.spec.policy).to_lowercase())
-        .collect();
+    let policy_of: Vec<String> = methods.iter().map(|m| m.policy.describe()).collect();
     let key_of = |m: usize, keep: Keep, seed: u64, alpha: f32| {
         let method = &methods[m];
         let mut parts = serde_json::json!({
@@ -443,10 +457,12 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
             crate::select::kept_indices(
                 &answer,
                 budget,
-                method.spec.policy,
+                method.policy,
                 method.plugin.description.high_is_hard,
                 &train_set.labels,
                 train_set.num_classes,
+                keep.get() as f64,
+                seed,
             )
         };
         let indices_rel = format!(

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::dynamics::DynamicsSpec;
+use crate::select::Policy;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -197,23 +198,15 @@ pub struct Distillation {
     pub temperature: Temperature,
 }
 
-/// How a pruning method's scores become a subset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// Keep the hardest examples (the usual choice of score-based pruning).
-    Hardest,
-    /// Keep the easiest.
-    Easiest,
-    /// Keep the hardest within each class, in proportion to the class sizes.
-    Stratified,
-}
-
 #[derive(Debug, Clone)]
 pub struct PruneSpec {
     pub method: String,
     pub keep: Vec<Keep>,
-    pub policy: Policy,
+    /// The selection policy the manifest names (`policy`, `balance`, `policy_params`; the
+    /// plugin's default when `None`), checked.
+    pub policy: Option<Policy>,
+    /// `balance` given without `policy`: applied to the plugin's default rule.
+    pub balance: Option<String>,
     pub params: BTreeMap<String, toml::Value>,
     /// Line and column of this `[[prune]]` entry, for errors found once plugins are loaded.
     pub at: (usize, usize),
@@ -1013,17 +1006,31 @@ fn check_prune(c: &Checker<'_>, p: Spanned<raw::RawPrune>) -> Result<PruneSpec, 
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let policy_params = p
+        .policy_params
+        .as_ref()
+        .map(|t| t.get_ref().clone())
+        .unwrap_or_default();
+    let balance = p.balance.as_ref().map(|b| b.get_ref().clone());
     let policy = match &p.policy {
-        None => Policy::Hardest,
-        Some(v) => c.choice(
-            v,
-            "policy",
-            &[
-                ("hardest", Policy::Hardest),
-                ("easiest", Policy::Easiest),
-                ("stratified", Policy::Stratified),
-            ],
-        )?,
+        None => {
+            if let Some(t) = &p.policy_params {
+                return Err(c.at(
+                    t.span(),
+                    "policy_params without a policy; name the policy they are for",
+                ));
+            }
+            if let Some(b) = &p.balance {
+                // Checked here for its spelling; applied to the plugin's default rule later.
+                Policy::build("hardest", Some(b.get_ref()), &BTreeMap::new())
+                    .map_err(|m| c.at(b.span(), format!("balance: {m}")))?;
+            }
+            None
+        }
+        Some(v) => Some(
+            Policy::build(v.get_ref(), balance.as_deref(), &policy_params)
+                .map_err(|m| c.at(v.span(), format!("policy: {m}")))?,
+        ),
     };
     if p.method.get_ref().trim().is_empty() {
         return Err(c.at(
@@ -1035,6 +1042,7 @@ fn check_prune(c: &Checker<'_>, p: Spanned<raw::RawPrune>) -> Result<PruneSpec, 
         method: p.method.into_inner(),
         keep,
         policy,
+        balance: if policy.is_some() { None } else { balance },
         params: p.params.map(|t| t.into_inner()).unwrap_or_default(),
         at,
     })

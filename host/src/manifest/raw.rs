@@ -171,5 +171,7 @@ pub struct RawPrune {
     pub method: Spanned<String>,
     pub keep: Spanned<Vec<Spanned<f32>>>,
     pub policy: Option<Spanned<String>>,
+    pub balance: Option<Spanned<String>>,
+    pub policy_params: Option<Spanned<BTreeMap<String, toml::Value>>>,
     pub params: Option<Spanned<BTreeMap<String, toml::Value>>>,
 }

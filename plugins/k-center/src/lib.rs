@@ -1,0 +1,114 @@
+//! kdprune pruning method `k-center` (Sener and Savarese 2018, "Active Learning for
+//! Convolutional Neural Networks: A Core-Set Approach"; greedy k-center as in DeepCore's
+//! `kCenterGreedy`): from one seeded random example, repeatedly adds the example farthest
+//! (Euclidean) from all picked ones, so that the picks cover the embedding space. By default
+//! per class, quotas proportional to the class sizes. Returns the subset.
+//!
+//! Reads `embeddings/proxy` `[N, H]` (default) or `embeddings/teacher`.
+
+use kdprune_plugin_api::{
+    export_plugins,
+    records::{by_class, chosen_embedding, proportional_quotas, SplitMix64},
+    ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
+};
+use rayon::prelude::*;
+
+/// The first `k` greedy k-center picks among `members` of `x` `[N, h]`, starting from
+/// `members[first]`, in the order picked.
+pub fn k_center(x: &[f32], h: usize, members: &[u32], k: usize, first: usize) -> Vec<u32> {
+    let m = members.len();
+    let k = k.min(m);
+    if k == 0 {
+        return Vec::new();
+    }
+    let row = |j: usize| &x[members[j] as usize * h..(members[j] as usize + 1) * h];
+    let mut min_dist = vec![f32::INFINITY; m];
+    let mut order = Vec::with_capacity(k);
+    let mut next = first;
+    for _ in 0..k {
+        order.push(members[next]);
+        let center = row(next).to_vec();
+        min_dist[next] = -1.0;
+        min_dist.par_iter_mut().enumerate().for_each(|(j, d)| {
+            if *d >= 0.0 {
+                let sq: f32 = row(j)
+                    .iter()
+                    .zip(&center)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum();
+                *d = d.min(sq);
+            }
+        });
+        next = (0..m)
+            .max_by(|&a, &b| min_dist[a].total_cmp(&min_dist[b]).then(b.cmp(&a)))
+            .expect("members is not empty");
+    }
+    order
+}
+
+pub struct KCenter;
+
+impl Scorer for KCenter {
+    fn info() -> PluginInfo {
+        PluginInfo::pruning_method(
+            "k-center",
+            env!("CARGO_PKG_VERSION"),
+            "k-center greedy: each pick the example farthest from those picked (Sener and Savarese 2018; DeepCore)",
+        )
+        .param(
+            "embedding",
+            ParamValue::Text("proxy".into()),
+            "\"proxy\": the proxy's penultimate layer; \"teacher\": [teacher] embedding",
+        )
+        .param(
+            "per_class",
+            ParamValue::Bool(true),
+            "cover each class, quotas proportional to the class sizes (DeepCore's balance)",
+        )
+        .input("embeddings/proxy")
+        .optional_input("embeddings/teacher")
+    }
+
+    fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {
+        let (x, h) = chosen_embedding(request)?;
+        let train = request.train;
+        let k = request.budget as usize;
+        let mut rng = SplitMix64(request.seed);
+        let groups: Vec<Vec<u32>> = if request.bool("per_class")? {
+            by_class(train.labels.as_slice(), train.num_classes as usize)
+        } else {
+            vec![(0..train.len() as u32).collect()]
+        };
+        let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+        let quotas = proportional_quotas(&sizes, k);
+        let mut picked = Vec::with_capacity(k);
+        for (members, q) in groups.iter().zip(quotas) {
+            if q > 0 {
+                let first = rng.below(members.len());
+                picked.extend(k_center(&x, h, members, q, first));
+            }
+        }
+        Ok(Selection::subset(picked))
+    }
+}
+
+export_plugins! {
+    scorers: [KCenter],
+    teachers: [],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn picks_the_farthest_point_each_time() {
+        // 2-d: a cluster near the origin, one far point, one mid point.
+        // From index 0 (0,0): farthest is (10,0) (index 3); then the point farthest from both
+        // is (5,5) (index 4: 50 vs 25+25=50 to (10,0)... min(50, 50) = 50), then (0,1)/(1,0)
+        // at min distance 1: the smaller index (1) first.
+        let x = [0.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 10.0, 0.0, 5.0, 5.0];
+        let all: Vec<u32> = (0..5).collect();
+        assert_eq!(k_center(&x, 2, &all, 4, 0), vec![0, 3, 4, 1]);
+    }
+}
