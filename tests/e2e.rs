@@ -1239,3 +1239,170 @@ fn dynamics_over_the_memory_limit_and_unknown_inputs_are_refused_before_any_work
         "{line}"
     );
 }
+
+/// Every pruning method of plugins/, at two keep fractions.
+const ALL_METHODS: &[(&str, &str)] = &[
+    ("random", ""),
+    ("teacher-el2n", ""),
+    ("el2n", ""),
+    ("grand", ""),
+    ("forgetting", ""),
+    ("aum", ""),
+    ("dynamic-uncertainty", ""),
+    ("entropy", ""),
+    ("least-confidence", ""),
+    ("margin", "params = { source = \"teacher\" }\n"),
+    ("herding", ""),
+    ("k-center", ""),
+    ("moderate", ""),
+    ("prototypes", "params = { embedding = \"teacher\" }\n"),
+    ("tdds", ""),
+];
+
+fn all_methods_manifest(dir: &Path) -> PathBuf {
+    let mut body = String::from("[dynamics]\nepochs = 3\nearly_steps = [0]\n\n");
+    for (method, extra) in ALL_METHODS {
+        body.push_str(&format!(
+            "[[prune]]\nmethod = \"{method}\"\nkeep = [0.1, 0.3]\n{extra}\n"
+        ));
+    }
+    mnist_manifest(
+        dir,
+        built_plugins(),
+        &body,
+        &[
+            ("alphas = [0.0, 0.5]", "alphas = [0.0]"),
+            ("epochs = 4", "epochs = 2"),
+            (
+                "batch_size = 64\n\n[teacher.preprocess]",
+                "batch_size = 64\nembedding = \"Pooling160_Output_0_reshape0\"\n\n[teacher.preprocess]",
+            ),
+        ],
+    )
+}
+
+#[test]
+fn every_method_runs_and_scores_at_two_keep_fractions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = all_methods_manifest(dir.path());
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let results = results_lines(dir.path());
+    assert_eq!(results.len(), ALL_METHODS.len() * 2);
+    for r in &results {
+        let keep = r["keep"].as_f64().unwrap();
+        assert_eq!(
+            r["kept"].as_u64().unwrap(),
+            (keep * 4000.0).round() as u64,
+            "{r}"
+        );
+        let acc = r["test_accuracy"].as_f64().unwrap();
+        // Above chance for all; the hardest 10 % under a strong teacher is mostly the
+        // ambiguous tail, which trains a poor student (CCS's motivation), so no more is asked.
+        assert!(acc > 0.1, "{} at keep {keep}: {acc}", r["method"]);
+        if r["method"] == "random" && keep > 0.2 {
+            assert!(acc > 0.8, "random at keep {keep}: {acc}");
+        }
+    }
+    let policy_of = |m: &str| {
+        results.iter().find(|r| r["method"] == m).unwrap()["policy"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        policy_of("moderate"),
+        "moderate",
+        "a plugin's default policy"
+    );
+    assert_eq!(policy_of("el2n"), "hardest");
+
+    // The same selections without training, from `kdprune score`.
+    let out = kdprune(&["score", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let output = dir.path().join("out");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("scores/summary.json")).unwrap())
+            .unwrap();
+    let methods = summary["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), ALL_METHODS.len());
+    let labels = {
+        let m = manifest::load(&path).unwrap();
+        kdprune::data::load(&m.data, 0).unwrap().0.labels
+    };
+    for m in methods {
+        let name = m["method"].as_str().unwrap();
+        let keeps = m["keeps"].as_array().unwrap();
+        assert_eq!(keeps.len(), 2, "{name}");
+        let scores = m["scores"].as_str().map(|rel| {
+            let bytes = std::fs::read(output.join(rel)).unwrap();
+            // A 128-byte header, then f32 [N].
+            let values: Vec<f32> = bytes[128..]
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            assert_eq!(values.len(), 4000, "{name}");
+            values
+        });
+        for k in keeps {
+            let keep = k["keep"].as_f64().unwrap();
+            let kept = kdprune::experiment::results::read_npy_u32(
+                &output.join(k["indices"].as_str().unwrap()),
+            )
+            .unwrap();
+            assert_eq!(kept.len(), (keep * 4000.0).round() as usize, "{name}");
+            assert!(
+                kept.windows(2).all(|w| w[0] < w[1]),
+                "{name}: sorted, distinct"
+            );
+            // What `run` trained on.
+            let ran = results
+                .iter()
+                .find(|r| r["method"] == name && (r["keep"].as_f64().unwrap() - keep).abs() < 1e-6)
+                .unwrap();
+            let run_kept = kdprune::experiment::results::read_npy_u32(
+                &output.join(ran["indices"].as_str().unwrap()),
+            )
+            .unwrap();
+            assert_eq!(
+                kept, run_kept,
+                "{name} at {keep}: score and run select the same"
+            );
+            // Hardest-first methods keep scores no lower than any they drop (AUM: no higher).
+            if let (Some(s), "el2n" | "forgetting" | "aum" | "tdds" | "entropy") = (&scores, name) {
+                let in_set: std::collections::HashSet<u32> = kept.iter().copied().collect();
+                let sign = if name == "aum" { -1.0 } else { 1.0 };
+                let worst_kept = kept
+                    .iter()
+                    .map(|&i| sign * s[i as usize])
+                    .fold(f32::INFINITY, f32::min);
+                let best_dropped = (0..4000u32)
+                    .filter(|i| !in_set.contains(i))
+                    .map(|i| sign * s[i as usize])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                assert!(
+                    worst_kept >= best_dropped,
+                    "{name} at {keep}: {worst_kept} < {best_dropped}"
+                );
+            }
+            // Herding and k-center keep the class proportions (per class by default).
+            if name == "herding" || name == "k-center" {
+                let mut counts = [0usize; 10];
+                for &i in &kept {
+                    counts[labels[i as usize] as usize] += 1;
+                }
+                let mut all = [0usize; 10];
+                for &y in &labels {
+                    all[y as usize] += 1;
+                }
+                for c in 0..10 {
+                    let expected = all[c] as f64 * keep;
+                    assert!(
+                        (counts[c] as f64 - expected).abs() <= 1.0,
+                        "{name}: class {c} {counts:?}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -26,6 +26,13 @@ enum Command {
         #[arg(long = "plugin-dir")]
         plugin_dirs: Vec<PathBuf>,
     },
+    /// Write every method's scores and kept indices (.npy) without training students.
+    Score {
+        manifest: PathBuf,
+        /// Extra plugin folder (repeatable); also KDPRUNE_PLUGIN_PATH.
+        #[arg(long = "plugin-dir")]
+        plugin_dirs: Vec<PathBuf>,
+    },
     /// List the plugins found in the plugin folders.
     Plugins {
         /// Plugin folder (repeatable); also KDPRUNE_PLUGIN_PATH.
@@ -75,6 +82,33 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Score {
+            manifest,
+            plugin_dirs,
+        } => {
+            let manifest = kdprune::manifest::load(&manifest)?;
+            let summary = kdprune::experiment::score(
+                &manifest,
+                &kdprune::experiment::RunOptions { plugin_dirs },
+            )?;
+            for m in &summary.methods {
+                let keeps: Vec<String> = m
+                    .keeps
+                    .iter()
+                    .map(|k| format!("{} ({} kept)", k.keep, k.kept))
+                    .collect();
+                println!(
+                    "{}\tseed {}\t{:.2} s\t{}\t{}",
+                    m.method,
+                    m.seed,
+                    m.seconds,
+                    m.policy,
+                    keeps.join(", ")
+                );
+            }
+            println!("summary in {}", summary.summary_path.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             manifest,
             plugin_dirs,

@@ -9,6 +9,9 @@
 //! the dynamics fit in memory).
 
 pub mod results;
+mod score;
+
+pub use score::{score, KeptFile, MethodScores, ScoreSummary};
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -245,6 +248,89 @@ fn save_student(model: &train::Network, output: &std::path::Path, key: &str) -> 
     })
 }
 
+/// What the inputs stage hands on.
+struct InputStage<'a> {
+    /// Kept for online distillation, which runs it on every augmented batch.
+    live_teacher: Option<Teacher<'a>>,
+    /// `[N, C]` on the training set.
+    teacher_train: Option<TeacherLogits>,
+    teacher_test_accuracy: Option<f64>,
+    inputs: Inputs,
+    time: TimeSplit,
+}
+
+/// Stage 2: the teacher (when distillation or a method needs it) and every input `needs`
+/// names, each computed once (and cached by content).
+fn input_stage<'a>(
+    manifest: &'a Manifest,
+    registry: &'a Registry,
+    (raw_train, raw_test): (&'a Dataset, &Dataset),
+    train_set: &Dataset,
+    needs: &Needs,
+    for_distillation: bool,
+) -> Result<InputStage<'a>, Error> {
+    let mut stage = InputStage {
+        live_teacher: None,
+        teacher_train: None,
+        teacher_test_accuracy: None,
+        inputs: Inputs::default(),
+        time: TimeSplit::default(),
+    };
+    let needs_teacher = for_distillation || needs.soft_labels || needs.teacher_embedding;
+    if let (Some(spec), true) = (&manifest.teacher, needs_teacher) {
+        let started = Instant::now();
+        let teacher = stage.live_teacher.insert(Teacher::new(
+            spec,
+            registry,
+            raw_train,
+            &manifest.cache_dir,
+            manifest.seeds[0],
+        )?);
+        let on_train = teacher.logits(raw_train, "train")?;
+        let on_test = teacher.logits(raw_test, "test")?;
+        let accuracy = on_test.accuracy(&raw_test.labels);
+        tracing::info!(
+            teacher = %spec.name,
+            kind = ?on_train.kind,
+            train_accuracy = on_train.accuracy(&raw_train.labels),
+            test_accuracy = accuracy,
+            "teacher ready"
+        );
+        if needs.soft_labels {
+            stage.inputs.insert(
+                InputName::SoftLabels,
+                crate::inputs::soft_labels_tensor(&on_train.probabilities(1.0)),
+            );
+        }
+        if needs.teacher_embedding {
+            let embedding = teacher.embedding(raw_train)?;
+            stage.inputs.insert(InputName::TeacherEmbedding, embedding);
+        }
+        stage.teacher_train = Some(on_train);
+        stage.teacher_test_accuracy = Some(accuracy);
+        stage.time.teacher += started.elapsed().as_secs_f64();
+    }
+    if !needs.dynamics.is_empty() {
+        let ctx = crate::inputs::DynamicsContext {
+            spec: &manifest.dynamics,
+            set: TrainSet {
+                x: train_set.features.view(),
+                sample_shape: &train_set.sample_shape,
+                y: &train_set.labels,
+                teacher: None,
+                num_classes: train_set.num_classes,
+            },
+            data_hash: train_set.content_hash(),
+            cache_dir: &manifest.cache_dir,
+        };
+        let started = Instant::now();
+        let recorded = crate::inputs::provide_dynamics(&ctx, &needs.dynamics)?;
+        crate::inputs::add_dynamics(&mut stage.inputs, needs, &recorded);
+        stage.time.dynamics += started.elapsed().as_secs_f64();
+    }
+    Ok(stage)
+}
+
 /// A (method, keep, seed) cell group: one selection, trained at every pending α.
 struct Cell {
     method: usize,
@@ -345,68 +431,23 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     tracing::info!(cells = cells.len(), skipped, "cells planned");
 
     // Stage 2: inputs, each computed once.
-    let mut time = TimeSplit::default();
     let needs_teacher = cells
         .iter()
-        .any(|c| c.pending.iter().any(|a| a.needs_teacher()))
-        || needs.soft_labels
-        || needs.teacher_embedding;
-    // Kept for online distillation, which runs it on every augmented batch.
-    let mut live_teacher: Option<Teacher> = None;
-    let mut teacher_train: Option<TeacherLogits> = None;
-    let mut teacher_test_accuracy: Option<f64> = None;
-    let mut inputs = Inputs::default();
-    if let (Some(spec), true) = (&manifest.teacher, needs_teacher) {
-        let started = Instant::now();
-        let teacher = live_teacher.insert(Teacher::new(
-            spec,
-            &registry,
-            &raw_train,
-            &manifest.cache_dir,
-            data_seed,
-        )?);
-        let on_train = teacher.logits(&raw_train, "train")?;
-        let on_test = teacher.logits(&raw_test, "test")?;
-        let accuracy = on_test.accuracy(&raw_test.labels);
-        tracing::info!(
-            teacher = %spec.name,
-            kind = ?on_train.kind,
-            train_accuracy = on_train.accuracy(&raw_train.labels),
-            test_accuracy = accuracy,
-            "teacher ready"
-        );
-        if needs.soft_labels {
-            inputs.insert(
-                InputName::SoftLabels,
-                crate::inputs::soft_labels_tensor(&on_train.probabilities(1.0)),
-            );
-        }
-        if needs.teacher_embedding {
-            let embedding = teacher.embedding(&raw_train)?;
-            inputs.insert(InputName::TeacherEmbedding, embedding);
-        }
-        teacher_train = Some(on_train);
-        teacher_test_accuracy = Some(accuracy);
-        time.teacher += started.elapsed().as_secs_f64();
-    }
-    if !needs.dynamics.is_empty() {
-        let ctx = crate::inputs::DynamicsContext {
-            spec: &manifest.dynamics,
-            set: TrainSet {
-                x: train_set.features.view(),
-                sample_shape: &train_set.sample_shape,
-                y: &train_set.labels,
-                teacher: None,
-                num_classes: train_set.num_classes,
-            },
-            data_hash,
-            cache_dir: &manifest.cache_dir,
-        };
-        let started = Instant::now();
-        let recorded = crate::inputs::provide_dynamics(&ctx, &needs.dynamics)?;
-        crate::inputs::add_dynamics(&mut inputs, &needs, &recorded);
-        time.dynamics += started.elapsed().as_secs_f64();
-    }
+        .any(|c| c.pending.iter().any(|a| a.needs_teacher()));
+    let InputStage {
+        mut live_teacher,
+        teacher_train,
+        teacher_test_accuracy,
+        inputs,
+        mut time,
+    } = input_stage(
+        manifest,
+        &registry,
+        (&raw_train, &raw_test),
+        &train_set,
+        &needs,
+        needs_teacher,
+    )?;
 
     let mut shape = vec![n as u64];
     shape.extend(train_set.sample_shape.iter().map(|&s| s as u64));

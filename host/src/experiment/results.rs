@@ -127,23 +127,30 @@ impl ResultStore {
 
 /// Writes `values` as a 1-D little-endian u32 `.npy` file (format 1.0), atomically.
 pub fn write_npy_u32(path: &Path, values: &[u32]) -> std::io::Result<()> {
-    let dict = format!(
-        "{{'descr': '<u4', 'fortran_order': False, 'shape': ({},), }}",
-        values.len()
-    );
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(path, "<u4", values.len(), &bytes)
+}
+
+/// Writes `values` as a 1-D little-endian f32 `.npy` file (format 1.0), atomically.
+pub fn write_npy_f32(path: &Path, values: &[f32]) -> std::io::Result<()> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_npy(path, "<f4", values.len(), &bytes)
+}
+
+/// A 1-D `.npy` of `len` elements of `descr` whose little-endian bytes are `data`.
+fn write_npy(path: &Path, descr: &str, len: usize, data: &[u8]) -> std::io::Result<()> {
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({len},), }}");
     // Magic (6) + version (2) + header length (2) + dict + padding + '\n', a multiple of 64.
     let unpadded = 10 + dict.len() + 1;
     let padding = (64 - unpadded % 64) % 64;
     let header_len = dict.len() + padding + 1;
-    let mut bytes = Vec::with_capacity(10 + header_len + values.len() * 4);
+    let mut bytes = Vec::with_capacity(10 + header_len + data.len());
     bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
     bytes.extend_from_slice(&(header_len as u16).to_le_bytes());
     bytes.extend_from_slice(dict.as_bytes());
     bytes.extend(std::iter::repeat_n(b' ', padding));
     bytes.push(b'\n');
-    for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
+    bytes.extend_from_slice(data);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
