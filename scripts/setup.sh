@@ -39,9 +39,11 @@ ln -sfn "$FMNIST" build/fashion-mnist
 # 3. The build, and the plugin folder the examples name.
 cargo build --release --workspace --quiet
 mkdir -p build/plugins
-# Every plugin crate of plugins/ (the test fixtures libkdprune_faulty and libkdprune_probe stay out).
-for lib in target/release/libkdprune_*.so; do
-  case "$lib" in *libkdprune_faulty.so|*libkdprune_probe.so) continue ;; esac
-  cp -f "$lib" build/plugins/
+# The library of every plugin crate in plugins/ (folder name = plugin name, library
+# libkdprune_<name with _ for ->.so); nothing else that may sit in target/release.
+rm -f build/plugins/libkdprune_*.so
+for dir in plugins/*/; do
+  name=$(basename "$dir")
+  cp -f "target/release/libkdprune_${name//-/_}.so" build/plugins/
 done
 echo "setup: done (plugins in build/plugins: $(ls build/plugins | tr '\n' ' '))"

@@ -10,7 +10,7 @@
 
 use kdprune_plugin_api::{
     export_plugins,
-    records::{by_class, chosen_embedding, proportional_quotas},
+    records::{by_class, chosen_embedding, dot, proportional_quotas},
     ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
 };
 use rayon::prelude::*;
@@ -19,23 +19,23 @@ use rayon::prelude::*;
 pub fn herding(x: &[f32], h: usize, members: &[u32], k: usize) -> Vec<u32> {
     let m = members.len();
     let k = k.min(m);
+    let row_of = |i: u32| &x[i as usize * h..(i as usize + 1) * h];
     let mut mu = vec![0f64; h];
     for &i in members {
-        for (a, &v) in mu.iter_mut().zip(&x[i as usize * h..(i as usize + 1) * h]) {
+        for (a, &v) in mu.iter_mut().zip(row_of(i)) {
             *a += v as f64;
         }
     }
     mu.iter_mut().for_each(|a| *a /= m.max(1) as f64);
-    let norms: Vec<f32> = members
+    // The unpicked members' rows side by side (every step reads them all, front to back); a
+    // pick is swapped out, so the set read shrinks. `position` keeps each row's place among
+    // `members`, which breaks ties as in index order.
+    let mut rows: Vec<f32> = members
         .iter()
-        .map(|&i| {
-            x[i as usize * h..(i as usize + 1) * h]
-                .iter()
-                .map(|v| v * v)
-                .sum()
-        })
+        .flat_map(|&i| row_of(i).iter().copied())
         .collect();
-    let mut picked = vec![false; m];
+    let mut norms: Vec<f32> = members.iter().map(|&i| dot(row_of(i), row_of(i))).collect();
+    let mut position: Vec<usize> = (0..m).collect();
     let mut sum = vec![0f64; h];
     let mut order = Vec::with_capacity(k);
     for t in 0..k {
@@ -45,23 +45,33 @@ pub fn herding(x: &[f32], h: usize, members: &[u32], k: usize) -> Vec<u32> {
             .map(|(&mu, &s)| ((t + 1) as f64 * mu - s) as f32)
             .collect();
         // ‖target − x‖² = ‖target‖² − 2 target·x + ‖x‖²; the first term is the same for all.
-        let best = (0..m)
+        // One task per 4096 rows: a class herds on one core (classes run in parallel).
+        let active = position.len();
+        let best = (0..active)
             .into_par_iter()
-            .filter(|&j| !picked[j])
-            .map(|j| {
-                let row = &x[members[j] as usize * h..(members[j] as usize + 1) * h];
-                let dot: f32 = row.iter().zip(&target).map(|(a, b)| a * b).sum();
-                (norms[j] - 2.0 * dot, j)
+            .with_min_len(4096)
+            .map(|a| {
+                (
+                    norms[a] - 2.0 * dot(&rows[a * h..(a + 1) * h], &target),
+                    position[a],
+                )
             })
             .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))
-            .map(|(_, j)| j)
-            .expect("k <= unpicked members");
-        picked[best] = true;
-        let i = members[best] as usize;
-        for (s, &v) in sum.iter_mut().zip(&x[i * h..(i + 1) * h]) {
+            .expect("k <= unpicked members")
+            .1;
+        let a = position
+            .iter()
+            .position(|&p| p == best)
+            .expect("an active row");
+        for (s, &v) in sum.iter_mut().zip(&rows[a * h..(a + 1) * h]) {
             *s += v as f64;
         }
         order.push(members[best]);
+        let last = active - 1;
+        rows.copy_within(last * h..active * h, a * h);
+        rows.truncate(last * h);
+        norms.swap_remove(a);
+        position.swap_remove(a);
     }
     order
 }
@@ -97,11 +107,12 @@ impl Scorer for Herding {
             let classes = by_class(train.labels.as_slice(), train.num_classes as usize);
             let sizes: Vec<usize> = classes.iter().map(Vec::len).collect();
             let quotas = proportional_quotas(&sizes, k);
-            classes
-                .iter()
+            let per_class: Vec<Vec<u32>> = classes
+                .par_iter()
                 .zip(quotas)
-                .flat_map(|(members, q)| herding(&x, h, members, q))
-                .collect()
+                .map(|(members, q)| herding(&x, h, members, q))
+                .collect();
+            per_class.concat()
         } else {
             let all: Vec<u32> = (0..train.len() as u32).collect();
             herding(&x, h, &all, k)

@@ -8,7 +8,7 @@
 
 use kdprune_plugin_api::{
     export_plugins,
-    records::{by_class, chosen_embedding, proportional_quotas, SplitMix64},
+    records::{by_class, chosen_embedding, proportional_quotas, squared_distance, SplitMix64},
     ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
 };
 use rayon::prelude::*;
@@ -21,29 +21,42 @@ pub fn k_center(x: &[f32], h: usize, members: &[u32], k: usize, first: usize) ->
     if k == 0 {
         return Vec::new();
     }
-    let row = |j: usize| &x[members[j] as usize * h..(members[j] as usize + 1) * h];
+    // The unpicked members' rows side by side (every step reads them all, front to back); a
+    // pick is swapped out, so the set read shrinks. `position` keeps each row's place among
+    // `members`, which breaks ties as in index order.
+    let mut rows: Vec<f32> = members
+        .iter()
+        .flat_map(|&i| x[i as usize * h..(i as usize + 1) * h].iter().copied())
+        .collect();
     let mut min_dist = vec![f32::INFINITY; m];
+    let mut position: Vec<usize> = (0..m).collect();
     let mut order = Vec::with_capacity(k);
     let mut next = first;
-    for _ in 0..k {
-        order.push(members[next]);
-        let center = row(next).to_vec();
-        min_dist[next] = -1.0;
-        min_dist.par_iter_mut().enumerate().for_each(|(j, d)| {
-            if *d >= 0.0 {
-                let sq: f32 = row(j)
-                    .iter()
-                    .zip(&center)
-                    .map(|(a, b)| (a - b) * (a - b))
-                    .sum();
-                *d = d.min(sq);
-            }
-        });
-        next = (0..m)
-            .max_by(|&a, &b| min_dist[a].total_cmp(&min_dist[b]).then(b.cmp(&a)))
-            .expect("members is not empty");
+    loop {
+        order.push(members[position[next]]);
+        let center = rows[next * h..(next + 1) * h].to_vec();
+        let last = position.len() - 1;
+        rows.copy_within(last * h..(last + 1) * h, next * h);
+        rows.truncate(last * h);
+        min_dist.swap_remove(next);
+        position.swap_remove(next);
+        if order.len() == k {
+            return order;
+        }
+        // One task per 4096 rows: a class is covered on one core (classes run in parallel).
+        min_dist
+            .par_iter_mut()
+            .with_min_len(4096)
+            .enumerate()
+            .for_each(|(a, d)| *d = d.min(squared_distance(&rows[a * h..(a + 1) * h], &center)));
+        next = (0..position.len())
+            .max_by(|&a, &b| {
+                min_dist[a]
+                    .total_cmp(&min_dist[b])
+                    .then(position[b].cmp(&position[a]))
+            })
+            .expect("k <= members");
     }
-    order
 }
 
 pub struct KCenter;
@@ -81,14 +94,15 @@ impl Scorer for KCenter {
         };
         let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
         let quotas = proportional_quotas(&sizes, k);
-        let mut picked = Vec::with_capacity(k);
-        for (members, q) in groups.iter().zip(quotas) {
-            if q > 0 {
-                let first = rng.below(members.len());
-                picked.extend(k_center(&x, h, members, q, first));
-            }
-        }
-        Ok(Selection::subset(picked))
+        // Each group's seeded start drawn in order, then the groups covered in parallel.
+        let firsts: Vec<usize> = groups.iter().map(|g| rng.below(g.len().max(1))).collect();
+        let picked: Vec<Vec<u32>> = groups
+            .par_iter()
+            .zip(quotas)
+            .zip(firsts)
+            .map(|((members, q), first)| k_center(&x, h, members, q, first))
+            .collect();
+        Ok(Selection::subset(picked.concat()))
     }
 }
 

@@ -17,9 +17,7 @@ use kdprune_plugin_api::{
 };
 use rayon::prelude::*;
 
-fn sq_dist(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-}
+use kdprune_plugin_api::records::squared_distance as sq_dist;
 
 fn normalise(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
