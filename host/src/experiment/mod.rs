@@ -8,6 +8,7 @@
 //! exists, is a pruning method, takes the given parameters, gets the inputs it asks for, and
 //! the dynamics fit in memory).
 
+mod key;
 pub mod results;
 mod score;
 
@@ -359,6 +360,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         tracing::warn!("{problem}");
     }
     let methods = check_methods(manifest, &registry)?;
+    let _lock = results::OutputLock::acquire(&manifest.output)?;
     let mut store = ResultStore::open(&manifest.output)?;
 
     let data_seed = manifest.seeds[0];
@@ -377,30 +379,69 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     let temperature = manifest.distillation.temperature;
     let teacher_name = manifest.teacher.as_ref().map(|t| t.name.clone());
     let data_hash = train_set.content_hash();
+    let test_hash = key::sha256_hex(&test_set.content_hash());
     let dynamics_key = dynamics::cache::DynamicsKey::new(&manifest.dynamics, &data_hash);
+    let teacher_key = manifest
+        .teacher
+        .as_ref()
+        .map(|t| crate::teacher::content_key(t, &registry))
+        .transpose()?;
+    let plugin_sha: Vec<String> = methods
+        .iter()
+        .map(|m| {
+            std::fs::read(&m.plugin.file)
+                .map(|b| key::sha256_hex(&b))
+                .map_err(|e| Error::Io {
+                    path: m.plugin.file.clone(),
+                    message: format!("cannot read the plugin library: {e}"),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let student_key = key::StudentKey::new(&manifest.student);
     let params_of: Vec<serde_json::Value> =
         methods.iter().map(|m| params_json(&m.params)).collect();
     let policy_of: Vec<String> = methods.iter().map(|m| m.policy.describe()).collect();
-    let key_of = |m: usize, keep: Keep, seed: u64, alpha: f32| {
+    let cell_key_of = |m: usize, keep: Keep, seed: u64, alpha: f32| {
         let method = &methods[m];
-        let mut parts = serde_json::json!({
-            "method": method.spec.method, "version": method.plugin.description.version,
-            "params": params_of[m], "policy": policy_of[m], "keep": keep.get(), "alpha": alpha,
-            "temperature": temperature.get(), "teacher": teacher_name, "seed": seed,
-            "student": student_json, "data": format!("{:?}", manifest.data.source),
-            "train_size": n,
-        });
-        // Only cells whose method used the proxy depend on it.
-        if method.uses_proxy() && !keep.is_full() {
-            parts["dynamics"] = serde_json::json!(dynamics_key.as_str());
+        let reads_teacher = method
+            .inputs
+            .iter()
+            .any(|i| matches!(i, InputName::SoftLabels | InputName::TeacherEmbedding));
+        let distils = alpha > 0.0;
+        key::CellKey {
+            method: method.spec.method.clone(),
+            plugin_version: method.plugin.description.version.clone(),
+            plugin_sha256: plugin_sha[m].clone(),
+            params: params_of[m].clone(),
+            policy: policy_of[m].clone(),
+            keep: keep.get(),
+            alpha,
+            temperature: distils.then(|| temperature.get()),
+            teacher: if distils || (reads_teacher && !keep.is_full()) {
+                teacher_key.clone()
+            } else {
+                None
+            },
+            seed,
+            train_data: key::sha256_hex(&data_hash),
+            test_data: test_hash.clone(),
+            dynamics: (method.uses_proxy() && !keep.is_full())
+                .then(|| dynamics_key.as_str().to_string()),
+            student: student_key.clone(),
         }
-        cell_key(&parts)
     };
+    let key_of =
+        |m: usize, keep: Keep, seed: u64, alpha: f32| cell_key_of(m, keep, seed, alpha).key();
+    // Every cell of this manifest, run now or before: what the report shows.
+    let mut current = std::collections::HashSet::new();
     let mut cells = Vec::new();
     let mut skipped = 0;
     for (m, method) in methods.iter().enumerate() {
         for &keep in &method.spec.keep {
             for &seed in &manifest.seeds {
+                for a in &manifest.distillation.alphas {
+                    current.insert(key_of(m, keep, seed, a.get()));
+                }
                 let pending: Vec<Alpha> = manifest
                     .distillation
                     .alphas
@@ -565,7 +606,8 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 );
             }
             let accuracy = train::evaluate(&mut model, test_set.features.view(), &test_set.labels);
-            let key = key_of(cell.method, keep, seed, alpha.get());
+            let cell_key = cell_key_of(cell.method, keep, seed, alpha.get());
+            let key = cell_key.key();
             if manifest.student.save {
                 save_student(&model, &manifest.output, &key)?;
             }
@@ -593,6 +635,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 indices: indices_rel.clone(),
                 student: student_json.clone(),
                 key,
+                config: cell_key.config(),
             };
             tracing::info!(
                 method = %result.method, keep = result.keep, alpha = result.alpha, seed,
@@ -610,7 +653,14 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         training_seconds = time.training,
         "where the time went"
     );
-    let results = store.results().to_vec();
+    // Only this manifest's cells: results of other configurations in the same file stay
+    // there, untouched, but are not reported beside these.
+    let results: Vec<CellResult> = store
+        .results()
+        .iter()
+        .filter(|r| current.contains(&r.key))
+        .cloned()
+        .collect();
     Ok(RunSummary {
         results,
         ran,

@@ -31,8 +31,12 @@ pub struct CellResult {
     /// The `.npy` file of the kept indices, relative to the output folder.
     pub indices: String,
     pub student: serde_json::Value,
-    /// Identifies the configuration for resuming: the same key is not run twice.
+    /// Identifies the cell for resuming: the same key is not run twice (`experiment::key`).
     pub key: String,
+    /// The key without the seed: results of one configuration, which the report averages.
+    /// Empty in results written before it existed (each then stands alone).
+    #[serde(default)]
+    pub config: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +55,12 @@ pub struct ResultStore {
 }
 
 impl ResultStore {
-    /// Opens (or creates) `<dir>/results.jsonl` and reads the keys already there. A line that
-    /// does not parse is an error: results are never rewritten to repair them.
+    /// Opens (or creates) `<dir>/results.jsonl` and reads the keys already there.
+    ///
+    /// A torn last line — no newline at its end, the one damage a crash or a full disk can do
+    /// to an append — is dropped (the file is cut back to the last whole line) and logged; it
+    /// never blocks a resume. Any other line that does not parse is an error: whole results
+    /// are never rewritten.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError {
             path: dir.to_path_buf(),
@@ -61,10 +69,23 @@ impl ResultStore {
         let path = dir.join("results.jsonl");
         let mut existing = Vec::new();
         if path.exists() {
-            let text = std::fs::read_to_string(&path).map_err(|e| StoreError {
+            let bytes = std::fs::read(&path).map_err(|e| StoreError {
                 path: path.clone(),
                 message: format!("cannot read: {e}"),
             })?;
+            let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+            if whole < bytes.len() {
+                tracing::warn!(
+                    file = %path.display(),
+                    bytes = bytes.len() - whole,
+                    "dropping a torn last line (an append cut short by a crash or a full disk)"
+                );
+                truncate(&path, whole as u64).map_err(|e| StoreError {
+                    path: path.clone(),
+                    message: format!("cannot drop the torn last line: {e}"),
+                })?;
+            }
+            let text = String::from_utf8_lossy(&bytes[..whole]).into_owned();
             for (i, line) in text.lines().enumerate() {
                 if line.trim().is_empty() {
                     continue;
@@ -116,13 +137,76 @@ impl ResultStore {
             .append(true)
             .open(&self.path)
             .map_err(err)?;
-        // One write call per line: a concurrent reader never sees half a line.
-        f.write_all(line.as_bytes()).map_err(err)?;
-        f.sync_data().map_err(err)?;
+        let before = f.metadata().map_err(err)?.len();
+        // One write call per line: a concurrent reader never sees half a line. When it fails
+        // part-way (a full disk), the part written is cut off again, so the file stays a list
+        // of whole results.
+        if let Err(e) = f.write_all(line.as_bytes()).and_then(|_| f.sync_data()) {
+            let _ = f.set_len(before);
+            return Err(StoreError {
+                path: self.path.clone(),
+                message: format!("cannot append: {e}; results already written are intact; free space and run again to resume"),
+            });
+        }
         self.done.insert(cell.key.clone());
         self.results.push(cell.clone());
         Ok(())
     }
+}
+
+/// An exclusive lock on an output folder (`<dir>/.kdprune.lock`), held while a run or a
+/// scoring writes there: a second `kdprune` on the same folder refuses at once instead of
+/// training the same cells twice. The operating system releases it when the process ends,
+/// however it ends.
+#[derive(Debug)]
+pub struct OutputLock {
+    _file: std::fs::File,
+}
+
+impl OutputLock {
+    pub fn acquire(dir: &Path) -> Result<Self, StoreError> {
+        let err = |message: String| StoreError {
+            path: dir.to_path_buf(),
+            message,
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| err(format!("cannot create the output folder: {e}")))?;
+        let path = dir.join(".kdprune.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| {
+                err(format!(
+                    "cannot open {}: {e}; check that the folder is writable",
+                    path.display()
+                ))
+            })?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(err(format!(
+                    "another kdprune ({}) is writing to this output folder; wait for it to end, or give this run another output",
+                    holder.trim()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(err(format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+        file.set_len(0).ok();
+        let _ = write!(file, "pid {}", std::process::id());
+        Ok(Self { _file: file })
+    }
+}
+
+fn truncate(path: &Path, len: u64) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.set_len(len)?;
+    f.sync_all()
 }
 
 /// Writes `values` as a 1-D little-endian u32 `.npy` file (format 1.0), atomically.
@@ -180,6 +264,57 @@ pub fn read_npy_u32(path: &Path) -> std::io::Result<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn cell(key: &str) -> CellResult {
+        CellResult {
+            experiment: "e".into(),
+            method: "random".into(),
+            params: serde_json::json!({}),
+            policy: "hardest".into(),
+            keep: 0.5,
+            alpha: 0.0,
+            temperature: 4.0,
+            teacher: None,
+            seed: 0,
+            kept: 5,
+            train_size: 10,
+            test_accuracy: 0.5,
+            teacher_test_accuracy: None,
+            seconds: 1.0,
+            indices: "i.npy".into(),
+            student: serde_json::json!({}),
+            key: key.into(),
+            config: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_and_a_damaged_middle_line_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ResultStore::open(dir.path()).unwrap();
+        store.append(&cell("a")).unwrap();
+        store.append(&cell("b")).unwrap();
+        let path = store.path().to_path_buf();
+        let whole = std::fs::read(&path).unwrap();
+        // A crash in the middle of the third append.
+        let mut torn = whole.clone();
+        torn.extend_from_slice(br#"{"experiment":"e","meth"#);
+        std::fs::write(&path, &torn).unwrap();
+        let store = ResultStore::open(dir.path()).unwrap();
+        assert_eq!(store.results().len(), 2);
+        assert!(store.is_done("a") && store.is_done("b"));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            whole,
+            "cut back to the whole lines"
+        );
+        // Damage that a crash cannot do is not repaired.
+        let mut text = String::from_utf8(whole).unwrap();
+        text.insert_str(0, "garbage\n");
+        std::fs::write(&path, text).unwrap();
+        let err = ResultStore::open(dir.path()).err().unwrap().to_string();
+        assert!(err.contains("line 1 is not a result"), "{err}");
+    }
 
     #[test]
     fn npy_round_trip_and_alignment() {

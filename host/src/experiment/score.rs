@@ -75,6 +75,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         tracing::warn!("{problem}");
     }
     let methods = check_methods(manifest, &registry)?;
+    let _lock = crate::experiment::results::OutputLock::acquire(&manifest.output)?;
     let (raw_train, raw_test) = data::load(&manifest.data, manifest.seeds[0])?;
     let (train_set, _, _) = normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
     let n = train_set.len();

@@ -126,6 +126,16 @@ impl KeyBase {
         Ok(Self(h))
     }
 
+    /// The key of the teacher alone, hex.
+    pub(super) fn hex(&self) -> String {
+        self.0
+            .clone()
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     pub(super) fn key_for(&self, data: &Dataset) -> CacheKey {
         let mut h = self.0.clone();
         h.update(format!(
@@ -204,7 +214,8 @@ pub(super) fn write(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create the folder: {e}")))?;
     }
-    let tmp = path.with_extension("tmp");
+    // A name of this process's own: two runs sharing a cache folder never write one file.
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
     let mut bytes = Vec::with_capacity(25 + logits.len() * 4);
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&(logits.nrows() as u64).to_le_bytes());

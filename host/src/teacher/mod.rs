@@ -127,6 +127,12 @@ enum Live {
     Plugin(PluginTeacher),
 }
 
+/// The teacher's content key (model file or plugin file and parameters, preprocessing,
+/// output kind), without starting it: what a cell distilled from it depends on.
+pub fn content_key(spec: &TeacherSpec, registry: &Registry) -> Result<String, TeacherError> {
+    Ok(cache::KeyBase::new(spec, registry)?.hex())
+}
+
 /// A teacher ready to label data sets.
 pub struct Teacher<'a> {
     spec: &'a TeacherSpec,

@@ -1,0 +1,160 @@
+//! A cell's identity: the explicit, documented list of what its result depends on, hashed.
+//! A result whose key is in `results.jsonl` is not run again (resume), so the key must change
+//! whenever the result could, and only then:
+//!
+//! | part | what | why |
+//! |---|---|---|
+//! | `method`, `plugin_version`, `plugin_sha256` | the method's name, its declared version, the SHA-256 of its library file | a rebuilt plugin may score differently |
+//! | `params`, `policy` | the checked parameters (defaults filled), the selection policy as described | |
+//! | `keep`, `seed` | | |
+//! | `alpha`, `temperature` | α; τ only when α > 0 | τ does not matter without a teacher |
+//! | `teacher` | the teacher's content key (model file or plugin file and parameters, preprocessing, output kind) when α > 0 or the method reads teacher inputs | a replaced model must not reuse students distilled from the old one |
+//! | `train_data`, `test_data` | SHA-256 of the student's view of each set (features, labels, shape, classes) | data edited in place, or another holdout |
+//! | `dynamics` | the dynamics cache key, when the method reads the proxy | |
+//! | `student` | the fields of `[student]` that change training: layers, epochs, batch size, lr, optimiser, weight decay, schedule, warm-up, clipping, augmentation, online teacher | `save` does not change the result; a field added to `[student]` joins this list only when it is set to something other than its default, so existing keys stay valid |
+//!
+//! The key is the first 24 hex digits of the SHA-256 of the JSON of [`CellKey`]; a test pins
+//! its value for a fixed cell. [`CellKey::config`] is the same without the seed: the report
+//! averages over seeds only results of one configuration.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::manifest::StudentSpec;
+
+/// What a student's result depends on in `[student]`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudentKey {
+    layers: serde_json::Value,
+    epochs: usize,
+    batch_size: usize,
+    lr: f32,
+    optimizer: serde_json::Value,
+    weight_decay: f32,
+    schedule: serde_json::Value,
+    warmup_epochs: usize,
+    clip_grad_norm: Option<f32>,
+    augment: serde_json::Value,
+}
+
+fn json<T: Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+impl StudentKey {
+    pub fn new(spec: &StudentSpec) -> Self {
+        Self {
+            layers: json(&spec.layers),
+            epochs: spec.epochs,
+            batch_size: spec.batch_size,
+            lr: spec.lr,
+            optimizer: json(&spec.optimizer),
+            weight_decay: spec.weight_decay,
+            schedule: json(&spec.schedule),
+            warmup_epochs: spec.warmup_epochs,
+            clip_grad_norm: spec.clip_grad_norm,
+            augment: json(&spec.augment),
+        }
+    }
+}
+
+/// Everything a cell's result depends on (see the module doc).
+#[derive(Debug, Clone, Serialize)]
+pub struct CellKey {
+    pub method: String,
+    pub plugin_version: String,
+    pub plugin_sha256: String,
+    pub params: serde_json::Value,
+    pub policy: String,
+    pub keep: f32,
+    pub alpha: f32,
+    pub temperature: Option<f32>,
+    pub teacher: Option<String>,
+    pub seed: u64,
+    pub train_data: String,
+    pub test_data: String,
+    pub dynamics: Option<String>,
+    pub student: StudentKey,
+}
+
+fn hash(value: &impl Serialize) -> String {
+    let text = serde_json::to_string(value).unwrap_or_default();
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+impl CellKey {
+    /// The cell's key: 24 hex digits.
+    pub fn key(&self) -> String {
+        hash(&("cell-v2", self))
+    }
+
+    /// The key of the cell's configuration, the seed left out.
+    pub fn config(&self) -> String {
+        let mut without_seed = self.clone();
+        without_seed.seed = 0;
+        hash(&("config-v2", without_seed))
+    }
+}
+
+/// Hex SHA-256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> CellKey {
+        let manifest = crate::manifest::parse(
+            std::path::Path::new("/tmp/m.toml"),
+            "output = \"out\"\n[data]\nformat = \"csv\"\ntrain = \"t.csv\"\nlabel = -1\nholdout = 0.2\n[student]\nhidden = [8]\nepochs = 2\nlr = 0.1\n[[prune]]\nmethod = \"random\"\nkeep = [0.5]\n",
+        )
+        .unwrap();
+        CellKey {
+            method: "random".into(),
+            plugin_version: "0.2.0".into(),
+            plugin_sha256: "ab".into(),
+            params: serde_json::json!({"seed_offset": 0}),
+            policy: "hardest".into(),
+            keep: 0.5,
+            alpha: 0.0,
+            temperature: None,
+            teacher: None,
+            seed: 3,
+            train_data: "cd".into(),
+            test_data: "ef".into(),
+            dynamics: None,
+            student: StudentKey::new(&manifest.student),
+        }
+    }
+
+    #[test]
+    fn the_key_is_pinned_and_moves_with_what_the_result_depends_on() {
+        let k = key();
+        // Pinned: a change here reruns every finished cell of every user; make it only
+        // with a new "cell-vN" tag and a note in the release.
+        assert_eq!(k.key(), "5040a3aceb955e9c02545981");
+        let mut other = k.clone();
+        other.seed = 4;
+        assert_ne!(other.key(), k.key());
+        assert_eq!(
+            other.config(),
+            k.config(),
+            "the seed is not part of the configuration"
+        );
+        let mut other = k.clone();
+        other.plugin_sha256 = "ac".into();
+        assert_ne!(other.key(), k.key());
+        let mut other = k.clone();
+        other.teacher = Some("t".into());
+        assert_ne!(other.key(), k.key());
+        let mut other = k;
+        other.student.epochs = 3;
+        assert_ne!(other.config(), key().config());
+    }
+}
