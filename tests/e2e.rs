@@ -1469,3 +1469,91 @@ fn a_plugin_built_outside_the_workspace_is_dropped_into_a_folder_and_used() {
     assert_eq!(results[0]["method"], "mean-train-loss");
     assert_eq!(results[0]["kept"], 1000);
 }
+
+#[test]
+fn check_refuses_what_run_refuses_before_training() {
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let fx = fixtures();
+    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+        (
+            "missing data file",
+            vec![("mnist-5k.csv.gz".into(), "missing.csv.gz".into())],
+            "missing.csv.gz",
+        ),
+        (
+            "directory as data file",
+            vec![(
+                format!("{}/mnist-5k.csv.gz", fx.display()),
+                fx.display().to_string(),
+            )],
+            "cannot read",
+        ),
+        (
+            "missing teacher",
+            vec![("mnist-zoo-cntk-opset7.onnx".into(), "nope.onnx".into())],
+            "nope.onnx",
+        ),
+        (
+            "wrong teacher output name",
+            vec![(
+                "batch_size = 64\n".into(),
+                "batch_size = 64\noutput = \"logitz\"\n".into(),
+            )],
+            "no output named \"logitz\"",
+        ),
+        (
+            "misspelled method",
+            vec![("method = \"random\"".into(), "method = \"randon\"".into())],
+            "no plugin named \"randon\"",
+        ),
+        (
+            "undeclared plugin parameter",
+            vec![(
+                "keep = [0.3, 1.0]".into(),
+                "keep = [0.3, 1.0]\nparams = { sead = 1 }".into(),
+            )],
+            "no parameter \"sead\"",
+        ),
+        (
+            "wrong embedding tensor",
+            vec![(
+                "batch_size = 64\n".into(),
+                "batch_size = 64\nembedding = \"nowhere\"\n".into(),
+            )],
+            "has no tensor named \"nowhere\"",
+        ),
+    ];
+    for (case, edits, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let edits: Vec<(&str, &str)> = edits
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let path = mnist_manifest(dir.path(), plugins.path(), RANDOM_PRUNE, &edits);
+        let out = kdprune(&["check", path.to_str().unwrap()]);
+        assert_ne!(out.code, 0, "{case}: check said ok:\n{}", out.stdout);
+        let line = error_line(&out);
+        assert!(line.contains(expected), "{case}: {line}");
+        assert!(
+            !out.stderr.trim_end().contains('\n')
+                || out
+                    .stderr
+                    .lines()
+                    .filter(|l| l.starts_with("error:"))
+                    .count()
+                    == 1,
+            "{case}: one error line"
+        );
+    }
+    // A good manifest: ok, and nothing trained.
+    let dir = tempfile::tempdir().unwrap();
+    let path = mnist_manifest(dir.path(), plugins.path(), RANDOM_PRUNE, &[]);
+    let out = kdprune(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("ok") && out.stdout.contains("teacher mnist-zoo-cntk-opset7: opened"),
+        "{}",
+        out.stdout
+    );
+    assert!(results_lines(dir.path()).is_empty());
+}

@@ -42,8 +42,13 @@ enum Command {
         #[arg(long)]
         verbose: bool,
     },
-    /// Check a manifest without running it.
-    Check { manifest: PathBuf },
+    /// Check everything `run` checks before training (plugins, data, teacher, output).
+    Check {
+        manifest: PathBuf,
+        /// Extra plugin folder (repeatable); also KDPRUNE_PLUGIN_PATH.
+        #[arg(long = "plugin-dir")]
+        plugin_dirs: Vec<PathBuf>,
+    },
     /// Measure teacher images/s and student training samples/s on a manifest's data.
     Bench {
         manifest: PathBuf,
@@ -200,10 +205,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { manifest } => {
+        Command::Check {
+            manifest,
+            plugin_dirs,
+        } => {
             let m = kdprune::manifest::load(&manifest)?;
+            let report =
+                kdprune::experiment::check(&m, &kdprune::experiment::RunOptions { plugin_dirs })?;
+            for line in &report.lines {
+                println!("  {line}");
+            }
             println!(
-                "{}: ok ({} method(s), {} alpha(s), {} seed(s))",
+                "{}: ok — plugins, data, teacher and output checked as `run` does before training ({} method(s), {} alpha(s), {} seed(s))",
                 manifest.display(),
                 m.prune.len(),
                 m.distillation.alphas.len(),

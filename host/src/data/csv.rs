@@ -124,16 +124,20 @@ pub fn read_csv(
             if j == label_col {
                 raw_labels.push(field.trim_matches('"'));
             } else {
-                let v: f32 = field.parse().map_err(|_| {
-                    DataError::format(
-                        path,
-                        format!(
-                            "line {}, column {}: {field:?} is not a number",
-                            line_no + 1,
-                            j + 1
-                        ),
-                    )
-                })?;
+                let v: f32 = field
+                    .parse()
+                    .ok()
+                    .filter(|v: &f32| v.is_finite())
+                    .ok_or_else(|| {
+                        DataError::format(
+                            path,
+                            format!(
+                                "line {}, column {}: {field:?} is not a finite number; fix or drop the row",
+                                line_no + 1,
+                                j + 1
+                            ),
+                        )
+                    })?;
                 features.push(v);
             }
         }
@@ -147,7 +151,29 @@ pub fn read_csv(
     let num_classes = match (&class_names, options.num_classes) {
         (Some(names), _) => names.len(),
         (None, Some(c)) => c,
-        (None, None) => labels.iter().copied().max().unwrap_or(0) as usize + 1,
+        (None, None) => {
+            let c = labels.iter().copied().max().unwrap_or(0) as usize + 1;
+            // Integer labels that skip classes (a stray 200 among 0..9) would silently make
+            // empty classes; say so instead, unless the manifest declares the count.
+            let mut seen = vec![false; c];
+            for &y in &labels {
+                seen[y as usize] = true;
+            }
+            if let Some(empty) = seen.iter().position(|s| !s) {
+                let largest = c - 1;
+                let at = labels
+                    .iter()
+                    .position(|&y| y as usize == largest)
+                    .unwrap_or(0);
+                return Err(DataError::format(
+                    path,
+                    format!(
+                        "labels run up to {largest} (example {at}) but class {empty} has no example; check the label column, or set [data] num_classes = {c} if classes are meant to be missing"
+                    ),
+                ));
+            }
+            c
+        }
     };
     check_label_range(path, labels.iter().map(|&y| y as u64), num_classes)?;
     let sample_shape = options.sample_shape.clone().unwrap_or_else(|| vec![d]);
@@ -163,6 +189,10 @@ pub fn read_csv(
         .map_err(|e| DataError::format(path, e.to_string()))?;
     Ok((ds, class_names))
 }
+
+/// The most classes a numeric label column may imply (a label of 1e9 must not allocate 1e9
+/// classes).
+const MAX_CLASSES: u32 = 1 << 16;
 
 fn map_labels(
     path: &Path,
@@ -190,21 +220,30 @@ fn map_labels(
             .collect::<Result<Vec<_>, _>>()?;
         return Ok((labels, Some(classes.clone())));
     }
-    let ints: Result<Vec<i64>, _> = raw
-        .iter()
-        .map(|r| r.parse::<f64>().map(|v| v as i64))
-        .collect();
-    match ints {
-        Ok(ints) => {
-            if let Some((i, v)) = ints.iter().enumerate().find(|(_, &v)| v < 0) {
-                return Err(DataError::format(
-                    path,
-                    format!("example {i}: negative label {v}"),
-                ));
-            }
-            Ok((ints.iter().map(|&v| v as u32).collect(), None))
+    // Numeric labels must be class indices: non-negative integers below MAX_CLASSES.
+    let numeric = raw.iter().all(|r| r.parse::<f64>().is_ok());
+    match numeric {
+        true => {
+            let labels = raw
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let v: f64 = r.parse().unwrap_or(f64::NAN);
+                    if v.is_finite() && v.fract() == 0.0 && v >= 0.0 && v < MAX_CLASSES as f64 {
+                        Ok(v as u32)
+                    } else {
+                        Err(DataError::format(
+                            path,
+                            format!(
+                                "example {i}: label {r:?} is not a class index (an integer in 0..{MAX_CLASSES}); fix the label column or name the classes in [data] classes"
+                            ),
+                        ))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((labels, None))
         }
-        Err(_) => {
+        false => {
             let mut names: Vec<String> = raw.iter().map(|s| s.to_string()).collect();
             names.sort();
             names.dedup();
@@ -247,10 +286,10 @@ mod tests {
     fn label_by_position_without_header() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.csv");
-        std::fs::write(&p, "0,1,2\n3,4,0\n").unwrap();
+        std::fs::write(&p, "0,1,2\n3,4,0\n5,6,1\n").unwrap();
         let (ds, names) = read_csv(&p, &opts(LabelColumn::Index(-1))).unwrap();
         assert!(names.is_none());
-        assert_eq!(ds.labels, vec![2, 0]);
+        assert_eq!(ds.labels, vec![2, 0, 1]);
         assert_eq!(ds.num_classes, 3);
     }
 
@@ -267,6 +306,43 @@ mod tests {
         let err = read_csv(&p, &opts(LabelColumn::Index(-1)))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("\"x\" is not a number"), "{err}");
+        assert!(err.contains("\"x\" is not a finite number"), "{err}");
+        std::fs::write(&p, "0,1,0\n3,nan,1\n").unwrap();
+        let err = read_csv(&p, &opts(LabelColumn::Index(-1)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2, column 2") && err.contains("\"nan\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn labels_must_be_class_indices() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.csv");
+        for bad in ["nan", "3.5", "1e9", "inf", "-1"] {
+            std::fs::write(&p, format!("0,1,0\n3,4,{bad}\n")).unwrap();
+            let err = read_csv(&p, &opts(LabelColumn::Index(-1)))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("example 1") && err.contains("is not a class index"),
+                "{bad}: {err}"
+            );
+        }
+        // A stray large label would make empty classes.
+        std::fs::write(&p, "0,1,0\n3,4,1\n5,6,200\n").unwrap();
+        let err = read_csv(&p, &opts(LabelColumn::Index(-1)))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("up to 200 (example 2)") && err.contains("class 2 has no example"),
+            "{err}"
+        );
+        // Declared, empty classes are allowed.
+        let mut o = opts(LabelColumn::Index(-1));
+        o.num_classes = Some(201);
+        assert_eq!(read_csv(&p, &o).unwrap().0.num_classes, 201);
     }
 }

@@ -8,10 +8,12 @@
 //! exists, is a pruning method, takes the given parameters, gets the inputs it asks for, and
 //! the dynamics fit in memory).
 
+mod check;
 mod key;
 pub mod results;
 mod score;
 
+pub use check::{check, CheckReport};
 pub use score::{score, KeptFile, MethodScores, ScoreSummary};
 
 use std::path::PathBuf;
@@ -362,6 +364,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     let methods = check_methods(manifest, &registry)?;
     let _lock = results::OutputLock::acquire(&manifest.output)?;
     let mut store = ResultStore::open(&manifest.output)?;
+    store.check_writable()?;
 
     let data_seed = manifest.seeds[0];
     let (raw_train, raw_test) = data::load(&manifest.data, data_seed)?;

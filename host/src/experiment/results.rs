@@ -112,6 +112,21 @@ impl ResultStore {
         &self.path
     }
 
+    /// Fails now, before any work, when the results file could not be appended to.
+    pub fn check_writable(&self) -> Result<(), StoreError> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map(|_| ())
+            .map_err(|e| StoreError {
+                path: self.path.clone(),
+                message: format!(
+                    "cannot be written: {e}; fix its permissions or choose another output"
+                ),
+            })
+    }
+
     pub fn is_done(&self, key: &str) -> bool {
         self.done.contains(key)
     }

@@ -355,7 +355,21 @@ pub(super) fn check(
         Some(s) if s.get_ref().is_empty() => {
             return Err(c.at(s.span(), "seeds is empty; give at least one seed"))
         }
-        Some(s) => s.get_ref().clone(),
+        Some(s) => {
+            let list = s.get_ref();
+            if let Some(i) = (1..list.len()).find(|&i| list[..i].contains(&list[i])) {
+                return Err(c.at(
+                    s.span(),
+                    format!(
+                        "seeds lists {} twice (at positions {} and {}); remove one",
+                        list[i],
+                        list[..i].iter().position(|x| *x == list[i]).unwrap_or(0) + 1,
+                        i + 1
+                    ),
+                ));
+            }
+            list.clone()
+        }
         None => vec![0],
     };
     let output = c.resolve(raw.output.get_ref());
@@ -391,6 +405,15 @@ pub(super) fn check(
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            if let Some(i) = (1..alphas.len()).find(|&i| alphas[..i].contains(&alphas[i])) {
+                return Err(c.at(
+                    d.alphas.get_ref()[i].span(),
+                    format!(
+                        "alphas lists {} twice; each alpha trains its own students, remove one",
+                        alphas[i].get()
+                    ),
+                ));
+            }
             let temperature = match &d.temperature {
                 None => Temperature(4.0),
                 Some(t) => Temperature::new(*t.get_ref()).ok_or_else(|| {
@@ -431,6 +454,24 @@ pub(super) fn check(
         .into_iter()
         .map(|p| check_prune(&c, p))
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, p) in prune.iter().enumerate() {
+        if let Some(first) = prune[..i].iter().find(|q| {
+            q.method == p.method
+                && q.params == p.params
+                && q.policy == p.policy
+                && q.balance == p.balance
+        }) {
+            return Err(ManifestError::At {
+                path: path.to_path_buf(),
+                line: p.at.0,
+                column: p.at.1,
+                message: format!(
+                    "this [[prune]] entry repeats the one at line {} (method {:?}, same params and policy); put all its keep fractions in one entry",
+                    first.at.0, p.method
+                ),
+            });
+        }
+    }
     Ok(Manifest {
         path: path.to_path_buf(),
         name: raw.name.unwrap_or_else(|| {
@@ -1006,6 +1047,12 @@ fn check_prune(c: &Checker<'_>, p: Spanned<raw::RawPrune>) -> Result<PruneSpec, 
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(i) = (1..keep.len()).find(|&i| keep[..i].contains(&keep[i])) {
+        return Err(c.at(
+            p.keep.get_ref()[i].span(),
+            format!("keep lists {} twice; remove one", keep[i].get()),
+        ));
+    }
     let policy_params = p
         .policy_params
         .as_ref()

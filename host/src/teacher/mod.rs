@@ -190,6 +190,24 @@ impl<'a> Teacher<'a> {
         })
     }
 
+    /// Opens the teacher (an ONNX model through ONNX Runtime, with every check against the
+    /// data; a plugin teacher made from the training set) without running it over the data,
+    /// and checks that its `[teacher] embedding` tensor exists.
+    pub fn open(&mut self) -> Result<(), TeacherError> {
+        self.start()?;
+        if let (Some(tensor), Some(options)) = (self.spec.embedding.clone(), self.onnx_options()) {
+            let bytes = std::fs::read(options.model).map_err(|e| TeacherError::Model {
+                model: options.model.to_path_buf(),
+                message: format!("cannot read: {e}"),
+            })?;
+            onnx_graph::with_output(&bytes, &tensor).map_err(|m| TeacherError::Model {
+                model: options.model.to_path_buf(),
+                message: format!("[teacher] embedding: {m}"),
+            })?;
+        }
+        Ok(())
+    }
+
     fn onnx_options(&self) -> Option<onnx::OnnxOptions<'_>> {
         match &self.spec.source {
             TeacherSource::Onnx {

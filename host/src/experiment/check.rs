@@ -1,0 +1,133 @@
+//! `kdprune check`: everything `run` refuses before training, without training, running the
+//! teacher over the data or recording dynamics — the plugins (found, loaded, of the right
+//! kind, parameters and inputs), the policies, the data files (read and validated in full),
+//! the teacher (opened by ONNX Runtime: input, output, classes against the data; the embedding
+//! tensor exists), the dynamics' memory, and the output folder (writable, not in use).
+
+use std::io::Write;
+
+use super::{check_dynamics_memory, check_methods, normalise, RunOptions};
+use crate::data;
+use crate::inputs::Needs;
+use crate::manifest::Manifest;
+use crate::plugins::{self, Registry};
+use crate::Error;
+
+/// What `check` found, for the user to read.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    /// One line each: what was checked and the settings it resolved to.
+    pub lines: Vec<String>,
+}
+
+/// Checks `manifest` as `run` would before its first cell.
+pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, Error> {
+    let mut lines = Vec::new();
+    let dirs = plugins::plugin_dirs(&manifest.plugin_dirs, &options.plugin_dirs);
+    let registry = Registry::load(&dirs)?;
+    for problem in &registry.problems {
+        lines.push(format!("warning: {problem}"));
+    }
+    let methods = check_methods(manifest, &registry)?;
+    for m in &methods {
+        let inputs: Vec<String> = m.inputs.iter().map(|i| i.to_string()).collect();
+        lines.push(format!(
+            "method {} ({}): policy {}, params {}, inputs [{}]",
+            m.spec.method,
+            m.plugin.file.display(),
+            m.policy.describe(),
+            super::params_json(&m.params),
+            inputs.join(", ")
+        ));
+    }
+    let (raw_train, raw_test) = data::load(&manifest.data, manifest.seeds[0])?;
+    let (train_set, _, _) = normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
+    lines.push(format!(
+        "data: {} training and {} test examples of shape {:?}, {} classes",
+        raw_train.len(),
+        raw_test.len(),
+        raw_train.sample_shape,
+        raw_train.num_classes
+    ));
+    let mut needs = Needs::default();
+    for m in &methods {
+        for &name in &m.inputs {
+            needs.add(name);
+        }
+    }
+    check_dynamics_memory(manifest, &needs, &train_set)?;
+    if !needs.dynamics.is_empty() {
+        let d = &manifest.dynamics;
+        lines.push(format!(
+            "dynamics: {} run(s) × {} epochs of the proxy {:?}, pass records at epochs {:?} and steps {:?}",
+            d.runs, d.proxy.epochs, d.proxy.layers, d.checkpoint_epochs, d.early_steps
+        ));
+    }
+    let distils = manifest
+        .distillation
+        .alphas
+        .iter()
+        .any(|a| a.needs_teacher());
+    if let Some(spec) = &manifest.teacher {
+        if distils || needs.soft_labels || needs.teacher_embedding {
+            let mut teacher = crate::teacher::Teacher::new(
+                spec,
+                &registry,
+                &raw_train,
+                &manifest.cache_dir,
+                manifest.seeds[0],
+            )?;
+            teacher.open()?;
+            lines.push(format!(
+                "teacher {}: opened; input, output and {} classes match the data{}",
+                spec.name,
+                raw_train.num_classes,
+                spec.embedding
+                    .as_ref()
+                    .map(|e| format!("; embedding tensor {e:?} found"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    lines.push(format!(
+        "student: {:?}, {} epochs, batch {}, lr {}, {:?}, weight decay {}, {:?}",
+        manifest.student.layers,
+        manifest.student.epochs,
+        manifest.student.batch_size,
+        manifest.student.lr,
+        manifest.student.optimizer,
+        manifest.student.weight_decay,
+        manifest.student.schedule
+    ));
+    writable(&manifest.output)?;
+    writable(&manifest.cache_dir)?;
+    lines.push(format!(
+        "output {} and cache {}: writable",
+        manifest.output.display(),
+        manifest.cache_dir.display()
+    ));
+    Ok(CheckReport { lines })
+}
+
+/// The folder exists or can be made, and a file can be written and removed in it.
+fn writable(dir: &std::path::Path) -> Result<(), Error> {
+    let err = |message: String| Error::Io {
+        path: dir.to_path_buf(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        err(format!(
+            "cannot create the folder: {e}; choose a writable output or cache_dir"
+        ))
+    })?;
+    let probe = dir.join(format!(".kdprune-write-check-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .and_then(|mut f| f.write_all(b"ok"))
+        .map_err(|e| {
+            err(format!(
+                "cannot write in the folder: {e}; choose a writable output or cache_dir"
+            ))
+        })?;
+    std::fs::remove_file(&probe).ok();
+    Ok(())
+}
