@@ -1474,7 +1474,9 @@ fn a_plugin_built_outside_the_workspace_is_dropped_into_a_folder_and_used() {
 fn check_refuses_what_run_refuses_before_training() {
     let plugins = plugin_folder(&["kdprune_random"]);
     let fx = fixtures();
-    let cases: Vec<(&str, Vec<(String, String)>, &str)> = vec![
+    /// A case: its name, edits of the manifest text, and what the error line must say.
+    type Case<'a> = (&'a str, Vec<(String, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "missing data file",
             vec![("mnist-5k.csv.gz".into(), "missing.csv.gz".into())],
