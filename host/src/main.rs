@@ -144,6 +144,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 summary.results_path.display(),
                 report_path.display()
             );
+            if summary.failed > 0 {
+                eprintln!(
+                    "error: {} cell(s) failed in their plugin and were skipped; see {}",
+                    summary.failed,
+                    manifest.output.join("failures.jsonl").display()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Plugins {

@@ -9,6 +9,7 @@
 //! the dynamics fit in memory).
 
 mod check;
+mod failures;
 mod key;
 pub mod results;
 mod score;
@@ -27,7 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::data::{self, Dataset, Normalisation};
 use crate::dynamics;
 use crate::inputs::{InputName, Inputs, Needs};
-use crate::manifest::{Alpha, Keep, Manifest, NormaliseSpec, PruneSpec};
+use crate::manifest::{Alpha, Keep, Manifest, NormaliseSpec, OnPluginError, PruneSpec};
 use crate::plugins::{self, check_params, Plugin, PluginData, Registry};
 use crate::select::{Answer, Policy};
 use crate::teacher::{Teacher, TeacherLogits};
@@ -55,6 +56,9 @@ pub struct RunSummary {
     pub teacher_test_accuracy: Option<f64>,
     /// Where this run's time went.
     pub time: TimeSplit,
+    /// Cells skipped because their plugin failed (`on_plugin_error = "continue"`), recorded
+    /// in `failures.jsonl`.
+    pub failed: usize,
 }
 
 /// A pruning method checked against its plugin.
@@ -504,6 +508,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     // Budget-independent scores, once per (method, seed): scored for the largest budget.
     let mut shared_scores: HashMap<(usize, u64), Answer> = HashMap::new();
     let mut ran = 0;
+    let mut failed = 0;
     for cell in &cells {
         let method = &methods[cell.method];
         let (keep, seed) = (cell.keep, cell.seed);
@@ -514,29 +519,43 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         } else {
             let started = Instant::now();
             let views = inputs.views(&method.inputs);
-            let answer = if method.plugin.description.budget_independent {
+            let scored_answer = if method.plugin.description.budget_independent {
                 let largest = cells
                     .iter()
                     .filter(|c| c.method == cell.method && c.seed == seed && scored(c))
                     .map(|c| c.keep.budget(n))
                     .max()
                     .unwrap_or(budget);
-                match shared_scores.entry((cell.method, seed)) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.get().clone(),
-                    std::collections::hash_map::Entry::Vacant(e) => e
-                        .insert(method.plugin.score(
-                            &plugin_data,
-                            &views,
-                            &method.params,
-                            seed,
-                            largest,
-                        )?)
-                        .clone(),
+                match shared_scores.get(&(cell.method, seed)) {
+                    Some(a) => Ok(a.clone()),
+                    None => method
+                        .plugin
+                        .score(&plugin_data, &views, &method.params, seed, largest)
+                        .inspect(|a| {
+                            shared_scores.insert((cell.method, seed), a.clone());
+                        }),
                 }
             } else {
                 method
                     .plugin
-                    .score(&plugin_data, &views, &method.params, seed, budget)?
+                    .score(&plugin_data, &views, &method.params, seed, budget)
+            };
+            let answer = match (scored_answer, manifest.on_plugin_error) {
+                (Ok(a), _) => a,
+                (Err(e), OnPluginError::Stop) => return Err(e.into()),
+                (Err(e), OnPluginError::Continue) => {
+                    // Recorded and skipped; the run ends non-zero (RunSummary::failed).
+                    tracing::error!("{e}; cell skipped (on_plugin_error = \"continue\")");
+                    failures::record(
+                        &manifest.output,
+                        &method.spec.method,
+                        keep.get(),
+                        seed,
+                        &e.to_string(),
+                    )?;
+                    failed += 1;
+                    continue;
+                }
             };
             time.scoring += started.elapsed().as_secs_f64();
             crate::select::kept_indices(
@@ -671,5 +690,6 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         results_path: store.path().to_path_buf(),
         teacher_test_accuracy,
         time,
+        failed,
     })
 }

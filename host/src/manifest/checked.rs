@@ -212,6 +212,15 @@ pub struct PruneSpec {
     pub at: (usize, usize),
 }
 
+/// What a run does when a pruning plugin fails in one cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnPluginError {
+    /// End the run with the plugin's error (results already written stay).
+    Stop,
+    /// Record the cell in `failures.jsonl`, go on with the others, exit non-zero at the end.
+    Continue,
+}
+
 /// A checked manifest.
 #[derive(Debug, Clone)]
 pub struct Manifest {
@@ -221,6 +230,7 @@ pub struct Manifest {
     pub output: PathBuf,
     pub plugin_dirs: Vec<PathBuf>,
     pub cache_dir: PathBuf,
+    pub on_plugin_error: OnPluginError,
     pub data: DataSpec,
     pub teacher: Option<TeacherSpec>,
     pub student: StudentSpec,
@@ -285,9 +295,10 @@ impl Checker<'_> {
                 self.at(
                     value.span(),
                     format!(
-                        "{field} = {:?} is not one of {}",
+                        "{field} = {:?} is not one of {}{}",
                         value.get_ref(),
-                        names.join(", ")
+                        names.join(", "),
+                        crate::suggest::did_you_mean(value.get_ref(), names.iter().copied())
                     ),
                 )
             })
@@ -379,6 +390,17 @@ pub(super) fn check(
         .as_deref()
         .map(|d| c.resolve(d))
         .unwrap_or_else(|| output.join("cache"));
+    let on_plugin_error = match &raw.on_plugin_error {
+        None => OnPluginError::Stop,
+        Some(v) => c.choice(
+            v,
+            "on_plugin_error",
+            &[
+                ("stop", OnPluginError::Stop),
+                ("continue", OnPluginError::Continue),
+            ],
+        )?,
+    };
     let data = check_data(&c, raw.data)?;
     let teacher = raw.teacher.map(|t| check_teacher(&c, t)).transpose()?;
     let dynamics = check_dynamics(&c, raw.dynamics, &raw.student)?;
@@ -483,6 +505,7 @@ pub(super) fn check(
         output,
         plugin_dirs,
         cache_dir,
+        on_plugin_error,
         data,
         teacher,
         student,

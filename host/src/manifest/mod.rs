@@ -58,7 +58,7 @@ pub fn parse(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
             path: path.to_path_buf(),
             line,
             column,
-            message: e.message().trim().replace('\n', "; "),
+            message: crate::suggest::unknown_field_hint(&e.message().trim().replace('\n', "; ")),
         }
     })?;
     checked::check(path, source, raw)

@@ -17,6 +17,7 @@ pub struct RawManifest {
     #[serde(default)]
     pub plugin_dirs: Vec<String>,
     pub cache_dir: Option<String>,
+    pub on_plugin_error: Option<Spanned<String>>,
     pub data: RawData,
     pub teacher: Option<Spanned<RawTeacher>>,
     pub student: RawStudent,

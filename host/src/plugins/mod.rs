@@ -34,8 +34,13 @@ pub enum PluginError {
         first: PathBuf,
         second: PathBuf,
     },
-    #[error("no plugin named {name:?} in {dirs}; `kdprune plugins` lists what is loaded")]
-    Unknown { name: String, dirs: String },
+    #[error("no plugin named {name:?} in {dirs}{hint}; `kdprune plugins` lists what is loaded")]
+    Unknown {
+        name: String,
+        dirs: String,
+        /// "; did you mean ..." when a loaded plugin's name is close.
+        hint: String,
+    },
     #[error("plugin {name:?} is a {actual}, but it is used as a {wanted}")]
     WrongKind {
         name: String,
@@ -223,6 +228,10 @@ impl Registry {
             .iter()
             .find(|p| p.description.name == name)
             .ok_or_else(|| PluginError::Unknown {
+                hint: crate::suggest::did_you_mean(
+                    name,
+                    self.plugins.iter().map(|p| p.description.name.as_str()),
+                ),
                 name: name.to_string(),
                 dirs: if self.dirs.is_empty() {
                     "no plugin folder (set plugin_dirs, --plugin-dir or KDPRUNE_PLUGIN_PATH)".into()

@@ -18,12 +18,13 @@ pub fn check_params(
     {
         let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         return Err(format!(
-            "plugin {plugin:?} has no parameter {unknown:?}; it takes {}",
+            "plugin {plugin:?} has no parameter {unknown:?}; it takes {}{}",
             if known.is_empty() {
                 "none".to_string()
             } else {
                 known.join(", ")
-            }
+            },
+            crate::suggest::did_you_mean(unknown, known.iter().copied())
         ));
     }
     specs

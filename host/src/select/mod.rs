@@ -140,7 +140,11 @@ impl Policy {
             }
             other => {
                 return Err(format!(
-                    "unknown policy {other:?}; use hardest, easiest, moderate, ccs or stratified"
+                    "unknown policy {other:?}; use hardest, easiest, moderate, ccs or stratified{}",
+                    crate::suggest::did_you_mean(
+                        other,
+                        ["hardest", "easiest", "moderate", "ccs", "stratified"]
+                    )
                 ))
             }
         };

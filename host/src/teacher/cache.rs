@@ -15,7 +15,8 @@ use crate::manifest::{OutputKind, TeacherSource, TeacherSpec};
 use crate::plugins::Registry;
 use crate::tensor::{Elements, HostTensor};
 
-const MAGIC: &[u8; 8] = b"KDPTLOG1";
+/// Version 2 adds a SHA-256 of everything before it at the end of the file.
+const MAGIC: &[u8; 8] = b"KDPTLOG2";
 
 /// The part of the key that does not depend on the data set.
 pub(super) struct KeyBase(Sha256);
@@ -177,11 +178,17 @@ pub(super) fn read(
         return Ok(None);
     };
     let header = MAGIC.len() + 17;
-    let expected = header + n * c * 4;
+    let expected = header + n * c * 4 + 32;
     if bytes.len() != expected || &bytes[..8] != MAGIC {
         tracing::warn!(cache = %path.display(), "ignoring an unreadable soft-label cache file; rebuilding it");
         return Ok(None);
     }
+    let (body, checksum) = bytes.split_at(expected - 32);
+    if Sha256::digest(body).as_slice() != checksum {
+        tracing::warn!(cache = %path.display(), "ignoring a soft-label cache file whose checksum does not match (changed or damaged); rebuilding it");
+        return Ok(None);
+    }
+    let bytes = body;
     let rn = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
     let rc = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")) as usize;
     if rn != n || rc != c {
@@ -224,10 +231,15 @@ pub(super) fn write(
     for v in logits.iter() {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    let mut f = std::fs::File::create(&tmp).map_err(|e| err(format!("cannot write: {e}")))?;
-    f.write_all(&bytes)
-        .map_err(|e| err(format!("cannot write: {e}")))?;
-    f.sync_all().ok();
-    std::fs::rename(&tmp, path).map_err(|e| err(format!("cannot rename into place: {e}")))?;
+    let checksum = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&checksum);
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(&bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(err(format!("cannot write: {e}")));
+    }
     Ok(())
 }

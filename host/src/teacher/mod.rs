@@ -112,6 +112,31 @@ pub fn detect_output_kind(values: &[f32], num_classes: usize) -> OutputKind {
     }
 }
 
+/// Refuses a first batch whose values are impossible for the kind the manifest declared
+/// (probabilities outside [0, 1] or not summing to 1, positive log-probabilities), or that
+/// are plainly another kind than declared logits.
+pub fn check_declared_kind(
+    values: &[f32],
+    num_classes: usize,
+    kind: OutputKind,
+) -> Result<(), String> {
+    let detected = detect_output_kind(values, num_classes);
+    let hint = "set [teacher] output_kind to what the model outputs, or \"auto\"";
+    match (kind, detected) {
+        (OutputKind::Probabilities, d) if d != OutputKind::Probabilities => Err(format!(
+            "[teacher] output_kind = \"probabilities\" but the first batch's rows are not probabilities (values outside [0, 1] or rows not summing to 1); {hint}"
+        )),
+        (OutputKind::LogProbabilities, d) if d != OutputKind::LogProbabilities => Err(format!(
+            "[teacher] output_kind = \"log_probabilities\" but the first batch's rows are not log-probabilities (positive values or rows whose exponentials do not sum to 1); {hint}"
+        )),
+        (OutputKind::Logits, d) if d != OutputKind::Logits => Err(format!(
+            "[teacher] output_kind = \"logits\" but the first batch looks like {}; using them as logits would flatten the soft labels; {hint}",
+            if d == OutputKind::Probabilities { "probabilities (rows in [0, 1] summing to 1)" } else { "log-probabilities" }
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Turns raw outputs of `kind` into log-space scores, in place.
 fn to_log_space(values: &mut [f32], kind: OutputKind) {
     if kind == OutputKind::Probabilities {
@@ -144,6 +169,8 @@ pub struct Teacher<'a> {
     seed: u64,
     /// The output kind, once known (from the manifest or the first batch).
     kind: Option<OutputKind>,
+    /// Whether the first batch was checked against the kind.
+    kind_checked: bool,
 }
 
 impl<'a> Teacher<'a> {
@@ -166,6 +193,7 @@ impl<'a> Teacher<'a> {
             train,
             seed,
             kind: (spec.output_kind != OutputKind::Auto).then_some(spec.output_kind),
+            kind_checked: false,
         })
     }
 
@@ -182,7 +210,9 @@ impl<'a> Teacher<'a> {
             });
         }
         let (logits, kind) = self.run(data, what)?;
-        cache::write(&path, &logits, kind)?;
+        if let Err(e) = cache::write(&path, &logits, kind) {
+            tracing::warn!("{e}; going on without caching the soft labels");
+        }
         Ok(TeacherLogits {
             logits,
             kind,
@@ -360,11 +390,20 @@ impl<'a> Teacher<'a> {
             Live::Onnx(t) => t.run(features, rows)?,
             Live::Plugin(t) => t.logits(features, rows, sample_shape, num_classes)?,
         };
-        let kind = *self.kind.get_or_insert_with(|| {
-            let detected = detect_output_kind(&values, num_classes);
-            tracing::info!(kind = ?detected, "teacher output kind detected from the first batch (override with [teacher] output_kind)");
-            detected
-        });
+        let kind = match self.kind {
+            Some(kind) => kind,
+            None => {
+                let detected = detect_output_kind(&values, num_classes);
+                tracing::info!(kind = ?detected, "teacher output kind detected from the first batch (override with [teacher] output_kind)");
+                self.kind = Some(detected);
+                detected
+            }
+        };
+        if !self.kind_checked {
+            check_declared_kind(&values, num_classes, kind)
+                .map_err(|m| TeacherError::Runtime(format!("teacher {}: {m}", spec.name)))?;
+            self.kind_checked = true;
+        }
         if values.iter().any(|v| v.is_nan()) {
             return Err(TeacherError::Runtime(format!(
                 "teacher {} output NaN",
@@ -426,6 +465,18 @@ impl<'a> Teacher<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_declared_kind_is_checked_against_the_first_batch() {
+        let probs = [0.2f32, 0.8, 0.5, 0.5];
+        assert!(check_declared_kind(&probs, 2, OutputKind::Probabilities).is_ok());
+        let err = check_declared_kind(&probs, 2, OutputKind::Logits).unwrap_err();
+        assert!(err.contains("looks like probabilities"), "{err}");
+        let logits = [3.0f32, -1.0, 0.5, 2.0];
+        assert!(check_declared_kind(&logits, 2, OutputKind::Probabilities).is_err());
+        assert!(check_declared_kind(&logits, 2, OutputKind::LogProbabilities).is_err());
+        assert!(check_declared_kind(&logits, 2, OutputKind::Logits).is_ok());
+    }
 
     #[test]
     fn detects_output_kinds() {

@@ -49,6 +49,15 @@ fn find_in_venv(root: &Path) -> Option<PathBuf> {
     None
 }
 
+/// Why `p` is not a library file: missing, or a folder.
+fn not_a_file(p: &Path) -> &'static str {
+    if p.is_dir() {
+        "is a folder, not the libonnxruntime.so file in it"
+    } else {
+        "does not exist"
+    }
+}
+
 /// The ONNX Runtime library to load, with where it was found.
 pub fn locate(manifest_choice: Option<&Path>) -> Result<PathBuf, TeacherError> {
     if let Some(p) = manifest_choice {
@@ -56,8 +65,9 @@ pub fn locate(manifest_choice: Option<&Path>) -> Result<PathBuf, TeacherError> {
             Ok(p.to_path_buf())
         } else {
             Err(TeacherError::Runtime(format!(
-                "[teacher] ort_library {} does not exist; {WHAT_TO_DO}",
-                p.display()
+                "[teacher] ort_library {} {}; {WHAT_TO_DO}",
+                p.display(),
+                not_a_file(p)
             )))
         };
     }
@@ -67,8 +77,9 @@ pub fn locate(manifest_choice: Option<&Path>) -> Result<PathBuf, TeacherError> {
             Ok(p)
         } else {
             Err(TeacherError::Runtime(format!(
-                "ORT_DYLIB_PATH={} does not exist; {WHAT_TO_DO}",
-                p.display()
+                "ORT_DYLIB_PATH={} {}; {WHAT_TO_DO}",
+                p.display(),
+                not_a_file(&p)
             )))
         };
     }

@@ -33,8 +33,13 @@ pub enum TrainError {
     Model(String),
     #[error("online teacher: {0}")]
     Teacher(String),
-    #[error("training diverged at epoch {epoch} (loss {loss}); lower [student] lr or set clip_grad_norm")]
-    Diverged { epoch: usize, loss: f32 },
+    #[error("training diverged at epoch {epoch} (loss {loss}); {advice}")]
+    Diverged {
+        epoch: usize,
+        loss: f32,
+        /// What to change, given what is already set.
+        advice: String,
+    },
     #[error("recording training dynamics: {0}")]
     Observer(String),
 }
@@ -232,7 +237,17 @@ pub fn train_observed(
         }
         let loss = (epoch_loss / k as f64) as f32;
         if !loss.is_finite() {
-            return Err(TrainError::Diverged { epoch, loss });
+            let advice = match spec.clip_grad_norm {
+                None => "lower [student] lr or set clip_grad_norm (e.g. 5.0)".to_string(),
+                Some(c) => {
+                    format!("lower [student] lr, or clip_grad_norm (now {c}), or add warmup_epochs")
+                }
+            };
+            return Err(TrainError::Diverged {
+                epoch,
+                loss,
+                advice,
+            });
         }
         let seconds = epoch_started.elapsed().as_secs_f64();
         if let Some(o) = observer.as_mut() {
