@@ -1559,3 +1559,109 @@ fn check_refuses_what_run_refuses_before_training() {
     );
     assert!(results_lines(dir.path()).is_empty());
 }
+
+#[test]
+fn plugins_are_pinned_by_sha256_and_writable_folders_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let lib = plugins.path().join(lib_name("kdprune_random"));
+    let sha = kdprune::experiment::sha256_hex(&std::fs::read(&lib).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let pinned = |pin: &str| {
+        mnist_manifest(
+            dir.path(),
+            plugins.path(),
+            "[[prune]]\nmethod = \"random\"\nkeep = [0.1]\n",
+            &[
+                (
+                    "name = \"mnist-5k\"",
+                    &format!("name = \"mnist-5k\"\nplugin_sha256 = {{ random = \"{pin}\" }}"),
+                ),
+                ("alphas = [0.0, 0.5]", "alphas = [0.0]"),
+                ("epochs = 4", "epochs = 1"),
+            ],
+        )
+    };
+    let out = kdprune(&["run", pinned(&sha).to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let wrong = format!(
+        "{}{}",
+        if sha.starts_with('0') { "1" } else { "0" },
+        &sha[1..]
+    );
+    let out = kdprune(&["run", pinned(&wrong).to_str().unwrap()]);
+    assert_ne!(out.code, 0);
+    let line = error_line(&out);
+    assert!(
+        line.contains("the manifest pins") && line.contains(&wrong) && line.contains(&sha),
+        "{line}"
+    );
+    // A folder anyone may write to is refused, unless the manifest allows it.
+    std::fs::set_permissions(plugins.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let path = pinned(&sha);
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("writable by other users"),
+        "{}",
+        out.stderr
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen(
+            "name = \"mnist-5k\"",
+            "name = \"mnist-5k\"\nallow_writable_plugins = true",
+            1,
+        ),
+    )
+    .unwrap();
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::fs::set_permissions(plugins.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_failing_plugin_cell_is_recorded_and_the_others_run_when_asked() {
+    let plugins = plugin_folder(&["kdprune_random", "kdprune_faulty"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"faulty-panics\"\nkeep = [0.1]\n\n[[prune]]\nmethod = \"random\"\nkeep = [0.1]\n",
+        &[
+            ("name = \"mnist-5k\"", "name = \"mnist-5k\"\non_plugin_error = \"continue\""),
+            ("alphas = [0.0, 0.5]", "alphas = [0.0]"),
+            ("epochs = 4", "epochs = 1"),
+        ],
+    );
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_ne!(out.code, 0, "a failed cell makes the run fail");
+    assert!(out.stderr.contains("1 cell(s) failed"), "{}", out.stderr);
+    let results = results_lines(dir.path());
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0]["method"], "random");
+    let failures = std::fs::read_to_string(dir.path().join("out/failures.jsonl")).unwrap();
+    assert!(
+        failures.contains("faulty-panics") && failures.contains("deliberate panic"),
+        "{failures}"
+    );
+}
+
+#[test]
+fn a_second_run_on_a_locked_output_folder_refuses_at_once() {
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = mnist_manifest(dir.path(), plugins.path(), RANDOM_PRUNE, &[]);
+    let _held = kdprune::experiment::results::OutputLock::acquire(&dir.path().join("out")).unwrap();
+    let started = std::time::Instant::now();
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_ne!(out.code, 0);
+    let line = error_line(&out);
+    assert!(
+        line.contains("another kdprune") && line.contains("is writing to this output folder"),
+        "{line}"
+    );
+    assert!(started.elapsed().as_secs() < 20, "refused before any work");
+    assert!(results_lines(dir.path()).is_empty());
+}

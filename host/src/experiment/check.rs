@@ -24,7 +24,7 @@ pub struct CheckReport {
 pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, Error> {
     let mut lines = Vec::new();
     let dirs = plugins::plugin_dirs(&manifest.plugin_dirs, &options.plugin_dirs);
-    let registry = Registry::load(&dirs)?;
+    let registry = Registry::load_with(&dirs, manifest.allow_writable_plugins)?;
     for problem in &registry.problems {
         lines.push(format!("warning: {problem}"));
     }

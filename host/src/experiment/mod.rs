@@ -15,6 +15,7 @@ pub mod results;
 mod score;
 
 pub use check::{check, CheckReport};
+pub use key::sha256_hex;
 pub use score::{score, KeptFile, MethodScores, ScoreSummary};
 
 use std::path::PathBuf;
@@ -98,6 +99,19 @@ fn check_methods<'r>(
         .teacher
         .as_ref()
         .is_some_and(|t| t.embedding.is_some());
+    for (name, pinned) in &manifest.plugin_sha256 {
+        let plugin = registry
+            .plugins()
+            .iter()
+            .find(|p| &p.description.name == name)
+            .ok_or_else(|| {
+                Error::Manifest(crate::manifest::ManifestError::File {
+                    path: manifest.path.clone(),
+                    message: format!("plugin_sha256 pins {name:?}, which no plugin folder holds"),
+                })
+            })?;
+        plugins::check_pin(plugin, pinned)?;
+    }
     manifest
         .prune
         .iter()
@@ -361,7 +375,7 @@ pub struct TimeSplit {
 pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Error> {
     // Stage 1: plan. Everything that can be refused is refused here, before any work.
     let dirs = plugins::plugin_dirs(&manifest.plugin_dirs, &options.plugin_dirs);
-    let registry = Registry::load(&dirs)?;
+    let registry = Registry::load_with(&dirs, manifest.allow_writable_plugins)?;
     for problem in &registry.problems {
         tracing::warn!("{problem}");
     }

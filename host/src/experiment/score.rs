@@ -70,7 +70,7 @@ fn io_error(path: PathBuf) -> impl FnOnce(std::io::Error) -> Error {
 /// Scores and selects every method of `manifest` at every keep and seed.
 pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, Error> {
     let dirs = plugins::plugin_dirs(&manifest.plugin_dirs, &options.plugin_dirs);
-    let registry = Registry::load(&dirs)?;
+    let registry = Registry::load_with(&dirs, manifest.allow_writable_plugins)?;
     for problem in &registry.problems {
         tracing::warn!("{problem}");
     }

@@ -231,6 +231,10 @@ pub struct Manifest {
     pub plugin_dirs: Vec<PathBuf>,
     pub cache_dir: PathBuf,
     pub on_plugin_error: OnPluginError,
+    /// Plugin name → the SHA-256 its library must have (`plugin_sha256`).
+    pub plugin_sha256: BTreeMap<String, String>,
+    /// Load plugins from folders or files that other users may write to.
+    pub allow_writable_plugins: bool,
     pub data: DataSpec,
     pub teacher: Option<TeacherSpec>,
     pub student: StudentSpec,
@@ -506,6 +510,8 @@ pub(super) fn check(
         plugin_dirs,
         cache_dir,
         on_plugin_error,
+        plugin_sha256: raw.plugin_sha256.unwrap_or_default(),
+        allow_writable_plugins: raw.allow_writable_plugins,
         data,
         teacher,
         student,

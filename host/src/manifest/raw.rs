@@ -18,6 +18,9 @@ pub struct RawManifest {
     pub plugin_dirs: Vec<String>,
     pub cache_dir: Option<String>,
     pub on_plugin_error: Option<Spanned<String>>,
+    pub plugin_sha256: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub allow_writable_plugins: bool,
     pub data: RawData,
     pub teacher: Option<Spanned<RawTeacher>>,
     pub student: RawStudent,

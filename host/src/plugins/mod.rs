@@ -142,6 +142,39 @@ pub fn plugin_dirs(manifest_dirs: &[PathBuf], cli_dirs: &[PathBuf]) -> Vec<PathB
     dirs
 }
 
+/// Whether users other than the owner and group may write to `path` (Unix mode o+w).
+fn writable_by_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o002 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
+/// Checks a plugin's library against the SHA-256 the manifest pins for it.
+pub fn check_pin(plugin: &Plugin, pinned: &str) -> Result<(), PluginError> {
+    let bytes = std::fs::read(&plugin.file).map_err(|e| PluginError::Load {
+        file: plugin.file.clone(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let actual = crate::experiment::sha256_hex(&bytes);
+    if !actual.eq_ignore_ascii_case(pinned.trim()) {
+        return Err(PluginError::Load {
+            file: plugin.file.clone(),
+            message: format!(
+                "plugin {:?} has SHA-256 {actual}, but the manifest pins {pinned}; the file changed: rebuild it from the source you trust, or update plugin_sha256 if the change is yours",
+                plugin.description.name
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn is_library(path: &Path) -> bool {
     path.is_file()
         && path
@@ -155,11 +188,24 @@ impl Registry {
     /// A folder that does not exist is a problem too. Two plugins of the same name are an
     /// error.
     pub fn load(dirs: &[PathBuf]) -> Result<Self, PluginError> {
+        Self::load_with(dirs, false)
+    }
+
+    /// [`Registry::load`]; a folder or library that other users may write to (anyone could
+    /// swap in code that kdprune then runs) is refused unless `allow_writable`.
+    pub fn load_with(dirs: &[PathBuf], allow_writable: bool) -> Result<Self, PluginError> {
         let mut registry = Registry {
             dirs: dirs.to_vec(),
             ..Default::default()
         };
         for dir in dirs {
+            if !allow_writable && writable_by_others(dir) {
+                registry.problems.push(LoadProblem {
+                    file: dir.clone(),
+                    message: "the plugin folder is writable by other users, who could put code in it that kdprune would run; chmod o-w it, or set allow_writable_plugins = true in the manifest".into(),
+                });
+                continue;
+            }
             let entries = match std::fs::read_dir(dir) {
                 Ok(e) => e,
                 Err(e) => {
@@ -176,6 +222,13 @@ impl Registry {
                 .collect();
             files.sort();
             for file in files {
+                if !allow_writable && writable_by_others(&file) {
+                    registry.problems.push(LoadProblem {
+                        file,
+                        message: "the plugin library is writable by other users, who could replace it; chmod o-w it, or set allow_writable_plugins = true in the manifest".into(),
+                    });
+                    continue;
+                }
                 match load_library(&file) {
                     Ok((plugins, refused)) => {
                         for plugin in plugins {
