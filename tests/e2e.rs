@@ -1665,3 +1665,157 @@ fn a_second_run_on_a_locked_output_folder_refuses_at_once() {
     assert!(started.elapsed().as_secs() < 20, "refused before any work");
     assert!(results_lines(dir.path()).is_empty());
 }
+
+/// A small grid that touches every stage: the teacher (and its caches), the dynamics (a
+/// proxy for el2n), scoring, training and writing; 2 methods × 2 keeps × 2 α × 2 seeds.
+fn crash_manifest(dir: &Path, plugins: &Path) -> PathBuf {
+    mnist_manifest(
+        dir,
+        plugins,
+        "[dynamics]\nepochs = 2\n\n[[prune]]\nmethod = \"random\"\nkeep = [0.1, 0.2]\n\n[[prune]]\nmethod = \"el2n\"\nkeep = [0.1, 0.2]\n",
+        &[("seeds = [0]", "seeds = [0, 1]"), ("epochs = 4", "epochs = 1")],
+    )
+}
+
+/// (key → accuracy) of a results file, failing on a duplicated key or a line that is not a
+/// whole result.
+fn results_by_key(dir: &Path) -> std::collections::BTreeMap<String, f64> {
+    let mut by_key = std::collections::BTreeMap::new();
+    for r in results_lines(dir) {
+        let key = r["key"].as_str().unwrap().to_string();
+        let previous = by_key.insert(key.clone(), r["test_accuracy"].as_f64().unwrap());
+        assert!(previous.is_none(), "cell {key} written twice");
+    }
+    by_key
+}
+
+#[test]
+fn runs_killed_at_random_points_or_out_of_disk_resume_to_the_same_results() {
+    use rand::{Rng, SeedableRng};
+    let plugins = plugin_folder(&["kdprune_random", "kdprune_el2n"]);
+    let reference_dir = tempfile::tempdir().unwrap();
+    let out = kdprune(&[
+        "run",
+        crash_manifest(reference_dir.path(), plugins.path())
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let reference = results_by_key(reference_dir.path());
+    assert_eq!(reference.len(), 16);
+
+    // kill -9 at random moments (teacher, dynamics, scoring, training, writing), then resume.
+    // Each round starts from nothing (its own output and caches), is killed twice at random
+    // points of the run's duration, and resumed to the end.
+    let started = std::time::Instant::now();
+    kdprune(&[
+        "run",
+        crash_manifest(tempfile::tempdir().unwrap().path(), plugins.path())
+            .to_str()
+            .unwrap(),
+    ]);
+    let duration_ms = started.elapsed().as_millis().max(200) as u64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut kills = 0;
+    let mut dir = tempfile::tempdir().unwrap();
+    let mut path = crash_manifest(dir.path(), plugins.path());
+    for round in 0..6 {
+        dir = tempfile::tempdir().unwrap();
+        path = crash_manifest(dir.path(), plugins.path());
+        for _ in 0..2 {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_kdprune"))
+                .args(["run", path.to_str().unwrap()])
+                .env_remove("KDPRUNE_PLUGIN_PATH")
+                .env("KDPRUNE_LOG", "error")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(
+                rng.gen_range(10..duration_ms),
+            ));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                kills += 1;
+            }
+            child.wait().unwrap();
+            results_by_key(dir.path()); // never a duplicate or a broken line, even now
+        }
+        let out = kdprune(&["run", path.to_str().unwrap()]);
+        assert_eq!(out.code, 0, "round {round}: {}", out.stderr);
+        assert_eq!(
+            results_by_key(dir.path()),
+            reference,
+            "round {round}: 0 lost, 0 duplicated, same results"
+        );
+    }
+    assert!(kills >= 6, "only {kills} kills landed in a run");
+    eprintln!("killed {kills} times in 6 rounds");
+
+    // A full disk (a small tmpfs as the output folder, where this machine allows a mount).
+    let disk = tempfile::tempdir().unwrap();
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=24k",
+            "tmpfs",
+            disk.path().to_str().unwrap(),
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("no tmpfs mount here (not root?): the full-disk half of this test did not run");
+        return;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text
+        .replace(
+            &dir.path().join("out").display().to_string(),
+            &disk.path().join("out").display().to_string(),
+        )
+        .replacen(
+            "plugin_dirs = [",
+            &format!(
+                "cache_dir = \"{}\"\nplugin_dirs = [",
+                cache.path().display()
+            ),
+            1,
+        );
+    std::fs::write(cache.path().join("m.toml"), &text).unwrap();
+    let out = kdprune(&["run", cache.path().join("m.toml").to_str().unwrap()]);
+    let partial = results_by_key(disk.path());
+    let remount = |size: &str| {
+        Command::new("mount")
+            .args([
+                "-o",
+                &format!("remount,size={size}"),
+                disk.path().to_str().unwrap(),
+            ])
+            .status()
+            .unwrap()
+    };
+    if out.code == 0 {
+        remount("4m");
+        Command::new("umount").arg(disk.path()).status().ok();
+        panic!("the run fit in 24 KiB; make the disk smaller");
+    }
+    let line = error_line(&out);
+    assert!(
+        line.contains("No space left") || line.contains("cannot"),
+        "{line}"
+    );
+    assert!(partial.len() < 16);
+    assert!(remount("4m").success());
+    let out = kdprune(&["run", cache.path().join("m.toml").to_str().unwrap()]);
+    let resumed = results_by_key(disk.path());
+    Command::new("umount").arg(disk.path()).status().ok();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        resumed, reference,
+        "after a full disk: 0 lost, 0 duplicated, same results"
+    );
+    eprintln!("full disk after {} results: {line}", partial.len());
+}

@@ -28,6 +28,15 @@ pub mod train;
 
 use std::path::PathBuf;
 
+/// An I/O error as one line for the user, with what to do when the disk is full.
+pub fn io_message(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        format!("{e}; results already written are intact: free space and run again to resume")
+    } else {
+        e.to_string()
+    }
+}
+
 /// Any error of a kdprune operation.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -253,7 +253,7 @@ fn save_student(model: &train::Network, output: &std::path::Path, key: &str) -> 
     let dir = output.join("students");
     std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
         path: dir.clone(),
-        message: e.to_string(),
+        message: crate::io_message(&e),
     })?;
     let weights = dir.join(format!("{key}.safetensors"));
     model
@@ -265,7 +265,7 @@ fn save_student(model: &train::Network, output: &std::path::Path, key: &str) -> 
     let onnx = dir.join(format!("{key}.onnx"));
     std::fs::write(&onnx, model.to_onnx()).map_err(|e| Error::Io {
         path: onnx,
-        message: e.to_string(),
+        message: crate::io_message(&e),
     })
 }
 
@@ -593,7 +593,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         results::write_npy_u32(&manifest.output.join(&indices_rel), &kept).map_err(|e| {
             Error::Io {
                 path: manifest.output.join(&indices_rel),
-                message: e.to_string(),
+                message: crate::io_message(&e),
             }
         })?;
         // Stage 5: train, one student per pending α.

@@ -160,7 +160,7 @@ impl ResultStore {
             let _ = f.set_len(before);
             return Err(StoreError {
                 path: self.path.clone(),
-                message: format!("cannot append: {e}; results already written are intact; free space and run again to resume"),
+                message: format!("cannot append: {}", crate::io_message(&e)),
             });
         }
         self.done.insert(cell.key.clone());

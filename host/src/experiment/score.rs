@@ -63,7 +63,7 @@ pub struct ScoreSummary {
 fn io_error(path: PathBuf) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::Io {
         path,
-        message: e.to_string(),
+        message: crate::io_message(&e),
     }
 }
 
