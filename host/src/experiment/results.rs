@@ -266,11 +266,22 @@ pub fn read_npy_u32(path: &Path) -> std::io::Result<Vec<u32>> {
         return Err(bad());
     }
     let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let body = bytes.get(10 + header_len..).ok_or_else(bad)?;
     let header = std::str::from_utf8(&bytes[10..10 + header_len]).map_err(|_| bad())?;
-    if !header.contains("'<u4'") {
+    if !header.contains("'<u4'") || body.len() % 4 != 0 {
         return Err(bad());
     }
-    Ok(bytes[10 + header_len..]
+    // The shape must hold exactly the values that follow the header.
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .ok_or_else(bad)?;
+    if shape != body.len() / 4 {
+        return Err(bad());
+    }
+    Ok(body
         .chunks_exact(4)
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
