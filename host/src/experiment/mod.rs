@@ -120,11 +120,14 @@ fn check_methods<'r>(
                 .get(&spec.method, PluginKind::PruningMethod)
                 .map_err(|e| {
                     let mut message = format!("[[prune]] method: {e}");
-                    if !registry.problems.is_empty() {
-                        message.push_str(&format!(
-                            " ({} file(s) in the plugin folders did not load; run `kdprune plugins`)",
-                            registry.problems.len()
-                        ));
+                    match registry.problems.as_slice() {
+                        [] => {}
+                        [only] => message.push_str(&format!(" (one file did not load: {only})")),
+                        many => message.push_str(&format!(
+                            " ({} files in the plugin folders did not load, first {}; run `kdprune plugins`)",
+                            many.len(),
+                            many[0]
+                        )),
                     }
                     at(spec, message)
                 })?;

@@ -93,7 +93,7 @@ impl ResultStore {
                 let cell: CellResult = serde_json::from_str(line).map_err(|e| StoreError {
                     path: path.clone(),
                     message: format!(
-                        "line {} is not a result ({e}); move the file away to start afresh",
+                        "line {} is not a result ({e}), and not the torn last line a crash leaves; delete or mend that line (the other results are kept and resumed)",
                         i + 1
                     ),
                 })?;
