@@ -15,6 +15,12 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Only warnings and errors on stderr, no progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Print the command's outcome as JSON on stdout (run, score, check, plugins).
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -67,11 +73,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = if cli.quiet {
+        EnvFilter::new("warn")
+    } else {
+        EnvFilter::try_from_env("KDPRUNE_LOG").unwrap_or_else(|_| EnvFilter::new("info,ort=warn"))
+    };
+    kdprune::progress::set_quiet(cli.quiet);
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("KDPRUNE_LOG")
-                .unwrap_or_else(|_| EnvFilter::new("info,ort=warn")),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         // Colour only for a person at a terminal (https://no-color.org).
@@ -80,8 +90,7 @@ fn main() -> ExitCode {
                 && std::env::var_os("NO_COLOR").is_none(),
         )
         .init();
-    let cli = Cli::parse();
-    match run(cli.command) {
+    match run(cli.command, cli.json) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
@@ -90,7 +99,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command) -> anyhow::Result<ExitCode> {
+/// Prints `value` as JSON, numbers that came from f32 as written.
+fn print_json(value: impl serde::Serialize) -> anyhow::Result<()> {
+    let mut value = serde_json::to_value(value)?;
+    kdprune::experiment::results::tidy_floats(&mut value);
+    println!("{}", serde_json::to_string_pretty(&value)?);
+    Ok(())
+}
+
+fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         Command::Score {
             manifest,
@@ -101,6 +118,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 &manifest,
                 &kdprune::experiment::RunOptions { plugin_dirs },
             )?;
+            if json {
+                print_json(&summary)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             for m in &summary.methods {
                 let keeps: Vec<String> = m
                     .keeps
@@ -136,14 +157,27 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             report.push_str(&format!("\n\n{table}"));
             std::fs::write(&report_path, &report)?;
-            println!("{report}");
-            println!(
-                "{} cells run, {} already done; results in {}, report in {}",
-                summary.ran,
-                summary.skipped,
-                summary.results_path.display(),
-                report_path.display()
-            );
+            if json {
+                print_json(serde_json::json!({
+                    "ran": summary.ran,
+                    "skipped": summary.skipped,
+                    "failed": summary.failed,
+                    "results_path": summary.results_path,
+                    "report_path": report_path,
+                    "teacher_test_accuracy": summary.teacher_test_accuracy,
+                    "time": summary.time,
+                    "results": summary.results,
+                }))?;
+            } else {
+                println!("{report}");
+                println!(
+                    "{} cells run, {} already done; results in {}, report in {}",
+                    summary.ran,
+                    summary.skipped,
+                    summary.results_path.display(),
+                    report_path.display()
+                );
+            }
             if summary.failed > 0 {
                 eprintln!(
                     "error: {} cell(s) failed in their plugin and were skipped; see {}",
@@ -160,6 +194,36 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let dirs = kdprune::plugins::plugin_dirs(&[], &plugin_dirs);
             let registry = kdprune::plugins::Registry::load(&dirs)?;
+            if json {
+                let listed: Vec<serde_json::Value> = registry
+                    .plugins()
+                    .iter()
+                    .map(|p| {
+                        let d = &p.description;
+                        serde_json::json!({
+                            "name": d.name,
+                            "kind": d.kind.as_str(),
+                            "version": d.version,
+                            "file": p.file,
+                            "description": d.description,
+                            "params": kdprune::plugins::describe_params(&d.params),
+                            "inputs": d.inputs.iter().map(|i| serde_json::json!({"name": i.name.to_string(), "required": i.required})).collect::<Vec<_>>(),
+                            "high_is_hard": d.high_is_hard,
+                            "budget_independent": d.budget_independent,
+                            "default_policy": d.default_policy,
+                            "score_meaning": d.score_meaning,
+                        })
+                    })
+                    .collect();
+                let problems: Vec<String> =
+                    registry.problems.iter().map(|p| p.to_string()).collect();
+                print_json(serde_json::json!({ "plugins": listed, "problems": problems }))?;
+                return Ok(if registry.plugins().is_empty() {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
             for p in registry.plugins() {
                 let d = &p.description;
                 println!(
@@ -220,6 +284,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let m = kdprune::manifest::load(&manifest)?;
             let report =
                 kdprune::experiment::check(&m, &kdprune::experiment::RunOptions { plugin_dirs })?;
+            if json {
+                print_json(serde_json::json!({ "ok": true, "checked": report.lines }))?;
+                return Ok(ExitCode::SUCCESS);
+            }
             for line in &report.lines {
                 println!("  {line}");
             }

@@ -2,12 +2,21 @@
 //! stay clean).
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A bar of `len` steps labelled `message`; hidden when stderr is not a terminal.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Hides every bar from now on (`--quiet`).
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, Ordering::Relaxed);
+}
+
+/// A bar of `len` steps labelled `message`; hidden when stderr is not a terminal or the
+/// command is quiet.
 pub fn bar(len: u64, message: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
+    if !std::io::stderr().is_terminal() || QUIET.load(Ordering::Relaxed) {
         return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
     }
     let bar = ProgressBar::new(len);

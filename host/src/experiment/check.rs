@@ -89,16 +89,25 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             ));
         }
     }
+    let st = &manifest.student;
     lines.push(format!(
-        "student: {:?}, {} epochs, batch {}, lr {}, {:?}, weight decay {}, {:?}",
-        manifest.student.layers,
-        manifest.student.epochs,
-        manifest.student.batch_size,
-        manifest.student.lr,
-        manifest.student.optimizer,
-        manifest.student.weight_decay,
-        manifest.student.schedule
+        "student: {:?}, {} epochs, batch {}, lr {}, {:?}, weight decay {}, {:?}, warm-up {} epochs, clip {:?}, init {:?}, augment {:?}",
+        st.layers, st.epochs, st.batch_size, st.lr, st.optimizer, st.weight_decay, st.schedule,
+        st.warmup_epochs, st.clip_grad_norm, st.init, st.augment
     ));
+    lines.push(format!("student input: {:?}", manifest.data.normalise));
+    if let Some(t) = &manifest.teacher {
+        lines.push(format!(
+            "teacher {}: preprocess {:?}, layout {:?}, output kind {:?}, batch {}; τ = {}, alphas {:?}",
+            t.name,
+            t.preprocess,
+            t.layout,
+            t.output_kind,
+            t.batch_size,
+            manifest.distillation.temperature.get(),
+            manifest.distillation.alphas.iter().map(|a| a.get()).collect::<Vec<_>>()
+        ));
+    }
     writable(&manifest.output)?;
     writable(&manifest.cache_dir)?;
     lines.push(format!(

@@ -35,6 +35,9 @@ pub struct StudentKey {
     warmup_epochs: usize,
     clip_grad_norm: Option<f32>,
     augment: serde_json::Value,
+    /// Only when not the default (He), so keys from before it existed stay valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    init: Option<serde_json::Value>,
 }
 
 fn json<T: Serialize>(value: &T) -> serde_json::Value {
@@ -54,6 +57,7 @@ impl StudentKey {
             warmup_epochs: spec.warmup_epochs,
             clip_grad_norm: spec.clip_grad_norm,
             augment: json(&spec.augment),
+            init: (spec.init != crate::train::spec::Init::He).then(|| json(&spec.init)),
         }
     }
 }

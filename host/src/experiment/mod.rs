@@ -677,7 +677,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 config: cell_key.config(),
             };
             tracing::info!(
-                method = %result.method, keep = result.keep, alpha = result.alpha, seed,
+                method = %result.method, keep = %result.keep, alpha = %result.alpha, seed,
                 kept = result.kept, accuracy = result.test_accuracy, seconds = result.seconds,
                 "cell done"
             );

@@ -142,10 +142,12 @@ impl ResultStore {
             path: self.path.clone(),
             message: format!("cannot append: {e}"),
         };
-        let mut line = serde_json::to_string(cell).map_err(|e| StoreError {
+        let mut value = serde_json::to_value(cell).map_err(|e| StoreError {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
+        tidy_floats(&mut value);
+        let mut line = value.to_string();
         line.push('\n');
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -166,6 +168,30 @@ impl ResultStore {
         self.done.insert(cell.key.clone());
         self.results.push(cell.clone());
         Ok(())
+    }
+}
+
+/// Writes numbers that came from an f32 (keep 0.1, lr 0.05) as the user wrote them, not as
+/// the f64 they widen to (0.10000000149011612): a number that an f32 holds exactly is
+/// replaced by the shortest decimal that reads back as that f32.
+pub fn tidy_floats(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or_default();
+            let single = f as f32;
+            if single as f64 == f && single.is_finite() {
+                if let Some(short) = format!("{single}")
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                {
+                    *n = short;
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(tidy_floats),
+        serde_json::Value::Object(map) => map.values_mut().for_each(tidy_floats),
+        _ => {}
     }
 }
 
@@ -312,6 +338,25 @@ mod tests {
             key: key.into(),
             config: String::new(),
         }
+    }
+
+    #[test]
+    fn numbers_are_written_as_the_user_wrote_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ResultStore::open(dir.path()).unwrap();
+        let mut c = cell("a");
+        c.keep = 0.1;
+        c.student = serde_json::json!({ "lr": 0.05f32 as f64, "epochs": 10 });
+        store.append(&c).unwrap();
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert!(
+            text.contains("\"keep\":0.1,") && text.contains("\"lr\":0.05"),
+            "{text}"
+        );
+        assert!(!text.contains("0.10000000149011612"), "{text}");
+        // Read back, the same f32.
+        let back = ResultStore::open(dir.path()).unwrap();
+        assert_eq!(back.results()[0].keep, 0.1f32);
     }
 
     #[test]

@@ -203,7 +203,9 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         time,
         summary_path: dir.join("summary.json"),
     };
-    let text = serde_json::to_string_pretty(&result).unwrap_or_default();
+    let mut value = serde_json::to_value(&result).unwrap_or_default();
+    crate::experiment::results::tidy_floats(&mut value);
+    let text = serde_json::to_string_pretty(&value).unwrap_or_default();
     std::fs::create_dir_all(&dir).map_err(io_error(dir.clone()))?;
     let tmp = dir.join("summary.json.tmp");
     std::fs::write(&tmp, text).map_err(io_error(tmp.clone()))?;

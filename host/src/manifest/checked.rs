@@ -188,8 +188,15 @@ pub struct StudentSpec {
     pub warmup_epochs: usize,
     pub clip_grad_norm: Option<f32>,
     pub augment: Augment,
+    /// How the weights are first drawn.
+    #[serde(skip_serializing_if = "is_default_init")]
+    pub init: crate::train::spec::Init,
     /// Save each cell's student as safetensors and ONNX under `<output>/students/`.
     pub save: bool,
+}
+
+fn is_default_init(init: &crate::train::spec::Init) -> bool {
+    *init == crate::train::spec::Init::He
 }
 
 #[derive(Debug, Clone)]
@@ -1050,6 +1057,17 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
         warmup_epochs: s.warmup_epochs.unwrap_or(0),
         clip_grad_norm,
         augment,
+        init: match &s.init {
+            None => crate::train::spec::Init::He,
+            Some(v) => c.choice(
+                v,
+                "[student] init",
+                &[
+                    ("he", crate::train::spec::Init::He),
+                    ("torch", crate::train::spec::Init::Torch),
+                ],
+            )?,
+        },
         save: s.save,
     })
 }

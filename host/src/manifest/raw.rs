@@ -148,6 +148,7 @@ pub struct RawStudent {
     pub warmup_epochs: Option<usize>,
     pub clip_grad_norm: Option<Spanned<f32>>,
     pub augment: Option<RawAugment>,
+    pub init: Option<Spanned<String>>,
     #[serde(default)]
     pub save: bool,
 }

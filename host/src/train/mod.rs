@@ -169,8 +169,8 @@ pub fn train_observed(
     }
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut model =
-        Network::build(&spec.layers, data.sample_shape, c, seed).map_err(TrainError::Model)?;
+    let mut model = Network::build_with_init(&spec.layers, data.sample_shape, c, seed, spec.init)
+        .map_err(TrainError::Model)?;
     let mut opt = optim::Optimizer::new(spec.optimizer, spec.weight_decay);
     let batch = spec.batch_size.min(k);
     let steps_per_epoch = k.div_ceil(batch);

@@ -138,8 +138,27 @@ fn detach(replica: &mut [Box<dyn Layer>]) {
 }
 
 impl Network {
-    /// Builds the layers of `specs` for examples of `input_shape`, then `dense num_classes`.
-    /// Shapes are checked here, so a bad spec fails before training starts.
+    /// [`Network::build`] with the parameters initialised as `init` says.
+    pub fn build_with_init(
+        specs: &[LayerSpec],
+        input_shape: &[usize],
+        num_classes: usize,
+        seed: u64,
+        init: super::spec::Init,
+    ) -> Result<Self, String> {
+        let mut net = Self::build(specs, input_shape, num_classes, seed)?;
+        if init == super::spec::Init::Torch {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7041_7c4e);
+            for layer in net.layers.iter_mut() {
+                layer.init_like_torch(&mut rng);
+            }
+        }
+        Ok(net)
+    }
+
+    /// Builds the layers of `specs` for examples of `input_shape`, then `dense num_classes`,
+    /// He-uniform initialised (weights `U(±sqrt(6/fan_in))`, zero biases). Shapes are
+    /// checked here, so a bad spec fails before training starts.
     pub fn build(
         specs: &[LayerSpec],
         input_shape: &[usize],
@@ -819,6 +838,29 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.contains("window larger"), "{err}");
+    }
+
+    #[test]
+    fn torch_init_draws_weights_and_biases_within_one_over_root_fan_in() {
+        let net = Network::build_with_init(
+            &super::super::spec::mlp(&[32]),
+            &[50],
+            10,
+            3,
+            super::super::spec::Init::Torch,
+        )
+        .unwrap();
+        let he = Network::build(&super::super::spec::mlp(&[32]), &[50], 10, 3).unwrap();
+        let state = net.state();
+        let (w1, b1, w2, b2) = (state[0].1, state[1].1, state[2].1, state[3].1);
+        let bound = |fan_in: usize| 1.0 / (fan_in as f32).sqrt();
+        assert!(w1.iter().all(|v| v.abs() <= bound(50)) && b1.iter().all(|v| v.abs() <= bound(50)));
+        assert!(w2.iter().all(|v| v.abs() <= bound(32)) && b2.iter().all(|v| v.abs() <= bound(32)));
+        assert!(b1.iter().any(|&v| v != 0.0), "PyTorch draws biases too");
+        // He: larger weights (sqrt(6/50) > 1/sqrt(50)) and zero biases.
+        let he_state = he.state();
+        assert!(he_state[1].1.iter().all(|&v| v == 0.0));
+        assert!(he_state[0].1.iter().any(|v| v.abs() > bound(50)));
     }
 
     #[test]

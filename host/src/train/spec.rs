@@ -17,6 +17,17 @@
 use serde::Serialize;
 
 /// One declared layer.
+/// How a student's weights are first drawn (`[student] init`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Init {
+    /// He-uniform: weights `U(±sqrt(6/fan_in))`, zero biases (kdprune's default).
+    #[default]
+    He,
+    /// PyTorch's `nn.Linear` / `nn.Conv2d` default: weights and biases `U(±1/sqrt(fan_in))`.
+    Torch,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "layer", rename_all = "lowercase")]
 pub enum LayerSpec {

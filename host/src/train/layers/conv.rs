@@ -269,6 +269,17 @@ impl Conv2d {
 }
 
 impl Layer for Conv2d {
+    fn init_like_torch(&mut self, rng: &mut rand_chacha::ChaCha8Rng) {
+        let fan_in = self.in_shape[0] * self.kernel * self.kernel;
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        self.w
+            .get_mut()
+            .mapv_inplace(|_| rng.gen_range(-bound..bound));
+        if let Some(b) = self.b.as_mut() {
+            b.get_mut().mapv_inplace(|_| rng.gen_range(-bound..bound));
+        }
+    }
+
     fn describe(&self) -> String {
         format!(
             "conv {} k{} s{} p{}",

@@ -45,6 +45,16 @@ impl Dense {
 }
 
 impl Layer for Dense {
+    fn init_like_torch(&mut self, rng: &mut rand_chacha::ChaCha8Rng) {
+        let bound = 1.0 / (self.w.shape()[0] as f32).sqrt();
+        self.w
+            .get_mut()
+            .mapv_inplace(|_| rng.gen_range(-bound..bound));
+        self.b
+            .get_mut()
+            .mapv_inplace(|_| rng.gen_range(-bound..bound));
+    }
+
     fn describe(&self) -> String {
         format!("dense {}", self.w.shape()[1])
     }

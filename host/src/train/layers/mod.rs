@@ -140,6 +140,14 @@ pub trait Layer: Send + CloneLayer {
             .flat_map(|c| c.shared_params())
             .collect()
     }
+    /// Re-draws the parameters as PyTorch initialises `nn.Linear` and `nn.Conv2d`: weights
+    /// and biases `U(±1/sqrt(fan_in))` (kaiming-uniform with `a = √5`); layers without such
+    /// parameters (batch norm keeps γ = 1, β = 0, as PyTorch) pass it to their children.
+    fn init_like_torch(&mut self, rng: &mut rand_chacha::ChaCha8Rng) {
+        for c in self.children_mut() {
+            c.init_like_torch(rng);
+        }
+    }
     /// Takes the layer's parameters from `shared` (handles from [`Layer::shared_params`] of
     /// a layer of the same spec, or [`SharedTensor::detached`] stand-ins), in the same order.
     fn use_params(&mut self, shared: &mut dyn Iterator<Item = SharedTensor>) {
