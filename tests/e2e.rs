@@ -1819,3 +1819,56 @@ fn runs_killed_at_random_points_or_out_of_disk_resume_to_the_same_results() {
     );
     eprintln!("full disk after {} results: {line}", partial.len());
 }
+
+#[test]
+fn numpy_arrays_are_data() {
+    use ndarray_npy::WriteNpyExt;
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let dir = tempfile::tempdir().unwrap();
+    // The MNIST fixture as uint8 images [N, 1, 28, 28] and int64 labels [N].
+    let csv = kdprune::data::read_csv(
+        &fixtures().join("mnist-5k.csv.gz"),
+        &kdprune::data::CsvOptions {
+            label: kdprune::data::LabelColumn::Index(-1),
+            header: Some(false),
+            delimiter: b',',
+            classes: None,
+            num_classes: None,
+            sample_shape: Some(vec![1, 28, 28]),
+        },
+    )
+    .unwrap()
+    .0;
+    let x = csv
+        .features
+        .mapv(|v| v as u8)
+        .into_shape_with_order((csv.len(), 1, 28, 28))
+        .unwrap();
+    let y = ndarray::Array1::from(csv.labels.iter().map(|&v| v as i64).collect::<Vec<_>>());
+    x.write_npy(std::fs::File::create(dir.path().join("x.npy")).unwrap())
+        .unwrap();
+    y.write_npy(std::fs::File::create(dir.path().join("y.npy")).unwrap())
+        .unwrap();
+    let fx = fixtures();
+    let path = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"random\"\nkeep = [0.2]\n",
+        &[
+            (
+                &format!("format = \"csv\"\ntrain = \"{}/mnist-5k.csv.gz\"\nlabel = -1\nheader = false\nsample_shape = [1, 28, 28]\n", fx.display()),
+                &format!("format = \"npy\"\ntrain_images = \"{0}/x.npy\"\ntrain_labels = \"{0}/y.npy\"\n", dir.path().display()),
+            ),
+            ("alphas = [0.0, 0.5]", "alphas = [0.0]"),
+            ("epochs = 4", "epochs = 2"),
+        ],
+    );
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let r = &results_lines(dir.path())[0];
+    assert_eq!(
+        r["kept"], 800,
+        "20 % of the 4000 training images after the holdout"
+    );
+    assert!(r["test_accuracy"].as_f64().unwrap() > 0.8, "{r}");
+}

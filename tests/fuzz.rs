@@ -199,3 +199,17 @@ fn manifest_parser() {
             .map(|e| e.to_string())
     });
 }
+
+#[test]
+fn npy_data_reader() {
+    let labels = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/npy/indices.npy");
+    fuzz("npy", |dir, bytes| {
+        let x = dir.join("x.npy");
+        std::fs::write(&x, bytes).unwrap();
+        let a = kdprune::data::read_npy_pair(&x, &labels, None)
+            .err()
+            .map(|e| e.to_string());
+        let _ = kdprune::data::read_npy_pair(&labels, &x, None);
+        a
+    });
+}

@@ -28,6 +28,15 @@ pub mod train;
 
 use std::path::PathBuf;
 
+/// A third-party error message on one line (some parsers draw multi-line diagrams).
+pub fn one_line(message: impl std::fmt::Display) -> String {
+    message
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// An I/O error as one line for the user, with what to do when the disk is full.
 pub fn io_message(e: &std::io::Error) -> String {
     if e.kind() == std::io::ErrorKind::StorageFull {

@@ -19,6 +19,26 @@ pub fn load(spec: &crate::manifest::DataSpec, seed: u64) -> Result<(Dataset, Dat
             };
             (train, test)
         }
+        DataSource::Npy {
+            train_features,
+            train_labels,
+            test,
+        } => {
+            let train = super::read_npy_pair(train_features, train_labels, spec.num_classes)?;
+            let test = match test {
+                Some((x, y)) => Some(super::read_npy_pair(x, y, Some(train.num_classes))?),
+                None => None,
+            };
+            (train, test)
+        }
+        DataSource::Npz { train, test } => {
+            let train = super::read_npz(train, spec.num_classes)?;
+            let test = match test {
+                Some(path) => Some(super::read_npz(path, Some(train.num_classes))?),
+                None => None,
+            };
+            (train, test)
+        }
         DataSource::Csv {
             train,
             test,

@@ -1,4 +1,4 @@
-//! Data sets: readers (IDX, CSV) into one [`Dataset`] type, validation, and the student's
+//! Data sets: readers (IDX, CSV, NumPy `.npy`/`.npz`) into one [`Dataset`] type, validation, and the student's
 //! normalisation.
 //!
 //! Owns decoding and checking files and the per-channel scaling; does not own where the
@@ -8,6 +8,7 @@
 mod csv;
 mod idx;
 mod load;
+mod npy;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ use ndarray::{Array2, ArrayView2, Axis};
 pub use self::csv::{read_csv, CsvOptions, LabelColumn};
 pub use self::idx::read_idx_pair;
 pub use self::load::load;
+pub use self::npy::{read_npy_pair, read_npz};
 
 /// A labelled data set.
 #[derive(Debug, Clone)]

@@ -250,67 +250,50 @@ fn truncate(path: &Path, len: u64) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Writes `values` as a 1-D little-endian u32 `.npy` file (format 1.0), atomically.
+/// Writes `values` as a 1-D u32 `.npy` file (`np.load` reads it), atomically.
 pub fn write_npy_u32(path: &Path, values: &[u32]) -> std::io::Result<()> {
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    write_npy(path, "<u4", values.len(), &bytes)
+    write_npy(path, &ndarray::ArrayView1::from(values))
 }
 
-/// Writes `values` as a 1-D little-endian f32 `.npy` file (format 1.0), atomically.
+/// Writes `values` as a 1-D f32 `.npy` file, atomically.
 pub fn write_npy_f32(path: &Path, values: &[f32]) -> std::io::Result<()> {
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    write_npy(path, "<f4", values.len(), &bytes)
+    write_npy(path, &ndarray::ArrayView1::from(values))
 }
 
-/// A 1-D `.npy` of `len` elements of `descr` whose little-endian bytes are `data`.
-fn write_npy(path: &Path, descr: &str, len: usize, data: &[u8]) -> std::io::Result<()> {
-    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({len},), }}");
-    // Magic (6) + version (2) + header length (2) + dict + padding + '\n', a multiple of 64.
-    let unpadded = 10 + dict.len() + 1;
-    let padding = (64 - unpadded % 64) % 64;
-    let header_len = dict.len() + padding + 1;
-    let mut bytes = Vec::with_capacity(10 + header_len + data.len());
-    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
-    bytes.extend_from_slice(&(header_len as u16).to_le_bytes());
-    bytes.extend_from_slice(dict.as_bytes());
-    bytes.extend(std::iter::repeat_n(b' ', padding));
-    bytes.push(b'\n');
-    bytes.extend_from_slice(data);
+/// Through `ndarray-npy`, into a temporary file renamed into place.
+fn write_npy<T: ndarray_npy::WritableElement>(
+    path: &Path,
+    values: &ndarray::ArrayView1<'_, T>,
+) -> std::io::Result<()> {
+    use ndarray_npy::WriteNpyExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("npy.tmp");
-    std::fs::write(&tmp, &bytes)?;
-    std::fs::rename(&tmp, path)
+    let file = std::fs::File::create(&tmp)?;
+    let mut writer = std::io::BufWriter::new(file);
+    let written = values
+        .write_npy(&mut writer)
+        .map_err(std::io::Error::other)
+        .and_then(|_| writer.flush());
+    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(())
 }
 
-/// Reads a file written by [`write_npy_u32`] (used by tests and `kdprune` itself).
+/// Reads a 1-D u32 `.npy` file (what [`write_npy_u32`] writes), through `ndarray-npy`.
 pub fn read_npy_u32(path: &Path) -> std::io::Result<Vec<u32>> {
-    let bytes = std::fs::read(path)?;
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "not a u32 .npy file");
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad());
-    }
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let body = bytes.get(10 + header_len..).ok_or_else(bad)?;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).map_err(|_| bad())?;
-    if !header.contains("'<u4'") || body.len() % 4 != 0 {
-        return Err(bad());
-    }
-    // The shape must hold exactly the values that follow the header.
-    let shape = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.trim().parse::<usize>().ok())
-        .ok_or_else(bad)?;
-    if shape != body.len() / 4 {
-        return Err(bad());
-    }
-    Ok(body
-        .chunks_exact(4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect())
+    use ndarray_npy::ReadNpyExt;
+    let file = std::fs::File::open(path)?;
+    let array = ndarray::Array1::<u32>::read_npy(file).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not a 1-D u32 .npy file: {}", crate::one_line(e)),
+        )
+    })?;
+    Ok(array.to_vec())
 }
 
 #[cfg(test)]

@@ -74,6 +74,17 @@ pub enum DataSource {
         train_labels: PathBuf,
         test: Option<(PathBuf, PathBuf)>,
     },
+    /// Features and labels as two `.npy` files each.
+    Npy {
+        train_features: PathBuf,
+        train_labels: PathBuf,
+        test: Option<(PathBuf, PathBuf)>,
+    },
+    /// Arrays `x` and `y` of a `.npz` file each.
+    Npz {
+        train: PathBuf,
+        test: Option<PathBuf>,
+    },
     Csv {
         train: PathBuf,
         test: Option<PathBuf>,
@@ -665,7 +676,12 @@ fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestErro
     let format = c.choice(
         &d.format,
         "[data] format",
-        &[("idx", "idx"), ("csv", "csv")],
+        &[
+            ("idx", "idx"),
+            ("csv", "csv"),
+            ("npy", "npy"),
+            ("npz", "npz"),
+        ],
     )?;
     let need = |v: &Option<String>, field: &str| -> Result<PathBuf, ManifestError> {
         v.as_deref().map(|p| c.resolve(p)).ok_or_else(|| {
@@ -676,7 +692,28 @@ fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestErro
         })
     };
     let sample_shape = d.sample_shape.as_ref().map(|s| s.get_ref().clone());
-    let source = if format == "idx" {
+    let source = if format == "npz" {
+        DataSource::Npz {
+            train: need(&d.train, "train (a .npz with arrays x and y)")?,
+            test: d.test.as_deref().map(|p| c.resolve(p)),
+        }
+    } else if format == "npy" {
+        let test = match (&d.test_images, &d.test_labels) {
+            (Some(x), Some(y)) => Some((c.resolve(x), c.resolve(y))),
+            (None, None) => None,
+            _ => {
+                return Err(c.at(
+                    d.format.span(),
+                    "[data] give both test_images and test_labels, or neither",
+                ))
+            }
+        };
+        DataSource::Npy {
+            train_features: need(&d.train_images, "train_images (the features .npy)")?,
+            train_labels: need(&d.train_labels, "train_labels (the labels .npy)")?,
+            test,
+        }
+    } else if format == "idx" {
         let test = match (&d.test_images, &d.test_labels) {
             (Some(x), Some(y)) => Some((c.resolve(x), c.resolve(y))),
             (None, None) => None,
@@ -739,8 +776,8 @@ fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestErro
         (None, None) => None,
     };
     let has_test = match &source {
-        DataSource::Idx { test, .. } => test.is_some(),
-        DataSource::Csv { test, .. } => test.is_some(),
+        DataSource::Idx { test, .. } | DataSource::Npy { test, .. } => test.is_some(),
+        DataSource::Csv { test, .. } | DataSource::Npz { test, .. } => test.is_some(),
     };
     if has_test && holdout.is_some() {
         return Err(c.at(
