@@ -1872,3 +1872,85 @@ fn numpy_arrays_are_data() {
     );
     assert!(r["test_accuracy"].as_f64().unwrap() > 0.8, "{r}");
 }
+
+#[test]
+fn a_method_written_in_numpy_runs_through_the_external_plugin() {
+    let plugins = plugin_folder(&["kdprune_external"]);
+    let python = repo_root().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "scripts/setup.sh --runtime makes .venv with numpy"
+    );
+    let script = repo_root().join("examples/python-method/class_balanced_loss.py");
+    let entry = |command: &str| {
+        format!(
+            "[dynamics]\nepochs = 2\n\n[[prune]]\nmethod = \"external\"\nkeep = [0.25]\nparams = {{ command = {command}, inputs = [\"dynamics/batch/loss\"], timeout_s = 60.0 }}\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let good = format!("[\"{}\", \"{}\"]", python.display(), script.display());
+    let path = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        &entry(&good),
+        &[
+            ("alphas = [0.0, 0.5]", "alphas = [0.0]"),
+            ("epochs = 4", "epochs = 1"),
+        ],
+    );
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let r = &results_lines(dir.path())[0];
+    assert_eq!(r["method"], "external");
+    assert_eq!(r["kept"], 1000);
+    // The kept quarter are the hardest by the script's class-balanced loss.
+    let out = kdprune(&["score", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // A command that fails, one that writes nothing, one that runs too long: one line each.
+    for (command, expected) in [
+        (
+            format!(
+                "[\"{}\", \"-c\", \"import sys; sys.exit('no luck here')\"]",
+                python.display()
+            ),
+            "failed (exit status: 1): no luck here",
+        ),
+        (
+            format!("[\"{}\", \"-c\", \"pass\"]", python.display()),
+            "wrote neither scores.npy nor indices.npy",
+        ),
+        (format!("[\"{}\", \"-c\", \"import time; time.sleep(30)\"]", python.display()), "ran past timeout_s"),
+        ("[\"/nonexistent/program\"]".to_string(), "cannot start"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let text = entry(&command).replace("timeout_s = 60.0", "timeout_s = 1.0");
+        let path = mnist_manifest(
+            dir.path(),
+            plugins.path(),
+            &text,
+            &[
+                ("alphas = [0.0, 0.5]", "alphas = [0.0]"),
+                ("epochs = 4", "epochs = 1"),
+            ],
+        );
+        let out = kdprune(&["run", path.to_str().unwrap()]);
+        assert_ne!(out.code, 0);
+        let line = error_line(&out);
+        assert!(
+            line.contains("plugin \"external\"") && line.contains(expected),
+            "{line}"
+        );
+    }
+    // An input name that does not exist is refused before any work.
+    let dir = tempfile::tempdir().unwrap();
+    let text = entry(&good).replace("dynamics/batch/loss", "dynamics/batch/lost");
+    let path = mnist_manifest(dir.path(), plugins.path(), &text, &[]);
+    let out = kdprune(&["check", path.to_str().unwrap()]);
+    assert_ne!(out.code, 0);
+    assert!(
+        error_line(&out).contains("\"dynamics/batch/lost\", which is not an input"),
+        "{}",
+        error_line(&out)
+    );
+}

@@ -14,9 +14,11 @@ use abi_stable::{
 
 use abi_stable::nonexhaustive_enum::NonExhaustive;
 
+use abi_stable::std_types::RSlice;
+
 use crate::types::{
-    BatchView, PluginError, PluginInfo, ScoreRequest, Selection, Selection_NE, TeacherBox,
-    TeacherInit, TeacherModel, TeacherModel_TO,
+    BatchView, InputSpec, Param, ParamValue, PluginError, PluginInfo, ScoreRequest, Selection,
+    Selection_NE, TeacherBox, TeacherInit, TeacherModel, TeacherModel_TO,
 };
 use crate::{PluginEntry, PluginEntry_Ref};
 
@@ -26,6 +28,48 @@ pub trait Scorer {
     fn info() -> PluginInfo;
     /// Scores every example or picks the kept ones (see [`Selection`]).
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError>;
+    /// The inputs to supply for these checked parameters, when they depend on them (a
+    /// `source` parameter, say); `None` (the default): those of [`Scorer::info`]. Each name
+    /// must be one `info` lists.
+    fn inputs_for(_params: &Params<'_>) -> Option<Result<Vec<InputSpec>, PluginError>> {
+        None
+    }
+}
+
+/// A method's checked parameters, by name (what [`Scorer::inputs_for`] reads).
+pub struct Params<'a>(pub &'a [Param]);
+
+impl Params<'_> {
+    pub fn get(&self, name: &str) -> Option<&ParamValue> {
+        self.0
+            .iter()
+            .find(|p| p.name.as_str() == name)
+            .and_then(|p| p.value.as_enum().ok())
+    }
+
+    /// A text parameter.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        match self.get(name) {
+            Some(ParamValue::Text(t)) => Some(t.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// A required input of that name (for [`Scorer::inputs_for`]).
+pub fn required(name: &str) -> InputSpec {
+    InputSpec {
+        name: name.into(),
+        required: true,
+    }
+}
+
+/// An optional input of that name (for [`Scorer::inputs_for`]).
+pub fn optional(name: &str) -> InputSpec {
+    InputSpec {
+        name: name.into(),
+        required: false,
+    }
 }
 
 /// A teacher: made once from the training set and its parameters, then asked for logits.
@@ -76,6 +120,17 @@ extern "C" fn score_glue<S: Scorer>(
     guarded("score", || S::score(request).map(NonExhaustive::new))
 }
 
+extern "C" fn inputs_for_glue<S: Scorer>(
+    params: RSlice<'_, Param>,
+) -> RResult<RVec<InputSpec>, PluginError> {
+    guarded("inputs_for", || {
+        match S::inputs_for(&Params(params.as_slice())) {
+            None => Ok(S::info().inputs.into_iter().collect()),
+            Some(r) => r.map(RVec::from),
+        }
+    })
+}
+
 extern "C" fn info_glue_teacher<T: Teacher>() -> PluginInfo {
     catch_unwind(T::info).unwrap_or_else(|payload| {
         PluginInfo::teacher(
@@ -110,6 +165,7 @@ pub fn scorer_entry<S: Scorer>() -> PluginEntry_Ref {
         info: info_glue_scorer::<S>,
         score: Some(score_glue::<S>),
         new_teacher: None,
+        inputs_for: Some(inputs_for_glue::<S>),
     }
     .leak_into_prefix()
 }
@@ -121,6 +177,7 @@ pub fn teacher_entry<T: Teacher>() -> PluginEntry_Ref {
         info: info_glue_teacher::<T>,
         score: None,
         new_teacher: Some(new_teacher_glue::<T>),
+        inputs_for: None,
     }
     .leak_into_prefix()
 }

@@ -31,7 +31,7 @@ pub mod records;
 pub mod types;
 
 pub use abi_stable;
-pub use glue::{Scorer, Teacher};
+pub use glue::{optional, required, Params, Scorer, Teacher};
 pub use half;
 pub use types::*;
 
@@ -40,7 +40,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings,
     sabi_types::VersionStrings,
-    std_types::{RResult, RVec},
+    std_types::{RResult, RSlice, RVec},
     StableAbi,
 };
 
@@ -69,8 +69,13 @@ pub struct PluginEntry {
     /// Set for pruning methods.
     pub score: Option<extern "C" fn(&ScoreRequest<'_>) -> RResult<Selection_NE, PluginError>>,
     /// Set for teachers.
-    #[sabi(last_prefix_field)]
     pub new_teacher: Option<extern "C" fn(&TeacherInit<'_>) -> RResult<TeacherBox, PluginError>>,
+    /// For pruning methods whose inputs depend on their parameters (`source = "teacher"`,
+    /// a user's list): the inputs to supply for these checked parameters, instead of
+    /// [`PluginInfo::inputs`] (which then lists every input the method may ask for).
+    #[sabi(last_prefix_field)]
+    pub inputs_for:
+        Option<extern "C" fn(RSlice<'_, Param>) -> RResult<RVec<InputSpec>, PluginError>>,
 }
 
 /// The root module of a plugin library: the list of plugins it exports.

@@ -131,6 +131,20 @@ pub fn chosen_embedding(request: &ScoreRequest<'_>) -> Result<(Vec<f32>, usize),
     }
 }
 
+/// The input the `embedding` parameter names, for [`crate::Scorer::inputs_for`]: only it is
+/// computed (no proxy training when the teacher's embedding is used).
+pub fn embedding_inputs(
+    params: &crate::Params<'_>,
+) -> Option<Result<Vec<crate::InputSpec>, PluginError>> {
+    Some(match params.text("embedding") {
+        Some("teacher") => Ok(vec![crate::required("embeddings/teacher")]),
+        Some("proxy") | None => Ok(vec![crate::required("embeddings/proxy")]),
+        Some(other) => Err(PluginError::new(format!(
+            "embedding = {other:?}: use \"proxy\" or \"teacher\""
+        ))),
+    })
+}
+
 /// The members of each class, `[classes][..]`, in index order.
 pub fn by_class(labels: &[u32], classes: usize) -> Vec<Vec<u32>> {
     let mut members = vec![Vec::new(); classes];

@@ -148,7 +148,10 @@ fn check_methods<'r>(
                 }
             };
             let mut inputs = Vec::new();
-            for request in &plugin.description.inputs {
+            let requested = plugin
+                .inputs_for(&params)
+                .map_err(|e| at(spec, format!("[[prune]] params: {e}")))?;
+            for request in &requested {
                 let missing = match request.name {
                     InputName::SoftLabels if manifest.teacher.is_none() => Some("add a [teacher]"),
                     InputName::TeacherEmbedding if !onnx_teacher => {

@@ -542,6 +542,38 @@ impl Plugin {
         })
     }
 
+    /// The inputs to supply for these checked parameters: what the plugin says for them
+    /// (`inputs_for`), or its declared inputs. Each must be one the plugin declared.
+    pub fn inputs_for(&self, params: &[Param]) -> Result<Vec<InputRequest>, PluginError> {
+        let Some(inputs_for) = self.entry.inputs_for() else {
+            return Ok(self.description.inputs.clone());
+        };
+        let specs = match inputs_for(RSlice::from_slice(params)) {
+            RResult::ROk(v) => v,
+            RResult::RErr(e) => return Err(self.call_error(e.message.to_string())),
+        };
+        specs
+            .iter()
+            .map(|spec| {
+                let name = InputName::parse(spec.name.as_str()).map_err(|known| {
+                    self.call_error(format!(
+                        "asks for input {:?}, which this host cannot supply (known: {known})",
+                        spec.name.as_str()
+                    ))
+                })?;
+                if !self.description.inputs.iter().any(|d| d.name == name) {
+                    return Err(self.call_error(format!(
+                        "asks for input {name}, which its description does not list; fix the plugin"
+                    )));
+                }
+                Ok(InputRequest {
+                    name,
+                    required: spec.required,
+                })
+            })
+            .collect()
+    }
+
     /// Makes a teacher from the raw training set.
     pub fn new_teacher(
         &self,

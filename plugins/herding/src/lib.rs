@@ -95,8 +95,14 @@ impl Scorer for Herding {
             ParamValue::Bool(true),
             "herd within each class, quotas proportional to the class sizes (DeepCore's balance)",
         )
-        .input("embeddings/proxy")
+        .optional_input("embeddings/proxy")
         .optional_input("embeddings/teacher")
+    }
+
+    fn inputs_for(
+        params: &kdprune_plugin_api::Params<'_>,
+    ) -> Option<Result<Vec<kdprune_plugin_api::InputSpec>, PluginError>> {
+        kdprune_plugin_api::records::embedding_inputs(params)
     }
 
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {

@@ -68,12 +68,18 @@ impl Scorer for Moderate {
             ParamValue::Text("proxy".into()),
             "\"proxy\": the proxy's penultimate layer; \"teacher\": [teacher] embedding",
         )
-        .input("embeddings/proxy")
+        .optional_input("embeddings/proxy")
         .optional_input("embeddings/teacher")
         .high_is_hard(true)
         .budget_independent()
         .default_policy("moderate")
         .score_meaning("far from its class's median: atypical; the default policy keeps the middle of the range")
+    }
+
+    fn inputs_for(
+        params: &kdprune_plugin_api::Params<'_>,
+    ) -> Option<Result<Vec<kdprune_plugin_api::InputSpec>, PluginError>> {
+        kdprune_plugin_api::records::embedding_inputs(params)
     }
 
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {

@@ -135,11 +135,17 @@ impl Scorer for Prototypes {
             ParamValue::Bool(true),
             "L2-normalise and use the cosine distance (spherical k-means, as the authors)",
         )
-        .input("embeddings/proxy")
+        .optional_input("embeddings/proxy")
         .optional_input("embeddings/teacher")
         .high_is_hard(true)
         .budget_independent()
         .score_meaning("far from every prototype: atypical, hard")
+    }
+
+    fn inputs_for(
+        params: &kdprune_plugin_api::Params<'_>,
+    ) -> Option<Result<Vec<kdprune_plugin_api::InputSpec>, PluginError>> {
+        kdprune_plugin_api::records::embedding_inputs(params)
     }
 
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {

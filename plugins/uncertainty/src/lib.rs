@@ -7,7 +7,8 @@
 //!
 //! `source = "proxy"` (default): the proxy after training, `dynamics/pass/logits` at the last
 //! pass record (the end of training), scored per run and averaged over runs.
-//! `source = "teacher"`: the teacher's probabilities (`soft_labels`).
+//! `source = "teacher"`: the teacher's probabilities (`soft_labels`). Only the chosen source is
+//! computed (`inputs_for`): no proxy is trained for `source = "teacher"`.
 
 use kdprune_plugin_api::{
     export_plugins,
@@ -125,6 +126,15 @@ macro_rules! uncertainty_plugin {
         impl Scorer for $ty {
             fn info() -> PluginInfo {
                 info($name, $kind)
+            }
+
+            fn inputs_for(
+                params: &kdprune_plugin_api::Params<'_>,
+            ) -> Option<Result<Vec<kdprune_plugin_api::InputSpec>, PluginError>> {
+                Some(Ok(match params.text("source") {
+                    Some("teacher") => vec![kdprune_plugin_api::required(INPUT_SOFT_LABELS)],
+                    _ => vec![kdprune_plugin_api::required("dynamics/pass/logits")],
+                }))
             }
 
             fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {
