@@ -1920,7 +1920,13 @@ fn a_method_written_in_numpy_runs_through_the_external_plugin() {
             format!("[\"{}\", \"-c\", \"pass\"]", python.display()),
             "wrote neither scores.npy nor indices.npy",
         ),
-        (format!("[\"{}\", \"-c\", \"import time; time.sleep(30)\"]", python.display()), "ran past timeout_s"),
+        (
+            format!(
+                "[\"{}\", \"-c\", \"import time; time.sleep(30)\"]",
+                python.display()
+            ),
+            "ran past timeout_s",
+        ),
         ("[\"/nonexistent/program\"]".to_string(), "cannot start"),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -1952,5 +1958,112 @@ fn a_method_written_in_numpy_runs_through_the_external_plugin() {
         error_line(&out).contains("\"dynamics/batch/lost\", which is not an input"),
         "{}",
         error_line(&out)
+    );
+}
+
+#[test]
+fn cifar10_as_an_image_folder_and_as_cifar_binary() {
+    let archive = repo_root().join("../shared/data/cifar10/cifar10-jpeg-60k.tar.gz");
+    if !archive.exists() {
+        eprintln!(
+            "{} is not here (a fresh clone without ../shared): this test did not run",
+            archive.display()
+        );
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    // 50 training and 20 test images per class.
+    let status = Command::new("tar")
+        .args([
+            "-xzf",
+            archive.to_str().unwrap(),
+            "-C",
+            data.path().to_str().unwrap(),
+            "--wildcards",
+            "train/*/00[0-4]?.jpg",
+            "test/*/00[0-1]?.jpg",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = format!(
+        r#"name = "cifar10-folder"
+output = "{out}"
+plugin_dirs = ["{plugins}"]
+
+[data]
+format = "image_folder"
+train = "{data}/train"
+test = "{data}/test"
+
+[data.normalise]
+scale = 255.0
+mean = [0.4914, 0.4822, 0.4465]
+std = [0.2470, 0.2435, 0.2616]
+
+[student]
+layers = ["conv 8", "relu", "maxpool 2", "conv 16", "relu", "maxpool 2"]
+epochs = 15
+batch_size = 32
+lr = 0.01
+warmup_epochs = 1
+clip_grad_norm = 5.0
+
+[[prune]]
+method = "random"
+keep = [1.0]
+"#,
+        out = dir.path().join("out").display(),
+        plugins = plugins.path().display(),
+        data = data.path().display(),
+    );
+    let path = dir.path().join("m.toml");
+    std::fs::write(&path, manifest).unwrap();
+    let m = manifest::load(&path).unwrap();
+    let (train, test) = kdprune::data::load(&m.data, 0).unwrap();
+    assert_eq!((train.len(), test.len()), (500, 200));
+    assert_eq!(train.sample_shape, vec![3, 32, 32]);
+    assert_eq!(train.num_classes, 10);
+    // Classes in sorted folder order, as torchvision's ImageFolder: airplane = 0, truck = 9.
+    assert_eq!(train.labels[0], 0);
+    assert_eq!(*train.labels.last().unwrap(), 9);
+    // The second load comes from the decoded cache, the same values.
+    let cached: Vec<_> = std::fs::read_dir(&m.cache_dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .collect();
+    assert_eq!(cached.len(), 2, "one decoded cache per folder");
+    let (again, _) = kdprune::data::load(&m.data, 0).unwrap();
+    assert_eq!(again.features, train.features);
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let acc = results_lines(dir.path())[0]["test_accuracy"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        acc > 0.15,
+        "a small CNN on 500 CIFAR-10 images beats chance (10 %): {acc}"
+    );
+
+    // The same images as a CIFAR-10 binary file: label byte, then the 3072 bytes of planes.
+    let bin = data.path().join("data_batch_1.bin");
+    let mut bytes = Vec::new();
+    for (row, &label) in train.features.rows().into_iter().zip(&train.labels) {
+        bytes.push(label as u8);
+        bytes.extend(row.iter().map(|&v| v as u8));
+    }
+    std::fs::write(&bin, &bytes).unwrap();
+    let cifar = kdprune::data::read_cifar(&[bin.clone()], 1, 10).unwrap();
+    assert_eq!(cifar.features, train.features);
+    assert_eq!(cifar.labels, train.labels);
+    std::fs::write(&bin, &bytes[..bytes.len() - 5]).unwrap();
+    let err = kdprune::data::read_cifar(&[bin], 1, 10)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not a whole number of 3073-byte CIFAR records"),
+        "{err}"
     );
 }

@@ -31,6 +31,27 @@ pub fn load(spec: &crate::manifest::DataSpec, seed: u64) -> Result<(Dataset, Dat
             };
             (train, test)
         }
+        DataSource::ImageFolder { train, test, cache } => {
+            let (train_set, classes) = super::read_image_folder(train, None, Some(cache))?;
+            let test_set = match test {
+                Some(path) => Some(super::read_image_folder(path, Some(&classes), Some(cache))?.0),
+                None => None,
+            };
+            (train_set, test_set)
+        }
+        DataSource::Cifar {
+            train,
+            test,
+            label_bytes,
+            classes,
+        } => {
+            let train_set = super::read_cifar(train, *label_bytes, *classes)?;
+            let test_set = match test {
+                Some(files) => Some(super::read_cifar(files, *label_bytes, *classes)?),
+                None => None,
+            };
+            (train_set, test_set)
+        }
         DataSource::Npz { train, test } => {
             let train = super::read_npz(train, spec.num_classes)?;
             let test = match test {

@@ -1,4 +1,5 @@
-//! Data sets: readers (IDX, CSV, NumPy `.npy`/`.npz`) into one [`Dataset`] type, validation, and the student's
+//! Data sets: readers (IDX, CSV, NumPy `.npy`/`.npz`, image folders, CIFAR binary) into one
+//! [`Dataset`] type, validation, and the student's
 //! normalisation.
 //!
 //! Owns decoding and checking files and the per-channel scaling; does not own where the
@@ -7,6 +8,7 @@
 
 mod csv;
 mod idx;
+mod images;
 mod load;
 mod npy;
 
@@ -16,6 +18,7 @@ use ndarray::{Array2, ArrayView2, Axis};
 
 pub use self::csv::{read_csv, CsvOptions, LabelColumn};
 pub use self::idx::read_idx_pair;
+pub use self::images::{read_cifar, read_image_folder};
 pub use self::load::load;
 pub use self::npy::{read_npy_pair, read_npz};
 

@@ -80,6 +80,20 @@ pub enum DataSource {
         train_labels: PathBuf,
         test: Option<(PathBuf, PathBuf)>,
     },
+    /// torchvision `ImageFolder` trees (`<root>/<class>/<image>`); decoded images cached in
+    /// `cache`.
+    ImageFolder {
+        train: PathBuf,
+        test: Option<PathBuf>,
+        cache: PathBuf,
+    },
+    /// CIFAR binary records: `label_bytes` 1 (CIFAR-10) or 2 (CIFAR-100, fine label).
+    Cifar {
+        train: Vec<PathBuf>,
+        test: Option<Vec<PathBuf>>,
+        label_bytes: usize,
+        classes: usize,
+    },
     /// Arrays `x` and `y` of a `.npz` file each.
     Npz {
         train: PathBuf,
@@ -423,7 +437,7 @@ pub(super) fn check(
             ],
         )?,
     };
-    let data = check_data(&c, raw.data)?;
+    let data = check_data(&c, raw.data, &cache_dir)?;
     let teacher = raw.teacher.map(|t| check_teacher(&c, t)).transpose()?;
     let dynamics = check_dynamics(&c, raw.dynamics, &raw.student)?;
     let student = check_student(&c, raw.student)?;
@@ -672,7 +686,11 @@ fn check_dynamics(
     })
 }
 
-fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestError> {
+fn check_data(
+    c: &Checker<'_>,
+    d: raw::RawData,
+    cache_dir: &Path,
+) -> Result<DataSpec, ManifestError> {
     let format = c.choice(
         &d.format,
         "[data] format",
@@ -681,6 +699,9 @@ fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestErro
             ("csv", "csv"),
             ("npy", "npy"),
             ("npz", "npz"),
+            ("image_folder", "image_folder"),
+            ("cifar10", "cifar10"),
+            ("cifar100", "cifar100"),
         ],
     )?;
     let need = |v: &Option<String>, field: &str| -> Result<PathBuf, ManifestError> {
@@ -692,7 +713,44 @@ fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestErro
         })
     };
     let sample_shape = d.sample_shape.as_ref().map(|s| s.get_ref().clone());
-    let source = if format == "npz" {
+    let cifar_files = |p: PathBuf, pattern: &str| -> Vec<PathBuf> {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
+                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            files.retain(|f| {
+                f.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(pattern) && n.ends_with(".bin"))
+            });
+            files.sort();
+            if files.is_empty() {
+                vec![p]
+            } else {
+                files
+            }
+        } else {
+            vec![p]
+        }
+    };
+    let source = if format == "image_folder" {
+        DataSource::ImageFolder {
+            train: need(&d.train, "train (a folder of class folders)")?,
+            test: d.test.as_deref().map(|p| c.resolve(p)),
+            cache: cache_dir.to_path_buf(),
+        }
+    } else if format == "cifar10" || format == "cifar100" {
+        let ten = format == "cifar10";
+        DataSource::Cifar {
+            train: cifar_files(
+                need(&d.train, "train (a CIFAR .bin file or its folder)")?,
+                if ten { "data_batch" } else { "train" },
+            ),
+            test: d.test.as_deref().map(|p| cifar_files(c.resolve(p), "test")),
+            label_bytes: if ten { 1 } else { 2 },
+            classes: if ten { 10 } else { 100 },
+        }
+    } else if format == "npz" {
         DataSource::Npz {
             train: need(&d.train, "train (a .npz with arrays x and y)")?,
             test: d.test.as_deref().map(|p| c.resolve(p)),
@@ -777,7 +835,10 @@ fn check_data(c: &Checker<'_>, d: raw::RawData) -> Result<DataSpec, ManifestErro
     };
     let has_test = match &source {
         DataSource::Idx { test, .. } | DataSource::Npy { test, .. } => test.is_some(),
-        DataSource::Csv { test, .. } | DataSource::Npz { test, .. } => test.is_some(),
+        DataSource::Csv { test, .. }
+        | DataSource::Npz { test, .. }
+        | DataSource::ImageFolder { test, .. } => test.is_some(),
+        DataSource::Cifar { test, .. } => test.is_some(),
     };
     if has_test && holdout.is_some() {
         return Err(c.at(
