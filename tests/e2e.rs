@@ -2055,7 +2055,7 @@ keep = [1.0]
         bytes.extend(row.iter().map(|&v| v as u8));
     }
     std::fs::write(&bin, &bytes).unwrap();
-    let cifar = kdprune::data::read_cifar(&[bin.clone()], 1, 10).unwrap();
+    let cifar = kdprune::data::read_cifar(std::slice::from_ref(&bin), 1, 10).unwrap();
     assert_eq!(cifar.features, train.features);
     assert_eq!(cifar.labels, train.labels);
     std::fs::write(&bin, &bytes[..bytes.len() - 5]).unwrap();
