@@ -42,16 +42,30 @@ pub fn read_csv(
         DataError::format(path, format!("not UTF-8 text ({e}); is this a CSV file?"))
     })?;
     let delim = options.delimiter as char;
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .peekable();
-    let first = lines
+    // Records through the `csv` crate: quoted fields (with delimiters or quotes inside),
+    // CRLF line ends; blank lines skipped. Each record keeps its 0-based line number.
+    let mut reader = ::csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(options.delimiter)
+        .flexible(true)
+        .trim(::csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut records: Vec<(usize, Vec<String>)> = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| {
+            DataError::format(path, format!("not readable as CSV: {}", crate::one_line(e)))
+        })?;
+        if record.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        let line = record.position().map_or(0, |p| p.line() as usize - 1);
+        records.push((line, record.iter().map(str::to_string).collect()));
+    }
+    let mut lines = records.iter().map(|(l, f)| (*l, f)).peekable();
+    let first_fields: Vec<&str> = lines
         .peek()
-        .map(|(_, l)| l.to_string())
+        .map(|(_, f)| f.iter().map(String::as_str).collect())
         .ok_or_else(|| DataError::format(path, "the file is empty"))?;
-    let first_fields: Vec<&str> = first.split(delim).map(str::trim).collect();
     let ncols = first_fields.len();
     if ncols < 2 {
         return Err(DataError::format(
@@ -109,7 +123,7 @@ pub fn read_csv(
     let mut features = Vec::new();
     let mut raw_labels: Vec<&str> = Vec::new();
     for (line_no, line) in lines {
-        let fields: Vec<&str> = line.split(delim).map(str::trim).collect();
+        let fields: Vec<&str> = line.iter().map(String::as_str).collect();
         if fields.len() != ncols {
             return Err(DataError::format(
                 path,
@@ -315,6 +329,29 @@ mod tests {
             err.contains("line 2, column 2") && err.contains("\"nan\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn quoted_fields_and_a_text_label_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.csv");
+        std::fs::write(
+            &p,
+            "\"x, first\",x2,kind\r\n\"1.5\",2,\"cat, small\"\r\n3,4,dog\r\n\r\n5,6,\"cat, small\"\r\n",
+        )
+        .unwrap();
+        let (ds, names) = read_csv(&p, &opts(LabelColumn::Name("kind".into()))).unwrap();
+        assert_eq!(
+            names.unwrap(),
+            vec!["cat, small".to_string(), "dog".to_string()]
+        );
+        assert_eq!(ds.labels, vec![0, 1, 0]);
+        assert_eq!(ds.features.row(0).to_vec(), vec![1.5, 2.0]);
+        std::fs::write(&p, "1,2,0\n3,\"4,1\n").unwrap();
+        let err = read_csv(&p, &opts(LabelColumn::Index(-1)))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains('\n') && err.contains("d.csv"), "{err}");
     }
 
     #[test]
