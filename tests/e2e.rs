@@ -1246,11 +1246,27 @@ fn dynamics_over_the_memory_limit_and_unknown_inputs_are_refused_before_any_work
 }
 
 /// Parameters given to some methods in the all-methods test, so that the teacher's side of
-/// them runs too; every other pruning method of plugins/ runs with its defaults.
-const METHOD_PARAMS: &[(&str, &str)] = &[
-    ("margin", "params = { source = \"teacher\" }\n"),
-    ("prototypes", "params = { embedding = \"teacher\" }\n"),
-];
+/// them runs too (and `external` has a command); every other pruning method of plugins/ runs
+/// with its defaults.
+fn method_params() -> Vec<(&'static str, String)> {
+    vec![
+        ("margin", "params = { source = \"teacher\" }\n".into()),
+        (
+            "prototypes",
+            "params = { embedding = \"teacher\" }\n".into(),
+        ),
+        (
+            "external",
+            format!(
+                "params = {{ command = [\"{}\", \"{}\"], inputs = [\"dynamics/batch/loss\"] }}\n",
+                repo_root().join(".venv/bin/python").display(),
+                repo_root()
+                    .join("examples/python-method/class_balanced_loss.py")
+                    .display()
+            ),
+        ),
+    ]
+}
 
 /// Every pruning method the workspace builds (plugins/*; the test fixtures left out), so a
 /// new plugin crate is tested without editing a list.
@@ -1273,10 +1289,11 @@ fn all_methods() -> Vec<String> {
 fn all_methods_manifest(dir: &Path) -> PathBuf {
     let mut body = String::from("[dynamics]\nepochs = 3\nearly_steps = [0]\n\n");
     for method in all_methods() {
-        let extra = METHOD_PARAMS
+        let params = method_params();
+        let extra = params
             .iter()
             .find(|(m, _)| *m == method)
-            .map_or("", |(_, p)| p);
+            .map_or("", |(_, p)| p.as_str());
         body.push_str(&format!(
             "[[prune]]\nmethod = \"{method}\"\nkeep = [0.1, 0.3]\n{extra}\n"
         ));

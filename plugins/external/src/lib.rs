@@ -100,6 +100,15 @@ impl Scorer for External {
     }
 
     fn inputs_for(params: &Params<'_>) -> Option<Result<Vec<InputSpec>, PluginError>> {
+        // Checked with the inputs, so a missing command is refused before any work.
+        match params.get("command") {
+            Some(ParamValue::TextList(c)) if !c.is_empty() => {}
+            _ => {
+                return Some(Err(fail(
+                    "params command is empty; give the program and its arguments, e.g. [\"python3\", \"method.py\"]",
+                )))
+            }
+        }
         let names = match params.get("inputs") {
             Some(ParamValue::TextList(names)) => names,
             _ => return Some(Ok(Vec::new())),
