@@ -1734,11 +1734,9 @@ fn runs_killed_at_random_points_or_out_of_disk_resume_to_the_same_results() {
     let duration_ms = started.elapsed().as_millis().max(200) as u64;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut kills = 0;
-    let mut dir = tempfile::tempdir().unwrap();
-    let mut path = crash_manifest(dir.path(), plugins.path());
     for round in 0..6 {
-        dir = tempfile::tempdir().unwrap();
-        path = crash_manifest(dir.path(), plugins.path());
+        let dir = tempfile::tempdir().unwrap();
+        let path = crash_manifest(dir.path(), plugins.path());
         for _ in 0..2 {
             let mut child = Command::new(env!("CARGO_BIN_EXE_kdprune"))
                 .args(["run", path.to_str().unwrap()])
@@ -1770,6 +1768,8 @@ fn runs_killed_at_random_points_or_out_of_disk_resume_to_the_same_results() {
     eprintln!("killed {kills} times in 6 rounds");
 
     // A full disk (a small tmpfs as the output folder, where this machine allows a mount).
+    let dir = tempfile::tempdir().unwrap();
+    let path = crash_manifest(dir.path(), plugins.path());
     let disk = tempfile::tempdir().unwrap();
     let mounted = Command::new("mount")
         .args([

@@ -154,6 +154,20 @@ pub fn by_class(labels: &[u32], classes: usize) -> Vec<Vec<u32>> {
     members
 }
 
+/// The groups a per-class selection works in — each class (`per_class`) or the whole set —
+/// with each group's share of `budget` (proportional to its size).
+pub fn selection_groups(request: &ScoreRequest<'_>, per_class: bool) -> Vec<(Vec<u32>, usize)> {
+    let train = request.train;
+    let groups = if per_class {
+        by_class(train.labels.as_slice(), train.num_classes as usize)
+    } else {
+        vec![(0..train.len() as u32).collect()]
+    };
+    let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
+    let quotas = proportional_quotas(&sizes, request.budget as usize);
+    groups.into_iter().zip(quotas).collect()
+}
+
 /// Quotas proportional to `sizes` summing to `budget` (largest remainder, ties by class): how
 /// a per-class selection splits its budget.
 pub fn proportional_quotas(sizes: &[usize], budget: usize) -> Vec<usize> {

@@ -275,6 +275,28 @@ impl PluginInfo {
 /// Name of the input carrying the teacher's probabilities at temperature 1, f32 `[N, C]`.
 pub const INPUT_SOFT_LABELS: &str = "soft_labels";
 
+/// Every input name of this plugin-api version (the table in `docs/writing-a-plugin.md`); a
+/// host of this version supplies each (a test holds the host to this list).
+pub const INPUT_NAMES: &[&str] = &[
+    INPUT_SOFT_LABELS,
+    "dynamics/batch/loss",
+    "dynamics/batch/true_prob",
+    "dynamics/batch/correct",
+    "dynamics/batch/margin",
+    "dynamics/batch/el2n",
+    "dynamics/batch/logits",
+    "dynamics/pass/loss",
+    "dynamics/pass/true_prob",
+    "dynamics/pass/correct",
+    "dynamics/pass/margin",
+    "dynamics/pass/el2n",
+    "dynamics/pass/grad_norm",
+    "dynamics/pass/logits",
+    "dynamics/pass/epochs",
+    "embeddings/proxy",
+    "embeddings/teacher",
+];
+
 /// A labelled data set, borrowed.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, Copy)]

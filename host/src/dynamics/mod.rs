@@ -489,12 +489,6 @@ pub struct Dynamics {
     pub pass_seconds: f64,
 }
 
-impl Dynamics {
-    pub fn get(&self, name: &str) -> Option<&HostTensor> {
-        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
-    }
-}
-
 /// The width of the proxy's penultimate layer for examples of `sample_shape`.
 pub fn embedding_width(
     spec: &DynamicsSpec,

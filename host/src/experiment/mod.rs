@@ -352,7 +352,7 @@ fn input_stage<'a>(
         };
         let started = Instant::now();
         let recorded = crate::inputs::provide_dynamics(&ctx, &needs.dynamics)?;
-        crate::inputs::add_dynamics(&mut stage.inputs, needs, &recorded);
+        crate::inputs::add_dynamics(&mut stage.inputs, needs, recorded);
         stage.time.dynamics += started.elapsed().as_secs_f64();
     }
     Ok(stage)

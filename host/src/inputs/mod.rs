@@ -130,12 +130,10 @@ impl Needs {
     }
 }
 
-/// The computed inputs of a run, by name, and where their time went.
+/// The computed inputs of a run, by name.
 #[derive(Debug, Default)]
 pub struct Inputs {
     tensors: Vec<(String, HostTensor)>,
-    /// Seconds spent training proxies (0 when the dynamics came from the cache).
-    pub dynamics_seconds: f64,
 }
 
 impl Inputs {
@@ -195,16 +193,14 @@ pub fn provide_dynamics(ctx: &DynamicsContext<'_>, request: &Request) -> Result<
     let key = dynamics::cache::DynamicsKey::new(ctx.spec, &ctx.data_hash);
     let path = key.path(ctx.cache_dir);
     let cached = dynamics::cache::read(&path, &key);
-    if let Some(c) = &cached {
-        if c.request.covers(request) {
+    let wanted = match cached {
+        Some(c) if c.request.covers(request) => {
             tracing::info!(cache = %path.display(), "dynamics from the cache");
-            return Ok(c.clone());
+            return Ok(c);
         }
-    }
-    let wanted = cached
-        .as_ref()
-        .map(|c| c.request.union(request))
-        .unwrap_or_else(|| request.clone());
+        Some(c) => c.request.union(request),
+        None => request.clone(),
+    };
     let started = Instant::now();
     let recorded = dynamics::record(ctx.spec, &wanted, &ctx.set).map_err(|e| match e {
         dynamics::DynamicsError::Train(t) => Error::Train(t),
@@ -221,10 +217,14 @@ pub fn provide_dynamics(ctx: &DynamicsContext<'_>, request: &Request) -> Result<
     Ok(recorded)
 }
 
-/// Moves the tensors of `dynamics` that `needs` names into `inputs`.
-pub fn add_dynamics(inputs: &mut Inputs, needs: &Needs, dynamics: &Dynamics) {
-    for name in InputName::all() {
-        let wanted = match name {
+/// Moves the tensors of `dynamics` that `needs` names into `inputs` (records a cache file held
+/// beyond the request are dropped, not copied).
+pub fn add_dynamics(inputs: &mut Inputs, needs: &Needs, dynamics: Dynamics) {
+    for (name, tensor) in dynamics.tensors {
+        let Ok(input) = InputName::parse(&name) else {
+            continue;
+        };
+        let wanted = match input {
             InputName::Dynamics(s, q) => needs.dynamics.recorded.contains(&(s, q)),
             InputName::PassEpochs => needs
                 .dynamics
@@ -235,17 +235,20 @@ pub fn add_dynamics(inputs: &mut Inputs, needs: &Needs, dynamics: &Dynamics) {
             _ => false,
         };
         if wanted {
-            if let Some(t) = dynamics.get(&name.to_string()) {
-                inputs.insert(name, t.clone());
-            }
+            inputs.insert(input, tensor);
         }
     }
-    inputs.dynamics_seconds += dynamics.train_seconds;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_host_supplies_exactly_the_names_of_its_plugin_api() {
+        let host: Vec<String> = InputName::all().iter().map(|n| n.to_string()).collect();
+        assert_eq!(host, kdprune_plugin_api::INPUT_NAMES);
+    }
 
     #[test]
     fn names_round_trip_and_unknown_ones_list_the_known() {

@@ -713,6 +713,17 @@ fn check_data(
         })
     };
     let sample_shape = d.sample_shape.as_ref().map(|s| s.get_ref().clone());
+    // The test files of the formats that come as (features, labels) pairs.
+    let test_pair = || -> Result<Option<(PathBuf, PathBuf)>, ManifestError> {
+        match (&d.test_images, &d.test_labels) {
+            (Some(x), Some(y)) => Ok(Some((c.resolve(x), c.resolve(y)))),
+            (None, None) => Ok(None),
+            _ => Err(c.at(
+                d.format.span(),
+                "[data] give both test_images and test_labels, or neither",
+            )),
+        }
+    };
     let cifar_files = |p: PathBuf, pattern: &str| -> Vec<PathBuf> {
         if p.is_dir() {
             let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
@@ -756,32 +767,14 @@ fn check_data(
             test: d.test.as_deref().map(|p| c.resolve(p)),
         }
     } else if format == "npy" {
-        let test = match (&d.test_images, &d.test_labels) {
-            (Some(x), Some(y)) => Some((c.resolve(x), c.resolve(y))),
-            (None, None) => None,
-            _ => {
-                return Err(c.at(
-                    d.format.span(),
-                    "[data] give both test_images and test_labels, or neither",
-                ))
-            }
-        };
+        let test = test_pair()?;
         DataSource::Npy {
             train_features: need(&d.train_images, "train_images (the features .npy)")?,
             train_labels: need(&d.train_labels, "train_labels (the labels .npy)")?,
             test,
         }
     } else if format == "idx" {
-        let test = match (&d.test_images, &d.test_labels) {
-            (Some(x), Some(y)) => Some((c.resolve(x), c.resolve(y))),
-            (None, None) => None,
-            _ => {
-                return Err(c.at(
-                    d.format.span(),
-                    "[data] give both test_images and test_labels, or neither",
-                ))
-            }
-        };
+        let test = test_pair()?;
         DataSource::Idx {
             train_images: need(&d.train_images, "train_images")?,
             train_labels: need(&d.train_labels, "train_labels")?,

@@ -339,39 +339,9 @@ pub fn ccs_budgets(sizes: &[usize], k: usize) -> Vec<usize> {
     budgets
 }
 
-/// Quotas proportional to `sizes`, summing to `budget` (largest remainder, ties by class).
-pub fn proportional_quotas(sizes: &[usize], budget: usize) -> Vec<usize> {
-    let n: usize = sizes.iter().sum();
-    let exact: Vec<f64> = sizes
-        .iter()
-        .map(|&s| s as f64 * budget as f64 / n.max(1) as f64)
-        .collect();
-    let mut quota: Vec<usize> = exact
-        .iter()
-        .zip(sizes)
-        .map(|(e, &s)| (e.floor() as usize).min(s))
-        .collect();
-    let mut remaining = budget.min(n) - quota.iter().sum::<usize>();
-    let mut order: Vec<usize> = (0..sizes.len()).collect();
-    order.sort_by(|&a, &b| {
-        (exact[b] - exact[b].floor())
-            .total_cmp(&(exact[a] - exact[a].floor()))
-            .then(a.cmp(&b))
-    });
-    while remaining > 0 {
-        let before = remaining;
-        for &c in &order {
-            if remaining > 0 && quota[c] < sizes[c] {
-                quota[c] += 1;
-                remaining -= 1;
-            }
-        }
-        if remaining == before {
-            break;
-        }
-    }
-    quota
-}
+/// Quotas proportional to `sizes`, summing to `budget` (largest remainder, ties by class): the
+/// same split the per-class plugins (herding, k-center) use.
+pub use kdprune_plugin_api::records::proportional_quotas;
 
 /// Equal quotas summing to `budget`: water-filling, so a class smaller than its share keeps
 /// all its examples and the others share the rest (extra units to the first classes).

@@ -319,28 +319,11 @@ impl<'a> Teacher<'a> {
     fn start(&mut self) -> Result<&mut Live, TeacherError> {
         if self.live.is_none() {
             let live = match &self.spec.source {
-                TeacherSource::Onnx {
-                    model,
-                    input,
-                    output,
-                    provider,
-                    allow_cpu_fallback,
-                    ort_library,
-                    threads,
-                } => Live::Onnx(
-                    onnx::OnnxTeacher::open(&onnx::OnnxOptions {
-                        model,
-                        input: input.as_deref(),
-                        output: output.as_deref(),
-                        provider: *provider,
-                        allow_cpu_fallback: *allow_cpu_fallback,
-                        ort_library: ort_library.as_deref(),
-                        threads: *threads,
-                        layout: self.spec.layout,
-                        sample_shape: &self.train.sample_shape,
-                        num_classes: self.train.num_classes,
-                    })
-                    .inspect(|t| tracing::info!(provider = ?t.provider, "ONNX teacher opened"))?,
+                TeacherSource::Onnx { .. } => Live::Onnx(
+                    onnx::OnnxTeacher::open(&self.onnx_options().expect("an ONNX source"))
+                        .inspect(
+                            |t| tracing::info!(provider = ?t.provider, "ONNX teacher opened"),
+                        )?,
                 ),
                 TeacherSource::Plugin {
                     name,

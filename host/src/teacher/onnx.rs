@@ -278,18 +278,16 @@ impl OnnxTeacher {
         let mut padded = Vec::new();
         for start in (0..batch).step_by(chunk) {
             let rows = chunk.min(batch - start);
-            let slice = &features[start * d..(start + rows) * d];
-            let data: &[f32] = if rows < chunk && self.fixed_batch.is_some() {
-                padded.clear();
-                padded.extend_from_slice(slice);
-                padded.resize(chunk * d, 0.0);
-                &padded
-            } else {
-                slice
-            };
+            let data = chunk_input(
+                features,
+                start..start + rows,
+                chunk,
+                d,
+                self.fixed_batch.is_some(),
+                &mut padded,
+            );
             let run_rows = data.len() / d;
-            let mut shape = vec![run_rows as i64];
-            shape.extend(self.example_shape.iter().map(|&s| s as i64));
+            let shape = input_shape(run_rows, &self.example_shape);
             let tensor = TensorRef::from_array_view((shape, data))
                 .map_err(|e| self.model_error(format!("cannot make the input tensor: {e}")))?;
             let outputs = self
@@ -357,6 +355,34 @@ impl OnnxTeacher {
     }
 }
 
+/// The rows `rows` of `features` (`d` values each) as one run's input: as they are, or padded
+/// with zero rows to `chunk` for a model whose batch is fixed.
+fn chunk_input<'a>(
+    features: &'a [f32],
+    rows: std::ops::Range<usize>,
+    chunk: usize,
+    d: usize,
+    fixed: bool,
+    padded: &'a mut Vec<f32>,
+) -> &'a [f32] {
+    let slice = &features[rows.start * d..rows.end * d];
+    if fixed && rows.len() < chunk {
+        padded.clear();
+        padded.extend_from_slice(slice);
+        padded.resize(chunk * d, 0.0);
+        padded
+    } else {
+        slice
+    }
+}
+
+/// `[rows, ...example_shape]` as ONNX Runtime takes it.
+fn input_shape(rows: usize, example_shape: &[usize]) -> Vec<i64> {
+    std::iter::once(rows as i64)
+        .chain(example_shape.iter().map(|&s| s as i64))
+        .collect()
+}
+
 /// A session of the teacher's model that returns one of its intermediate tensors.
 pub struct OnnxEmbedder {
     session: Session,
@@ -386,18 +412,16 @@ impl OnnxEmbedder {
         let mut padded = Vec::new();
         for start in (0..batch).step_by(chunk) {
             let rows = chunk.min(batch - start);
-            let slice = &features[start * d..(start + rows) * d];
-            let data: &[f32] = if rows < chunk && self.fixed_batch.is_some() {
-                padded.clear();
-                padded.extend_from_slice(slice);
-                padded.resize(chunk * d, 0.0);
-                &padded
-            } else {
-                slice
-            };
+            let data = chunk_input(
+                features,
+                start..start + rows,
+                chunk,
+                d,
+                self.fixed_batch.is_some(),
+                &mut padded,
+            );
             let run_rows = data.len() / d;
-            let mut shape = vec![run_rows as i64];
-            shape.extend(self.example_shape.iter().map(|&s| s as i64));
+            let shape = input_shape(run_rows, &self.example_shape);
             let tensor = TensorRef::from_array_view((shape, data))
                 .map_err(|e| err(format!("cannot make the input tensor: {e}")))?;
             let outputs = self

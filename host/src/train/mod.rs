@@ -40,8 +40,6 @@ pub enum TrainError {
         /// What to change, given what is already set.
         advice: String,
     },
-    #[error("recording training dynamics: {0}")]
-    Observer(String),
 }
 
 /// What the student learns from.

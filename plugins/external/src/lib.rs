@@ -23,26 +23,8 @@ use kdprune_plugin_api::{
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 
-/// Every input a host of plugin-api 0.2 offers; the manifest's `inputs` picks among them.
-const INPUTS: &[&str] = &[
-    "soft_labels",
-    "dynamics/batch/loss",
-    "dynamics/batch/true_prob",
-    "dynamics/batch/correct",
-    "dynamics/batch/margin",
-    "dynamics/batch/el2n",
-    "dynamics/batch/logits",
-    "dynamics/pass/loss",
-    "dynamics/pass/true_prob",
-    "dynamics/pass/correct",
-    "dynamics/pass/margin",
-    "dynamics/pass/el2n",
-    "dynamics/pass/grad_norm",
-    "dynamics/pass/logits",
-    "dynamics/pass/epochs",
-    "embeddings/proxy",
-    "embeddings/teacher",
-];
+/// Every input a host of this plugin-api supplies.
+const INPUTS: &[&str] = kdprune_plugin_api::INPUT_NAMES;
 
 fn fail(message: impl Into<String>) -> PluginError {
     PluginError::new(message)

@@ -10,7 +10,7 @@
 
 use kdprune_plugin_api::{
     export_plugins,
-    records::{by_class, chosen_embedding, dot, proportional_quotas},
+    records::{chosen_embedding, dot, selection_groups},
     ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
 };
 use rayon::prelude::*;
@@ -107,23 +107,12 @@ impl Scorer for Herding {
 
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {
         let (x, h) = chosen_embedding(request)?;
-        let train = request.train;
-        let k = request.budget as usize;
-        let picked = if request.bool("per_class")? {
-            let classes = by_class(train.labels.as_slice(), train.num_classes as usize);
-            let sizes: Vec<usize> = classes.iter().map(Vec::len).collect();
-            let quotas = proportional_quotas(&sizes, k);
-            let per_class: Vec<Vec<u32>> = classes
-                .par_iter()
-                .zip(quotas)
-                .map(|(members, q)| herding(&x, h, members, q))
-                .collect();
-            per_class.concat()
-        } else {
-            let all: Vec<u32> = (0..train.len() as u32).collect();
-            herding(&x, h, &all, k)
-        };
-        Ok(Selection::subset(picked))
+        let groups = selection_groups(request, request.bool("per_class")?);
+        let picked: Vec<Vec<u32>> = groups
+            .par_iter()
+            .map(|(members, q)| herding(&x, h, members, *q))
+            .collect();
+        Ok(Selection::subset(picked.concat()))
     }
 }
 

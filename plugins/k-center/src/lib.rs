@@ -8,7 +8,7 @@
 
 use kdprune_plugin_api::{
     export_plugins,
-    records::{by_class, chosen_embedding, proportional_quotas, squared_distance, SplitMix64},
+    records::{chosen_embedding, selection_groups, squared_distance, SplitMix64},
     ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
 };
 use rayon::prelude::*;
@@ -90,23 +90,17 @@ impl Scorer for KCenter {
 
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {
         let (x, h) = chosen_embedding(request)?;
-        let train = request.train;
-        let k = request.budget as usize;
-        let mut rng = SplitMix64(request.seed);
-        let groups: Vec<Vec<u32>> = if request.bool("per_class")? {
-            by_class(train.labels.as_slice(), train.num_classes as usize)
-        } else {
-            vec![(0..train.len() as u32).collect()]
-        };
-        let sizes: Vec<usize> = groups.iter().map(Vec::len).collect();
-        let quotas = proportional_quotas(&sizes, k);
+        let groups = selection_groups(request, request.bool("per_class")?);
         // Each group's seeded start drawn in order, then the groups covered in parallel.
-        let firsts: Vec<usize> = groups.iter().map(|g| rng.below(g.len().max(1))).collect();
+        let mut rng = SplitMix64(request.seed);
+        let firsts: Vec<usize> = groups
+            .iter()
+            .map(|(g, _)| rng.below(g.len().max(1)))
+            .collect();
         let picked: Vec<Vec<u32>> = groups
             .par_iter()
-            .zip(quotas)
             .zip(firsts)
-            .map(|((members, q), first)| k_center(&x, h, members, q, first))
+            .map(|((members, q), first)| k_center(&x, h, members, *q, first))
             .collect();
         Ok(Selection::subset(picked.concat()))
     }

@@ -10,24 +10,8 @@ use kdprune_plugin_api::{
     export_plugins, ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
 };
 
-/// Every input name of plugin-api 0.2 (the table in docs/writing-a-plugin.md).
-const INPUTS: &[&str] = &[
-    "soft_labels",
-    "dynamics/batch/loss",
-    "dynamics/batch/true_prob",
-    "dynamics/batch/correct",
-    "dynamics/batch/margin",
-    "dynamics/pass/loss",
-    "dynamics/pass/true_prob",
-    "dynamics/pass/correct",
-    "dynamics/pass/margin",
-    "dynamics/pass/el2n",
-    "dynamics/pass/grad_norm",
-    "dynamics/pass/logits",
-    "dynamics/pass/epochs",
-    "embeddings/proxy",
-    "embeddings/teacher",
-];
+/// Every input a host of this plugin-api supplies.
+const INPUTS: &[&str] = kdprune_plugin_api::INPUT_NAMES;
 
 pub struct Probe;
 
