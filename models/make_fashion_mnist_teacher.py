@@ -1,4 +1,4 @@
-"""Train the Fashion-MNIST teacher shipped in models/ and export it to ONNX.
+"""Train a Fashion-MNIST teacher shipped in models/ and export it to ONNX.
 
 Made with scikit-learn's MLPClassifier and exported by skl2onnx, so the teacher comes from a
 mainstream tool and not from kdprune itself. The model takes raw pixels scaled to [0, 1]
@@ -7,6 +7,11 @@ mainstream tool and not from kdprune itself. The model takes raw pixels scaled t
 Usage (from the repository root, after scripts/setup.sh made .venv):
     .venv/bin/python models/make_fashion_mnist_teacher.py \
         --data /usr/share/datasets/fashion-mnist --out models/fashion-mnist-mlp.onnx
+    .venv/bin/python models/make_fashion_mnist_teacher.py --model linear \
+        --data /usr/share/datasets/fashion-mnist --out models/fashion-mnist-linear.onnx
+
+`--model mlp` (default) is MLPClassifier; `--model linear` is multinomial LogisticRegression
+(the low-capacity teacher).
 
 Prints the test accuracy of the sklearn model and of the exported ONNX model (via onnxruntime).
 """
@@ -32,6 +37,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--out", default="models/fashion-mnist-mlp.onnx")
+    ap.add_argument("--model", choices=["mlp", "linear"], default="mlp")
     ap.add_argument("--hidden", default="512,256")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
@@ -49,18 +55,24 @@ def main():
     x_test = x_test.astype(np.float32)
 
     hidden = tuple(int(h) for h in args.hidden.split(","))
-    clf = MLPClassifier(
-        hidden_layer_sizes=hidden,
-        batch_size=256,
-        learning_rate_init=1e-3,
-        alpha=1e-4,
-        max_iter=args.epochs,
-        early_stopping=False,
-        random_state=args.seed,
-    )
+    if args.model == "linear":
+        from sklearn.linear_model import LogisticRegression
+
+        clf = LogisticRegression(C=0.1, max_iter=200, random_state=args.seed)
+    else:
+        clf = MLPClassifier(
+            hidden_layer_sizes=hidden,
+            batch_size=256,
+            learning_rate_init=1e-3,
+            alpha=1e-4,
+            max_iter=args.epochs,
+            early_stopping=False,
+            random_state=args.seed,
+        )
     start = time.time()
     clf.fit(x_train, y_train)
-    print(f"trained MLP {hidden} for {clf.n_iter_} epochs in {time.time() - start:.0f} s")
+    what = "linear" if args.model == "linear" else f"MLP {hidden}"
+    print(f"trained {what} for {int(np.max(clf.n_iter_))} iterations in {time.time() - start:.0f} s")
     print(f"sklearn test accuracy: {clf.score(x_test, y_test):.4f}")
 
     onx = to_onnx(

@@ -2,7 +2,9 @@
 # Set-up on a fresh machine: ONNX Runtime (PyPI wheel), Fashion-MNIST (Debian package), the
 # build, and the plugin folder. Idempotent: a second run only checks.
 #   scripts/setup.sh            everything (what the demo needs)
-#   scripts/setup.sh --runtime  ONNX Runtime only (what the tests need)
+#   scripts/setup.sh --runtime  ONNX Runtime and a headless browser only (what the tests need)
+#   scripts/setup.sh --cifar10  also CIFAR-10 as image folders in build/cifar10, from
+#                               ../shared/data (for examples/cifar10.toml)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +17,20 @@ if ! ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* >/d
   .venv/bin/pip install --quiet --disable-pip-version-check "onnxruntime==$ORT_VERSION" numpy
 fi
 
+# A headless browser, for the test that screenshots `kdprune report`'s page (Debian's
+# chromium-headless-shell; root for apt-get).
 if [ "${1:-}" = "--runtime" ]; then
+  if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "setup: apt-get install chromium-headless-shell"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium-headless-shell >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null &&
+          DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium-headless-shell >/dev/null; }
+    else
+      echo "setup: the report test needs chromium-headless-shell; run as root or install it" >&2
+      exit 1
+    fi
+  fi
   exit 0
 fi
 
@@ -35,6 +50,16 @@ if [ ! -f "$FMNIST/train-images-idx3-ubyte.gz" ]; then
   fi
 fi
 ln -sfn "$FMNIST" build/fashion-mnist
+
+# 2b. CIFAR-10 (JPEG image folders) from ../shared/data, when asked for.
+if [ "${1:-}" = "--cifar10" ] && [ ! -d build/cifar10/train ]; then
+  archive=../shared/data/cifar10/cifar10-jpeg-60k.tar.gz
+  [ -f "$archive" ] || { echo "setup: $archive is not here; CIFAR-10 needs ../shared/data" >&2; exit 1; }
+  echo "setup: unpacking $archive into build/cifar10"
+  mkdir -p build/cifar10.part
+  tar -xzf "$archive" -C build/cifar10.part
+  rm -rf build/cifar10 && mv build/cifar10.part build/cifar10
+fi
 
 # 3. The build, and the plugin folder the examples name.
 cargo build --release --workspace --quiet

@@ -416,7 +416,7 @@ fn zoo_teacher_soft_labels_match_python_onnxruntime() {
         .collect();
     let subset = csv.subset(&rows);
     let registry = Registry::default();
-    let spec = m.teacher.as_ref().unwrap();
+    let spec = m.teacher().unwrap();
     let mut teacher =
         kdprune::teacher::Teacher::new(spec, &registry, &csv, &dir.path().join("cache"), 0)
             .unwrap();
@@ -470,14 +470,9 @@ fn soft_labels_are_cached_by_content() {
     let registry = Registry::default();
     let cache = dir.path().join("cache");
     let label = |m: &kdprune::manifest::Manifest| {
-        let mut t = kdprune::teacher::Teacher::new(
-            m.teacher.as_ref().unwrap(),
-            &registry,
-            &train,
-            &cache,
-            0,
-        )
-        .unwrap();
+        let mut t =
+            kdprune::teacher::Teacher::new(m.teacher().unwrap(), &registry, &train, &cache, 0)
+                .unwrap();
         t.logits(&small, "small").unwrap()
     };
     let first = label(&m);
@@ -486,9 +481,31 @@ fn soft_labels_are_cached_by_content() {
     assert!(second.cached, "the second run reads the cache");
     assert_eq!(first.logits, second.logits);
 
+    // The cache is a safetensors file (scores [50, 10], the output kind and a checksum in its
+    // metadata); a value changed in place is caught by the checksum and rebuilt.
+    let files: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    {
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let scores = st.tensor("scores").unwrap();
+        assert_eq!(scores.shape(), [50, 10]);
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        assert_eq!(meta.metadata().as_ref().unwrap()["output_kind"], "logits");
+    }
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x40;
+    std::fs::write(&files[0], &bytes).unwrap();
+    assert!(!label(&m).cached, "an altered cache file is rebuilt");
+    assert!(label(&m).cached);
+
     // Another preprocessing is another key.
     let mut other = m.clone();
-    other.teacher.as_mut().unwrap().preprocess.scale = 2.0;
+    other.teachers[0].preprocess.scale = 2.0;
     assert!(!label(&other).cached);
 
     // A changed model is another key. Byte 5364 is the low mantissa byte of one weight of
@@ -707,7 +724,40 @@ fn manifest_errors_name_the_file_line_and_field() {
     );
     let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
     assert!(
-        line.contains("alpha above 0 but there is no [teacher]"),
+        line.contains("alpha above 0 (or \"auto\") but there is no [teacher]"),
+        "{line}"
+    );
+
+    // An α that is neither a number nor "auto", located at the value.
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[("alphas = [0.0, 0.5]", "alphas = [0.0, \"often\"]")],
+    );
+    let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
+    assert!(
+        line.contains("alpha \"often\" is neither a number in [0, 1] nor \"auto\"")
+            && line.contains(":33:16:"),
+        "{line}"
+    );
+
+    // Two teachers of one name.
+    let twice = format!(
+        "[[teacher]]\nonnx = \"{0}/mnist-zoo-cntk-opset7.onnx\"\n[[teacher]]\nonnx = \"{0}/mnist-zoo-cntk-opset7.onnx\"\n",
+        fx.display()
+    );
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[(&teacher_block, &twice)],
+    );
+    let line = error_line(&kdprune(&["run", p.to_str().unwrap()]));
+    assert!(
+        line.contains(
+            "two teachers are named \"mnist-zoo-cntk-opset7\"; give each a distinct name"
+        ),
         "{line}"
     );
 
@@ -2083,4 +2133,169 @@ keep = [1.0]
         err.contains("not a whole number of 3073-byte CIFAR records"),
         "{err}"
     );
+}
+
+/// The headless browser the report test screenshots with (Debian's `chromium-headless-shell`
+/// or `chromium`, installed by scripts/setup.sh).
+fn browser() -> PathBuf {
+    for name in ["chromium-headless-shell", "chromium"] {
+        for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+            let p = Path::new(dir).join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!("no chromium-headless-shell or chromium on PATH; scripts/setup.sh installs it (apt-get install chromium-headless-shell)");
+}
+
+/// Pixels of `png` within 40 (per channel) of `rgb`.
+fn pixels_near(png: &Path, rgb: [u8; 3]) -> usize {
+    let img = image::open(png).expect("screenshot decodes").to_rgb8();
+    img.pixels()
+        .filter(|p| (0..3).all(|c| (p.0[c] as i32 - rgb[c] as i32).abs() <= 40))
+        .count()
+}
+
+#[test]
+fn several_teachers_auto_alpha_and_a_report_a_browser_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_folder(&[
+        "kdprune_random",
+        "kdprune_teacher_el2n",
+        "kdprune_nearest_centroid",
+    ]);
+    let fx = fixtures();
+    let zoo = format!(
+        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
+        fx.display()
+    );
+    let two = format!(
+        "[[teacher]]\nname = \"zoo-cnn\"\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n[teacher.preprocess]\nlayout = \"nchw\"\n\n[[teacher]]\nplugin = \"nearest-centroid\"\nparams = {{ scale = 255.0 }}\n",
+        fx.display()
+    );
+    let path = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"random\"\nkeep = [0.1, 0.3]\n\n[[prune]]\nmethod = \"teacher-el2n\"\nkeep = [0.1, 0.3]\n",
+        &[
+            (&zoo, &two),
+            ("seeds = [0]", "seeds = [0, 1]"),
+            ("epochs = 4", "epochs = 2"),
+            ("alphas = [0.0, 0.5]", "alphas = [0.0, 0.5, \"auto\"]"),
+        ],
+    );
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // 2 methods × 2 keeps × 2 seeds × (α = 0 once + 2 α × 2 teachers).
+    let results = results_lines(dir.path());
+    assert_eq!(results.len(), 40, "{}", out.stdout);
+    for teacher in ["zoo-cnn", "nearest-centroid"] {
+        assert_eq!(
+            results.iter().filter(|r| r["teacher"] == teacher).count(),
+            16,
+            "{teacher}"
+        );
+    }
+    // "auto": the rule's α at each keep, recorded as such; a teacher's own accuracy per cell.
+    for r in results.iter().filter(|r| r["alpha_rule"] == "auto-v1") {
+        let keep = r["keep"].as_f64().unwrap();
+        let expected = if keep == 0.1 { 0.9 } else { 0.8 };
+        assert!(
+            (r["alpha"].as_f64().unwrap() - expected).abs() < 1e-6,
+            "{r}"
+        );
+    }
+    assert_eq!(
+        results
+            .iter()
+            .filter(|r| r["alpha_rule"] == "auto-v1")
+            .count(),
+        16
+    );
+    let acc = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["teacher"] == name)
+            .and_then(|r| r["teacher_test_accuracy"].as_f64())
+            .unwrap()
+    };
+    assert!(acc("zoo-cnn") > 0.95 && acc("nearest-centroid") < 0.9);
+    // Keys are distinct: 40 students, 40 keys; a second run trains nothing.
+    let keys: std::collections::HashSet<&str> =
+        results.iter().map(|r| r["key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 40);
+    let again = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("0 cells run, 40 already done"),
+        "{}",
+        again.stdout
+    );
+
+    // The report: Markdown with the findings, a page with one figure per plot.
+    let out_dir = dir.path().join("out");
+    let report = kdprune(&["report", out_dir.to_str().unwrap()]);
+    assert_eq!(report.code, 0, "{}", report.stderr);
+    let md = std::fs::read_to_string(out_dir.join("report.md")).unwrap();
+    for part in [
+        "zoo-cnn α = 0.5",
+        "nearest-centroid α = auto",
+        "### 1. Does distillation help",
+        "### 2. With distillation, is random pruning",
+        "### 4. At small keep, can a smaller teacher",
+        "### `alpha = \"auto\"` against",
+    ] {
+        assert!(md.contains(part), "{part:?} missing from\n{md}");
+    }
+    let html = std::fs::read_to_string(out_dir.join("report.html")).unwrap();
+    // Self-contained: nothing to fetch (the SVG namespace is a name, not a fetch).
+    assert!(
+        !html.contains("<script") && !html.contains("src=") && !html.contains("href=\"http"),
+        "self-contained"
+    );
+    // Accuracy against keep (one per teacher), best α, accuracy against teacher (one per method).
+    assert_eq!(html.matches("<svg").count(), 5, "figures");
+
+    // A real browser draws it: the first two methods' colours (Okabe–Ito blue and orange)
+    // cover lines and bands of the plots in the screenshot.
+    let shot = dir.path().join("shot.png");
+    let status = std::process::Command::new(browser())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1000,1400",
+            &format!("--screenshot={}", shot.display()),
+            &format!("file://{}", out_dir.join("report.html").display()),
+        ])
+        .output()
+        .expect("the browser starts");
+    assert!(
+        shot.is_file(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let blue = pixels_near(&shot, [0, 114, 178]);
+    let orange = pixels_near(&shot, [213, 94, 0]);
+    assert!(blue > 300 && orange > 300, "blue {blue}, orange {orange}");
+    // A blank page has neither: the same check on the page without its figures fails.
+    let bare = dir.path().join("bare.html");
+    let cut = html.find("<section id=\"figures\">").unwrap();
+    let end = html.find("</section>").unwrap() + "</section>".len();
+    std::fs::write(&bare, format!("{}{}", &html[..cut], &html[end..])).unwrap();
+    let bare_shot = dir.path().join("bare.png");
+    std::process::Command::new(browser())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1000,1400",
+            &format!("--screenshot={}", bare_shot.display()),
+            &format!("file://{}", bare.display()),
+        ])
+        .output()
+        .expect("the browser starts");
+    assert!(pixels_near(&bare_shot, [0, 114, 178]) < 50);
 }

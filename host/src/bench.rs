@@ -90,7 +90,7 @@ pub fn run(
     };
     let features = norm.apply(raw_train.features.view());
 
-    let (teacher_rate, teacher_logits) = match (&manifest.teacher, with_teacher) {
+    let (teacher_rate, teacher_logits) = match (&manifest.teacher(), with_teacher) {
         (Some(spec), true) => {
             let mut teacher = Teacher::new(spec, &registry, &raw_train, &manifest.cache_dir, 0)?;
             // One small batch first, so that session creation is not timed.
@@ -153,7 +153,7 @@ pub fn run(
         + parameters * 4 * (2 + optimiser_buffers)) as u64;
     Ok(BenchReport {
         train_examples: n,
-        teacher: manifest.teacher.as_ref().map(|t| t.name.clone()),
+        teacher: manifest.teacher().map(|t| t.name.clone()),
         teacher_images_per_s: teacher_rate,
         student_layers: model.describe(),
         student_parameters: parameters,

@@ -55,6 +55,12 @@ enum Command {
         #[arg(long = "plugin-dir")]
         plugin_dirs: Vec<PathBuf>,
     },
+    /// Write report.md and a self-contained report.html (tables, findings, plots) for an
+    /// output folder's results.
+    Report {
+        /// An output folder (holding results.jsonl).
+        run_dir: PathBuf,
+    },
     /// Measure teacher images/s and student training samples/s on a manifest's data.
     Bench {
         manifest: PathBuf,
@@ -140,6 +146,35 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
             println!("summary in {}", summary.summary_path.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Report { run_dir } => {
+            let results = kdprune::experiment::results::read(&run_dir)?;
+            let mut names: Vec<&str> = results.iter().map(|r| r.experiment.as_str()).collect();
+            names.dedup();
+            names.sort();
+            names.dedup();
+            let title = if names.is_empty() {
+                run_dir.display().to_string()
+            } else {
+                names.join(", ")
+            };
+            let files = kdprune::report::write(&run_dir, &title, &results)?;
+            if json {
+                print_json(serde_json::json!({
+                    "results": results.len(),
+                    "markdown": files.markdown,
+                    "html": files.html,
+                }))?;
+            } else {
+                println!("{}", files.text);
+                println!(
+                    "{} results; report in {} and {}",
+                    results.len(),
+                    files.markdown.display(),
+                    files.html.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             manifest,
             plugin_dirs,
@@ -149,14 +184,9 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
                 &manifest,
                 &kdprune::experiment::RunOptions { plugin_dirs },
             )?;
-            let table = kdprune::report::accuracy_table(&summary.results);
-            let report_path = manifest.output.join("report.md");
-            let mut report = format!("# {}\n\nTest accuracy (%).", manifest.name);
-            if let Some(acc) = summary.teacher_test_accuracy {
-                report.push_str(&format!(" Teacher: {:.2} %.", acc * 100.0));
-            }
-            report.push_str(&format!("\n\n{table}"));
-            std::fs::write(&report_path, &report)?;
+            let files = kdprune::report::write(&manifest.output, &manifest.name, &summary.results)?;
+            let report = kdprune::report::accuracy_table(&summary.results);
+            let report_path = files.markdown.clone();
             if json {
                 print_json(serde_json::json!({
                     "ran": summary.ran,
@@ -171,12 +201,26 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
             } else {
                 println!("{report}");
                 println!(
-                    "{} cells run, {} already done; results in {}, report in {}",
+                    "{} cells run, {} already done; results in {}, report in {} and {}",
                     summary.ran,
                     summary.skipped,
                     summary.results_path.display(),
-                    report_path.display()
+                    report_path.display(),
+                    files.html.display()
                 );
+                let t = summary.time;
+                if summary.ran > 0 {
+                    println!(
+                        "time: {:.1} s in all; training {:.1} s ({:.0} %), teacher {:.1} s, dynamics {:.1} s, scoring {:.1} s, the rest (data, plugins, writing) {:.1} s",
+                        t.total,
+                        t.training,
+                        100.0 * t.training / t.total.max(1e-9),
+                        t.teacher,
+                        t.dynamics,
+                        t.scoring,
+                        (t.total - t.training - t.teacher - t.dynamics - t.scoring).max(0.0)
+                    );
+                }
             }
             if summary.failed > 0 {
                 eprintln!(

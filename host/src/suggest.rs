@@ -36,8 +36,18 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
         .unwrap_or_default()
 }
 
-/// Adds a suggestion to a serde "unknown field `x`, expected one of `a`, `b`" message.
-pub fn unknown_field_hint(message: &str) -> String {
+/// Adds a suggestion to a serde "unknown field `x`, expected one of `a`, `b`" or "unknown
+/// variant `x`, expected `a` or `b`" message; a variant's message is prefixed with `key`, the
+/// field it was written in, when known.
+pub fn unknown_field_hint(message: &str, key: Option<&str>) -> String {
+    if let Some(rest) = message.split("unknown variant `").nth(1) {
+        let Some((word, tail)) = rest.split_once('`') else {
+            return message.to_string();
+        };
+        let expected: Vec<&str> = tail.split('`').skip(1).step_by(2).collect();
+        let prefix = key.map(|k| format!("{k} = {word:?}: ")).unwrap_or_default();
+        return format!("{prefix}{message}{}", did_you_mean(word, expected));
+    }
     let Some(rest) = message.split("unknown field `").nth(1) else {
         return message.to_string();
     };
@@ -58,8 +68,15 @@ mod tests {
         assert_eq!(closest("hardst", ["hardest", "easiest"]), Some("hardest"));
         assert_eq!(closest("xyz", ["random", "el2n"]), None);
         assert_eq!(
-            unknown_field_hint("unknown field `epoch`, expected one of `hidden`, `epochs`, `lr`"),
+            unknown_field_hint(
+                "unknown field `epoch`, expected one of `hidden`, `epochs`, `lr`",
+                None
+            ),
             "unknown field `epoch`, expected one of `hidden`, `epochs`, `lr`; did you mean \"epochs\"?"
+        );
+        assert_eq!(
+            unknown_field_hint("unknown variant `cudaa`, expected `cpu` or `cuda`", Some("provider")),
+            "provider = \"cudaa\": unknown variant `cudaa`, expected `cpu` or `cuda`; did you mean \"cuda\"?"
         );
     }
 }

@@ -68,8 +68,8 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
         .alphas
         .iter()
         .any(|a| a.needs_teacher());
-    if let Some(spec) = &manifest.teacher {
-        if distils || needs.soft_labels || needs.teacher_embedding {
+    for (i, spec) in manifest.teachers.iter().enumerate() {
+        if distils || (i == 0 && (needs.soft_labels || needs.teacher_embedding)) {
             let mut teacher = crate::teacher::Teacher::new(
                 spec,
                 &registry,
@@ -96,16 +96,28 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
         st.warmup_epochs, st.clip_grad_norm, st.init, st.augment
     ));
     lines.push(format!("student input: {:?}", manifest.data.normalise));
-    if let Some(t) = &manifest.teacher {
+    for t in &manifest.teachers {
         lines.push(format!(
-            "teacher {}: preprocess {:?}, layout {:?}, output kind {:?}, batch {}; τ = {}, alphas {:?}",
-            t.name,
-            t.preprocess,
-            t.layout,
-            t.output_kind,
-            t.batch_size,
+            "teacher {}: preprocess {:?}, layout {:?}, output kind {:?}, batch {}",
+            t.name, t.preprocess, t.layout, t.output_kind, t.batch_size,
+        ));
+    }
+    if distils {
+        let alphas: Vec<String> = manifest
+            .distillation
+            .alphas
+            .iter()
+            .map(|a| match a {
+                crate::manifest::AlphaChoice::Fixed(a) => a.get().to_string(),
+                crate::manifest::AlphaChoice::Auto => {
+                    format!("auto ({})", crate::manifest::auto_alpha_description())
+                }
+            })
+            .collect();
+        lines.push(format!(
+            "distillation: τ = {}, alphas [{}]",
             manifest.distillation.temperature.get(),
-            manifest.distillation.alphas.iter().map(|a| a.get()).collect::<Vec<_>>()
+            alphas.join(", ")
         ));
     }
     writable(&manifest.output)?;

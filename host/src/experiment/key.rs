@@ -8,7 +8,9 @@
 //! | `params`, `policy` | the checked parameters (defaults filled), the selection policy as described | |
 //! | `keep`, `seed` | | |
 //! | `alpha`, `temperature` | α; τ only when α > 0 | τ does not matter without a teacher |
-//! | `teacher` | the teacher's content key (model file or plugin file and parameters, preprocessing, output kind) when α > 0 or the method reads teacher inputs | a replaced model must not reuse students distilled from the old one |
+//! | `teacher` | the content key (model file or plugin file and parameters, preprocessing, output kind) of the teacher the cell distils from when α > 0, else of the first teacher when the method reads teacher inputs | a replaced model must not reuse students distilled from the old one |
+//! | `input_teacher` | the first teacher's key when the method reads its inputs and the cell distils from another | |
+//! | `alpha_rule` | `"auto-v1"` when α came from `alpha = "auto"` | the rule may change; a fixed α of the same value is another cell |
 //! | `train_data`, `test_data` | SHA-256 of the student's view of each set (features, labels, shape, classes) | data edited in place, or another holdout |
 //! | `dynamics` | the dynamics cache key, when the method reads the proxy | |
 //! | `student` | the fields of `[student]` that change training: layers, epochs, batch size, lr, optimiser, weight decay, schedule, warm-up, clipping, augmentation, online teacher | `save` does not change the result; a field added to `[student]` joins this list only when it is set to something other than its default, so existing keys stay valid |
@@ -74,6 +76,13 @@ pub struct CellKey {
     pub alpha: f32,
     pub temperature: Option<f32>,
     pub teacher: Option<String>,
+    /// The first teacher's key when the method reads its inputs but the cell distils from
+    /// another (absent otherwise, so keys from before several teachers stay valid).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_teacher: Option<String>,
+    /// The `"auto"` rule's name when α came from it ([`crate::manifest::AUTO_ALPHA_RULE`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpha_rule: Option<String>,
     pub seed: u64,
     pub train_data: String,
     pub test_data: String,
@@ -129,6 +138,8 @@ mod tests {
             alpha: 0.0,
             temperature: None,
             teacher: None,
+            input_teacher: None,
+            alpha_rule: None,
             seed: 3,
             train_data: "cd".into(),
             test_data: "ef".into(),

@@ -29,7 +29,9 @@ use sha2::{Digest, Sha256};
 use crate::data::{self, Dataset, Normalisation};
 use crate::dynamics;
 use crate::inputs::{InputName, Inputs, Needs};
-use crate::manifest::{Alpha, Keep, Manifest, NormaliseSpec, OnPluginError, PruneSpec};
+use crate::manifest::{
+    Alpha, AlphaChoice, Keep, Manifest, NormaliseSpec, OnPluginError, PruneSpec,
+};
 use crate::plugins::{self, check_params, Plugin, PluginData, Registry};
 use crate::select::{Answer, Policy};
 use crate::teacher::{Teacher, TeacherLogits};
@@ -92,13 +94,10 @@ fn check_methods<'r>(
         })
     };
     let onnx_teacher = matches!(
-        manifest.teacher.as_ref().map(|t| &t.source),
+        manifest.teacher().map(|t| &t.source),
         Some(crate::manifest::TeacherSource::Onnx { .. })
     );
-    let teacher_embedding = manifest
-        .teacher
-        .as_ref()
-        .is_some_and(|t| t.embedding.is_some());
+    let teacher_embedding = manifest.teacher().is_some_and(|t| t.embedding.is_some());
     for (name, pinned) in &manifest.plugin_sha256 {
         let plugin = registry
             .plugins()
@@ -153,7 +152,7 @@ fn check_methods<'r>(
                 .map_err(|e| at(spec, format!("[[prune]] params: {e}")))?;
             for request in &requested {
                 let missing = match request.name {
-                    InputName::SoftLabels if manifest.teacher.is_none() => Some("add a [teacher]"),
+                    InputName::SoftLabels if manifest.teacher().is_none() => Some("add a [teacher]"),
                     InputName::TeacherEmbedding if !onnx_teacher => {
                         Some("add an ONNX [teacher] with embedding = \"<tensor name>\"")
                     }
@@ -275,44 +274,53 @@ fn save_student(model: &train::Network, output: &std::path::Path, key: &str) -> 
     })
 }
 
+/// A teacher made ready by the inputs stage.
+struct ReadyTeacher<'a> {
+    /// Kept for online distillation, which runs it on every augmented batch.
+    live: Teacher<'a>,
+    /// `[N, C]` on the training set.
+    train: TeacherLogits,
+    test_accuracy: f64,
+}
+
 /// What the inputs stage hands on.
 struct InputStage<'a> {
-    /// Kept for online distillation, which runs it on every augmented batch.
-    live_teacher: Option<Teacher<'a>>,
-    /// `[N, C]` on the training set.
-    teacher_train: Option<TeacherLogits>,
-    teacher_test_accuracy: Option<f64>,
+    /// One entry per `manifest.teachers`, `None` for a teacher no pending cell uses.
+    teachers: Vec<Option<ReadyTeacher<'a>>>,
     inputs: Inputs,
     time: TimeSplit,
 }
 
-/// Stage 2: the teacher (when distillation or a method needs it) and every input `needs`
-/// names, each computed once (and cached by content).
+/// Stage 2: the teachers that pending cells distil from (`distilling[i]` for
+/// `manifest.teachers[i]`), the first one too when a method reads its inputs, and every input
+/// `needs` names, each computed once (and cached by content).
 fn input_stage<'a>(
     manifest: &'a Manifest,
     registry: &'a Registry,
     (raw_train, raw_test): (&'a Dataset, &Dataset),
     train_set: &Dataset,
     needs: &Needs,
-    for_distillation: bool,
+    distilling: &[bool],
 ) -> Result<InputStage<'a>, Error> {
     let mut stage = InputStage {
-        live_teacher: None,
-        teacher_train: None,
-        teacher_test_accuracy: None,
+        teachers: Vec::new(),
         inputs: Inputs::default(),
         time: TimeSplit::default(),
     };
-    let needs_teacher = for_distillation || needs.soft_labels || needs.teacher_embedding;
-    if let (Some(spec), true) = (&manifest.teacher, needs_teacher) {
+    for (i, spec) in manifest.teachers.iter().enumerate() {
+        let reads_inputs = i == 0 && (needs.soft_labels || needs.teacher_embedding);
+        if !(distilling[i] || reads_inputs) {
+            stage.teachers.push(None);
+            continue;
+        }
         let started = Instant::now();
-        let teacher = stage.live_teacher.insert(Teacher::new(
+        let mut teacher = Teacher::new(
             spec,
             registry,
             raw_train,
             &manifest.cache_dir,
             manifest.seeds[0],
-        )?);
+        )?;
         let on_train = teacher.logits(raw_train, "train")?;
         let on_test = teacher.logits(raw_test, "test")?;
         let accuracy = on_test.accuracy(&raw_test.labels);
@@ -323,18 +331,21 @@ fn input_stage<'a>(
             test_accuracy = accuracy,
             "teacher ready"
         );
-        if needs.soft_labels {
+        if reads_inputs && needs.soft_labels {
             stage.inputs.insert(
                 InputName::SoftLabels,
                 crate::inputs::soft_labels_tensor(&on_train.probabilities(1.0)),
             );
         }
-        if needs.teacher_embedding {
+        if reads_inputs && needs.teacher_embedding {
             let embedding = teacher.embedding(raw_train)?;
             stage.inputs.insert(InputName::TeacherEmbedding, embedding);
         }
-        stage.teacher_train = Some(on_train);
-        stage.teacher_test_accuracy = Some(accuracy);
+        stage.teachers.push(Some(ReadyTeacher {
+            live: teacher,
+            train: on_train,
+            test_accuracy: accuracy,
+        }));
         stage.time.teacher += started.elapsed().as_secs_f64();
     }
     if !needs.dynamics.is_empty() {
@@ -358,18 +369,30 @@ fn input_stage<'a>(
     Ok(stage)
 }
 
-/// A (method, keep, seed) cell group: one selection, trained at every pending α.
+/// One student of a (method, keep, seed) group: its α and the teacher it distils from.
+#[derive(Debug, Clone, Copy)]
+struct Student {
+    choice: AlphaChoice,
+    /// `choice` resolved at the group's keep.
+    alpha: Alpha,
+    /// Index into `manifest.teachers`; `None` when α = 0.
+    teacher: Option<usize>,
+}
+
+/// A (method, keep, seed) cell group: one selection, trained for every pending student.
 struct Cell {
     method: usize,
     keep: Keep,
     seed: u64,
-    /// The α values not yet in the results.
-    pending: Vec<Alpha>,
+    /// The students not yet in the results.
+    pending: Vec<Student>,
 }
 
 /// Where the time of a run went, seconds.
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct TimeSplit {
+    /// The whole run, from loading plugins to the last result.
+    pub total: f64,
     pub teacher: f64,
     pub dynamics: f64,
     pub scoring: f64,
@@ -379,6 +402,7 @@ pub struct TimeSplit {
 /// Runs every cell of `manifest` that is not yet in its results, in stages: plan the cells,
 /// compute the inputs the planned methods need (each once), score, select, train, record.
 pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Error> {
+    let run_started = Instant::now();
     // Stage 1: plan. Everything that can be refused is refused here, before any work.
     let dirs = plugins::plugin_dirs(&manifest.plugin_dirs, &options.plugin_dirs);
     let registry = Registry::load_with(&dirs, manifest.allow_writable_plugins)?;
@@ -404,15 +428,14 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     let n = train_set.len();
     let student_json = serde_json::to_value(&manifest.student).unwrap_or_default();
     let temperature = manifest.distillation.temperature;
-    let teacher_name = manifest.teacher.as_ref().map(|t| t.name.clone());
     let data_hash = train_set.content_hash();
     let test_hash = key::sha256_hex(&test_set.content_hash());
     let dynamics_key = dynamics::cache::DynamicsKey::new(&manifest.dynamics, &data_hash);
-    let teacher_key = manifest
-        .teacher
-        .as_ref()
+    let teacher_keys: Vec<String> = manifest
+        .teachers
+        .iter()
         .map(|t| crate::teacher::content_key(t, &registry))
-        .transpose()?;
+        .collect::<Result<_, _>>()?;
     let plugin_sha: Vec<String> = methods
         .iter()
         .map(|m| {
@@ -428,13 +451,21 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     let params_of: Vec<serde_json::Value> =
         methods.iter().map(|m| params_json(&m.params)).collect();
     let policy_of: Vec<String> = methods.iter().map(|m| m.policy.describe()).collect();
-    let cell_key_of = |m: usize, keep: Keep, seed: u64, alpha: f32| {
+    let cell_key_of = |m: usize, keep: Keep, seed: u64, student: &Student| {
         let method = &methods[m];
         let reads_teacher = method
             .inputs
             .iter()
-            .any(|i| matches!(i, InputName::SoftLabels | InputName::TeacherEmbedding));
-        let distils = alpha > 0.0;
+            .any(|i| matches!(i, InputName::SoftLabels | InputName::TeacherEmbedding))
+            && !keep.is_full();
+        let distils = student.alpha.needs_teacher();
+        let (teacher, input_teacher) = match student.teacher.filter(|_| distils) {
+            Some(t) => (
+                Some(teacher_keys[t].clone()),
+                (reads_teacher && t != 0).then(|| teacher_keys[0].clone()),
+            ),
+            None => (reads_teacher.then(|| teacher_keys[0].clone()), None),
+        };
         key::CellKey {
             method: method.spec.method.clone(),
             plugin_version: method.plugin.description.version.clone(),
@@ -442,13 +473,11 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
             params: params_of[m].clone(),
             policy: policy_of[m].clone(),
             keep: keep.get(),
-            alpha,
+            alpha: student.alpha.get(),
             temperature: distils.then(|| temperature.get()),
-            teacher: if distils || (reads_teacher && !keep.is_full()) {
-                teacher_key.clone()
-            } else {
-                None
-            },
+            teacher,
+            input_teacher,
+            alpha_rule: student.choice.rule().map(str::to_string),
             seed,
             train_data: key::sha256_hex(&data_hash),
             test_data: test_hash.clone(),
@@ -457,8 +486,30 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
             student: student_key.clone(),
         }
     };
-    let key_of =
-        |m: usize, keep: Keep, seed: u64, alpha: f32| cell_key_of(m, keep, seed, alpha).key();
+    let key_of = |m: usize, keep: Keep, seed: u64, student: &Student| {
+        cell_key_of(m, keep, seed, student).key()
+    };
+    // The students of one group: one per α = 0, one per (α > 0, teacher).
+    let students_at = |keep: Keep| -> Vec<Student> {
+        let mut all = Vec::new();
+        for &choice in &manifest.distillation.alphas {
+            let alpha = choice.resolve(keep);
+            if alpha.needs_teacher() {
+                all.extend((0..manifest.teachers.len()).map(|t| Student {
+                    choice,
+                    alpha,
+                    teacher: Some(t),
+                }));
+            } else {
+                all.push(Student {
+                    choice,
+                    alpha,
+                    teacher: None,
+                });
+            }
+        }
+        all
+    };
     // Every cell of this manifest, run now or before: what the report shows.
     let mut current = std::collections::HashSet::new();
     let mut cells = Vec::new();
@@ -466,17 +517,16 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     for (m, method) in methods.iter().enumerate() {
         for &keep in &method.spec.keep {
             for &seed in &manifest.seeds {
-                for a in &manifest.distillation.alphas {
-                    current.insert(key_of(m, keep, seed, a.get()));
+                let all = students_at(keep);
+                for student in &all {
+                    current.insert(key_of(m, keep, seed, student));
                 }
-                let pending: Vec<Alpha> = manifest
-                    .distillation
-                    .alphas
+                let pending: Vec<Student> = all
                     .iter()
-                    .filter(|a| !store.is_done(&key_of(m, keep, seed, a.get())))
+                    .filter(|st| !store.is_done(&key_of(m, keep, seed, st)))
                     .copied()
                     .collect();
-                skipped += manifest.distillation.alphas.len() - pending.len();
+                skipped += all.len() - pending.len();
                 if !pending.is_empty() {
                     cells.push(Cell {
                         method: m,
@@ -499,13 +549,15 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     tracing::info!(cells = cells.len(), skipped, "cells planned");
 
     // Stage 2: inputs, each computed once.
-    let needs_teacher = cells
-        .iter()
-        .any(|c| c.pending.iter().any(|a| a.needs_teacher()));
+    let distilling: Vec<bool> = (0..manifest.teachers.len())
+        .map(|t| {
+            cells
+                .iter()
+                .any(|c| c.pending.iter().any(|st| st.teacher == Some(t)))
+        })
+        .collect();
     let InputStage {
-        mut live_teacher,
-        teacher_train,
-        teacher_test_accuracy,
+        mut teachers,
         inputs,
         mut time,
     } = input_stage(
@@ -514,8 +566,21 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         (&raw_train, &raw_test),
         &train_set,
         &needs,
-        needs_teacher,
+        &distilling,
     )?;
+    let teacher_test_accuracy = teachers
+        .first()
+        .and_then(|t| t.as_ref())
+        .map(|t| t.test_accuracy);
+    // One bar over every student still to train, in examples × epochs (a cell at keep 0.5
+    // weighs five times one at 0.1), so its time left holds across the whole grid.
+    let work_of = |c: &Cell| (c.keep.budget(n) * manifest.student.epochs) as u64;
+    let total_work: u64 = cells
+        .iter()
+        .map(|c| work_of(c) * c.pending.len() as u64)
+        .sum();
+    let students_total: usize = cells.iter().map(|c| c.pending.len()).sum();
+    let overall = crate::progress::bar(total_work, "cells");
 
     let mut shape = vec![n as u64];
     shape.extend(train_set.sample_shape.iter().map(|&s| s as u64));
@@ -602,17 +667,19 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 message: crate::io_message(&e),
             }
         })?;
-        // Stage 5: train, one student per pending α.
+        // Stage 5: train, one student per pending (α, teacher).
         let subset = train_set.subset(&kept);
-        let teacher_subset = teacher_train.as_ref().map(|t| {
-            t.logits.select(
-                ndarray::Axis(0),
-                &kept.iter().map(|&i| i as usize).collect::<Vec<_>>(),
-            )
-        });
-        for &alpha in &cell.pending {
+        let kept_usize: Vec<usize> = kept.iter().map(|&i| i as usize).collect();
+        for student in &cell.pending {
             let started = Instant::now();
+            let alpha = student.alpha;
             let kd = Kd { alpha, temperature };
+            let ready = student.teacher.and_then(|t| teachers[t].as_mut());
+            let teacher_subset = ready
+                .as_ref()
+                .map(|t| t.train.logits.select(ndarray::Axis(0), &kept_usize));
+            let this_teacher_accuracy = ready.as_ref().map(|t| t.test_accuracy);
+            let mut live_teacher = ready.map(|t| &mut t.live);
             let set = TrainSet {
                 x: subset.features.view(),
                 sample_shape: &subset.sample_shape,
@@ -639,6 +706,12 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 .augment
                 .online_teacher
                 .then_some(&mut online);
+            overall.set_message(format!(
+                "{} keep {} α {}",
+                method.spec.method,
+                keep.get(),
+                alpha.get()
+            ));
             let (mut model, _logs) = train::train(&manifest.student, &set, kd, seed, online)?;
             if manifest.student.augment.online_teacher && alpha.needs_teacher() {
                 tracing::info!(
@@ -648,7 +721,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 );
             }
             let accuracy = train::evaluate(&mut model, test_set.features.view(), &test_set.labels);
-            let cell_key = cell_key_of(cell.method, keep, seed, alpha.get());
+            let cell_key = cell_key_of(cell.method, keep, seed, student);
             let key = cell_key.key();
             if manifest.student.save {
                 save_student(&model, &manifest.output, &key)?;
@@ -662,33 +735,43 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 policy: policy_of[cell.method].clone(),
                 keep: keep.get(),
                 alpha: alpha.get(),
+                alpha_rule: student.choice.rule().map(str::to_string),
                 temperature: temperature.get(),
-                teacher: if alpha.needs_teacher() {
-                    teacher_name.clone()
-                } else {
-                    None
-                },
+                teacher: student
+                    .teacher
+                    .filter(|_| alpha.needs_teacher())
+                    .map(|t| manifest.teachers[t].name.clone()),
                 seed,
                 kept: kept.len(),
                 train_size: n,
                 test_accuracy: accuracy,
-                teacher_test_accuracy,
-                seconds: started.elapsed().as_secs_f64(),
+                teacher_test_accuracy: this_teacher_accuracy,
+                // Milliseconds are all a cell's time means; more digits are noise in the logs.
+                seconds: (started.elapsed().as_secs_f64() * 1e3).round() / 1e3,
                 indices: indices_rel.clone(),
                 student: student_json.clone(),
                 key,
                 config: cell_key.config(),
             };
-            tracing::info!(
-                method = %result.method, keep = %result.keep, alpha = %result.alpha, seed,
-                kept = result.kept, accuracy = result.test_accuracy, seconds = result.seconds,
-                "cell done"
-            );
             store.append(&result)?;
             ran += 1;
+            overall.inc(work_of(cell));
+            let left = overall.eta().as_secs_f64();
+            tracing::info!(
+                cell = %format!("{ran}/{students_total}"),
+                method = %result.method, keep = %result.keep, alpha = %result.alpha,
+                auto = result.alpha_rule.is_some(),
+                teacher = result.teacher.as_deref().unwrap_or("-"), seed,
+                kept = result.kept, accuracy = result.test_accuracy, seconds = result.seconds,
+                left_seconds = left.round(),
+                "cell done"
+            );
         }
     }
+    overall.finish_and_clear();
+    time.total = run_started.elapsed().as_secs_f64();
     tracing::info!(
+        total_seconds = time.total,
         teacher_seconds = time.teacher,
         dynamics_seconds = time.dynamics,
         scoring_seconds = time.scoring,

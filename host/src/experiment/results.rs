@@ -16,8 +16,13 @@ pub struct CellResult {
     pub params: serde_json::Value,
     pub policy: String,
     pub keep: f32,
+    /// The α trained with (for `"auto"`, the value the rule gave at this keep).
     pub alpha: f32,
+    /// `"auto-v1"` when α came from `alpha = "auto"`; absent for a number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha_rule: Option<String>,
     pub temperature: f32,
+    /// The teacher distilled from (α > 0).
     pub teacher: Option<String>,
     pub seed: u64,
     /// Examples kept, `K`.
@@ -54,6 +59,38 @@ pub struct ResultStore {
     results: Vec<CellResult>,
 }
 
+/// The whole lines of a results file, parsed.
+fn parse_lines(path: &Path, bytes: &[u8]) -> Result<Vec<CellResult>, StoreError> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cell: CellResult = serde_json::from_str(line).map_err(|e| StoreError {
+            path: path.to_path_buf(),
+            message: format!(
+                "line {} is not a result ({e}), and not the torn last line a crash leaves; delete or mend that line (the other results are kept and resumed)",
+                i + 1
+            ),
+        })?;
+        out.push(cell);
+    }
+    Ok(out)
+}
+
+/// Reads `<dir>/results.jsonl` without changing it (a run may be appending to it): a last
+/// line without its newline is left out, not cut.
+pub fn read(dir: &Path) -> Result<Vec<CellResult>, StoreError> {
+    let path = dir.join("results.jsonl");
+    let bytes = std::fs::read(&path).map_err(|e| StoreError {
+        path: path.clone(),
+        message: format!("cannot read: {e}; is this a kdprune output folder?"),
+    })?;
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    parse_lines(&path, &bytes[..whole])
+}
+
 impl ResultStore {
     /// Opens (or creates) `<dir>/results.jsonl` and reads the keys already there.
     ///
@@ -85,20 +122,7 @@ impl ResultStore {
                     message: format!("cannot drop the torn last line: {e}"),
                 })?;
             }
-            let text = String::from_utf8_lossy(&bytes[..whole]).into_owned();
-            for (i, line) in text.lines().enumerate() {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let cell: CellResult = serde_json::from_str(line).map_err(|e| StoreError {
-                    path: path.clone(),
-                    message: format!(
-                        "line {} is not a result ({e}), and not the torn last line a crash leaves; delete or mend that line (the other results are kept and resumed)",
-                        i + 1
-                    ),
-                })?;
-                existing.push(cell);
-            }
+            existing = parse_lines(&path, &bytes[..whole])?;
         }
         let done = existing.iter().map(|c| c.key.clone()).collect();
         Ok(Self {
@@ -308,6 +332,7 @@ mod tests {
             policy: "hardest".into(),
             keep: 0.5,
             alpha: 0.0,
+            alpha_rule: None,
             temperature: 4.0,
             teacher: None,
             seed: 0,

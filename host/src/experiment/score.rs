@@ -92,7 +92,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         (&raw_train, &raw_test),
         &train_set,
         &needs,
-        false,
+        &vec![false; manifest.teachers.len()],
     )?;
     let mut time = stage.time;
     let mut shape = vec![n as u64];
@@ -105,6 +105,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
     };
     let dir = manifest.output.join("scores");
     let mut summary = Vec::new();
+    let bar = crate::progress::bar((methods.len() * manifest.seeds.len()) as u64, "scoring");
     for method in &methods {
         let params = params_json(&method.params);
         let tag = format!(
@@ -115,6 +116,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         let description = &method.plugin.description;
         let views = stage.inputs.views(&method.inputs);
         for &seed in &manifest.seeds {
+            bar.set_message(format!("{} seed {seed}", method.spec.method));
             let started = Instant::now();
             let mut entry = MethodScores {
                 method: method.spec.method.clone(),
@@ -193,8 +195,10 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
             time.scoring += entry.seconds;
             tracing::info!(method = %entry.method, seed, seconds = entry.seconds, "scored");
             summary.push(entry);
+            bar.inc(1);
         }
     }
+    bar.finish_and_clear();
     let result = ScoreSummary {
         experiment: manifest.name.clone(),
         train_size: n,

@@ -7,7 +7,9 @@ use crate::dynamics::DynamicsSpec;
 use crate::select::Policy;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use super::defaults;
 use toml::Spanned;
 
 use super::raw::{self, RawManifest};
@@ -51,6 +53,55 @@ impl Alpha {
     pub fn needs_teacher(self) -> bool {
         self.0 > 0.0
     }
+}
+
+/// One α of the grid: a fixed weight, or `"auto"`, chosen per cell from the kept fraction by
+/// [`auto_alpha`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AlphaChoice {
+    Fixed(Alpha),
+    Auto,
+}
+
+impl AlphaChoice {
+    /// The weight a cell at `keep` trains with.
+    pub fn resolve(self, keep: Keep) -> Alpha {
+        match self {
+            AlphaChoice::Fixed(a) => a,
+            AlphaChoice::Auto => auto_alpha(keep),
+        }
+    }
+    /// Whether some cell of this choice distils (`"auto"` does at every keep).
+    pub fn needs_teacher(self) -> bool {
+        match self {
+            AlphaChoice::Fixed(a) => a.needs_teacher(),
+            AlphaChoice::Auto => true,
+        }
+    }
+    /// `"auto"` for the rule (written in results and the cell key), `None` for a number.
+    pub fn rule(self) -> Option<&'static str> {
+        match self {
+            AlphaChoice::Fixed(_) => None,
+            AlphaChoice::Auto => Some(AUTO_ALPHA_RULE),
+        }
+    }
+}
+
+/// The name of the `"auto"` rule in results and cell keys: a new rule gets a new name, so
+/// students trained under the old one are not reused.
+pub const AUTO_ALPHA_RULE: &str = "auto-v1";
+
+/// `alpha = "auto"`: α from the kept fraction, `clamp(1.1 − keep, 0.5, 0.9)` — 0.9 at keep
+/// ≤ 0.2, falling to 0.5 at keep ≥ 0.6. Fitted to kdprune's own sweeps (docs/results.md):
+/// the best α of the grid grows as the kept fraction shrinks, as the paper found, and is flat
+/// near both ends, where neighbouring α are within seed noise of each other.
+pub fn auto_alpha_description() -> &'static str {
+    "clamp(1.1 - keep, 0.5, 0.9)"
+}
+
+/// See [`auto_alpha_description`].
+pub fn auto_alpha(keep: Keep) -> Alpha {
+    Alpha((1.1 - keep.get()).clamp(0.5, 0.9))
 }
 
 /// Softmax temperature τ > 0 of the distillation term.
@@ -138,7 +189,7 @@ pub struct DataSpec {
 }
 
 /// Memory layout the teacher expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     /// `[B, D]`.
@@ -148,7 +199,7 @@ pub enum Layout {
 }
 
 /// What the teacher's output holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputKind {
     /// Detected from the first batch: rows that sum to 1 are probabilities, rows whose
@@ -159,7 +210,7 @@ pub enum OutputKind {
     LogProbabilities,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Provider {
     Cpu,
@@ -226,7 +277,7 @@ fn is_default_init(init: &crate::train::spec::Init) -> bool {
 
 #[derive(Debug, Clone)]
 pub struct Distillation {
-    pub alphas: Vec<Alpha>,
+    pub alphas: Vec<AlphaChoice>,
     pub temperature: Temperature,
 }
 
@@ -245,7 +296,8 @@ pub struct PruneSpec {
 }
 
 /// What a run does when a pruning plugin fails in one cell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OnPluginError {
     /// End the run with the plugin's error (results already written stay).
     Stop,
@@ -268,12 +320,21 @@ pub struct Manifest {
     /// Load plugins from folders or files that other users may write to.
     pub allow_writable_plugins: bool,
     pub data: DataSpec,
-    pub teacher: Option<TeacherSpec>,
+    /// `[teacher]` or `[[teacher]]`, names unique; every one is a dimension of the grid for
+    /// α > 0. Methods that read teacher inputs (soft labels, embeddings) read the first.
+    pub teachers: Vec<TeacherSpec>,
     pub student: StudentSpec,
     pub distillation: Distillation,
     /// The proxy for training dynamics (defaults when the manifest has no `[dynamics]`).
     pub dynamics: DynamicsSpec,
     pub prune: Vec<PruneSpec>,
+}
+
+impl Manifest {
+    /// The first teacher: the one whose soft labels and embeddings methods read.
+    pub fn teacher(&self) -> Option<&TeacherSpec> {
+        self.teachers.first()
+    }
 }
 
 struct Checker<'a> {
@@ -314,30 +375,6 @@ impl Checker<'_> {
             self.base.join(p)
         };
         lexically_normal(&joined)
-    }
-
-    fn choice<T: Copy>(
-        &self,
-        value: &Spanned<String>,
-        field: &str,
-        choices: &[(&str, T)],
-    ) -> Result<T, ManifestError> {
-        choices
-            .iter()
-            .find(|(name, _)| *name == value.get_ref().as_str())
-            .map(|(_, v)| *v)
-            .ok_or_else(|| {
-                let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-                self.at(
-                    value.span(),
-                    format!(
-                        "{field} = {:?} is not one of {}{}",
-                        value.get_ref(),
-                        names.join(", "),
-                        crate::suggest::did_you_mean(value.get_ref(), names.iter().copied())
-                    ),
-                )
-            })
     }
 
     fn positive<T: PartialOrd + Default + Copy + std::fmt::Display>(
@@ -417,7 +454,7 @@ pub(super) fn check(
             }
             list.clone()
         }
-        None => vec![0],
+        None => defaults::SEEDS.to_vec(),
     };
     let output = c.resolve(raw.output.get_ref());
     let plugin_dirs = raw.plugin_dirs.iter().map(|d| c.resolve(d)).collect();
@@ -426,24 +463,48 @@ pub(super) fn check(
         .as_deref()
         .map(|d| c.resolve(d))
         .unwrap_or_else(|| output.join("cache"));
-    let on_plugin_error = match &raw.on_plugin_error {
-        None => OnPluginError::Stop,
-        Some(v) => c.choice(
-            v,
-            "on_plugin_error",
-            &[
-                ("stop", OnPluginError::Stop),
-                ("continue", OnPluginError::Continue),
-            ],
-        )?,
-    };
+    let on_plugin_error = raw.on_plugin_error.unwrap_or(OnPluginError::Stop);
     let data = check_data(&c, raw.data, &cache_dir)?;
-    let teacher = raw.teacher.map(|t| check_teacher(&c, t)).transpose()?;
+    let teachers = match raw.teacher {
+        None => Vec::new(),
+        Some(t) => {
+            let span = t.span();
+            let listed = match t.into_inner() {
+                raw::RawTeachers::One(one) => vec![(span, *one)],
+                raw::RawTeachers::Many(many) => {
+                    if many.is_empty() {
+                        return Err(c.at(span, "[[teacher]] is empty; give one or drop it"));
+                    }
+                    many.into_iter()
+                        .map(|t| (t.span(), t.into_inner()))
+                        .collect()
+                }
+            };
+            let mut teachers: Vec<TeacherSpec> = Vec::new();
+            for (span, t) in listed {
+                let spec = check_teacher(&c, span.clone(), t)?;
+                if teachers.iter().any(|o| o.name == spec.name) {
+                    return Err(c.at(
+                        span,
+                        format!(
+                            "two teachers are named {:?}; give each a distinct name = \"...\"",
+                            spec.name
+                        ),
+                    ));
+                }
+                teachers.push(spec);
+            }
+            teachers
+        }
+    };
+    let teacher = teachers.first();
     let dynamics = check_dynamics(&c, raw.dynamics, &raw.student)?;
     let student = check_student(&c, raw.student)?;
     let distillation = match raw.distillation {
         None => Distillation {
-            alphas: vec![Alpha(0.0)],
+            alphas: defaults::ALPHAS
+                .map(|a| AlphaChoice::Fixed(Alpha(a)))
+                .to_vec(),
             temperature: Temperature(1.0),
         },
         Some(d) => {
@@ -457,23 +518,31 @@ pub(super) fn check(
                 .alphas
                 .get_ref()
                 .iter()
-                .map(|a| {
-                    Alpha::new(*a.get_ref()).ok_or_else(|| {
-                        c.at(a.span(), format!("alpha {} is outside [0, 1]", a.get_ref()))
-                    })
+                .map(|a| match a.get_ref() {
+                    raw::RawAlpha::Value(v) => Alpha::new(*v)
+                        .map(AlphaChoice::Fixed)
+                        .ok_or_else(|| c.at(a.span(), format!("alpha {v} is outside [0, 1]"))),
+                    raw::RawAlpha::Word(w) if w == "auto" => Ok(AlphaChoice::Auto),
+                    raw::RawAlpha::Word(w) => Err(c.at(
+                        a.span(),
+                        format!("alpha {w:?} is neither a number in [0, 1] nor \"auto\""),
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             if let Some(i) = (1..alphas.len()).find(|&i| alphas[..i].contains(&alphas[i])) {
+                let shown = match alphas[i] {
+                    AlphaChoice::Fixed(a) => a.get().to_string(),
+                    AlphaChoice::Auto => "\"auto\"".into(),
+                };
                 return Err(c.at(
                     d.alphas.get_ref()[i].span(),
                     format!(
-                        "alphas lists {} twice; each alpha trains its own students, remove one",
-                        alphas[i].get()
+                        "alphas lists {shown} twice; each alpha trains its own students, remove one"
                     ),
                 ));
             }
             let temperature = match &d.temperature {
-                None => Temperature(4.0),
+                None => Temperature(defaults::TEMPERATURE),
                 Some(t) => Temperature::new(*t.get_ref()).ok_or_else(|| {
                     c.at(
                         t.span(),
@@ -497,7 +566,7 @@ pub(super) fn check(
     }
     if distillation.alphas.iter().any(|a| a.needs_teacher()) && teacher.is_none() {
         return Err(c.file(
-            "[distillation] has an alpha above 0 but there is no [teacher]; add a [teacher] or use alphas = [0.0]",
+            "[distillation] has an alpha above 0 (or \"auto\") but there is no [teacher]; add a [teacher] or use alphas = [0.0]",
         ));
     }
     if raw.prune.get_ref().is_empty() {
@@ -545,7 +614,7 @@ pub(super) fn check(
         plugin_sha256: raw.plugin_sha256.unwrap_or_default(),
         allow_writable_plugins: raw.allow_writable_plugins,
         data,
-        teacher,
+        teachers,
         student,
         distillation,
         dynamics,
@@ -625,7 +694,7 @@ fn check_dynamics(
             .runs
             .map(|r| c.positive(&r, "[dynamics] runs"))
             .transpose()?;
-        seed = d.seed.unwrap_or(0);
+        seed = d.seed.unwrap_or(defaults::DYNAMICS_SEED);
         checkpoints = d.checkpoints;
         early_steps = d.early_steps;
         max_memory = d
@@ -678,7 +747,7 @@ fn check_dynamics(
     };
     Ok(DynamicsSpec {
         proxy,
-        runs: runs.unwrap_or(1),
+        runs: runs.unwrap_or(defaults::DYNAMICS_RUNS),
         seed,
         checkpoint_epochs,
         early_steps,
@@ -691,19 +760,7 @@ fn check_data(
     d: raw::RawData,
     cache_dir: &Path,
 ) -> Result<DataSpec, ManifestError> {
-    let format = c.choice(
-        &d.format,
-        "[data] format",
-        &[
-            ("idx", "idx"),
-            ("csv", "csv"),
-            ("npy", "npy"),
-            ("npz", "npz"),
-            ("image_folder", "image_folder"),
-            ("cifar10", "cifar10"),
-            ("cifar100", "cifar100"),
-        ],
-    )?;
+    let format = *d.format.get_ref();
     let need = |v: &Option<String>, field: &str| -> Result<PathBuf, ManifestError> {
         v.as_deref().map(|p| c.resolve(p)).ok_or_else(|| {
             c.at(
@@ -744,14 +801,14 @@ fn check_data(
             vec![p]
         }
     };
-    let source = if format == "image_folder" {
+    let source = if format == raw::DataFormat::ImageFolder {
         DataSource::ImageFolder {
             train: need(&d.train, "train (a folder of class folders)")?,
             test: d.test.as_deref().map(|p| c.resolve(p)),
             cache: cache_dir.to_path_buf(),
         }
-    } else if format == "cifar10" || format == "cifar100" {
-        let ten = format == "cifar10";
+    } else if matches!(format, raw::DataFormat::Cifar10 | raw::DataFormat::Cifar100) {
+        let ten = format == raw::DataFormat::Cifar10;
         DataSource::Cifar {
             train: cifar_files(
                 need(&d.train, "train (a CIFAR .bin file or its folder)")?,
@@ -761,19 +818,19 @@ fn check_data(
             label_bytes: if ten { 1 } else { 2 },
             classes: if ten { 10 } else { 100 },
         }
-    } else if format == "npz" {
+    } else if format == raw::DataFormat::Npz {
         DataSource::Npz {
             train: need(&d.train, "train (a .npz with arrays x and y)")?,
             test: d.test.as_deref().map(|p| c.resolve(p)),
         }
-    } else if format == "npy" {
+    } else if format == raw::DataFormat::Npy {
         let test = test_pair()?;
         DataSource::Npy {
             train_features: need(&d.train_images, "train_images (the features .npy)")?,
             train_labels: need(&d.train_labels, "train_labels (the labels .npy)")?,
             test,
         }
-    } else if format == "idx" {
+    } else if format == raw::DataFormat::Idx {
         let test = test_pair()?;
         DataSource::Idx {
             train_images: need(&d.train_images, "train_images")?,
@@ -883,23 +940,15 @@ fn check_data(
 
 fn check_teacher(
     c: &Checker<'_>,
-    t: Spanned<raw::RawTeacher>,
+    span: Range<usize>,
+    t: raw::RawTeacher,
 ) -> Result<TeacherSpec, ManifestError> {
-    let span = t.span();
-    let t = t.into_inner();
     let source = match (&t.onnx, &t.plugin) {
         (Some(model), None) => {
             if let Some(p) = &t.params {
                 return Err(c.at(p.span(), "[teacher] params are for plugin teachers; an ONNX teacher takes input, output, output_kind, provider"));
             }
-            let provider = match &t.provider {
-                None => Provider::Cpu,
-                Some(p) => c.choice(
-                    p,
-                    "[teacher] provider",
-                    &[("cpu", Provider::Cpu), ("cuda", Provider::Cuda)],
-                )?,
-            };
+            let provider = t.provider.unwrap_or(defaults::TEACHER_PROVIDER);
             TeacherSource::Onnx {
                 model: c.resolve(model),
                 input: t.input.clone(),
@@ -938,14 +987,7 @@ fn check_teacher(
         Some(p) => {
             let pspan = p.span();
             let p = p.into_inner();
-            let layout = match &p.layout {
-                None => Layout::Flat,
-                Some(l) => c.choice(
-                    l,
-                    "[teacher.preprocess] layout",
-                    &[("flat", Layout::Flat), ("nchw", Layout::Nchw)],
-                )?,
-            };
+            let layout = p.layout.unwrap_or(defaults::TEACHER_LAYOUT);
             let norm = Normalisation {
                 scale: p.scale.unwrap_or(1.0),
                 mean: p.mean.unwrap_or_else(|| vec![0.0]),
@@ -960,21 +1002,9 @@ fn check_teacher(
             (norm, layout)
         }
     };
-    let output_kind = match &t.output_kind {
-        None => OutputKind::Auto,
-        Some(k) => c.choice(
-            k,
-            "[teacher] output_kind",
-            &[
-                ("auto", OutputKind::Auto),
-                ("logits", OutputKind::Logits),
-                ("probabilities", OutputKind::Probabilities),
-                ("log_probabilities", OutputKind::LogProbabilities),
-            ],
-        )?,
-    };
+    let output_kind = t.output_kind.unwrap_or(defaults::TEACHER_OUTPUT_KIND);
     let batch_size = match &t.batch_size {
-        None => 256,
+        None => defaults::TEACHER_BATCH_SIZE,
         Some(b) => c.positive(b, "[teacher] batch_size")?,
     };
     let embedding =
@@ -1034,7 +1064,7 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
         (None, None) => Vec::new(),
     };
     let momentum = match &s.momentum {
-        None => 0.9,
+        None => defaults::SGD_MOMENTUM,
         Some(m) if (0.0..1.0).contains(m.get_ref()) => *m.get_ref(),
         Some(m) => {
             return Err(c.at(
@@ -1043,22 +1073,17 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
             ))
         }
     };
-    let optimizer = match s
-        .optimizer
-        .as_ref()
-        .map(|o| c.choice(o, "[student] optimizer", &[("sgd", 0), ("adamw", 1)]))
-        .transpose()?
-    {
-        None | Some(0) => {
+    let optimizer = match s.optimizer {
+        None | Some(raw::OptimizerName::Sgd) => {
             if let Some(b) = &s.betas {
                 return Err(c.at(b.span(), "betas are for optimizer = \"adamw\""));
             }
             OptimizerSpec::Sgd {
                 momentum,
-                nesterov: s.nesterov.unwrap_or(false),
+                nesterov: s.nesterov.unwrap_or(defaults::SGD_NESTEROV),
             }
         }
-        _ => {
+        Some(raw::OptimizerName::Adamw) => {
             if s.nesterov.is_some() || s.momentum.is_some() {
                 return Err(c.file("[student] momentum and nesterov are for optimizer = \"sgd\"; adamw takes betas"));
             }
@@ -1066,7 +1091,7 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
                 .betas
                 .as_ref()
                 .map(|b| *b.get_ref())
-                .unwrap_or([0.9, 0.999]);
+                .unwrap_or(defaults::ADAMW_BETAS);
             if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
                 let span = s.betas.as_ref().map(|b| b.span()).unwrap_or(0..0);
                 return Err(c.at(span, "betas must be in [0, 1)"));
@@ -1079,29 +1104,22 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
         }
     };
     let weight_decay = match &s.weight_decay {
-        None => 5e-4,
+        None => defaults::WEIGHT_DECAY,
         Some(w) if *w.get_ref() >= 0.0 => *w.get_ref(),
         Some(w) => return Err(c.at(w.span(), "weight_decay must be >= 0")),
     };
-    let schedule = match s
-        .schedule
-        .as_ref()
-        .map(|v| {
-            c.choice(
-                v,
-                "[student] schedule",
-                &[("cosine", 0), ("constant", 1), ("step", 2)],
-            )
-        })
-        .transpose()?
-    {
-        None | Some(0) => ScheduleSpec::Cosine,
-        Some(1) => ScheduleSpec::Constant,
-        _ => {
+    let schedule = match s.schedule {
+        None | Some(raw::ScheduleName::Cosine) => ScheduleSpec::Cosine,
+        Some(raw::ScheduleName::Constant) => ScheduleSpec::Constant,
+        Some(raw::ScheduleName::Step) => {
             let every = s.step_every.as_ref().ok_or_else(|| {
                 c.file("[student] schedule = \"step\" needs step_every (epochs) and step_gamma")
             })?;
-            let gamma = s.step_gamma.as_ref().map(|g| *g.get_ref()).unwrap_or(0.1);
+            let gamma = s
+                .step_gamma
+                .as_ref()
+                .map(|g| *g.get_ref())
+                .unwrap_or(defaults::STEP_GAMMA);
             if !(gamma > 0.0 && gamma <= 1.0) {
                 return Err(c.file("[student] step_gamma must be in (0, 1]"));
             }
@@ -1119,14 +1137,7 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
     let augment = match s.augment {
         None => Augment::default(),
         Some(a) => {
-            let online_teacher = match &a.teacher {
-                None => false,
-                Some(t) => c.choice(
-                    t,
-                    "[student] augment.teacher",
-                    &[("cached", false), ("online", true)],
-                )?,
-            };
+            let online_teacher = a.teacher == Some(raw::AugmentTeacher::Online);
             Augment {
                 crop_padding: a.crop_padding,
                 flip: a.flip,
@@ -1138,27 +1149,17 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
         layers,
         epochs: c.positive(&s.epochs, "[student] epochs")?,
         batch_size: match &s.batch_size {
-            None => 128,
+            None => defaults::STUDENT_BATCH_SIZE,
             Some(b) => c.positive(b, "[student] batch_size")?,
         },
         lr,
         optimizer,
         weight_decay,
         schedule,
-        warmup_epochs: s.warmup_epochs.unwrap_or(0),
+        warmup_epochs: s.warmup_epochs.unwrap_or(defaults::WARMUP_EPOCHS),
         clip_grad_norm,
         augment,
-        init: match &s.init {
-            None => crate::train::spec::Init::He,
-            Some(v) => c.choice(
-                v,
-                "[student] init",
-                &[
-                    ("he", crate::train::spec::Init::He),
-                    ("torch", crate::train::spec::Init::Torch),
-                ],
-            )?,
-        },
+        init: s.init.unwrap_or_default(),
         save: s.save,
     })
 }

@@ -4,6 +4,7 @@
 //! folder. Owns the schema and its defaults; does not open data files or plugins.
 
 mod checked;
+pub mod defaults;
 mod raw;
 
 use std::path::{Path, PathBuf};
@@ -54,11 +55,23 @@ pub fn parse(path: &Path, source: &str) -> Result<Manifest, ManifestError> {
             .span()
             .map(|s| line_column(source, s.start))
             .unwrap_or((1, 1));
+        // The key written before the value the error points at, to name the field.
+        let key = e.span().and_then(|s| {
+            let start = source[..s.start.min(source.len())]
+                .rfind('\n')
+                .map_or(0, |i| i + 1);
+            let (k, _) = source[start..s.start.min(source.len())].rsplit_once('=')?;
+            let k = k.trim().rsplit(['{', ',']).next()?.trim();
+            (!k.is_empty()).then_some(k)
+        });
         ManifestError::At {
             path: path.to_path_buf(),
             line,
             column,
-            message: crate::suggest::unknown_field_hint(&e.message().trim().replace('\n', "; ")),
+            message: crate::suggest::unknown_field_hint(
+                &e.message().trim().replace('\n', "; "),
+                key,
+            ),
         }
     })?;
     checked::check(path, source, raw)

@@ -17,12 +17,12 @@ pub struct RawManifest {
     #[serde(default)]
     pub plugin_dirs: Vec<String>,
     pub cache_dir: Option<String>,
-    pub on_plugin_error: Option<Spanned<String>>,
+    pub on_plugin_error: Option<crate::manifest::OnPluginError>,
     pub plugin_sha256: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub allow_writable_plugins: bool,
     pub data: RawData,
-    pub teacher: Option<Spanned<RawTeacher>>,
+    pub teacher: Option<Spanned<RawTeachers>>,
     pub student: RawStudent,
     pub distillation: Option<RawDistillation>,
     pub dynamics: Option<Spanned<RawDynamics>>,
@@ -44,13 +44,65 @@ pub struct RawDynamics {
     pub epochs: Option<Spanned<usize>>,
     pub batch_size: Option<Spanned<usize>>,
     pub lr: Option<Spanned<f32>>,
-    pub optimizer: Option<Spanned<String>>,
+    pub optimizer: Option<OptimizerName>,
     pub momentum: Option<Spanned<f32>>,
     pub nesterov: Option<bool>,
     pub weight_decay: Option<Spanned<f32>>,
-    pub schedule: Option<Spanned<String>>,
+    pub schedule: Option<ScheduleName>,
     pub warmup_epochs: Option<usize>,
     pub clip_grad_norm: Option<Spanned<f32>>,
+}
+
+/// `[data] format`: the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataFormat {
+    Idx,
+    Csv,
+    Npy,
+    Npz,
+    ImageFolder,
+    Cifar10,
+    Cifar100,
+}
+
+impl std::fmt::Display for DataFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DataFormat::Idx => "idx",
+            DataFormat::Csv => "csv",
+            DataFormat::Npy => "npy",
+            DataFormat::Npz => "npz",
+            DataFormat::ImageFolder => "image_folder",
+            DataFormat::Cifar10 => "cifar10",
+            DataFormat::Cifar100 => "cifar100",
+        })
+    }
+}
+
+/// `optimizer` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    Sgd,
+    Adamw,
+}
+
+/// `schedule` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleName {
+    Cosine,
+    Constant,
+    Step,
+}
+
+/// `[student] augment.teacher` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AugmentTeacher {
+    Cached,
+    Online,
 }
 
 /// A size in bytes: a number, or text such as `"4GiB"`, `"512MiB"`.
@@ -64,7 +116,7 @@ pub enum RawBytes {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawData {
-    pub format: Spanned<String>,
+    pub format: Spanned<DataFormat>,
     pub train: Option<String>,
     pub test: Option<String>,
     pub train_images: Option<String>,
@@ -99,6 +151,52 @@ pub struct RawNormalise {
     pub standardize: bool,
 }
 
+/// `[teacher]` (one table) or `[[teacher]]` (several).
+#[derive(Debug)]
+pub enum RawTeachers {
+    One(Box<RawTeacher>),
+    Many(Vec<Spanned<RawTeacher>>),
+}
+
+impl<'de> Deserialize<'de> for RawTeachers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawTeachers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a [teacher] table or [[teacher]] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                // The fields go through TOML's own deserializer, so their spans are kept.
+                RawTeacher::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|t| RawTeachers::One(Box::new(t)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut all = Vec::new();
+                while let Some(t) = seq.next_element::<Spanned<RawTeacher>>()? {
+                    all.push(t);
+                }
+                Ok(RawTeachers::Many(all))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
+}
+
+/// One α of `[distillation] alphas`: a number, or the word `"auto"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawAlpha {
+    Value(f32),
+    Word(String),
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTeacher {
@@ -108,8 +206,8 @@ pub struct RawTeacher {
     pub params: Option<Spanned<toml::Table>>,
     pub input: Option<String>,
     pub output: Option<String>,
-    pub output_kind: Option<Spanned<String>>,
-    pub provider: Option<Spanned<String>>,
+    pub output_kind: Option<crate::manifest::OutputKind>,
+    pub provider: Option<crate::manifest::Provider>,
     #[serde(default)]
     pub allow_cpu_fallback: bool,
     pub batch_size: Option<Spanned<usize>>,
@@ -126,7 +224,7 @@ pub struct RawPreprocess {
     pub scale: Option<f32>,
     pub mean: Option<Vec<f32>>,
     pub std: Option<Vec<f32>>,
-    pub layout: Option<Spanned<String>>,
+    pub layout: Option<crate::manifest::Layout>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,18 +235,18 @@ pub struct RawStudent {
     pub epochs: Spanned<usize>,
     pub batch_size: Option<Spanned<usize>>,
     pub lr: Spanned<f32>,
-    pub optimizer: Option<Spanned<String>>,
+    pub optimizer: Option<OptimizerName>,
     pub momentum: Option<Spanned<f32>>,
     pub nesterov: Option<bool>,
     pub betas: Option<Spanned<[f32; 2]>>,
     pub weight_decay: Option<Spanned<f32>>,
-    pub schedule: Option<Spanned<String>>,
+    pub schedule: Option<ScheduleName>,
     pub step_every: Option<Spanned<usize>>,
     pub step_gamma: Option<Spanned<f32>>,
     pub warmup_epochs: Option<usize>,
     pub clip_grad_norm: Option<Spanned<f32>>,
     pub augment: Option<RawAugment>,
-    pub init: Option<Spanned<String>>,
+    pub init: Option<crate::train::spec::Init>,
     #[serde(default)]
     pub save: bool,
 }
@@ -160,13 +258,13 @@ pub struct RawAugment {
     pub crop_padding: usize,
     #[serde(default)]
     pub flip: bool,
-    pub teacher: Option<toml::Spanned<String>>,
+    pub teacher: Option<AugmentTeacher>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDistillation {
-    pub alphas: Spanned<Vec<Spanned<f32>>>,
+    pub alphas: Spanned<Vec<Spanned<RawAlpha>>>,
     pub temperature: Option<Spanned<f32>>,
 }
 

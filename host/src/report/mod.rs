@@ -1,88 +1,144 @@
-//! Reports: the accuracy table of a set of results (rows: method — with its parameters and
-//! policy when one method appears with several — and keep; columns: α; cells: mean test
-//! accuracy over seeds, with the spread when there are several). Only results of one
-//! configuration are averaged together (the `config` key of each result, the cell key
-//! without its seed).
+//! Reports of a set of results: the accuracy table (Markdown), the findings on the paper's
+//! four questions, and plots (SVG, drawn by `plotters`), gathered in `report.md` and a
+//! self-contained `report.html`. Only results of one setup are averaged together: seeds of
+//! one (method variant, keep, α, teacher) group.
 
-use std::collections::BTreeMap;
+mod findings;
+mod html;
+mod plots;
+pub mod stats;
+
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 use crate::experiment::CellResult;
+pub use stats::{AlphaLabel, Group, Groups, Verdict};
 
-/// A Markdown table of test accuracy (%) by method, keep and α.
+/// A Markdown table of test accuracy (%) by method and keep (rows) and α and teacher
+/// (columns: α = 0 once, then one per α > 0 and teacher); cells show the mean over seeds and,
+/// for several seeds, the spread.
 pub fn accuracy_table(results: &[CellResult]) -> String {
-    let mut alphas: Vec<f32> = results.iter().map(|r| r.alpha).collect();
-    alphas.sort_by(|a, b| a.total_cmp(b));
-    alphas.dedup();
-    // A method with several parameter sets or policies gets one row per set.
-    let variant = |r: &CellResult| format!("{} {}", r.params, r.policy);
-    let mut variants: BTreeMap<&str, std::collections::BTreeSet<String>> = BTreeMap::new();
-    for r in results {
-        variants.entry(&r.method).or_default().insert(variant(r));
-    }
-    let label = |r: &CellResult| {
-        if variants[r.method.as_str()].len() > 1 {
-            format!("{} {} {}", r.method, r.params, r.policy)
+    let groups = Groups::new(results);
+    let teachers = groups.teachers();
+    let several = teachers.len() > 1;
+    let mut columns: Vec<(AlphaLabel, Option<String>)> = Vec::new();
+    // Results that distil without naming their teacher (written by hand, say) get a column.
+    let unnamed = groups
+        .groups
+        .iter()
+        .any(|g| g.alpha.value() > 0.0 && g.teacher.is_none());
+    for alpha in groups.alphas() {
+        if alpha == AlphaLabel::Fixed(0.0) {
+            columns.push((alpha, None));
         } else {
-            r.method.clone()
+            if unnamed {
+                columns.push((alpha, None));
+            }
+            columns.extend(teachers.iter().map(|(t, _)| (alpha, Some(t.clone()))));
         }
-    };
-    // (label, keep in 1/10000 for ordering) -> alpha index -> configuration -> accuracies
-    type Cells = BTreeMap<usize, BTreeMap<String, Vec<f64>>>;
-    let mut rows: BTreeMap<(String, i64), Cells> = BTreeMap::new();
-    for r in results {
-        let a = alphas.iter().position(|&x| x == r.alpha).unwrap_or(0);
-        let keep = (r.keep as f64 * 10_000.0).round() as i64;
-        // Results written before `config` existed stand alone.
-        let config = if r.config.is_empty() {
-            r.key.clone()
-        } else {
-            r.config.clone()
-        };
-        rows.entry((label(r), keep))
-            .or_default()
-            .entry(a)
-            .or_default()
-            .entry(config)
-            .or_default()
-            .push(r.test_accuracy * 100.0);
     }
     let mut out = String::new();
     let _ = write!(out, "| method | keep |");
-    for a in &alphas {
-        let _ = write!(out, " α = {a} |");
+    for (alpha, teacher) in &columns {
+        match teacher {
+            Some(t) if several => {
+                let _ = write!(out, " {t} α = {alpha} |");
+            }
+            _ => {
+                let _ = write!(out, " α = {alpha} |");
+            }
+        }
     }
     out.push('\n');
     let _ = write!(out, "|---|---:|");
-    for _ in &alphas {
+    for _ in &columns {
         out.push_str("---:|");
     }
     out.push('\n');
-    for ((method, keep), cells) in &rows {
-        let _ = write!(out, "| {method} | {:.2} |", *keep as f64 / 10_000.0);
-        for a in 0..alphas.len() {
-            let Some(configs) = cells.get(&a) else {
-                out.push_str(" - |");
+    let seeds_differ = groups.groups.iter().any(|g| g.n() > 1);
+    for method in groups.methods() {
+        for keep in groups.keeps() {
+            if !groups
+                .groups
+                .iter()
+                .any(|g| g.method == method && g.keep == keep)
+            {
                 continue;
-            };
-            let shown: Vec<String> = configs
-                .values()
-                .map(|v| {
-                    if v.len() == 1 {
-                        format!("{:.2}", v[0])
-                    } else {
-                        let mean = v.iter().sum::<f64>() / v.len() as f64;
-                        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
-                            / (v.len() - 1) as f64;
-                        format!("{mean:.2} ± {:.2} (n={})", var.sqrt(), v.len())
+            }
+            let _ = write!(out, "| {method} | {keep:.2} |");
+            for (alpha, teacher) in &columns {
+                match groups.find(&method, keep, teacher.as_deref(), *alpha) {
+                    Some(g) if seeds_differ && g.n() > 1 => {
+                        let _ = write!(out, " {} (n={}) |", g.show(), g.n());
                     }
-                })
-                .collect();
-            let _ = write!(out, " {} |", shown.join(" / "));
+                    Some(g) => {
+                        let _ = write!(out, " {} |", g.show());
+                    }
+                    None => out.push_str(" - |"),
+                }
+            }
+            out.push('\n');
         }
-        out.push('\n');
     }
     out
+}
+
+/// The files [`write`] made.
+#[derive(Debug, Clone)]
+pub struct ReportFiles {
+    pub markdown: PathBuf,
+    pub html: PathBuf,
+    /// The Markdown, as written.
+    pub text: String,
+}
+
+/// Writes `report.md` and `report.html` for `results` into `dir` (each through a temporary
+/// file and a rename, so a failed write leaves the previous report whole). `title` heads both.
+pub fn write(dir: &Path, title: &str, results: &[CellResult]) -> Result<ReportFiles, crate::Error> {
+    let groups = Groups::new(results);
+    let mut md = format!("# {title}\n\nTest accuracy (%), mean ± standard deviation over seeds.");
+    let teachers = groups.teachers();
+    if !teachers.is_empty() {
+        let shown: Vec<String> = teachers
+            .iter()
+            .map(|(t, a)| match a {
+                Some(a) => format!("{t} {a:.2} %"),
+                None => t.clone(),
+            })
+            .collect();
+        let _ = write!(md, " Teachers (test accuracy): {}.", shown.join(", "));
+    }
+    let head = md.clone();
+    let mut body = accuracy_table(results);
+    let findings = findings::markdown(&groups);
+    if !findings.is_empty() {
+        let _ = write!(body, "\n{findings}");
+    }
+    let _ = write!(md, "\n\n{body}");
+    let figures = plots::all(&groups);
+    let html = html::page(title, &head, &body, &figures);
+    let markdown = dir.join("report.md");
+    let page = dir.join("report.html");
+    replace(&markdown, md.as_bytes())?;
+    replace(&page, html.as_bytes())?;
+    Ok(ReportFiles {
+        markdown,
+        html: page,
+        text: md,
+    })
+}
+
+fn replace(path: &Path, bytes: &[u8]) -> Result<(), crate::Error> {
+    let io = |e: std::io::Error| crate::Error::Io {
+        path: path.to_path_buf(),
+        message: crate::io_message(&e),
+    };
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| {
+        std::fs::remove_file(&tmp).ok();
+        io(e)
+    })?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 #[cfg(test)]
@@ -97,6 +153,7 @@ mod tests {
             policy: "hardest".into(),
             keep,
             alpha,
+            alpha_rule: None,
             temperature: 4.0,
             teacher: None,
             seed,
@@ -131,7 +188,71 @@ mod tests {
         let mut other = cell("random", 0.1, 0.0, 0, 0.9);
         other.config = "another student".into();
         let t = accuracy_table(&[cell("random", 0.1, 0.0, 0, 0.5), other]);
-        assert!(t.contains("| random | 0.10 | 90.00 / 50.00 |"), "{t}");
+        assert!(t.contains(" | 0.10 | 90.00 |"), "{t}");
+        assert!(t.contains(" | 0.10 | 50.00 |"), "{t}");
         assert!(!t.contains("n=2"), "{t}");
+    }
+
+    fn kd(method: &str, keep: f32, alpha: f32, teacher: &str, seed: u64, acc: f64) -> CellResult {
+        let mut c = cell(method, keep, alpha, seed, acc);
+        c.teacher = Some(teacher.into());
+        c.teacher_test_accuracy = Some(if teacher == "big" { 0.95 } else { 0.85 });
+        c.key = format!("{method}{keep}{alpha}{teacher}{seed}");
+        c.config = format!("{method}{keep}{alpha}{teacher}");
+        c
+    }
+
+    #[test]
+    fn verdicts_test_the_difference_against_its_standard_error() {
+        let groups = Groups::new(&[
+            cell("a", 0.1, 0.0, 0, 0.80),
+            cell("a", 0.1, 0.0, 1, 0.81),
+            cell("a", 0.1, 0.0, 2, 0.82),
+            cell("b", 0.1, 0.0, 0, 0.85),
+            cell("b", 0.1, 0.0, 1, 0.86),
+            cell("b", 0.1, 0.0, 2, 0.87),
+            cell("c", 0.1, 0.0, 0, 0.79),
+            cell("c", 0.1, 0.0, 1, 0.83),
+            cell("c", 0.1, 0.0, 2, 0.81),
+        ]);
+        let a = groups.without_kd("a", 0.1).unwrap();
+        let b = groups.without_kd("b", 0.1).unwrap();
+        let c = groups.without_kd("c", 0.1).unwrap();
+        assert!((a.mean() - 81.0).abs() < 1e-9 && (a.std() - 1.0).abs() < 1e-9);
+        assert_eq!(Verdict::of(b, a), Verdict::Better);
+        assert_eq!(Verdict::of(a, b), Verdict::Worse);
+        assert_eq!(Verdict::of(a, c), Verdict::WithinNoise);
+    }
+
+    #[test]
+    fn findings_answer_the_four_questions_from_the_results() {
+        let mut results = Vec::new();
+        for seed in 0..3 {
+            let e = seed as f64 * 0.001;
+            for (method, base) in [("random", 0.80), ("el2n", 0.60)] {
+                results.push(cell(method, 0.1, 0.0, seed, base + e));
+                results.push(cell(method, 0.5, 0.0, seed, base + 0.08 + e));
+                // The best α is 0.9 at keep 0.1 and 0.5 at keep 0.5; the small teacher wins
+                // at keep 0.1.
+                results.push(kd(method, 0.1, 0.5, "big", seed, base + 0.02 + e));
+                results.push(kd(method, 0.1, 0.9, "big", seed, base + 0.04 + e));
+                results.push(kd(method, 0.5, 0.5, "big", seed, base + 0.10 + e));
+                results.push(kd(method, 0.5, 0.9, "big", seed, base + 0.09 + e));
+                results.push(kd(method, 0.1, 0.9, "small", seed, base + 0.05 + e));
+            }
+        }
+        let md = findings::markdown(&Groups::new(&results));
+        assert!(
+            md.contains("better in 6 cells, within noise in 0, worse in 0"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| 0.10 | 84.10 ± 0.10 (α 0.9) | el2n 64.10 ± 0.10 (α 0.9) | +20.00 | better |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| random | 0.9 | 0.5 | yes |"), "{md}");
+        assert!(md.contains("| 0.10 | 84.10 ± 0.10 (α 0.9) | 85.10 ± 0.10 (α 0.9) | small, better than the largest |"), "{md}");
     }
 }

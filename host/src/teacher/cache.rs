@@ -1,9 +1,11 @@
 //! The soft-label cache: a teacher's log-space scores for one data set, in a file named by
 //! a content hash of the model (or plugin library and parameters), the data, and the
-//! preprocessing. A changed model, data file or preprocessing gives a new key; an unreadable
-//! or truncated cache file is ignored and rebuilt.
+//! preprocessing. A changed model, data file or preprocessing gives a new key; an unreadable,
+//! truncated or altered cache file (a SHA-256 of the values sits in the metadata) is ignored
+//! and rebuilt. Scores and embeddings are safetensors files (`safetensors.safe_open` reads
+//! them in Python).
 
-use std::io::Write;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
@@ -15,9 +17,6 @@ use crate::manifest::{OutputKind, TeacherSource, TeacherSpec};
 use crate::plugins::Registry;
 use crate::tensor::{Elements, HostTensor};
 
-/// Version 2 adds a SHA-256 of everything before it at the end of the file.
-const MAGIC: &[u8; 8] = b"KDPTLOG2";
-
 /// The part of the key that does not depend on the data set.
 pub(super) struct KeyBase(Sha256);
 
@@ -27,7 +26,7 @@ pub(super) struct CacheKey(String);
 
 impl CacheKey {
     pub(super) fn path(&self, dir: &Path) -> PathBuf {
-        dir.join(format!("teacher-{}.bin", &self.0[..32]))
+        dir.join(format!("teacher-{}.safetensors", &self.0[..32]))
     }
 
     /// The file of the embedding tensor `tensor` for this model and data.
@@ -45,46 +44,81 @@ impl CacheKey {
     }
 }
 
-/// A cached embedding `[n, H]`, or `None` when absent or unusable (the checksum in the
-/// metadata guards against a changed file).
-pub(super) fn read_embedding(path: &Path, n: usize) -> Option<HostTensor> {
-    let bytes = std::fs::read(path).ok()?;
-    let file = safetensors::SafeTensors::deserialize(&bytes).ok()?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
-    let view = file.tensor("embedding").ok()?;
-    let checksum = meta.metadata().as_ref()?.get("sha256")?.clone();
-    let digest: String = Sha256::digest(view.data())
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect();
-    if digest != checksum || view.shape().first() != Some(&n) || view.shape().len() != 2 {
-        tracing::warn!(cache = %path.display(), "ignoring a damaged teacher-embedding cache file; rebuilding it");
+        .collect()
+}
+
+/// A cached f32 tensor: its shape, its little-endian bytes, the file's metadata.
+type Cached = (Vec<usize>, Vec<u8>, HashMap<String, String>);
+
+/// The f32 tensor `name` of a cache file, or `None` when the file is absent, unreadable or
+/// its values do not match the checksum in its metadata.
+fn read_f32(path: &Path, name: &str) -> Option<Cached> {
+    let bytes = std::fs::read(path).ok()?;
+    let parsed = (|| {
+        let file = safetensors::SafeTensors::deserialize(&bytes).ok()?;
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).ok()?;
+        let view = file.tensor(name).ok()?;
+        let meta = meta.metadata().clone()?;
+        let ok = view.dtype() == safetensors::Dtype::F32
+            && meta.get("sha256") == Some(&sha256_hex(view.data()));
+        ok.then(|| (view.shape().to_vec(), view.data().to_vec(), meta))
+    })();
+    if parsed.is_none() {
+        tracing::warn!(cache = %path.display(), "ignoring an unreadable or altered cache file; rebuilding it");
+    }
+    parsed
+}
+
+/// Writes the f32 tensor `name` with a checksum and `meta`, atomically (a temporary file of
+/// this process renamed into place: two runs sharing a cache folder never write one file).
+fn write_f32(
+    path: &Path,
+    name: &str,
+    shape: Vec<usize>,
+    bytes: &[u8],
+    mut meta: HashMap<String, String>,
+) -> Result<(), String> {
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)
+        .map_err(|e| e.to_string())?;
+    meta.insert("sha256".to_string(), sha256_hex(bytes));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the folder: {e}"))?;
+    }
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    safetensors::serialize_to_file([(name, view)], Some(meta), &tmp).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write: {e}")
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write: {e}")
+    })
+}
+
+/// A cached embedding `[n, H]`, or `None` when absent or unusable.
+pub(super) fn read_embedding(path: &Path, n: usize) -> Option<HostTensor> {
+    let (shape, bytes, _) = read_f32(path, "embedding")?;
+    if shape.len() != 2 || shape[0] != n {
         return None;
     }
-    let elements = Elements::from_bytes(kdprune_plugin_api::DType::F32, view.data())?;
-    HostTensor::new(view.shape().iter().map(|&d| d as u64).collect(), elements)
+    let elements = Elements::from_bytes(kdprune_plugin_api::DType::F32, &bytes)?;
+    HostTensor::new(shape.iter().map(|&d| d as u64).collect(), elements)
 }
 
 /// Writes an embedding atomically.
 pub(super) fn write_embedding(path: &Path, t: &HostTensor) -> Result<(), String> {
     let shape: Vec<usize> = t.shape().iter().map(|&d| d as usize).collect();
-    let bytes = t.elements().bytes();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)
-        .map_err(|e| e.to_string())?;
-    let digest: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let meta = std::collections::HashMap::from([("sha256".to_string(), digest)]);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    }
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    safetensors::serialize_to_file([("embedding", view)], Some(meta), &tmp).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        e.to_string()
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    write_f32(
+        path,
+        "embedding",
+        shape,
+        t.elements().bytes(),
+        HashMap::new(),
+    )
 }
 
 fn hash_file(hasher: &mut Sha256, path: &Path) -> Result<(), TeacherError> {
@@ -160,11 +194,11 @@ impl KeyBase {
     }
 }
 
-fn kind_code(kind: OutputKind) -> u8 {
+fn kind_name(kind: OutputKind) -> &'static str {
     match kind {
-        OutputKind::Auto | OutputKind::Logits => 0,
-        OutputKind::Probabilities => 1,
-        OutputKind::LogProbabilities => 2,
+        OutputKind::Auto | OutputKind::Logits => "logits",
+        OutputKind::Probabilities => "probabilities",
+        OutputKind::LogProbabilities => "log_probabilities",
     }
 }
 
@@ -174,32 +208,18 @@ pub(super) fn read(
     n: usize,
     c: usize,
 ) -> Result<Option<(Array2<f32>, OutputKind)>, TeacherError> {
-    let Ok(bytes) = std::fs::read(path) else {
+    let Some((shape, bytes, meta)) = read_f32(path, "scores") else {
         return Ok(None);
     };
-    let header = MAGIC.len() + 17;
-    let expected = header + n * c * 4 + 32;
-    if bytes.len() != expected || &bytes[..8] != MAGIC {
-        tracing::warn!(cache = %path.display(), "ignoring an unreadable soft-label cache file; rebuilding it");
+    if shape != [n, c] {
         return Ok(None);
     }
-    let (body, checksum) = bytes.split_at(expected - 32);
-    if Sha256::digest(body).as_slice() != checksum {
-        tracing::warn!(cache = %path.display(), "ignoring a soft-label cache file whose checksum does not match (changed or damaged); rebuilding it");
-        return Ok(None);
-    }
-    let bytes = body;
-    let rn = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
-    let rc = u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes")) as usize;
-    if rn != n || rc != c {
-        return Ok(None);
-    }
-    let kind = match bytes[24] {
-        1 => OutputKind::Probabilities,
-        2 => OutputKind::LogProbabilities,
+    let kind = match meta.get("output_kind").map(String::as_str) {
+        Some("probabilities") => OutputKind::Probabilities,
+        Some("log_probabilities") => OutputKind::LogProbabilities,
         _ => OutputKind::Logits,
     };
-    let values: Vec<f32> = bytes[header..]
+    let values: Vec<f32> = bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
@@ -208,38 +228,24 @@ pub(super) fn read(
         .map(|a| (a, kind)))
 }
 
-/// Writes scores `[n, c]` atomically (a temporary file renamed into place).
+/// Writes scores `[n, c]` atomically, with the output kind they came from in the metadata.
 pub(super) fn write(
     path: &Path,
     logits: &Array2<f32>,
     kind: OutputKind,
 ) -> Result<(), TeacherError> {
-    let err = |message: String| TeacherError::Cache {
+    let standard = logits.as_standard_layout();
+    let values = standard.as_slice().unwrap_or(&[]);
+    let meta = HashMap::from([("output_kind".to_string(), kind_name(kind).to_string())]);
+    write_f32(
+        path,
+        "scores",
+        vec![logits.nrows(), logits.ncols()],
+        bytemuck::cast_slice(values),
+        meta,
+    )
+    .map_err(|message| TeacherError::Cache {
         path: path.to_path_buf(),
         message,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create the folder: {e}")))?;
-    }
-    // A name of this process's own: two runs sharing a cache folder never write one file.
-    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-    let mut bytes = Vec::with_capacity(25 + logits.len() * 4);
-    bytes.extend_from_slice(MAGIC);
-    bytes.extend_from_slice(&(logits.nrows() as u64).to_le_bytes());
-    bytes.extend_from_slice(&(logits.ncols() as u64).to_le_bytes());
-    bytes.push(kind_code(kind));
-    for v in logits.iter() {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    let checksum = Sha256::digest(&bytes);
-    bytes.extend_from_slice(&checksum);
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(&bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(err(format!("cannot write: {e}")));
-    }
-    Ok(())
+    })
 }

@@ -1,43 +1,131 @@
 //! Writing a trained student as an ONNX model (opset 13), so it can be deployed or serve as
-//! the next teacher. A small protobuf encoder for the messages ONNX needs (Model, Graph,
-//! Node, Attribute, Tensor, ValueInfo); field numbers from onnx/onnx.proto.
+//! the next teacher. The ONNX messages it needs (Model, Graph, Node, Attribute, Tensor,
+//! ValueInfo, Type, Shape, OperatorSetId) are declared here for `prost` with their field
+//! numbers from onnx/onnx.proto; `prost` does the encoding.
 
 use ndarray::ArrayD;
+use prost::Message;
 
-/// A protobuf message being written.
-#[derive(Default)]
-struct Message(Vec<u8>);
+/// onnx.proto's `TensorProto.DataType.FLOAT`.
+const FLOAT: i32 = 1;
 
-impl Message {
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
-    }
-    fn key(&mut self, field: u32, wire: u8) {
-        self.varint(((field as u64) << 3) | wire as u64);
-    }
-    fn int(&mut self, field: u32, v: i64) {
-        self.key(field, 0);
-        self.varint(v as u64);
-    }
-    fn bytes(&mut self, field: u32, data: &[u8]) {
-        self.key(field, 2);
-        self.varint(data.len() as u64);
-        self.0.extend_from_slice(data);
-    }
-    fn string(&mut self, field: u32, s: &str) {
-        self.bytes(field, s.as_bytes());
-    }
-    fn message(&mut self, field: u32, m: Message) {
-        self.bytes(field, &m.0);
-    }
-    fn float(&mut self, field: u32, v: f32) {
-        self.key(field, 5);
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
+#[derive(Clone, PartialEq, Message)]
+struct ModelProto {
+    #[prost(int64, tag = "1")]
+    ir_version: i64,
+    #[prost(string, tag = "2")]
+    producer_name: String,
+    #[prost(string, tag = "3")]
+    producer_version: String,
+    #[prost(message, optional, tag = "7")]
+    graph: Option<GraphProto>,
+    #[prost(message, repeated, tag = "8")]
+    opset_import: Vec<OperatorSetIdProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct OperatorSetIdProto {
+    #[prost(string, tag = "1")]
+    domain: String,
+    #[prost(int64, tag = "2")]
+    version: i64,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct GraphProto {
+    #[prost(message, repeated, tag = "1")]
+    node: Vec<NodeProto>,
+    #[prost(string, tag = "2")]
+    name: String,
+    #[prost(message, repeated, tag = "5")]
+    initializer: Vec<TensorProto>,
+    #[prost(message, repeated, tag = "11")]
+    input: Vec<ValueInfoProto>,
+    #[prost(message, repeated, tag = "12")]
+    output: Vec<ValueInfoProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct NodeProto {
+    #[prost(string, repeated, tag = "1")]
+    input: Vec<String>,
+    #[prost(string, repeated, tag = "2")]
+    output: Vec<String>,
+    #[prost(string, tag = "3")]
+    name: String,
+    #[prost(string, tag = "4")]
+    op_type: String,
+    #[prost(message, repeated, tag = "5")]
+    attribute: Vec<AttributeProto>,
+}
+
+/// `AttributeProto.AttributeType`: FLOAT = 1, INT = 2, INTS = 7.
+#[derive(Clone, PartialEq, Message)]
+struct AttributeProto {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(float, optional, tag = "2")]
+    f: Option<f32>,
+    #[prost(int64, optional, tag = "3")]
+    i: Option<i64>,
+    #[prost(int64, repeated, packed = "false", tag = "8")]
+    ints: Vec<i64>,
+    #[prost(int32, tag = "20")]
+    r#type: i32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TensorProto {
+    #[prost(int64, repeated, packed = "false", tag = "1")]
+    dims: Vec<i64>,
+    #[prost(int32, tag = "2")]
+    data_type: i32,
+    #[prost(string, tag = "8")]
+    name: String,
+    #[prost(bytes = "vec", tag = "9")]
+    raw_data: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ValueInfoProto {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(message, optional, tag = "2")]
+    r#type: Option<TypeProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TypeProto {
+    #[prost(message, optional, tag = "1")]
+    tensor_type: Option<TensorTypeProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TensorTypeProto {
+    #[prost(int32, tag = "1")]
+    elem_type: i32,
+    #[prost(message, optional, tag = "2")]
+    shape: Option<TensorShapeProto>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct TensorShapeProto {
+    #[prost(message, repeated, tag = "1")]
+    dim: Vec<Dimension>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Dimension {
+    #[prost(oneof = "DimensionValue", tags = "1, 2")]
+    value: Option<DimensionValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum DimensionValue {
+    #[prost(int64, tag = "1")]
+    DimValue(i64),
+    #[prost(string, tag = "2")]
+    DimParam(String),
 }
 
 /// A node attribute.
@@ -47,27 +135,22 @@ pub enum Attr {
     Float(f32),
 }
 
-const FLOAT: i64 = 1;
-
 /// Collects nodes and initializers in order.
 #[derive(Default)]
 pub struct GraphBuilder {
-    nodes: Vec<Message>,
-    initializers: Vec<Message>,
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
 }
 
 impl GraphBuilder {
     /// Adds a float tensor initializer; returns its name.
     pub fn initializer(&mut self, name: &str, value: &ArrayD<f32>) -> String {
-        let mut t = Message::default();
-        for &d in value.shape() {
-            t.int(1, d as i64);
-        }
-        t.int(2, FLOAT);
-        t.string(8, name);
-        let raw: Vec<u8> = value.iter().flat_map(|v| v.to_le_bytes()).collect();
-        t.bytes(9, &raw);
-        self.initializers.push(t);
+        self.initializers.push(TensorProto {
+            dims: value.shape().iter().map(|&d| d as i64).collect(),
+            data_type: FLOAT,
+            name: name.to_string(),
+            raw_data: value.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        });
         name.to_string()
     }
 
@@ -79,35 +162,37 @@ impl GraphBuilder {
         name: &str,
         attrs: &[(&str, Attr)],
     ) -> String {
-        let mut n = Message::default();
-        for i in inputs {
-            n.string(1, i);
-        }
-        n.string(2, name);
-        n.string(3, name);
-        n.string(4, op);
-        for (attr_name, value) in attrs {
-            let mut a = Message::default();
-            a.string(1, attr_name);
-            match value {
-                Attr::Int(v) => {
-                    a.int(3, *v);
-                    a.int(20, 2);
-                }
-                Attr::Ints(vs) => {
-                    for v in vs {
-                        a.int(8, *v);
+        let attribute = attrs
+            .iter()
+            .map(|(attr_name, value)| {
+                let mut a = AttributeProto {
+                    name: attr_name.to_string(),
+                    ..Default::default()
+                };
+                match value {
+                    Attr::Int(v) => {
+                        a.i = Some(*v);
+                        a.r#type = 2;
                     }
-                    a.int(20, 7);
+                    Attr::Ints(vs) => {
+                        a.ints = vs.clone();
+                        a.r#type = 7;
+                    }
+                    Attr::Float(v) => {
+                        a.f = Some(*v);
+                        a.r#type = 1;
+                    }
                 }
-                Attr::Float(v) => {
-                    a.float(2, *v);
-                    a.int(20, 1);
-                }
-            }
-            n.message(5, a);
-        }
-        self.nodes.push(n);
+                a
+            })
+            .collect();
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|i| i.to_string()).collect(),
+            output: vec![name.to_string()],
+            name: name.to_string(),
+            op_type: op.to_string(),
+            attribute,
+        });
         name.to_string()
     }
 
@@ -120,48 +205,44 @@ impl GraphBuilder {
         output: &str,
         classes: usize,
     ) -> Vec<u8> {
-        let value_info = |name: &str, dims: &[Option<usize>]| {
-            let mut shape = Message::default();
-            for d in dims {
-                let mut dim = Message::default();
-                match d {
-                    Some(v) => dim.int(1, *v as i64),
-                    None => dim.string(2, "N"),
-                }
-                shape.message(1, dim);
-            }
-            let mut tensor = Message::default();
-            tensor.int(1, FLOAT);
-            tensor.message(2, shape);
-            let mut ty = Message::default();
-            ty.message(1, tensor);
-            let mut vi = Message::default();
-            vi.string(1, name);
-            vi.message(2, ty);
-            vi
+        let value_info = |name: &str, dims: &[Option<usize>]| ValueInfoProto {
+            name: name.to_string(),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TensorTypeProto {
+                    elem_type: FLOAT,
+                    shape: Some(TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|d| Dimension {
+                                value: Some(match d {
+                                    Some(v) => DimensionValue::DimValue(*v as i64),
+                                    None => DimensionValue::DimParam("N".into()),
+                                }),
+                            })
+                            .collect(),
+                    }),
+                }),
+            }),
         };
-        let mut graph = Message::default();
-        for n in self.nodes {
-            graph.message(1, n);
-        }
-        graph.string(2, "kdprune-student");
-        for t in self.initializers {
-            graph.message(5, t);
-        }
         let in_dims: Vec<Option<usize>> = std::iter::once(None)
             .chain(input_shape.iter().map(|&d| Some(d)))
             .collect();
-        graph.message(11, value_info(input, &in_dims));
-        graph.message(12, value_info(output, &[None, Some(classes)]));
-        let mut model = Message::default();
-        model.int(1, 8); // IR version 8 (ONNX 1.10+).
-        model.string(2, "kdprune");
-        model.string(3, env!("CARGO_PKG_VERSION"));
-        model.message(7, graph);
-        let mut opset = Message::default();
-        opset.string(1, "");
-        opset.int(2, 13);
-        model.message(8, opset);
-        model.0
+        ModelProto {
+            ir_version: 8, // ONNX 1.10+.
+            producer_name: "kdprune".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            graph: Some(GraphProto {
+                node: self.nodes,
+                name: "kdprune-student".into(),
+                initializer: self.initializers,
+                input: vec![value_info(input, &in_dims)],
+                output: vec![value_info(output, &[None, Some(classes)])],
+            }),
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: 13,
+            }],
+        }
+        .encode_to_vec()
     }
 }

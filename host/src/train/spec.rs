@@ -18,7 +18,7 @@ use serde::Serialize;
 
 /// One declared layer.
 /// How a student's weights are first drawn (`[student] init`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Init {
     /// He-uniform: weights `U(±sqrt(6/fan_in))`, zero biases (kdprune's default).
