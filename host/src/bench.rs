@@ -31,6 +31,10 @@ pub struct BenchReport {
     pub student_samples_per_s_hard_epochs: Vec<f64>,
     /// KD training rate (α = 0.5) of the fastest epoch.
     pub student_samples_per_s_kd: Option<f64>,
+    /// With `--alphas`: the KD step's cost at each α, against the label-only step, with
+    /// subnormals flushed (as training runs) and kept (IEEE), timed alternately.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kd_by_alpha: Vec<AlphaCost>,
     /// Training FLOPs per sample: 3 × forward FLOPs (= 6 × parameters for an MLP).
     pub train_flops_per_sample: u64,
     /// Achieved training GFLOP/s at the hard-label rate.
@@ -76,6 +80,7 @@ pub fn run(
     extra_plugin_dirs: &[std::path::PathBuf],
     epochs: usize,
     with_teacher: bool,
+    alphas: bool,
 ) -> Result<BenchReport, Error> {
     let registry = Registry::load(&plugins::plugin_dirs(
         &manifest.plugin_dirs,
@@ -138,6 +143,30 @@ pub fn run(
         Some(_) => Some(fastest(&time_training(0.5)?.0)),
         None => None,
     };
+    let mut kd_by_alpha = Vec::new();
+    if alphas && teacher_logits.is_some() {
+        let mut rates = Vec::new();
+        for alpha in [0.0f32, 0.1, 0.5, 0.9, 1.0] {
+            let mut pair = [0.0f64; 2];
+            for (i, flush) in [true, false].into_iter().enumerate() {
+                train::subnormal::set_flushing(flush);
+                pair[i] = fastest(&time_training(alpha)?.0);
+            }
+            train::subnormal::set_flushing(true);
+            rates.push((alpha, pair));
+        }
+        let base = rates[0].1;
+        kd_by_alpha = rates
+            .iter()
+            .map(|&(alpha, [flushed, ieee])| AlphaCost {
+                alpha,
+                samples_per_s_flushed: flushed,
+                samples_per_s_ieee: ieee,
+                cost_vs_labels_only_flushed: base[0] / flushed,
+                cost_vs_labels_only_ieee: base[1] / ieee,
+            })
+            .collect();
+    }
     let parameters = model.num_parameters();
     let (forward, conv_forward) = model.flops_per_example();
     let student_gflops = hard * 3.0 * forward as f64 / 1e9;
@@ -162,6 +191,7 @@ pub fn run(
         student_samples_per_s_hard: hard,
         student_samples_per_s_hard_epochs: hard_epochs,
         student_samples_per_s_kd: kd,
+        kd_by_alpha,
         train_flops_per_sample: 3 * forward,
         student_gflops,
         conv_gflops: hard * 3.0 * conv_forward as f64 / 1e9,
@@ -170,6 +200,17 @@ pub fn run(
         peak_rss_bytes: peak_rss(),
         accounted_bytes: accounted,
     })
+}
+
+/// One α of `kdprune bench --alphas`: samples/s (fastest epoch) and the ratio to α = 0.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlphaCost {
+    pub alpha: f32,
+    pub samples_per_s_flushed: f64,
+    pub samples_per_s_ieee: f64,
+    /// `time(α) / time(α = 0)`, subnormals flushed: at most 1.05 is the target.
+    pub cost_vs_labels_only_flushed: f64,
+    pub cost_vs_labels_only_ieee: f64,
 }
 
 /// Proxy training with the dynamics recorder against the same training without it.

@@ -75,6 +75,9 @@ enum Command {
         /// Time the `[dynamics]` proxy with and without recording every quantity instead.
         #[arg(long)]
         dynamics: bool,
+        /// Also time the KD step at α = 0, 0.1, 0.5, 0.9, 1 (subnormals flushed and kept).
+        #[arg(long)]
+        alphas: bool,
     },
 }
 
@@ -350,6 +353,7 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
             epochs,
             student_only,
             dynamics,
+            alphas,
         } => {
             let manifest = kdprune::manifest::load(&manifest)?;
             if dynamics {
@@ -357,7 +361,8 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 return Ok(ExitCode::SUCCESS);
             }
-            let report = kdprune::bench::run(&manifest, &plugin_dirs, epochs, !student_only)?;
+            let report =
+                kdprune::bench::run(&manifest, &plugin_dirs, epochs, !student_only, alphas)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -18,7 +18,7 @@ pub struct CellResult {
     pub keep: f32,
     /// The α trained with (for `"auto"`, the value the rule gave at this keep).
     pub alpha: f32,
-    /// `"auto-v1"` when α came from `alpha = "auto"`; absent for a number.
+    /// The rule's name (`"auto-v2"`) when α came from `alpha = "auto"`; absent for a number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha_rule: Option<String>,
     pub temperature: f32,

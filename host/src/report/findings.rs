@@ -243,9 +243,14 @@ fn teacher_size(groups: &Groups) -> Option<String> {
             let verdict = match (winner, largest) {
                 (Some(w), Some(l)) if w.teacher == l.teacher => "the largest".to_string(),
                 (Some(w), Some(l)) => format!(
-                    "{}, {} than the largest",
+                    "{}, {} the largest",
                     w.teacher.as_deref().unwrap_or("-"),
-                    Verdict::of(w, l).word()
+                    match Verdict::of(w, l) {
+                        Verdict::Better => "better than",
+                        Verdict::WithinNoise => "within noise of",
+                        Verdict::Worse => "worse than",
+                        Verdict::Untested => "(one seed) above",
+                    }
                 ),
                 _ => "-".into(),
             };

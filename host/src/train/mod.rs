@@ -14,6 +14,7 @@ pub mod network;
 pub mod onnx_export;
 pub mod optim;
 pub mod spec;
+pub mod subnormal;
 
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use rand::seq::SliceRandom;
@@ -122,6 +123,7 @@ pub fn train_observed(
     mut observer: Option<&mut dyn Observer>,
     label: &str,
 ) -> Result<(Network, Vec<EpochLog>), TrainError> {
+    subnormal::apply();
     let (k, d) = data.x.dim();
     if data.y.len() != k {
         return Err(TrainError::Shape(format!(
