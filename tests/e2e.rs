@@ -2306,3 +2306,60 @@ fn several_teachers_auto_alpha_and_a_report_a_browser_shows() {
         .expect("the browser starts");
     assert!(pixels_near(&bare_shot, [0, 114, 178]) < 50);
 }
+
+#[test]
+fn the_virtual_teacher_serves_label_derived_soft_targets() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_folder(&["kdprune_random", "kdprune_virtual_teacher"]);
+    let fx = fixtures();
+    let zoo = format!(
+        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
+        fx.display()
+    );
+    let path = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[
+            (&zoo, "[teacher]\nplugin = \"virtual-teacher\"\n"),
+            ("epochs = 4", "epochs = 2"),
+        ],
+    );
+    // The served logits: correct_prob + 1 on the training label, (1 − 0.99)/9 + 1 elsewhere;
+    // a row it never saw (a test digit) is uniform.
+    let m = manifest::load(&path).unwrap();
+    let (train, test) = kdprune::data::load(&m.data, 0).unwrap();
+    let registry = Registry::load(&[plugins.path().to_path_buf()]).unwrap();
+    let mut teacher = kdprune::teacher::Teacher::new(
+        m.teacher().unwrap(),
+        &registry,
+        &train,
+        &dir.path().join("cache"),
+        0,
+    )
+    .unwrap();
+    let on_train = teacher.logits(&train, "train").unwrap();
+    assert_eq!(on_train.accuracy(&train.labels), 1.0);
+    let row = on_train.logits.row(0);
+    let y = train.labels[0] as usize;
+    assert!((row[y] - 1.99).abs() < 1e-6, "{row:?}");
+    assert!(
+        (row[(y + 1) % 10] - (1.0 + 0.01 / 9.0)).abs() < 1e-6,
+        "{row:?}"
+    );
+    let on_test = teacher.logits(&test, "test").unwrap();
+    let first = on_test.logits.row(0);
+    assert!(first.iter().all(|&v| (v - 1.1).abs() < 1e-6), "{first:?}");
+
+    // Through a run: students distil from it; its test accuracy is chance by construction.
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let results = results_lines(dir.path());
+    let distilled = results.iter().find(|r| r["alpha"] == 0.5).unwrap();
+    assert_eq!(distilled["teacher"], "virtual-teacher");
+    assert!(distilled["teacher_test_accuracy"].as_f64().unwrap() < 0.2);
+    assert!(
+        distilled["test_accuracy"].as_f64().unwrap() > 0.8,
+        "{distilled}"
+    );
+}
