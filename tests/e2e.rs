@@ -2363,3 +2363,94 @@ fn the_virtual_teacher_serves_label_derived_soft_targets() {
         "{distilled}"
     );
 }
+
+#[test]
+fn precomputed_logits_teach_like_the_model_that_made_them() {
+    use ndarray_npy::WriteNpyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let fx = fixtures();
+    let zoo = format!(
+        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
+        fx.display()
+    );
+    let onnx_run = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[("epochs = 4", "epochs = 2")],
+    );
+    // The zoo model's logits on the training and test sets as kdprune loads them, written as
+    // a PyTorch user would with np.save.
+    let m = manifest::load(&onnx_run).unwrap();
+    let (train, test) = kdprune::data::load(&m.data, 0).unwrap();
+    let registry = Registry::default();
+    let mut teacher = kdprune::teacher::Teacher::new(
+        m.teacher().unwrap(),
+        &registry,
+        &train,
+        &dir.path().join("c"),
+        0,
+    )
+    .unwrap();
+    let write = |name: &str, a: &ndarray::Array2<f32>| {
+        let path = dir.path().join(name);
+        a.write_npy(std::fs::File::create(&path).unwrap()).unwrap();
+        path
+    };
+    let train_npy = write(
+        "train-logits.npy",
+        &teacher.logits(&train, "train").unwrap().logits,
+    );
+    let test_npy = write(
+        "test-logits.npy",
+        &teacher.logits(&test, "test").unwrap().logits,
+    );
+
+    let out = kdprune(&["run", onnx_run.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let by_onnx = results_lines(dir.path());
+
+    let other = tempfile::tempdir().unwrap();
+    let logits_block = format!(
+        "[teacher]\nname = \"zoo-logits\"\nlogits = {{ train = \"{}\", test = \"{}\" }}\n",
+        train_npy.display(),
+        test_npy.display()
+    );
+    let precomputed = mnist_manifest(
+        other.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[("epochs = 4", "epochs = 2"), (&zoo, &logits_block)],
+    );
+    let out = kdprune(&["run", precomputed.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let by_logits = results_lines(other.path());
+    // The same soft labels train the same students, bit for bit.
+    for (a, b) in by_onnx.iter().zip(&by_logits) {
+        assert_eq!(a["test_accuracy"], b["test_accuracy"], "{a}\n{b}");
+        assert_eq!(a["teacher_test_accuracy"], b["teacher_test_accuracy"]);
+    }
+    assert!(by_logits.iter().any(|r| r["teacher"] == "zoo-logits"));
+
+    // Logits of the wrong set are refused by `check`, naming the file and both shapes.
+    let swapped = mnist_manifest(
+        other.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[(
+            &zoo,
+            &format!(
+                "[teacher]\nlogits = {{ train = \"{}\", test = \"{}\" }}\n",
+                test_npy.display(),
+                test_npy.display()
+            ),
+        )],
+    );
+    let line = error_line(&kdprune(&["check", swapped.to_str().unwrap()]));
+    assert!(
+        line.contains("test-logits.npy")
+            && line.contains("holds [1000, 10] but the set has 4000 examples"),
+        "{line}"
+    );
+}

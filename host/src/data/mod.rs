@@ -10,7 +10,7 @@ mod csv;
 mod idx;
 mod images;
 mod load;
-mod npy;
+pub(crate) mod npy;
 
 use std::path::{Path, PathBuf};
 

@@ -205,6 +205,26 @@ pub fn read_npz(path: &Path, num_classes: Option<usize>) -> Result<Dataset, Data
     dataset(features, labels, path, path, num_classes)
 }
 
+/// A float matrix `[N, C]` (float32 or float64) from a `.npy` file: a teacher's outputs made
+/// elsewhere. The error is one line that names the file.
+pub fn read_f32_matrix(path: &Path) -> Result<ndarray::Array2<f32>, DataError> {
+    let source = Source::Npy(path);
+    let values = match source.read::<f32>()? {
+        Some(a) => a,
+        None => source
+            .read::<f64>()?
+            .map(|a| a.mapv(|v| v as f32))
+            .ok_or_else(|| DataError::format(path, "must hold float32 or float64 values"))?,
+    };
+    let shape = values.shape().to_vec();
+    values.into_dimensionality::<ndarray::Ix2>().map_err(|_| {
+        DataError::format(
+            path,
+            format!("has shape {shape:?}; a teacher's outputs are [examples, classes]"),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,13 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
                 manifest.seeds[0],
             )?;
             teacher.open()?;
+            if matches!(
+                spec.source,
+                crate::manifest::TeacherSource::Precomputed { .. }
+            ) {
+                // Its test file too: `run` reads it before training.
+                teacher.logits(&raw_test, "test")?;
+            }
             lines.push(format!(
                 "teacher {}: opened; input, output and {} classes match the data{}",
                 spec.name,

@@ -231,6 +231,9 @@ pub enum TeacherSource {
         ort_library: Option<PathBuf>,
         threads: usize,
     },
+    /// Logits (or probabilities) made elsewhere, `.npy` `[N, C]` for the training set as
+    /// loaded (after any holdout split) and for the test set, rows in the sets' order.
+    Precomputed { train: PathBuf, test: PathBuf },
     Plugin {
         name: String,
         params: BTreeMap<String, toml::Value>,
@@ -561,6 +564,15 @@ pub(super) fn check(
     };
     if student.augment.online_teacher && teacher.is_none() {
         return Err(c.file("[student] augment.teacher = \"online\" needs a [teacher]"));
+    }
+    if student.augment.online_teacher
+        && teachers
+            .iter()
+            .any(|t| matches!(t.source, TeacherSource::Precomputed { .. }))
+    {
+        return Err(c.file(
+            "[student] augment.teacher = \"online\" runs the teacher on augmented images; precomputed logits cannot; use \"cached\"",
+        ));
     }
     if student.augment.online_teacher && !student.augment.is_active() {
         return Err(c.file(
@@ -946,8 +958,17 @@ fn check_teacher(
     span: Range<usize>,
     t: raw::RawTeacher,
 ) -> Result<TeacherSpec, ManifestError> {
-    let source = match (&t.onnx, &t.plugin) {
-        (Some(model), None) => {
+    let source = match (&t.onnx, &t.plugin, &t.logits) {
+        (None, None, Some(files)) => {
+            if t.params.is_some() || t.input.is_some() || t.output.is_some() || t.provider.is_some() {
+                return Err(c.at(span, "[teacher] logits = { ... } serves logits made elsewhere; it takes no params, input, output or provider"));
+            }
+            TeacherSource::Precomputed {
+                train: c.resolve(&files.train),
+                test: c.resolve(&files.test),
+            }
+        }
+        (Some(model), None, None) => {
             if let Some(p) = &t.params {
                 return Err(c.at(p.span(), "[teacher] params are for plugin teachers; an ONNX teacher takes input, output, output_kind, provider"));
             }
@@ -962,7 +983,7 @@ fn check_teacher(
                 threads: t.threads.unwrap_or(0),
             }
         }
-        (None, Some(name)) => TeacherSource::Plugin {
+        (None, Some(name), None) => TeacherSource::Plugin {
             name: name.clone(),
             params: t
                 .params
@@ -974,7 +995,7 @@ fn check_teacher(
         _ => {
             return Err(c.at(
                 span,
-                "[teacher] give exactly one of onnx = \"model.onnx\" or plugin = \"name\"",
+                "[teacher] give exactly one of onnx = \"model.onnx\", plugin = \"name\" or logits = { train = \"train.npy\", test = \"test.npy\" }",
             ))
         }
     };
@@ -984,6 +1005,10 @@ fn check_teacher(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "onnx".into()),
         TeacherSource::Plugin { name, .. } => name.clone(),
+        TeacherSource::Precomputed { train, .. } => train
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "logits".into()),
     });
     let (preprocess, layout) = match t.preprocess {
         None => (Normalisation::default(), Layout::Flat),
@@ -1022,9 +1047,9 @@ fn check_teacher(
                     "[teacher] embedding is empty; name a tensor of the model",
                 ))
             }
-            (Some(e), TeacherSource::Plugin { .. }) => return Err(c.at(
+            (Some(e), TeacherSource::Plugin { .. } | TeacherSource::Precomputed { .. }) => return Err(c.at(
                 e.span(),
-                "[teacher] embedding names a tensor of an ONNX model; a plugin teacher has none",
+                "[teacher] embedding names a tensor of an ONNX model; a plugin or precomputed teacher has none",
             )),
         };
     Ok(TeacherSpec {

@@ -189,6 +189,14 @@ impl<'de> Deserialize<'de> for RawTeachers {
     }
 }
 
+/// `[teacher] logits`: `.npy` files `[N, C]`, one per set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogits {
+    pub train: String,
+    pub test: String,
+}
+
 /// One α of `[distillation] alphas`: a number, or the word `"auto"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -202,6 +210,8 @@ pub enum RawAlpha {
 pub struct RawTeacher {
     pub name: Option<String>,
     pub onnx: Option<String>,
+    /// Logits made elsewhere: `{ train = "train.npy", test = "test.npy" }`.
+    pub logits: Option<RawLogits>,
     pub plugin: Option<String>,
     pub params: Option<Spanned<toml::Table>>,
     pub input: Option<String>,

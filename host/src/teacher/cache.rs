@@ -145,6 +145,11 @@ impl KeyBase {
                 hash_file(&mut h, model)?;
                 h.update(format!("{input:?}|{output:?}"));
             }
+            TeacherSource::Precomputed { train, test } => {
+                h.update(b"precomputed");
+                hash_file(&mut h, train)?;
+                hash_file(&mut h, test)?;
+            }
             TeacherSource::Plugin { name, params, .. } => {
                 h.update(b"plugin");
                 let plugin = registry.get(name, kdprune_plugin_api::PluginKind::Teacher)?;

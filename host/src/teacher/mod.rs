@@ -199,6 +199,16 @@ impl<'a> Teacher<'a> {
 
     /// The teacher's log-space scores for `data`, `[N, C]`, from the cache or by running it.
     pub fn logits(&mut self, data: &Dataset, what: &str) -> Result<TeacherLogits, TeacherError> {
+        if let Some(file) = self.precomputed_file(data) {
+            // Reading the file is as fast as reading a cache of it.
+            let (logits, kind) = self.read_precomputed(file, data)?;
+            tracing::info!(set = what, file = %file.display(), "teacher outputs precomputed");
+            return Ok(TeacherLogits {
+                logits,
+                kind,
+                cached: false,
+            });
+        }
         let key = self.key_base.key_for(data);
         let path = key.path(&self.cache_dir);
         if let Some((logits, kind)) = cache::read(&path, data.len(), data.num_classes)? {
@@ -224,6 +234,10 @@ impl<'a> Teacher<'a> {
     /// data; a plugin teacher made from the training set) without running it over the data,
     /// and checks that its `[teacher] embedding` tensor exists.
     pub fn open(&mut self) -> Result<(), TeacherError> {
+        if let Some(file) = self.precomputed_file(self.train) {
+            self.read_precomputed(file, self.train)?;
+            return Ok(());
+        }
         self.start()?;
         if let (Some(tensor), Some(options)) = (self.spec.embedding.clone(), self.onnx_options()) {
             let bytes = std::fs::read(options.model).map_err(|e| TeacherError::Model {
@@ -260,8 +274,59 @@ impl<'a> Teacher<'a> {
                 sample_shape: &self.train.sample_shape,
                 num_classes: self.train.num_classes,
             }),
-            TeacherSource::Plugin { .. } => None,
+            TeacherSource::Plugin { .. } | TeacherSource::Precomputed { .. } => None,
         }
+    }
+
+    /// The precomputed file for `data`: the training file for the training set this teacher
+    /// was made with, the test file for any other set.
+    fn precomputed_file(&self, data: &Dataset) -> Option<&'a Path> {
+        match &self.spec.source {
+            TeacherSource::Precomputed { train, test } => Some(if std::ptr::eq(data, self.train) {
+                train
+            } else {
+                test
+            }),
+            _ => None,
+        }
+    }
+
+    /// Reads precomputed outputs `[N, C]` for `data` from `file`, checked against the set's
+    /// size and class count, as log-space scores.
+    fn read_precomputed(
+        &mut self,
+        file: &Path,
+        data: &Dataset,
+    ) -> Result<(Array2<f32>, OutputKind), TeacherError> {
+        let err = |message: String| TeacherError::Model {
+            model: file.to_path_buf(),
+            message,
+        };
+        let values = crate::data::npy::read_f32_matrix(file)
+            .map_err(|e| TeacherError::Runtime(e.to_string()))?;
+        let (n, c) = values.dim();
+        if n != data.len() || c != data.num_classes {
+            return Err(err(format!(
+                "holds [{n}, {c}] but the set has {} examples of {} classes; write the teacher's outputs for every example, in the order kdprune loads them (after any holdout split)",
+                data.len(),
+                data.num_classes
+            )));
+        }
+        if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+            return Err(err(format!(
+                "row {}, column {} is not finite",
+                i / c,
+                i % c
+            )));
+        }
+        let mut flat = values.into_raw_vec_and_offset().0;
+        let kind = match self.kind {
+            Some(kind) => kind,
+            None => detect_output_kind(&flat, c),
+        };
+        to_log_space(&mut flat, kind);
+        let logits = Array2::from_shape_vec((n, c), flat).map_err(|e| err(e.to_string()))?;
+        Ok((logits, kind))
     }
 
     /// The `[teacher] embedding` tensor for every example of `data`, flattened: f32 `[N, H]`,
@@ -319,6 +384,12 @@ impl<'a> Teacher<'a> {
     fn start(&mut self) -> Result<&mut Live, TeacherError> {
         if self.live.is_none() {
             let live = match &self.spec.source {
+                TeacherSource::Precomputed { train, .. } => {
+                    return Err(TeacherError::Model {
+                        model: train.clone(),
+                        message: "precomputed logits cannot label new images (online distillation); use augment.teacher = \"cached\"".into(),
+                    })
+                }
                 TeacherSource::Onnx { .. } => Live::Onnx(
                     onnx::OnnxTeacher::open(&self.onnx_options().expect("an ONNX source"))
                         .inspect(
