@@ -2454,3 +2454,63 @@ fn precomputed_logits_teach_like_the_model_that_made_them() {
         "{line}"
     );
 }
+
+#[test]
+fn an_ensemble_teacher_combines_the_teachers_above_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_folder(&["kdprune_random", "kdprune_nearest_centroid"]);
+    let fx = fixtures();
+    let zoo = format!(
+        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
+        fx.display()
+    );
+    let three = format!(
+        "[[teacher]]\nname = \"zoo\"\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n[teacher.preprocess]\nlayout = \"nchw\"\n\n[[teacher]]\nplugin = \"nearest-centroid\"\nparams = {{ scale = 255.0 }}\n\n[[teacher]]\nname = \"both\"\nensemble = [\"zoo\", \"nearest-centroid\"]\ncombine = \"probabilities\"\n",
+        fx.display()
+    );
+    let path = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"random\"\nkeep = [0.3]\n",
+        &[(&zoo, &three), ("epochs = 4", "epochs = 2")],
+    );
+    let out = kdprune(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("teacher both: an ensemble of zoo, nearest-centroid"),
+        "{}",
+        out.stdout
+    );
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let results = results_lines(dir.path());
+    // α = 0 once, α = 0.5 per teacher.
+    assert_eq!(results.len(), 4);
+    let acc = |name: &str| {
+        results
+            .iter()
+            .find(|r| r["teacher"] == name)
+            .and_then(|r| r["teacher_test_accuracy"].as_f64())
+            .unwrap()
+    };
+    // The mixture lies between a strong and a weak teacher, and is its own teacher.
+    let (zoo_acc, nc, both) = (acc("zoo"), acc("nearest-centroid"), acc("both"));
+    assert!(nc < both && both <= zoo_acc + 0.01, "{zoo_acc} {nc} {both}");
+
+    // An ensemble of a teacher not above it is refused at its place.
+    let bad = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[(
+            &zoo,
+            &three.replace("[\"zoo\", \"nearest-centroid\"]", "[\"zoo\", \"centroid\"]"),
+        )],
+    );
+    let line = error_line(&kdprune(&["check", bad.to_str().unwrap()]));
+    assert!(
+        line.contains("ensemble names \"centroid\", which is not a [[teacher]] above it"),
+        "{line}"
+    );
+}

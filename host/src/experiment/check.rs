@@ -69,6 +69,19 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
         .iter()
         .any(|a| a.needs_teacher());
     for (i, spec) in manifest.teachers.iter().enumerate() {
+        if let crate::manifest::TeacherSource::Ensemble { members, .. } = &spec.source {
+            // Its members are teachers of the manifest, each opened in this loop.
+            lines.push(format!(
+                "teacher {}: an ensemble of {}",
+                spec.name,
+                members
+                    .iter()
+                    .map(|&m| manifest.teachers[m].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            continue;
+        }
         if distils || (i == 0 && (needs.soft_labels || needs.teacher_embedding)) {
             let mut teacher = crate::teacher::Teacher::new(
                 spec,

@@ -276,10 +276,13 @@ fn save_student(model: &train::Network, output: &std::path::Path, key: &str) -> 
 
 /// A teacher made ready by the inputs stage.
 struct ReadyTeacher<'a> {
-    /// Kept for online distillation, which runs it on every augmented batch.
-    live: Teacher<'a>,
+    /// Kept for online distillation, which runs it on every augmented batch (`None` for an
+    /// ensemble, which is never run itself).
+    live: Option<Teacher<'a>>,
     /// `[N, C]` on the training set.
     train: TeacherLogits,
+    /// `[M, C]` on the test set.
+    test: TeacherLogits,
     test_accuracy: f64,
 }
 
@@ -307,13 +310,57 @@ fn input_stage<'a>(
         inputs: Inputs::default(),
         time: TimeSplit::default(),
     };
+    // A teacher is made ready when a cell distils from it, when methods read its inputs (the
+    // first), or when an ensemble that is needed has it as a member (members come first).
+    let mut needed: Vec<bool> = (0..manifest.teachers.len())
+        .map(|i| distilling[i] || (i == 0 && (needs.soft_labels || needs.teacher_embedding)))
+        .collect();
+    for (i, spec) in manifest.teachers.iter().enumerate().rev() {
+        if let (true, crate::manifest::TeacherSource::Ensemble { members, .. }) =
+            (needed[i], &spec.source)
+        {
+            for &m in members {
+                needed[m] = true;
+            }
+        }
+    }
     for (i, spec) in manifest.teachers.iter().enumerate() {
         let reads_inputs = i == 0 && (needs.soft_labels || needs.teacher_embedding);
-        if !(distilling[i] || reads_inputs) {
+        if !needed[i] {
             stage.teachers.push(None);
             continue;
         }
         let started = Instant::now();
+        if let crate::manifest::TeacherSource::Ensemble { members, combine } = &spec.source {
+            let ready: Vec<&ReadyTeacher<'_>> = members
+                .iter()
+                .map(|&m| {
+                    stage.teachers[m]
+                        .as_ref()
+                        .expect("members are made ready first")
+                })
+                .collect();
+            let trains: Vec<&TeacherLogits> = ready.iter().map(|r| &r.train).collect();
+            let tests: Vec<&TeacherLogits> = ready.iter().map(|r| &r.test).collect();
+            let on_train = TeacherLogits::combine(&trains, *combine);
+            let on_test = TeacherLogits::combine(&tests, *combine);
+            let accuracy = on_test.accuracy(&raw_test.labels);
+            tracing::info!(teacher = %spec.name, members = ready.len(), combine = ?combine, test_accuracy = accuracy, "ensemble ready");
+            if reads_inputs && needs.soft_labels {
+                stage.inputs.insert(
+                    InputName::SoftLabels,
+                    crate::inputs::soft_labels_tensor(&on_train.probabilities(1.0)),
+                );
+            }
+            stage.teachers.push(Some(ReadyTeacher {
+                live: None,
+                train: on_train,
+                test: on_test,
+                test_accuracy: accuracy,
+            }));
+            stage.time.teacher += started.elapsed().as_secs_f64();
+            continue;
+        }
         let mut teacher = Teacher::new(
             spec,
             registry,
@@ -342,8 +389,9 @@ fn input_stage<'a>(
             stage.inputs.insert(InputName::TeacherEmbedding, embedding);
         }
         stage.teachers.push(Some(ReadyTeacher {
-            live: teacher,
+            live: Some(teacher),
             train: on_train,
+            test: on_test,
             test_accuracy: accuracy,
         }));
         stage.time.teacher += started.elapsed().as_secs_f64();
@@ -431,11 +479,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     let data_hash = train_set.content_hash();
     let test_hash = key::sha256_hex(&test_set.content_hash());
     let dynamics_key = dynamics::cache::DynamicsKey::new(&manifest.dynamics, &data_hash);
-    let teacher_keys: Vec<String> = manifest
-        .teachers
-        .iter()
-        .map(|t| crate::teacher::content_key(t, &registry))
-        .collect::<Result<_, _>>()?;
+    let teacher_keys = crate::teacher::content_keys(&manifest.teachers, &registry)?;
     let plugin_sha: Vec<String> = methods
         .iter()
         .map(|m| {
@@ -679,7 +723,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 .as_ref()
                 .map(|t| t.train.logits.select(ndarray::Axis(0), &kept_usize));
             let this_teacher_accuracy = ready.as_ref().map(|t| t.test_accuracy);
-            let mut live_teacher = ready.map(|t| &mut t.live);
+            let mut live_teacher = ready.and_then(|t| t.live.as_mut());
             let set = TrainSet {
                 x: subset.features.view(),
                 sample_shape: &subset.sample_shape,

@@ -220,8 +220,24 @@ pub enum Provider {
     Cuda,
 }
 
+/// How an ensemble teacher combines its members (each first turned into probabilities at
+/// τ = 1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// The mean of the members' probabilities (an arithmetic mixture).
+    Probabilities,
+    /// The mean of their log-probabilities (a normalised geometric mean).
+    LogProbabilities,
+}
+
 #[derive(Debug, Clone)]
 pub enum TeacherSource {
+    /// Earlier teachers of the manifest (indices into `Manifest::teachers`), combined.
+    Ensemble {
+        members: Vec<usize>,
+        combine: Combine,
+    },
     Onnx {
         model: PathBuf,
         input: Option<String>,
@@ -488,7 +504,7 @@ pub(super) fn check(
             };
             let mut teachers: Vec<TeacherSpec> = Vec::new();
             for (span, t) in listed {
-                let spec = check_teacher(&c, span.clone(), t)?;
+                let spec = check_teacher(&c, span.clone(), t, &teachers)?;
                 if teachers.iter().any(|o| o.name == spec.name) {
                     return Err(c.at(
                         span,
@@ -566,12 +582,15 @@ pub(super) fn check(
         return Err(c.file("[student] augment.teacher = \"online\" needs a [teacher]"));
     }
     if student.augment.online_teacher
-        && teachers
-            .iter()
-            .any(|t| matches!(t.source, TeacherSource::Precomputed { .. }))
+        && teachers.iter().any(|t| {
+            matches!(
+                t.source,
+                TeacherSource::Precomputed { .. } | TeacherSource::Ensemble { .. }
+            )
+        })
     {
         return Err(c.file(
-            "[student] augment.teacher = \"online\" runs the teacher on augmented images; precomputed logits cannot; use \"cached\"",
+            "[student] augment.teacher = \"online\" runs the teacher on augmented images; precomputed logits and ensembles cannot; use \"cached\"",
         ));
     }
     if student.augment.online_teacher && !student.augment.is_active() {
@@ -957,7 +976,51 @@ fn check_teacher(
     c: &Checker<'_>,
     span: Range<usize>,
     t: raw::RawTeacher,
+    earlier: &[TeacherSpec],
 ) -> Result<TeacherSpec, ManifestError> {
+    if t.combine.is_some() && t.ensemble.is_none() {
+        return Err(c.at(
+            span,
+            "[teacher] combine is for an ensemble = [\"teacher\", ...]",
+        ));
+    }
+    if let Some(names) = &t.ensemble {
+        if t.onnx.is_some() || t.plugin.is_some() || t.logits.is_some() {
+            return Err(c.at(span, "[teacher] an ensemble combines other teachers; give ensemble alone, not with onnx, plugin or logits"));
+        }
+        if names.len() < 2 {
+            return Err(c.at(span, "[teacher] ensemble needs at least two teacher names"));
+        }
+        let members = names
+            .iter()
+            .map(|n| {
+                earlier.iter().position(|e| &e.name == n).ok_or_else(|| {
+                    c.at(
+                        span.clone(),
+                        format!(
+                            "[teacher] ensemble names {n:?}, which is not a [[teacher]] above it; the earlier ones are {:?}",
+                            earlier.iter().map(|e| e.name.as_str()).collect::<Vec<_>>()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if t.preprocess.is_some() || t.embedding.is_some() || t.output_kind.is_some() {
+            return Err(c.at(span, "[teacher] an ensemble takes name, ensemble and combine; each member has its own preprocessing and output settings"));
+        }
+        return Ok(TeacherSpec {
+            name: t.name.clone().unwrap_or_else(|| "ensemble".into()),
+            source: TeacherSource::Ensemble {
+                members,
+                combine: t.combine.unwrap_or(Combine::Probabilities),
+            },
+            preprocess: Normalisation::default(),
+            layout: defaults::TEACHER_LAYOUT,
+            output_kind: OutputKind::LogProbabilities,
+            batch_size: defaults::TEACHER_BATCH_SIZE,
+            embedding: None,
+        });
+    }
     let source = match (&t.onnx, &t.plugin, &t.logits) {
         (None, None, Some(files)) => {
             if t.params.is_some() || t.input.is_some() || t.output.is_some() || t.provider.is_some() {
@@ -1009,6 +1072,7 @@ fn check_teacher(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "logits".into()),
+        TeacherSource::Ensemble { .. } => "ensemble".into(),
     });
     let (preprocess, layout) = match t.preprocess {
         None => (Normalisation::default(), Layout::Flat),
@@ -1047,7 +1111,12 @@ fn check_teacher(
                     "[teacher] embedding is empty; name a tensor of the model",
                 ))
             }
-            (Some(e), TeacherSource::Plugin { .. } | TeacherSource::Precomputed { .. }) => return Err(c.at(
+            (
+                Some(e),
+                TeacherSource::Plugin { .. }
+                | TeacherSource::Precomputed { .. }
+                | TeacherSource::Ensemble { .. },
+            ) => return Err(c.at(
                 e.span(),
                 "[teacher] embedding names a tensor of an ONNX model; a plugin or precomputed teacher has none",
             )),

@@ -212,6 +212,9 @@ pub struct RawTeacher {
     pub onnx: Option<String>,
     /// Logits made elsewhere: `{ train = "train.npy", test = "test.npy" }`.
     pub logits: Option<RawLogits>,
+    /// The names of earlier teachers whose outputs this one combines.
+    pub ensemble: Option<Vec<String>>,
+    pub combine: Option<crate::manifest::Combine>,
     pub plugin: Option<String>,
     pub params: Option<Spanned<toml::Table>>,
     pub input: Option<String>,

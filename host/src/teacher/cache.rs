@@ -145,6 +145,12 @@ impl KeyBase {
                 hash_file(&mut h, model)?;
                 h.update(format!("{input:?}|{output:?}"));
             }
+            TeacherSource::Ensemble { .. } => {
+                return Err(TeacherError::Runtime(format!(
+                    "teacher {}: an ensemble's key is made of its members' (teacher::content_keys)",
+                    spec.name
+                )))
+            }
             TeacherSource::Precomputed { train, test } => {
                 h.update(b"precomputed");
                 hash_file(&mut h, train)?;

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array2, ArrayView2};
 
 use crate::data::Dataset;
-use crate::manifest::{OutputKind, TeacherSource, TeacherSpec};
+use crate::manifest::{Combine, OutputKind, TeacherSource, TeacherSpec};
 use crate::plugins::{check_params, PluginData, PluginError, PluginTeacher, Registry};
 use crate::progress;
 use crate::tensor::{Elements, HostTensor};
@@ -63,6 +63,70 @@ impl TeacherLogits {
     pub fn probabilities(&self, tau: f32) -> Array2<f32> {
         softmax_rows(self.logits.view(), tau)
     }
+
+    /// An ensemble of `members` (each `[N, C]`, one data set): every member's scores turned
+    /// into log-probabilities at τ = 1, then the log of their mean probability
+    /// ([`Combine::Probabilities`]) or their mean log-probability
+    /// ([`Combine::LogProbabilities`], a geometric mean the soft label's softmax normalises).
+    pub fn combine(members: &[&TeacherLogits], how: Combine) -> TeacherLogits {
+        let first = &members[0].logits;
+        let (n, c) = first.dim();
+        let log_probs: Vec<Array2<f32>> = members
+            .iter()
+            .map(|m| {
+                assert_eq!(m.logits.dim(), (n, c), "ensemble members label one set");
+                let mut lp = m.logits.clone();
+                for mut row in lp.rows_mut() {
+                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    let log_sum = row.iter().map(|v| (v - max).exp()).sum::<f32>().ln() + max;
+                    row.mapv_inplace(|v| v - log_sum);
+                }
+                lp
+            })
+            .collect();
+        let k = members.len() as f32;
+        let mut out = Array2::<f32>::zeros((n, c));
+        match how {
+            Combine::Probabilities => {
+                for lp in &log_probs {
+                    out.zip_mut_with(lp, |o, &l| *o += l.exp() / k);
+                }
+                out.mapv_inplace(|p| p.max(1e-30).ln());
+            }
+            Combine::LogProbabilities => {
+                for lp in &log_probs {
+                    out.zip_mut_with(lp, |o, &l| *o += l / k);
+                }
+            }
+        }
+        TeacherLogits {
+            logits: out,
+            kind: OutputKind::LogProbabilities,
+            cached: members.iter().all(|m| m.cached),
+        }
+    }
+}
+
+/// The content key of every teacher of a manifest, in order: an ensemble's is made of its
+/// members' keys and how it combines them.
+pub fn content_keys(
+    teachers: &[TeacherSpec],
+    registry: &Registry,
+) -> Result<Vec<String>, TeacherError> {
+    let mut keys: Vec<String> = Vec::with_capacity(teachers.len());
+    for spec in teachers {
+        let key = match &spec.source {
+            TeacherSource::Ensemble { members, combine } => {
+                let parts: Vec<&str> = members.iter().map(|&m| keys[m].as_str()).collect();
+                crate::experiment::sha256_hex(
+                    format!("ensemble|{combine:?}|{}", parts.join("|")).as_bytes(),
+                )
+            }
+            _ => content_key(spec, registry)?,
+        };
+        keys.push(key);
+    }
+    Ok(keys)
 }
 
 pub(crate) fn argmax(row: &[f32]) -> usize {
@@ -274,7 +338,9 @@ impl<'a> Teacher<'a> {
                 sample_shape: &self.train.sample_shape,
                 num_classes: self.train.num_classes,
             }),
-            TeacherSource::Plugin { .. } | TeacherSource::Precomputed { .. } => None,
+            TeacherSource::Plugin { .. }
+            | TeacherSource::Precomputed { .. }
+            | TeacherSource::Ensemble { .. } => None,
         }
     }
 
@@ -384,6 +450,12 @@ impl<'a> Teacher<'a> {
     fn start(&mut self) -> Result<&mut Live, TeacherError> {
         if self.live.is_none() {
             let live = match &self.spec.source {
+                TeacherSource::Ensemble { .. } => {
+                    return Err(TeacherError::Runtime(format!(
+                        "teacher {}: an ensemble is combined from its members' outputs, never run itself",
+                        self.spec.name
+                    )))
+                }
                 TeacherSource::Precomputed { train, .. } => {
                     return Err(TeacherError::Model {
                         model: train.clone(),
@@ -518,6 +590,23 @@ impl<'a> Teacher<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_ensemble_averages_probabilities_or_log_probabilities() {
+        let member = |row: [f32; 2]| TeacherLogits {
+            logits: ndarray::arr2(&[row]),
+            kind: OutputKind::Logits,
+            cached: false,
+        };
+        // Probabilities (0.8, 0.2) and (0.4, 0.6), given as logits.
+        let a = member([0.8f32.ln() + 3.0, 0.2f32.ln() + 3.0]);
+        let b = member([0.4f32.ln(), 0.6f32.ln()]);
+        let mix = TeacherLogits::combine(&[&a, &b], Combine::Probabilities).probabilities(1.0);
+        assert!((mix[[0, 0]] - 0.6).abs() < 1e-6, "{mix:?}");
+        let geo = TeacherLogits::combine(&[&a, &b], Combine::LogProbabilities).probabilities(1.0);
+        let (p, q) = ((0.8f32 * 0.4).sqrt(), (0.2f32 * 0.6).sqrt());
+        assert!((geo[[0, 0]] - p / (p + q)).abs() < 1e-6, "{geo:?}");
+    }
+
     use super::*;
 
     #[test]
