@@ -56,6 +56,7 @@ pub struct RunSummary {
     /// Cells skipped because their result was already there.
     pub skipped: usize,
     pub results_path: PathBuf,
+    /// Test accuracy of the first teacher, when this run made it ready.
     pub teacher_test_accuracy: Option<f64>,
     /// Where this run's time went.
     pub time: TimeSplit,

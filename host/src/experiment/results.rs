@@ -30,6 +30,7 @@ pub struct CellResult {
     /// Training set size, `N`.
     pub train_size: usize,
     pub test_accuracy: f64,
+    /// Test accuracy of the teacher this cell distilled from; `None` at α = 0.
     pub teacher_test_accuracy: Option<f64>,
     /// Seconds for this cell's training and evaluation.
     pub seconds: f64,
