@@ -3,6 +3,8 @@
 # build, and the plugin folder. Idempotent: a second run only checks.
 #   scripts/setup.sh            everything (what the demo needs)
 #   scripts/setup.sh --runtime  ONNX Runtime and a headless browser only (what the tests need)
+#   scripts/setup.sh --gpu      also onnxruntime-gpu with its CUDA and cuDNN libraries from PyPI
+#                               in place of the CPU wheel (same lookup: .venv), for provider = "cuda"
 #   scripts/setup.sh --cifar10  also CIFAR-10 as image folders in build/cifar10, from
 #                               ../shared/data (for examples/cifar10.toml)
 set -euo pipefail
@@ -15,6 +17,16 @@ if ! ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* >/d
   echo "setup: installing onnxruntime==$ORT_VERSION into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check "onnxruntime==$ORT_VERSION" numpy
+fi
+
+# 1b. The GPU build of ONNX Runtime (PyPI onnxruntime-gpu and the nvidia-* CUDA 13 / cuDNN
+# wheels), when asked for. Its libonnxruntime.so sits where the CPU wheel's did, so kdprune's
+# lookup finds it; the CUDA libraries are in site-packages/nvidia/*/lib (scripts/gpu-check.sh
+# puts them on LD_LIBRARY_PATH).
+if [ "${1:-}" = "--gpu" ] && ! .venv/bin/python -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" 2>/dev/null; then
+  echo "setup: installing onnxruntime-gpu[cuda,cudnn]==1.31.1 into .venv in place of onnxruntime"
+  .venv/bin/pip uninstall --quiet -y onnxruntime
+  .venv/bin/pip install --quiet --disable-pip-version-check "onnxruntime-gpu[cuda,cudnn]==1.31.1"
 fi
 
 # A headless browser, for the test that screenshots `kdprune report`'s page (Debian's
