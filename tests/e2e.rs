@@ -159,6 +159,14 @@ temperature = 4.0
     path
 }
 
+/// The `[teacher]` block of [`mnist_manifest`], for tests that replace it.
+fn zoo_teacher_block() -> String {
+    format!(
+        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
+        fixtures().display()
+    )
+}
+
 /// Runs an exported student through ONNX Runtime on `x` `[B, D]` (examples of `sample_shape`)
 /// and checks its logits against the trainer's, `ours` `[B, C]`, within 1e-4 (relative to
 /// magnitudes above 1).
@@ -655,11 +663,7 @@ fn same_seed_gives_the_same_result() {
 fn teacher_plugin_and_soft_label_scorer_run() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = plugin_folder(&["kdprune_teacher_el2n", "kdprune_nearest_centroid"]);
-    let fx = fixtures();
-    let teacher_block = format!(
-        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
-        fx.display()
-    );
+    let teacher_block = zoo_teacher_block();
     let path = mnist_manifest(
         dir.path(),
         plugins.path(),
@@ -718,10 +722,7 @@ fn manifest_errors_name_the_file_line_and_field() {
 
     // alpha > 0 with no teacher.
     let fx = fixtures();
-    let teacher_block = format!(
-        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
-        fx.display()
-    );
+    let teacher_block = zoo_teacher_block();
     let p = mnist_manifest(
         dir.path(),
         plugins.path(),
@@ -2172,10 +2173,7 @@ fn several_teachers_auto_alpha_and_a_report_a_browser_shows() {
         "kdprune_nearest_centroid",
     ]);
     let fx = fixtures();
-    let zoo = format!(
-        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
-        fx.display()
-    );
+    let zoo = zoo_teacher_block();
     let two = format!(
         "[[teacher]]\nname = \"zoo-cnn\"\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n[teacher.preprocess]\nlayout = \"nchw\"\n\n[[teacher]]\nplugin = \"nearest-centroid\"\nparams = {{ scale = 255.0 }}\n",
         fx.display()
@@ -2311,11 +2309,7 @@ fn several_teachers_auto_alpha_and_a_report_a_browser_shows() {
 fn the_virtual_teacher_serves_label_derived_soft_targets() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = plugin_folder(&["kdprune_random", "kdprune_virtual_teacher"]);
-    let fx = fixtures();
-    let zoo = format!(
-        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
-        fx.display()
-    );
+    let zoo = zoo_teacher_block();
     let path = mnist_manifest(
         dir.path(),
         plugins.path(),
@@ -2369,11 +2363,7 @@ fn precomputed_logits_teach_like_the_model_that_made_them() {
     use ndarray_npy::WriteNpyExt;
     let dir = tempfile::tempdir().unwrap();
     let plugins = plugin_folder(&["kdprune_random"]);
-    let fx = fixtures();
-    let zoo = format!(
-        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
-        fx.display()
-    );
+    let zoo = zoo_teacher_block();
     let onnx_run = mnist_manifest(
         dir.path(),
         plugins.path(),
@@ -2460,10 +2450,7 @@ fn an_ensemble_teacher_combines_the_teachers_above_it() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = plugin_folder(&["kdprune_random", "kdprune_nearest_centroid"]);
     let fx = fixtures();
-    let zoo = format!(
-        "[teacher]\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n\n[teacher.preprocess]\nlayout = \"nchw\"\n",
-        fx.display()
-    );
+    let zoo = zoo_teacher_block();
     let three = format!(
         "[[teacher]]\nname = \"zoo\"\nonnx = \"{}/mnist-zoo-cntk-opset7.onnx\"\nbatch_size = 64\n[teacher.preprocess]\nlayout = \"nchw\"\n\n[[teacher]]\nplugin = \"nearest-centroid\"\nparams = {{ scale = 255.0 }}\n\n[[teacher]]\nname = \"both\"\nensemble = [\"zoo\", \"nearest-centroid\"]\ncombine = \"probabilities\"\n",
         fx.display()

@@ -73,6 +73,21 @@ fn draw(
     })
 }
 
+/// The series legend every figure draws, at `at`.
+fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+    at: SeriesLabelPosition,
+) -> Plotted {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 12))
+        .draw()?;
+    Ok(())
+}
+
 /// Lower and upper bounds of `values` with a margin, for an axis.
 fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
@@ -180,13 +195,7 @@ fn accuracy_against_keep(groups: &Groups, teacher: &str) -> Option<Figure> {
                     .map(|&(x, m, _)| Circle::new((x, m), 3, c.filled())),
             )?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 12))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -241,13 +250,7 @@ fn best_alpha_against_keep(groups: &Groups) -> Option<Figure> {
             });
             chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 12))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
@@ -318,13 +321,7 @@ fn accuracy_against_teacher(groups: &Groups) -> Vec<Figure> {
                         .map(|&(x, m, _)| Circle::new((x, m), 3, c.filled())),
                 )?;
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 12))
-                .draw()?;
+            legend(&mut chart, SeriesLabelPosition::LowerRight)?;
             Ok(())
         }));
     }
