@@ -2186,7 +2186,10 @@ fn several_teachers_auto_alpha_and_a_report_a_browser_shows() {
             (&zoo, &two),
             ("seeds = [0]", "seeds = [0, 1]"),
             ("epochs = 4", "epochs = 2"),
-            ("alphas = [0.0, 0.5]", "alphas = [0.0, 0.5, \"auto\"]"),
+            (
+                "alphas = [0.0, 0.5]",
+                "alphas = [0.0, 0.5, \"auto\"]\nauto = { candidates = [0.0, 0.9], holdout = 0.25 }",
+            ),
         ],
     );
     let out = kdprune(&["run", path.to_str().unwrap()]);
@@ -2201,23 +2204,35 @@ fn several_teachers_auto_alpha_and_a_report_a_browser_shows() {
             "{teacher}"
         );
     }
-    // "auto": the rule's α at each keep, recorded as such; a teacher's own accuracy per cell.
-    for r in results.iter().filter(|r| r["alpha_rule"] == "auto-v2") {
-        // clamp(1.2 − keep, 0.5, 0.9).
-        let keep = r["keep"].as_f64().unwrap();
-        let expected = if keep < 0.2 { 0.9 } else { 0.7 };
+    // "auto": each cell's α chosen by its held-out search among the candidates, recorded with
+    // every candidate's held-out accuracy; the choice is the best of them.
+    let autos: Vec<&serde_json::Value> = results
+        .iter()
+        .filter(|r| r["alpha_rule"] == "auto-v3")
+        .collect();
+    assert_eq!(autos.len(), 16);
+    for r in &autos {
+        let trials = r["alpha_search"].as_array().expect("alpha_search recorded");
+        let tried: Vec<f64> = trials
+            .iter()
+            .map(|t| t["alpha"].as_f64().unwrap())
+            .collect();
+        assert_eq!(tried, [0.0, 0.9], "{r}");
+        let best = trials
+            .iter()
+            .filter_map(|t| t["holdout_accuracy"].as_f64())
+            .fold(f64::MIN, f64::max);
+        let chosen = r["alpha"].as_f64().unwrap();
+        let of_chosen = trials
+            .iter()
+            .find(|t| t["alpha"].as_f64() == Some(chosen))
+            .and_then(|t| t["holdout_accuracy"].as_f64());
+        assert_eq!(of_chosen, Some(best), "{r}");
         assert!(
-            (r["alpha"].as_f64().unwrap() - expected).abs() < 1e-6,
-            "{r}"
+            r["teacher"].is_string(),
+            "an auto cell names its teacher: {r}"
         );
     }
-    assert_eq!(
-        results
-            .iter()
-            .filter(|r| r["alpha_rule"] == "auto-v2")
-            .count(),
-        16
-    );
     let acc = |name: &str| {
         results
             .iter()
@@ -2500,4 +2515,88 @@ fn an_ensemble_teacher_combines_the_teachers_above_it() {
         line.contains("ensemble names \"centroid\", which is not a [[teacher]] above it"),
         "{line}"
     );
+}
+
+#[test]
+fn self_distillation_trains_its_teacher_once_and_serves_it_through_onnx_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let cache = dir.path().join("cache");
+    let path = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"random\"\nkeep = [0.3, 1.0]\n",
+        &[
+            (&zoo_teacher_block(), "[teacher]\ntrain = {}\n"),
+            (
+                "plugin_dirs =",
+                &format!("cache_dir = \"{}\"\nplugin_dirs =", cache.display()),
+            ),
+            ("epochs = 4", "epochs = 2"),
+        ],
+    );
+    let check = kdprune(&["check", path.to_str().unwrap()]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(
+        check.stdout.contains("teacher self:") && check.stdout.contains("run trains it first"),
+        "{}",
+        check.stdout
+    );
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let models: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("trained-teacher-"))
+        })
+        .collect();
+    assert_eq!(models.len(), 1, "{models:?}");
+    let model_bytes = std::fs::read(&models[0]).unwrap();
+    let results = results_lines(dir.path());
+    assert_eq!(results.len(), 4);
+    let distilled: Vec<&serde_json::Value> = results.iter().filter(|r| r["alpha"] == 0.5).collect();
+    assert!(distilled.iter().all(|r| r["teacher"] == "self"));
+    // The teacher is the student's architecture trained with seed 0 on all the data: the
+    // α = 0 student at keep 1.0 and seed 0 is the same network, trained the same way, so the
+    // model ONNX Runtime serves scores as it does (within one test example of 1 000).
+    let full = results
+        .iter()
+        .find(|r| r["keep"] == 1.0 && r["alpha"] == 0.0)
+        .unwrap();
+    let teacher_acc = distilled[0]["teacher_test_accuracy"].as_f64().unwrap();
+    let student_acc = full["test_accuracy"].as_f64().unwrap();
+    assert!(
+        (teacher_acc - student_acc).abs() <= 1.0 / 1000.0 + 1e-9,
+        "teacher {teacher_acc} vs the same network trained by the student path {student_acc}"
+    );
+    assert!(teacher_acc > 0.85, "{teacher_acc}");
+    // Another output folder, the same cache: the teacher is not trained again.
+    let again_manifest = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("/out\"", "/out2\"");
+    let again_path = dir.path().join("again.toml");
+    std::fs::write(&again_path, again_manifest).unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_kdprune"))
+        .args(["run", again_path.to_str().unwrap()])
+        .env_remove("KDPRUNE_PLUGIN_PATH")
+        .env("KDPRUNE_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{log}");
+    assert!(log.contains("trained teacher from the cache"), "{log}");
+    assert!(!log.contains("training the teacher"), "{log}");
+    assert_eq!(std::fs::read(&models[0]).unwrap(), model_bytes);
+    // A wrong field inside train = { ... } is named as such.
+    let bad = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"random\"\nkeep = [0.3]\n",
+        &[(&zoo_teacher_block(), "[teacher]\ntrain = { epoch = 3 }\n")],
+    );
+    let refused = kdprune(&["check", bad.to_str().unwrap()]);
+    assert_ne!(refused.code, 0);
+    assert!(error_line(&refused).contains("epoch"), "{}", refused.stderr);
 }

@@ -82,6 +82,30 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             ));
             continue;
         }
+        if let crate::manifest::TeacherSource::Trained {
+            spec: recipe, seed, ..
+        } = &spec.source
+        {
+            crate::teacher::trained::check(recipe, *seed, &train_set)?;
+            let model = crate::teacher::trained::model_path(
+                &manifest.cache_dir,
+                &crate::teacher::trained::recipe_key(recipe, *seed),
+                &train_set,
+            );
+            lines.push(format!(
+                "teacher {}: {:?}, {} epochs on all {} training examples, seed {seed}; {}",
+                spec.name,
+                recipe.layers,
+                recipe.epochs,
+                train_set.len(),
+                if model.exists() {
+                    format!("trained before, {}", model.display())
+                } else {
+                    "run trains it first (then cached)".into()
+                }
+            ));
+            continue;
+        }
         if distils || (i == 0 && (needs.soft_labels || needs.teacher_embedding)) {
             let mut teacher = crate::teacher::Teacher::new(
                 spec,
@@ -130,7 +154,7 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             .map(|a| match a {
                 crate::manifest::AlphaChoice::Fixed(a) => a.get().to_string(),
                 crate::manifest::AlphaChoice::Auto => {
-                    format!("auto ({})", crate::manifest::auto_alpha_description())
+                    format!("auto ({})", manifest.distillation.auto.describe())
                 }
             })
             .collect();

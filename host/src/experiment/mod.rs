@@ -30,7 +30,7 @@ use crate::data::{self, Dataset, Normalisation};
 use crate::dynamics;
 use crate::inputs::{InputName, Inputs, Needs};
 use crate::manifest::{
-    Alpha, AlphaChoice, Keep, Manifest, NormaliseSpec, OnPluginError, PruneSpec,
+    Alpha, AlphaChoice, Keep, Manifest, NormaliseSpec, OnPluginError, PruneSpec, TeacherSpec,
 };
 use crate::plugins::{self, check_params, Plugin, PluginData, Registry};
 use crate::select::{Answer, Policy};
@@ -295,28 +295,14 @@ struct InputStage<'a> {
     time: TimeSplit,
 }
 
-/// Stage 2: the teachers that pending cells distil from (`distilling[i]` for
-/// `manifest.teachers[i]`), the first one too when a method reads its inputs, and every input
-/// `needs` names, each computed once (and cached by content).
-fn input_stage<'a>(
-    manifest: &'a Manifest,
-    registry: &'a Registry,
-    (raw_train, raw_test): (&'a Dataset, &Dataset),
-    train_set: &Dataset,
-    needs: &Needs,
-    distilling: &[bool],
-) -> Result<InputStage<'a>, Error> {
-    let mut stage = InputStage {
-        teachers: Vec::new(),
-        inputs: Inputs::default(),
-        time: TimeSplit::default(),
-    };
-    // A teacher is made ready when a cell distils from it, when methods read its inputs (the
-    // first), or when an ensemble that is needed has it as a member (members come first).
-    let mut needed: Vec<bool> = (0..manifest.teachers.len())
+/// Which teachers are made ready: those a pending cell distils from (`distilling[i]`), the
+/// first one too when methods read its inputs, and the members of a needed ensemble (members
+/// come first).
+fn needed_teachers(teachers: &[TeacherSpec], needs: &Needs, distilling: &[bool]) -> Vec<bool> {
+    let mut needed: Vec<bool> = (0..teachers.len())
         .map(|i| distilling[i] || (i == 0 && (needs.soft_labels || needs.teacher_embedding)))
         .collect();
-    for (i, spec) in manifest.teachers.iter().enumerate().rev() {
+    for (i, spec) in teachers.iter().enumerate().rev() {
         if let (true, crate::manifest::TeacherSource::Ensemble { members, .. }) =
             (needed[i], &spec.source)
         {
@@ -325,7 +311,48 @@ fn input_stage<'a>(
             }
         }
     }
-    for (i, spec) in manifest.teachers.iter().enumerate() {
+    needed
+}
+
+/// The teachers stage 2 makes ready ([`needed_teachers`]) and the manifest's teachers with
+/// every needed `train = { ... }` one trained (or taken from the cache) and made a model, and
+/// the seconds that training took.
+fn teachers_to_ready(
+    manifest: &Manifest,
+    needs: &Needs,
+    distilling: &[bool],
+    train_set: &Dataset,
+    student_norm: &Normalisation,
+) -> Result<(Vec<bool>, Vec<TeacherSpec>, f64), Error> {
+    let needed = needed_teachers(&manifest.teachers, needs, distilling);
+    let (specs, seconds) = crate::teacher::trained::materialise(
+        &manifest.teachers,
+        &needed,
+        train_set,
+        student_norm,
+        &manifest.cache_dir,
+    )?;
+    Ok((needed, specs, seconds))
+}
+
+/// Stage 2: the `needed` teachers ([`needed_teachers`]; `teachers` are the manifest's with
+/// trained ones made into models) and every input `needs` names, each computed once (and
+/// cached by content).
+fn input_stage<'a>(
+    manifest: &'a Manifest,
+    teachers: &'a [TeacherSpec],
+    needed: &[bool],
+    registry: &'a Registry,
+    (raw_train, raw_test): (&'a Dataset, &Dataset),
+    train_set: &Dataset,
+    needs: &Needs,
+) -> Result<InputStage<'a>, Error> {
+    let mut stage = InputStage {
+        teachers: Vec::new(),
+        inputs: Inputs::default(),
+        time: TimeSplit::default(),
+    };
+    for (i, spec) in teachers.iter().enumerate() {
         let reads_inputs = i == 0 && (needs.soft_labels || needs.teacher_embedding);
         if !needed[i] {
             stage.teachers.push(None);
@@ -422,8 +449,8 @@ fn input_stage<'a>(
 #[derive(Debug, Clone, Copy)]
 struct Student {
     choice: AlphaChoice,
-    /// `choice` resolved at the group's keep.
-    alpha: Alpha,
+    /// The fixed α; `None` for `"auto"`, searched for when the cell trains.
+    alpha: Option<Alpha>,
     /// Index into `manifest.teachers`; `None` when α = 0.
     teacher: Option<usize>,
 }
@@ -503,7 +530,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
             .iter()
             .any(|i| matches!(i, InputName::SoftLabels | InputName::TeacherEmbedding))
             && !keep.is_full();
-        let distils = student.alpha.needs_teacher();
+        let distils = student.choice.needs_teacher();
         let (teacher, input_teacher) = match student.teacher.filter(|_| distils) {
             Some(t) => (
                 Some(teacher_keys[t].clone()),
@@ -518,11 +545,15 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
             params: params_of[m].clone(),
             policy: policy_of[m].clone(),
             keep: keep.get(),
-            alpha: student.alpha.get(),
+            alpha: student.alpha.map(Alpha::get),
             temperature: distils.then(|| temperature.get()),
             teacher,
             input_teacher,
             alpha_rule: student.choice.rule().map(str::to_string),
+            alpha_search: student
+                .alpha
+                .is_none()
+                .then(|| manifest.distillation.auto.clone()),
             seed,
             train_data: key::sha256_hex(&data_hash),
             test_data: test_hash.clone(),
@@ -534,12 +565,12 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     let key_of = |m: usize, keep: Keep, seed: u64, student: &Student| {
         cell_key_of(m, keep, seed, student).key()
     };
-    // The students of one group: one per α = 0, one per (α > 0, teacher).
-    let students_at = |keep: Keep| -> Vec<Student> {
+    // The students of one group: one per α = 0, one per (α > 0 or "auto", teacher).
+    let students_at = || -> Vec<Student> {
         let mut all = Vec::new();
         for &choice in &manifest.distillation.alphas {
-            let alpha = choice.resolve(keep);
-            if alpha.needs_teacher() {
+            let alpha = choice.fixed();
+            if choice.needs_teacher() {
                 all.extend((0..manifest.teachers.len()).map(|t| Student {
                     choice,
                     alpha,
@@ -562,7 +593,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     for (m, method) in methods.iter().enumerate() {
         for &keep in &method.spec.keep {
             for &seed in &manifest.seeds {
-                let all = students_at(keep);
+                let all = students_at();
                 for student in &all {
                     current.insert(key_of(m, keep, seed, student));
                 }
@@ -601,28 +632,42 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 .any(|c| c.pending.iter().any(|st| st.teacher == Some(t)))
         })
         .collect();
+    let (needed, teacher_specs, training_teachers) =
+        teachers_to_ready(manifest, &needs, &distilling, &train_set, &student_norm)?;
     let InputStage {
         mut teachers,
         inputs,
         mut time,
     } = input_stage(
         manifest,
+        &teacher_specs,
+        &needed,
         &registry,
         (&raw_train, &raw_test),
         &train_set,
         &needs,
-        &distilling,
     )?;
+    time.teacher += training_teachers;
     let teacher_test_accuracy = teachers
         .first()
         .and_then(|t| t.as_ref())
         .map(|t| t.test_accuracy);
     // One bar over every student still to train, in examples × epochs (a cell at keep 0.5
     // weighs five times one at 0.1), so its time left holds across the whole grid.
-    let work_of = |c: &Cell| (c.keep.budget(n) * manifest.student.epochs) as u64;
+    // An "auto" student weighs its search too.
+    let auto_weight = 1.0 + manifest.distillation.auto.relative_cost();
+    let work_of = |c: &Cell, st: &Student| {
+        let one = (c.keep.budget(n) * manifest.student.epochs) as f64;
+        (if st.alpha.is_none() {
+            one * auto_weight
+        } else {
+            one
+        }) as u64
+    };
     let total_work: u64 = cells
         .iter()
-        .map(|c| work_of(c) * c.pending.len() as u64)
+        .flat_map(|c| c.pending.iter().map(move |st| (c, st)))
+        .map(|(c, st)| work_of(c, st))
         .sum();
     let students_total: usize = cells.iter().map(|c| c.pending.len()).sum();
     let overall = crate::progress::bar(total_work, "cells");
@@ -717,8 +762,6 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         let kept_usize: Vec<usize> = kept.iter().map(|&i| i as usize).collect();
         for student in &cell.pending {
             let started = Instant::now();
-            let alpha = student.alpha;
-            let kd = Kd { alpha, temperature };
             let ready = student.teacher.and_then(|t| teachers[t].as_mut());
             let teacher_subset = ready
                 .as_ref()
@@ -751,6 +794,34 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 .augment
                 .online_teacher
                 .then_some(&mut online);
+            let mut online: Option<train::OnlineTeacher<'_>> = online;
+            let (alpha, trials) = match student.alpha {
+                Some(alpha) => (alpha, None),
+                None => {
+                    overall.set_message(format!(
+                        "{} keep {} α search",
+                        method.spec.method,
+                        keep.get()
+                    ));
+                    let choice = train::alpha_search::search(
+                        &manifest.student,
+                        &set,
+                        &manifest.distillation.auto,
+                        temperature,
+                        keep,
+                        seed,
+                        train::lend(&mut online),
+                    )?;
+                    tracing::info!(
+                        method = %method.spec.method, keep = %keep.get(), seed,
+                        alpha = %choice.alpha.get(),
+                        trials = ?choice.trials.iter().map(|t| (t.alpha, t.holdout_accuracy)).collect::<Vec<_>>(),
+                        "alpha = \"auto\": held-out search done"
+                    );
+                    (choice.alpha, Some(choice.trials))
+                }
+            };
+            let kd = Kd { alpha, temperature };
             overall.set_message(format!(
                 "{} keep {} α {}",
                 method.spec.method,
@@ -781,10 +852,11 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 keep: keep.get(),
                 alpha: alpha.get(),
                 alpha_rule: student.choice.rule().map(str::to_string),
+                alpha_search: trials,
                 temperature: temperature.get(),
                 teacher: student
                     .teacher
-                    .filter(|_| alpha.needs_teacher())
+                    .filter(|_| student.choice.needs_teacher())
                     .map(|t| manifest.teachers[t].name.clone()),
                 seed,
                 kept: kept.len(),
@@ -800,7 +872,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
             };
             store.append(&result)?;
             ran += 1;
-            overall.inc(work_of(cell));
+            overall.inc(work_of(cell, student));
             let left = overall.eta().as_secs_f64();
             tracing::info!(
                 cell = %format!("{ran}/{students_total}"),

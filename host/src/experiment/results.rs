@@ -16,11 +16,15 @@ pub struct CellResult {
     pub params: serde_json::Value,
     pub policy: String,
     pub keep: f32,
-    /// The α trained with (for `"auto"`, the value the rule gave at this keep).
+    /// The α trained with (for `"auto"`, the one its search chose).
     pub alpha: f32,
-    /// The rule's name (`"auto-v2"`) when α came from `alpha = "auto"`; absent for a number.
+    /// The search's name (`"auto-v3"`; `"auto-v2"` in older results, a rule of keep alone)
+    /// when α came from `alpha = "auto"`; absent for a number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha_rule: Option<String>,
+    /// `"auto"`'s candidates with their held-out accuracies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha_search: Option<Vec<crate::train::alpha_search::Trial>>,
     pub temperature: f32,
     /// The teacher distilled from (α > 0).
     pub teacher: Option<String>,
@@ -334,6 +338,7 @@ mod tests {
             keep: 0.5,
             alpha: 0.0,
             alpha_rule: None,
+            alpha_search: None,
             temperature: 4.0,
             teacher: None,
             seed: 0,

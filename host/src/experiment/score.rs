@@ -77,7 +77,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
     let methods = check_methods(manifest, &registry)?;
     let _lock = crate::experiment::results::OutputLock::acquire(&manifest.output)?;
     let (raw_train, raw_test) = data::load(&manifest.data, manifest.seeds[0])?;
-    let (train_set, _, _) = normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
+    let (train_set, _, student_norm) = normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
     let n = train_set.len();
     let mut needs = Needs::default();
     for method in &methods {
@@ -86,15 +86,24 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         }
     }
     super::check_dynamics_memory(manifest, &needs, &train_set)?;
+    let (needed, teachers, training_teachers) = super::teachers_to_ready(
+        manifest,
+        &needs,
+        &vec![false; manifest.teachers.len()],
+        &train_set,
+        &student_norm,
+    )?;
     let stage = input_stage(
         manifest,
+        &teachers,
+        &needed,
         &registry,
         (&raw_train, &raw_test),
         &train_set,
         &needs,
-        &vec![false; manifest.teachers.len()],
     )?;
     let mut time = stage.time;
+    time.teacher += training_teachers;
     let mut shape = vec![n as u64];
     shape.extend(train_set.sample_shape.iter().map(|&s| s as u64));
     let plugin_data = PluginData {

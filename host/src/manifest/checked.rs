@@ -55,8 +55,8 @@ impl Alpha {
     }
 }
 
-/// One α of the grid: a fixed weight, or `"auto"`, chosen per cell from the kept fraction by
-/// [`auto_alpha`].
+/// One α of the grid: a fixed weight, or `"auto"`, chosen per cell by a held-out search inside
+/// its kept subset ([`crate::train::alpha_search`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AlphaChoice {
     Fixed(Alpha),
@@ -64,47 +64,84 @@ pub enum AlphaChoice {
 }
 
 impl AlphaChoice {
-    /// The weight a cell at `keep` trains with.
-    pub fn resolve(self, keep: Keep) -> Alpha {
+    /// The weight of a fixed choice; `None` for `"auto"`, whose α each cell searches for.
+    pub fn fixed(self) -> Option<Alpha> {
         match self {
-            AlphaChoice::Fixed(a) => a,
-            AlphaChoice::Auto => auto_alpha(keep),
+            AlphaChoice::Fixed(a) => Some(a),
+            AlphaChoice::Auto => None,
         }
     }
-    /// Whether some cell of this choice distils (`"auto"` does at every keep).
+    /// Whether some cell of this choice distils (`"auto"` always reads the teacher).
     pub fn needs_teacher(self) -> bool {
         match self {
             AlphaChoice::Fixed(a) => a.needs_teacher(),
             AlphaChoice::Auto => true,
         }
     }
-    /// `"auto"` for the rule (written in results and the cell key), `None` for a number.
+    /// The search's name for `"auto"` (written in results and the cell key), `None` for a
+    /// number.
     pub fn rule(self) -> Option<&'static str> {
         match self {
             AlphaChoice::Fixed(_) => None,
-            AlphaChoice::Auto => Some(AUTO_ALPHA_RULE),
+            AlphaChoice::Auto => Some(crate::train::alpha_search::RULE),
         }
     }
 }
 
-/// The name of the `"auto"` rule in results and cell keys: a new rule gets a new name, so
-/// students trained under the old one are not reused.
-pub const AUTO_ALPHA_RULE: &str = "auto-v2";
-
-/// `alpha = "auto"`: α from the kept fraction, `clamp(1.2 − keep, 0.5, 0.9)` — 0.9 at keep
-/// ≤ 0.3, falling to 0.5 at keep ≥ 0.7. Fitted to kdprune's own sweeps (docs/results.md):
-/// the best α of the grid grows as the kept fraction shrinks, as the paper found; hard-first
-/// score methods want the teacher most (0.9 up to keep 0.3 on Fashion-MNIST), random pruning
-/// is within noise of its best from 0.5 to 0.9 there, and on the full set a lower weight wins.
-pub fn auto_alpha_description() -> &'static str {
-    "clamp(1.2 - keep, 0.5, 0.9)"
+fn default_auto_search() -> crate::train::alpha_search::AutoSearch {
+    crate::train::alpha_search::AutoSearch {
+        candidates: defaults::AUTO_CANDIDATES.map(Alpha).to_vec(),
+        holdout: defaults::AUTO_HOLDOUT,
+    }
 }
 
-/// See [`auto_alpha_description`].
-pub fn auto_alpha(keep: Keep) -> Alpha {
-    // In hundredths, so that keep 0.5 gives 0.7 and not 1.2 − 0.5 in f32 (0.70000005).
-    let hundredths = ((1.2 - keep.get() as f64).clamp(0.5, 0.9) * 100.0).round();
-    Alpha((hundredths / 100.0) as f32)
+/// `[distillation] auto`: candidates in [0, 1], at least two, no repeats (kept ascending);
+/// `holdout` in (0, 0.5].
+fn check_auto_search(
+    c: &Checker<'_>,
+    raw: &Spanned<raw::RawAutoSearch>,
+) -> Result<crate::train::alpha_search::AutoSearch, ManifestError> {
+    let mut search = default_auto_search();
+    let a = raw.get_ref();
+    if let Some(list) = &a.candidates {
+        let mut candidates = Vec::new();
+        for v in list.get_ref() {
+            let alpha = Alpha::new(*v.get_ref()).ok_or_else(|| {
+                c.at(
+                    v.span(),
+                    format!("auto.candidates: {} is outside [0, 1]", v.get_ref()),
+                )
+            })?;
+            if candidates.contains(&alpha) {
+                return Err(c.at(
+                    v.span(),
+                    format!("auto.candidates lists {} twice; remove one", v.get_ref()),
+                ));
+            }
+            candidates.push(alpha);
+        }
+        if candidates.len() < 2 {
+            return Err(c.at(
+                list.span(),
+                "auto.candidates needs at least two weights to choose between (e.g. [0.0, 0.5, 0.9])",
+            ));
+        }
+        candidates.sort_by(|x, y| x.get().total_cmp(&y.get()));
+        search.candidates = candidates;
+    }
+    if let Some(h) = &a.holdout {
+        let v = *h.get_ref();
+        if !(v > 0.0 && v <= 0.5) {
+            return Err(c.at(
+                h.span(),
+                format!(
+                    "auto.holdout = {v}: the share of the kept subset set aside must be in (0, 0.5], e.g. 0.2"
+                ),
+            ));
+        }
+        search.holdout = v;
+    }
+    Ok(search)
 }
 
 /// Softmax temperature τ > 0 of the distillation term.
@@ -250,6 +287,13 @@ pub enum TeacherSource {
     /// Logits (or probabilities) made elsewhere, `.npy` `[N, C]` for the training set as
     /// loaded (after any holdout split) and for the test set, rows in the sets' order.
     Precomputed { train: PathBuf, test: PathBuf },
+    /// A network the host trains on the full training set (labels only) and serves as an ONNX
+    /// model (`teacher::trained`); `spec` is the student's, with the table's fields over it.
+    Trained {
+        spec: Box<StudentSpec>,
+        seed: u64,
+        threads: usize,
+    },
     Plugin {
         name: String,
         params: BTreeMap<String, toml::Value>,
@@ -301,6 +345,8 @@ fn is_default_init(init: &crate::train::spec::Init) -> bool {
 pub struct Distillation {
     pub alphas: Vec<AlphaChoice>,
     pub temperature: Temperature,
+    /// How `"auto"` searches (the defaults when `alphas` has no `"auto"`).
+    pub auto: crate::train::alpha_search::AutoSearch,
 }
 
 #[derive(Debug, Clone)]
@@ -504,7 +550,7 @@ pub(super) fn check(
             };
             let mut teachers: Vec<TeacherSpec> = Vec::new();
             for (span, t) in listed {
-                let spec = check_teacher(&c, span.clone(), t, &teachers)?;
+                let spec = check_teacher(&c, span.clone(), t, &teachers, &raw.student)?;
                 if teachers.iter().any(|o| o.name == spec.name) {
                     return Err(c.at(
                         span,
@@ -528,6 +574,7 @@ pub(super) fn check(
                 .map(|a| AlphaChoice::Fixed(Alpha(a)))
                 .to_vec(),
             temperature: Temperature(1.0),
+            auto: default_auto_search(),
         },
         Some(d) => {
             if d.alphas.get_ref().is_empty() {
@@ -572,9 +619,14 @@ pub(super) fn check(
                     )
                 })?,
             };
+            let auto = match &d.auto {
+                None => default_auto_search(),
+                Some(a) => check_auto_search(&c, a)?,
+            };
             Distillation {
                 alphas,
                 temperature,
+                auto,
             }
         }
     };
@@ -686,8 +738,11 @@ fn check_dynamics(
     d: Option<Spanned<raw::RawDynamics>>,
     student: &raw::RawStudent,
 ) -> Result<DynamicsSpec, ManifestError> {
-    let d = d.map(|d| d.into_inner());
-    let mut proxy = student.clone();
+    let mut d = d.map(|d| d.into_inner());
+    let mut proxy = match d.as_mut() {
+        Some(d) => d.take_training().over(student),
+        None => student.clone(),
+    };
     // The proxy never saves, and its augmentation (if any) uses no teacher.
     proxy.save = false;
     if let Some(a) = proxy.augment.as_mut() {
@@ -699,31 +754,6 @@ fn check_dynamics(
     let mut early_steps = None;
     let mut max_memory = None;
     if let Some(d) = d {
-        if d.hidden.is_some() || d.layers.is_some() {
-            proxy.hidden = d.hidden;
-            proxy.layers = d.layers;
-        }
-        if let Some(e) = d.epochs {
-            proxy.epochs = e;
-        }
-        if let Some(lr) = d.lr {
-            proxy.lr = lr;
-        }
-        if d.optimizer.is_some() {
-            proxy.optimizer = d.optimizer;
-            proxy.momentum = None;
-            proxy.nesterov = None;
-            proxy.betas = None;
-        }
-        proxy.batch_size = d.batch_size.or(proxy.batch_size);
-        proxy.momentum = d.momentum.or(proxy.momentum);
-        proxy.nesterov = d.nesterov.or(proxy.nesterov);
-        proxy.weight_decay = d.weight_decay.or(proxy.weight_decay);
-        if d.schedule.is_some() {
-            proxy.schedule = d.schedule;
-        }
-        proxy.warmup_epochs = d.warmup_epochs.or(proxy.warmup_epochs);
-        proxy.clip_grad_norm = d.clip_grad_norm.or(proxy.clip_grad_norm);
         runs = d
             .runs
             .map(|r| c.positive(&r, "[dynamics] runs"))
@@ -975,9 +1005,13 @@ fn check_data(
 fn check_teacher(
     c: &Checker<'_>,
     span: Range<usize>,
-    t: raw::RawTeacher,
+    mut t: raw::RawTeacher,
     earlier: &[TeacherSpec],
+    student: &raw::RawStudent,
 ) -> Result<TeacherSpec, ManifestError> {
+    if let Some(train) = t.train.take() {
+        return check_trained_teacher(c, span, t, train, student);
+    }
     if t.combine.is_some() && t.ensemble.is_none() {
         return Err(c.at(
             span,
@@ -1073,6 +1107,7 @@ fn check_teacher(
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "logits".into()),
         TeacherSource::Ensemble { .. } => "ensemble".into(),
+        TeacherSource::Trained { .. } => "trained".into(),
     });
     let (preprocess, layout) = match t.preprocess {
         None => (Normalisation::default(), Layout::Flat),
@@ -1115,7 +1150,8 @@ fn check_teacher(
                 Some(e),
                 TeacherSource::Plugin { .. }
                 | TeacherSource::Precomputed { .. }
-                | TeacherSource::Ensemble { .. },
+                | TeacherSource::Ensemble { .. }
+                | TeacherSource::Trained { .. },
             ) => return Err(c.at(
                 e.span(),
                 "[teacher] embedding names a tensor of an ONNX model; a plugin or precomputed teacher has none",
@@ -1129,6 +1165,81 @@ fn check_teacher(
         output_kind,
         batch_size,
         embedding,
+    })
+}
+
+/// `[teacher] train = { ... }`: the student's settings with the table's over them; the teacher
+/// sees the data as the student does (its preprocessing is `[data.normalise]`), so it takes
+/// only `name`, `threads` and `batch_size` besides.
+fn check_trained_teacher(
+    c: &Checker<'_>,
+    span: Range<usize>,
+    t: raw::RawTeacher,
+    train: Spanned<raw::RawTrainedTeacher>,
+    student: &raw::RawStudent,
+) -> Result<TeacherSpec, ManifestError> {
+    let others = [
+        ("onnx", t.onnx.is_some()),
+        ("plugin", t.plugin.is_some()),
+        ("logits", t.logits.is_some()),
+        ("ensemble", t.ensemble.is_some()),
+        ("params", t.params.is_some()),
+        ("input", t.input.is_some()),
+        ("output", t.output.is_some()),
+        ("output_kind", t.output_kind.is_some()),
+        ("provider", t.provider.is_some()),
+        ("ort_library", t.ort_library.is_some()),
+        ("preprocess", t.preprocess.is_some()),
+        ("embedding", t.embedding.is_some()),
+    ];
+    if let Some((field, _)) = others.iter().find(|(_, given)| *given) {
+        return Err(c.at(
+            span,
+            format!("[teacher] train = {{ ... }} makes its own model, which sees the data as the student does; drop {field} (it takes name, threads and batch_size besides)"),
+        ));
+    }
+    let self_distillation = !train.get_ref().changes_architecture();
+    let (seed, overlay) = train.into_inner().split();
+    let mut raw = overlay.over(student);
+    // The teacher is trained once, on labels, and is not saved among the students.
+    raw.save = false;
+    if let Some(a) = raw.augment.as_mut() {
+        a.teacher = None;
+    }
+    let spec = check_student(c, raw).map_err(|e| match e {
+        ManifestError::At {
+            path,
+            line,
+            column,
+            message,
+        } => ManifestError::At {
+            path,
+            line,
+            column,
+            message: message.replacen("[student]", "[teacher] train", 1),
+        },
+        other => other,
+    })?;
+    let batch_size = t
+        .batch_size
+        .map(|b| c.positive(&b, "[teacher] batch_size"))
+        .transpose()?
+        .unwrap_or(defaults::TEACHER_BATCH_SIZE);
+    Ok(TeacherSpec {
+        name: t
+            .name
+            .unwrap_or_else(|| if self_distillation { "self" } else { "trained" }.into()),
+        source: TeacherSource::Trained {
+            spec: Box::new(spec),
+            seed: seed.unwrap_or(defaults::TRAINED_TEACHER_SEED),
+            threads: t.threads.unwrap_or(0),
+        },
+        // Filled in by `teacher::trained` with the student's fitted normalisation.
+        preprocess: Normalisation::default(),
+        layout: defaults::TEACHER_LAYOUT,
+        output_kind: OutputKind::Logits,
+        batch_size,
+        embedding: None,
     })
 }
 
@@ -1329,20 +1440,4 @@ fn check_prune(c: &Checker<'_>, p: Spanned<raw::RawPrune>) -> Result<PruneSpec, 
         params: p.params.map(|t| t.into_inner()).unwrap_or_default(),
         at,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auto_alpha_follows_its_rule_in_hundredths() {
-        let at = |k: f32| auto_alpha(Keep::new(k).unwrap()).get();
-        assert_eq!(at(0.05), 0.9);
-        assert_eq!(at(0.3), 0.9);
-        assert_eq!(at(0.5), 0.7);
-        assert_eq!(at(0.6), 0.6);
-        assert_eq!(at(1.0), 0.5);
-        assert_eq!(at(0.5).to_string(), "0.7");
-    }
 }

@@ -5,11 +5,16 @@
 pub const SEEDS: [u64; 1] = [0];
 pub const ALPHAS: [f32; 1] = [0.0];
 pub const TEMPERATURE: f32 = 4.0;
+/// `"auto"`'s candidates: the grid of docs/results.md's sweeps, where the best α of every
+/// cell lay.
+pub const AUTO_CANDIDATES: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 0.9];
+pub const AUTO_HOLDOUT: f32 = 0.2;
 
 pub const TEACHER_BATCH_SIZE: usize = 256;
 pub const TEACHER_PROVIDER: super::Provider = super::Provider::Cpu;
 pub const TEACHER_OUTPUT_KIND: super::OutputKind = super::OutputKind::Auto;
 pub const TEACHER_LAYOUT: super::Layout = super::Layout::Flat;
+pub const TRAINED_TEACHER_SEED: u64 = 0;
 
 pub const STUDENT_BATCH_SIZE: usize = 128;
 pub const SGD_MOMENTUM: f32 = 0.9;
@@ -47,6 +52,22 @@ pub const DOCUMENTED: &[(&str, &str, Written)] = &[
         "`[distillation]`",
         "`temperature`",
         Written::Number(TEMPERATURE as f64),
+    ),
+    (
+        "`[distillation]`",
+        "`auto.candidates`",
+        Written::Numbers(&[
+            AUTO_CANDIDATES[0] as f64,
+            AUTO_CANDIDATES[1] as f64,
+            AUTO_CANDIDATES[2] as f64,
+            AUTO_CANDIDATES[3] as f64,
+            AUTO_CANDIDATES[4] as f64,
+        ]),
+    ),
+    (
+        "`[distillation]`",
+        "`auto.holdout`",
+        Written::Number(AUTO_HOLDOUT as f64),
     ),
     ("`[teacher]`", "`output_kind`", Written::Word("auto")),
     ("`[teacher]`", "`provider`", Written::Word("cpu")),

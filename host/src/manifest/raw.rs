@@ -229,6 +229,124 @@ pub struct RawTeacher {
     pub preprocess: Option<Spanned<RawPreprocess>>,
     /// A named intermediate tensor of the ONNX model served as `embeddings/teacher`.
     pub embedding: Option<Spanned<String>>,
+    /// A teacher the host trains on the full training set: `train = { ... }`.
+    pub train: Option<Spanned<RawTrainedTeacher>>,
+}
+
+/// `[teacher] train = { ... }`: the fields of `[student]` that change training, each
+/// defaulting to the student's (`train = {}` is the student's own architecture: the
+/// self-distillation setting), and the seed of the teacher's training.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrainedTeacher {
+    pub seed: Option<u64>,
+    pub hidden: Option<Vec<usize>>,
+    pub layers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub epochs: Option<Spanned<usize>>,
+    pub batch_size: Option<Spanned<usize>>,
+    pub lr: Option<Spanned<f32>>,
+    pub optimizer: Option<OptimizerName>,
+    pub momentum: Option<Spanned<f32>>,
+    pub nesterov: Option<bool>,
+    pub weight_decay: Option<Spanned<f32>>,
+    pub schedule: Option<ScheduleName>,
+    pub warmup_epochs: Option<usize>,
+    pub clip_grad_norm: Option<Spanned<f32>>,
+}
+
+/// The training fields `[dynamics]` and `[teacher] train` may set over the `[student]`'s.
+pub struct TrainingOverlay {
+    pub hidden: Option<Vec<usize>>,
+    pub layers: Option<Spanned<Vec<Spanned<String>>>>,
+    pub epochs: Option<Spanned<usize>>,
+    pub batch_size: Option<Spanned<usize>>,
+    pub lr: Option<Spanned<f32>>,
+    pub optimizer: Option<OptimizerName>,
+    pub momentum: Option<Spanned<f32>>,
+    pub nesterov: Option<bool>,
+    pub weight_decay: Option<Spanned<f32>>,
+    pub schedule: Option<ScheduleName>,
+    pub warmup_epochs: Option<usize>,
+    pub clip_grad_norm: Option<Spanned<f32>>,
+}
+
+impl TrainingOverlay {
+    /// `student` with these fields over its own; a new architecture or optimiser replaces the
+    /// student's whole (its other fields would not fit it).
+    pub fn over(self, student: &RawStudent) -> RawStudent {
+        let mut out = student.clone();
+        if self.hidden.is_some() || self.layers.is_some() {
+            out.hidden = self.hidden;
+            out.layers = self.layers;
+        }
+        if let Some(e) = self.epochs {
+            out.epochs = e;
+        }
+        if let Some(lr) = self.lr {
+            out.lr = lr;
+        }
+        if self.optimizer.is_some() {
+            out.optimizer = self.optimizer;
+            out.momentum = None;
+            out.nesterov = None;
+            out.betas = None;
+        }
+        out.batch_size = self.batch_size.or(out.batch_size);
+        out.momentum = self.momentum.or(out.momentum);
+        out.nesterov = self.nesterov.or(out.nesterov);
+        out.weight_decay = self.weight_decay.or(out.weight_decay);
+        if self.schedule.is_some() {
+            out.schedule = self.schedule;
+        }
+        out.warmup_epochs = self.warmup_epochs.or(out.warmup_epochs);
+        out.clip_grad_norm = self.clip_grad_norm.or(out.clip_grad_norm);
+        out
+    }
+}
+
+impl RawTrainedTeacher {
+    /// Whether the table changes the student's architecture (else it is self-distillation).
+    pub fn changes_architecture(&self) -> bool {
+        self.hidden.is_some() || self.layers.is_some()
+    }
+    /// The seed, and the training fields.
+    pub fn split(self) -> (Option<u64>, TrainingOverlay) {
+        let overlay = TrainingOverlay {
+            hidden: self.hidden,
+            layers: self.layers,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            optimizer: self.optimizer,
+            momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            warmup_epochs: self.warmup_epochs,
+            clip_grad_norm: self.clip_grad_norm,
+        };
+        (self.seed, overlay)
+    }
+}
+
+impl RawDynamics {
+    /// Takes the proxy's training fields out of the table.
+    pub fn take_training(&mut self) -> TrainingOverlay {
+        TrainingOverlay {
+            hidden: self.hidden.take(),
+            layers: self.layers.take(),
+            epochs: self.epochs.take(),
+            batch_size: self.batch_size.take(),
+            lr: self.lr.take(),
+            optimizer: self.optimizer.take(),
+            momentum: self.momentum.take(),
+            nesterov: self.nesterov.take(),
+            weight_decay: self.weight_decay.take(),
+            schedule: self.schedule.take(),
+            warmup_epochs: self.warmup_epochs.take(),
+            clip_grad_norm: self.clip_grad_norm.take(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,6 +397,15 @@ pub struct RawAugment {
 pub struct RawDistillation {
     pub alphas: Spanned<Vec<Spanned<RawAlpha>>>,
     pub temperature: Option<Spanned<f32>>,
+    pub auto: Option<Spanned<RawAutoSearch>>,
+}
+
+/// `[distillation] auto = { candidates, holdout }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAutoSearch {
+    pub candidates: Option<Spanned<Vec<Spanned<f32>>>>,
+    pub holdout: Option<Spanned<f32>>,
 }
 
 #[derive(Debug, Deserialize)]

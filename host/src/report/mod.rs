@@ -108,6 +108,14 @@ pub fn write(dir: &Path, title: &str, results: &[CellResult]) -> Result<ReportFi
             .collect();
         let _ = write!(md, " Teachers (test accuracy): {}.", shown.join(", "));
     }
+    let older = results.iter().filter(|r| !stats::current(r)).count();
+    if older > 0 {
+        let _ = write!(
+            md,
+            " Left out: {older} results of an older `alpha = \"auto\"` rule than {}.",
+            crate::train::alpha_search::RULE
+        );
+    }
     let head = md.clone();
     let mut body = accuracy_table(results);
     let findings = findings::markdown(&groups);
@@ -154,6 +162,7 @@ mod tests {
             keep,
             alpha,
             alpha_rule: None,
+            alpha_search: None,
             temperature: 4.0,
             teacher: None,
             seed,

@@ -9,7 +9,8 @@ use crate::experiment::CellResult;
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub enum AlphaLabel {
     Fixed(f32),
-    /// `alpha = "auto"`; the value it gave at this keep.
+    /// `alpha = "auto"`; the α its search chose for the group's first seed (each seed's in
+    /// [`Group::chosen`]).
     Auto(f32),
 }
 
@@ -61,6 +62,17 @@ pub struct Group {
     pub teacher_accuracy: Option<f64>,
     /// Test accuracy (%) per seed, in file order.
     pub accuracies: Vec<f64>,
+    /// The α each seed trained with, in the same order (for `"auto"`, its search's choice).
+    pub chosen: Vec<f32>,
+}
+
+/// Whether a result belongs in a report: not when `"auto"` chose it by an older rule than
+/// [`crate::train::alpha_search::RULE`] (it would stand beside the current one as a second
+/// "auto").
+pub fn current(r: &CellResult) -> bool {
+    r.alpha_rule
+        .as_deref()
+        .is_none_or(|rule| rule == crate::train::alpha_search::RULE)
 }
 
 impl Group {
@@ -139,7 +151,8 @@ impl Groups {
         let setup = |r: &CellResult| format!("{} {}", r.student, r.train_size);
         let mut variants: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let mut setups: Vec<String> = Vec::new();
-        for r in results {
+        let results: Vec<&CellResult> = results.iter().filter(|r| current(r)).collect();
+        for r in &results {
             let v = variants.entry(&r.method).or_default();
             if !v.contains(&variant(r)) {
                 v.push(variant(r));
@@ -165,7 +178,10 @@ impl Groups {
         let mut by: BTreeMap<(Key, String), Group> = BTreeMap::new();
         for r in results {
             let alpha = AlphaLabel::of(r);
-            let teacher = r.teacher.clone().filter(|_| r.alpha > 0.0);
+            let teacher = r
+                .teacher
+                .clone()
+                .filter(|_| r.alpha > 0.0 || alpha.is_auto());
             let key = (
                 label(r),
                 (r.keep as f64 * 1e4).round() as i64,
@@ -177,7 +193,7 @@ impl Groups {
             } else {
                 r.config.clone()
             };
-            by.entry((key, config))
+            by.entry((key.clone(), config.clone()))
                 .or_insert_with(|| Group {
                     method: label(r),
                     keep: r.keep,
@@ -187,9 +203,11 @@ impl Groups {
                         .and(r.teacher_test_accuracy.map(|a| a * 100.0)),
                     teacher,
                     accuracies: Vec::new(),
-                })
-                .accuracies
-                .push(r.test_accuracy * 100.0);
+                    chosen: Vec::new(),
+                });
+            let group = by.get_mut(&(key, config)).expect("inserted above");
+            group.accuracies.push(r.test_accuracy * 100.0);
+            group.chosen.push(r.alpha);
         }
         // Configurations that still look alike (same label, keep, teacher, α) are told apart
         // by the start of their key.
@@ -279,6 +297,20 @@ impl Groups {
                     && g.keep == keep
                     && g.teacher.as_deref() == Some(teacher)
                     && !g.alpha.is_auto()
+            })
+            .max_by(|a, b| a.mean().total_cmp(&b.mean()))
+    }
+
+    /// The best group of fixed α of (method, keep) for `teacher`, α = 0 (no teacher) included:
+    /// what `"auto"` is measured against.
+    pub fn best_fixed(&self, method: &str, keep: f32, teacher: &str) -> Option<&Group> {
+        self.groups
+            .iter()
+            .filter(|g| {
+                g.method == method
+                    && g.keep == keep
+                    && !g.alpha.is_auto()
+                    && (g.teacher.as_deref() == Some(teacher) || g.alpha.value() == 0.0)
             })
             .max_by(|a, b| a.mean().total_cmp(&b.mean()))
     }

@@ -151,6 +151,12 @@ impl KeyBase {
                     spec.name
                 )))
             }
+            TeacherSource::Trained { .. } => {
+                return Err(TeacherError::Runtime(format!(
+                    "teacher {}: a teacher to train is keyed by its recipe (teacher::content_keys) and served as the model it becomes",
+                    spec.name
+                )))
+            }
             TeacherSource::Precomputed { train, test } => {
                 h.update(b"precomputed");
                 hash_file(&mut h, train)?;

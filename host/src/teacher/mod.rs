@@ -11,6 +11,7 @@ mod cache;
 pub mod onnx;
 pub mod onnx_graph;
 pub mod runtime;
+pub mod trained;
 
 use std::path::{Path, PathBuf};
 
@@ -122,6 +123,7 @@ pub fn content_keys(
                     format!("ensemble|{combine:?}|{}", parts.join("|")).as_bytes(),
                 )
             }
+            TeacherSource::Trained { spec, seed, .. } => trained::recipe_key(spec, *seed),
             _ => content_key(spec, registry)?,
         };
         keys.push(key);
@@ -340,7 +342,8 @@ impl<'a> Teacher<'a> {
             }),
             TeacherSource::Plugin { .. }
             | TeacherSource::Precomputed { .. }
-            | TeacherSource::Ensemble { .. } => None,
+            | TeacherSource::Ensemble { .. }
+            | TeacherSource::Trained { .. } => None,
         }
     }
 
@@ -453,6 +456,12 @@ impl<'a> Teacher<'a> {
                 TeacherSource::Ensemble { .. } => {
                     return Err(TeacherError::Runtime(format!(
                         "teacher {}: an ensemble is combined from its members' outputs, never run itself",
+                        self.spec.name
+                    )))
+                }
+                TeacherSource::Trained { .. } => {
+                    return Err(TeacherError::Runtime(format!(
+                        "teacher {}: a teacher to train is served as the ONNX model teacher::trained makes of it",
                         self.spec.name
                     )))
                 }

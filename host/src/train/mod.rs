@@ -5,6 +5,7 @@
 //!
 //! Does not own which examples are kept or where soft labels come from.
 
+pub mod alpha_search;
 pub mod augment;
 pub mod elementwise;
 pub mod gemm;
@@ -77,6 +78,14 @@ pub struct EpochLog {
 /// A teacher run on each augmented batch: student-normalised examples `[B, D]` in,
 /// log-space scores `[B, C]` out.
 pub type OnlineTeacher<'a> = &'a mut dyn FnMut(ArrayView2<'_, f32>) -> Result<Array2<f32>, String>;
+
+/// Lends an online teacher to one training run and keeps it for the next.
+pub fn lend<'s>(online: &'s mut Option<OnlineTeacher<'_>>) -> Option<OnlineTeacher<'s>> {
+    match online {
+        Some(teacher) => Some(&mut **teacher),
+        None => None,
+    }
+}
 
 /// Watches a training run (how training dynamics are recorded, by the trainer the students
 /// use): the loop calls it at fixed points and never changes what it trains because of it.
