@@ -2600,3 +2600,260 @@ fn self_distillation_trains_its_teacher_once_and_serves_it_through_onnx_runtime(
     assert_ne!(refused.code, 0);
     assert!(error_line(&refused).contains("epoch"), "{}", refused.stderr);
 }
+
+#[test]
+fn shards_prepared_and_run_as_separate_processes_merge_into_the_bytes_of_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_folder(&["kdprune_random", "kdprune_teacher_el2n"]);
+    let prune = "[[prune]]\nmethod = \"random\"\nkeep = [0.1, 0.5]\n\n[[prune]]\nmethod = \"teacher-el2n\"\nkeep = [0.1, 0.5]\n";
+    let edits = [
+        ("seeds = [0]", "seeds = [0, 1]"),
+        ("epochs = 4", "epochs = 2"),
+    ];
+    let one = mnist_manifest(dir.path(), plugins.path(), prune, &edits);
+    let whole = kdprune(&["run", one.to_str().unwrap()]);
+    assert_eq!(whole.code, 0, "{}", whole.stderr);
+
+    // The same manifest into another folder (its own cache), split three ways.
+    let text = std::fs::read_to_string(&one)
+        .unwrap()
+        .replace("/out\"", "/split\"");
+    let split = dir.path().join("split.toml");
+    std::fs::write(&split, text).unwrap();
+    let m = split.to_str().unwrap().to_string();
+    let spawn_all = |command: &str| {
+        let children: Vec<std::process::Child> = (0..3)
+            .map(|i| {
+                Command::new(env!("CARGO_BIN_EXE_kdprune"))
+                    .args([command, &m, "--shard", &format!("{i}/3")])
+                    .env_remove("KDPRUNE_PLUGIN_PATH")
+                    .env("KDPRUNE_LOG", "info")
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|c| {
+                let out = c.wait_with_output().unwrap();
+                let log = String::from_utf8_lossy(&out.stderr).into_owned();
+                assert!(out.status.success(), "{command}: {log}");
+                log
+            })
+            .collect::<Vec<String>>()
+    };
+    spawn_all("prepare");
+    let cache = dir.path().join("split/cache");
+    let parts = std::fs::read_dir(&cache)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".part-")
+        })
+        .count();
+    assert_eq!(parts, 6, "three shards × (train, test) of the one teacher");
+    // Merging before the cells have run names the shard to run.
+    let early = kdprune(&["merge", &m]);
+    assert_ne!(early.code, 0);
+    assert!(error_line(&early).contains("--shard"), "{}", early.stderr);
+    let logs = spawn_all("run").join("\n");
+    assert!(
+        logs.contains("teacher outputs joined from the shards' parts"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("teacher ran"),
+        "no shard labels the data again: {logs}"
+    );
+    let merged = kdprune(&["merge", &m]);
+    assert_eq!(merged.code, 0, "{}", merged.stderr);
+    assert!(
+        merged.stdout.contains("3 shards merged: 16 results added"),
+        "{}",
+        merged.stdout
+    );
+
+    let a = std::fs::read(dir.path().join("out/results.jsonl")).unwrap();
+    let b = std::fs::read(dir.path().join("split/results.jsonl")).unwrap();
+    assert_eq!(a.iter().filter(|&&c| c == b'\n').count(), 16);
+    assert!(
+        a == b,
+        "results.jsonl differs:\n{}\n---\n{}",
+        String::from_utf8_lossy(&a),
+        String::from_utf8_lossy(&b)
+    );
+    let names = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let (ia, ib) = (
+        dir.path().join("out/indices"),
+        dir.path().join("split/indices"),
+    );
+    assert_eq!(names(&ia), names(&ib));
+    for f in names(&ia) {
+        assert_eq!(
+            std::fs::read(ia.join(&f)).unwrap(),
+            std::fs::read(ib.join(&f)).unwrap(),
+            "{f}"
+        );
+    }
+    // A second merge adds nothing and changes nothing.
+    let again = kdprune(&["merge", &m]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stdout.contains("0 results added, 16 there already"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("split/results.jsonl")).unwrap(),
+        b
+    );
+}
+
+/// Runs one step of a job file locally as `n` concurrent processes: `env` for each index.
+fn run_as_processes(n: usize, step: &str, spawn: impl Fn(usize) -> Command) {
+    let children: Vec<std::process::Child> = (0..n)
+        .map(|i| {
+            spawn(i)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{step} {i}/{n}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_slurm_and_kubernetes_job_files_run_a_sweep_as_n_processes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let kdprune_bin = env!("CARGO_BIN_EXE_kdprune");
+    let prune = "[[prune]]\nmethod = \"random\"\nkeep = [0.1, 0.3]\n";
+    let edits = [
+        ("seeds = [0]", "seeds = [0, 1, 2]"),
+        ("epochs = 4", "epochs = 1"),
+    ];
+
+    // Slurm: the sbatch files are bash scripts whose #SBATCH lines are comments; an array task
+    // is the script with SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT set.
+    let slurm = root.join("deploy/slurm");
+    let prepare = std::fs::read_to_string(slurm.join("prepare.sbatch")).unwrap();
+    let array = |text: &str| -> usize {
+        let range = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#SBATCH --array=0-"))
+            .expect("an array job");
+        range.trim().parse::<usize>().unwrap() + 1
+    };
+    let n = array(&prepare);
+    let run = std::fs::read_to_string(slurm.join("run.sbatch")).unwrap();
+    assert_eq!(array(&run), n, "prepare and run have the same array");
+    let submit = std::fs::read_to_string(slurm.join("submit.sh")).unwrap();
+    assert!(
+        submit.contains("--dependency=\"afterok:${prepare}\"")
+            && submit.contains("--dependency=\"afterok:${run}\"")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = mnist_manifest(dir.path(), plugins.path(), prune, &edits);
+    for step in ["prepare", "run"] {
+        run_as_processes(n, step, |i| {
+            let mut c = Command::new("bash");
+            c.arg(slurm.join(format!("{step}.sbatch")))
+                .arg(&manifest)
+                .env("KDPRUNE", kdprune_bin)
+                .env("SLURM_ARRAY_TASK_ID", i.to_string())
+                .env("SLURM_ARRAY_TASK_COUNT", n.to_string())
+                .env_remove("KDPRUNE_PLUGIN_PATH")
+                .env("KDPRUNE_LOG", "warn");
+            c
+        });
+    }
+    let merged = Command::new("bash")
+        .arg(slurm.join("merge.sbatch"))
+        .arg(&manifest)
+        .env("KDPRUNE", kdprune_bin)
+        .output()
+        .unwrap();
+    assert!(
+        merged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&merged.stderr)
+    );
+    // 1 method × 2 keeps × 3 seeds × (α = 0, α = 0.5).
+    assert_eq!(results_lines(dir.path()).len(), 12);
+    let slurm_results = std::fs::read(dir.path().join("out/results.jsonl")).unwrap();
+
+    // Kubernetes: Indexed Jobs; pod i runs the container's command with JOB_COMPLETION_INDEX
+    // = i and the job's environment (the image's paths replaced by this machine's).
+    let k8s = root.join("deploy/kubernetes");
+    let dir2 = tempfile::tempdir().unwrap();
+    let manifest2 = mnist_manifest(dir2.path(), plugins.path(), prune, &edits);
+    for step in ["prepare", "run", "merge"] {
+        let text = std::fs::read_to_string(k8s.join(format!("{step}-job.yaml"))).unwrap();
+        let job: serde_norway::Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(job["kind"], "Job", "{step}");
+        let spec = &job["spec"];
+        let completions = spec["completions"].as_u64().unwrap() as usize;
+        if step != "merge" {
+            assert_eq!(spec["completionMode"], "Indexed", "{step}");
+            assert_eq!(spec["parallelism"].as_u64(), Some(completions as u64));
+        }
+        let container = &spec["template"]["spec"]["containers"][0];
+        let command: Vec<String> = container["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let env: Vec<(String, String)> = container["env"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_string(),
+                    e["value"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        if let Some((_, shards)) = env.iter().find(|(k, _)| k == "SHARDS") {
+            assert_eq!(shards.parse::<usize>().unwrap(), completions, "{step}");
+        }
+        run_as_processes(completions, step, |i| {
+            let mut c = Command::new(&command[0]);
+            c.args(&command[1..]);
+            for (k, v) in &env {
+                c.env(k, v);
+            }
+            c.env("KDPRUNE", kdprune_bin)
+                .env("MANIFEST", &manifest2)
+                .env("JOB_COMPLETION_INDEX", i.to_string())
+                .env_remove("KDPRUNE_PLUGIN_PATH")
+                .env("KDPRUNE_LOG", "warn");
+            c
+        });
+    }
+    let k8s_results = std::fs::read(dir2.path().join("out/results.jsonl")).unwrap();
+    // Both schedulers' sweeps are the same results, byte for byte (the manifests differ only
+    // in their output folder, which results name relative to it).
+    assert_eq!(slurm_results, k8s_results);
+}

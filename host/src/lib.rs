@@ -21,6 +21,7 @@ pub mod plugins;
 pub mod progress;
 pub mod report;
 pub mod select;
+pub mod shard;
 pub mod suggest;
 pub mod teacher;
 pub mod tensor;

@@ -1,6 +1,6 @@
 //! The `kdprune` command line: parse, call the library, print.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -31,7 +31,24 @@ enum Command {
         /// Extra plugin folder (repeatable); also KDPRUNE_PLUGIN_PATH.
         #[arg(long = "plugin-dir")]
         plugin_dirs: Vec<PathBuf>,
+        /// Run only shard i of n of the cells, into <output>/shards/i-of-n (then `merge`).
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<kdprune::shard::Shard>,
     },
+    /// Compute the inputs the cells need (teacher outputs, dynamics) into the cache, or shard
+    /// i of n of them; a later `run` uses them.
+    Prepare {
+        manifest: PathBuf,
+        /// Extra plugin folder (repeatable); also KDPRUNE_PLUGIN_PATH.
+        #[arg(long = "plugin-dir")]
+        plugin_dirs: Vec<PathBuf>,
+        /// Only shard i of n: its rows of each teacher's outputs; shard 0 also the dynamics.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<kdprune::shard::Shard>,
+    },
+    /// Join the shards of `run --shard` into the output folder, as one run would have
+    /// written it.
+    Merge { manifest: PathBuf },
     /// Write every method's scores and kept indices (.npy) without training students.
     Score {
         manifest: PathBuf,
@@ -116,6 +133,10 @@ fn print_json(value: impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_shard(text: &str) -> Result<kdprune::shard::Shard, String> {
+    kdprune::shard::Shard::parse(text)
+}
+
 fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
     match command {
         Command::Score {
@@ -125,7 +146,10 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
             let manifest = kdprune::manifest::load(&manifest)?;
             let summary = kdprune::experiment::score(
                 &manifest,
-                &kdprune::experiment::RunOptions { plugin_dirs },
+                &kdprune::experiment::RunOptions {
+                    plugin_dirs,
+                    shard: None,
+                },
             )?;
             if json {
                 print_json(&summary)?;
@@ -178,16 +202,79 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Prepare {
+            manifest,
+            plugin_dirs,
+            shard,
+        } => {
+            let manifest = kdprune::manifest::load(&manifest)?;
+            let summary = kdprune::experiment::distributed::prepare(
+                &manifest,
+                &kdprune::experiment::RunOptions { plugin_dirs, shard },
+            )?;
+            if json {
+                print_json(serde_json::json!({
+                    "teachers": summary.teachers,
+                    "dynamics": summary.dynamics,
+                    "seconds": summary.seconds,
+                }))?;
+            } else {
+                for (teacher, what) in &summary.teachers {
+                    println!(
+                        "teacher {teacher}: {what} labelled into {}",
+                        manifest.cache_dir.display()
+                    );
+                }
+                if summary.dynamics {
+                    println!("dynamics recorded into {}", manifest.cache_dir.display());
+                }
+                println!("prepared in {:.1} s", summary.seconds);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Merge { manifest } => {
+            let manifest = kdprune::manifest::load(&manifest)?;
+            let summary = kdprune::experiment::distributed::merge(&manifest)?;
+            let results = kdprune::experiment::results::read(&manifest.output)?;
+            let files = kdprune::report::write(&manifest.output, &manifest.name, &results)?;
+            if json {
+                print_json(serde_json::json!({
+                    "shards": summary.shards,
+                    "merged": summary.merged,
+                    "already": summary.already,
+                    "results_path": summary.results_path,
+                    "report_path": files.markdown,
+                }))?;
+            } else {
+                println!("{}", kdprune::report::accuracy_table(&results));
+                println!(
+                    "{} shards merged: {} results added, {} there already; results in {}, report in {}",
+                    summary.shards,
+                    summary.merged,
+                    summary.already,
+                    summary.results_path.display(),
+                    files.markdown.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run {
             manifest,
             plugin_dirs,
+            shard,
         } => {
             let manifest = kdprune::manifest::load(&manifest)?;
             let summary = kdprune::experiment::run(
                 &manifest,
-                &kdprune::experiment::RunOptions { plugin_dirs },
+                &kdprune::experiment::RunOptions { plugin_dirs, shard },
             )?;
-            let files = kdprune::report::write(&manifest.output, &manifest.name, &summary.results)?;
+            // A shard reports its own share, in its own folder.
+            let report_dir = summary
+                .results_path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| manifest.output.clone());
+            let files = kdprune::report::write(&report_dir, &manifest.name, &summary.results)?;
             let report = kdprune::report::accuracy_table(&summary.results);
             let report_path = files.markdown.clone();
             if json {
@@ -329,8 +416,13 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
             plugin_dirs,
         } => {
             let m = kdprune::manifest::load(&manifest)?;
-            let report =
-                kdprune::experiment::check(&m, &kdprune::experiment::RunOptions { plugin_dirs })?;
+            let report = kdprune::experiment::check(
+                &m,
+                &kdprune::experiment::RunOptions {
+                    plugin_dirs,
+                    shard: None,
+                },
+            )?;
             if json {
                 print_json(serde_json::json!({ "ok": true, "checked": report.lines }))?;
                 return Ok(ExitCode::SUCCESS);

@@ -9,6 +9,7 @@
 //! the dynamics fit in memory).
 
 mod check;
+pub mod distributed;
 mod failures;
 mod key;
 pub mod results;
@@ -44,6 +45,9 @@ pub use results::{CellResult, ResultStore};
 pub struct RunOptions {
     /// Extra plugin folders (`--plugin-dir`).
     pub plugin_dirs: Vec<PathBuf>,
+    /// Run only this share of the cells, into `<output>/shards/i-of-n/` (`--shard i/n`);
+    /// [`merge`] joins the shares.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// What a run did.
@@ -479,6 +483,26 @@ pub struct TimeSplit {
 /// compute the inputs the planned methods need (each once), score, select, train, record.
 pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Error> {
     let run_started = Instant::now();
+    // A shard writes into a folder of its own (its own lock and results), and leaves the
+    // cells the main folder holds already.
+    let sharded;
+    let mut done_before = std::collections::HashSet::new();
+    let manifest = match options.shard {
+        None => manifest,
+        Some(shard) => {
+            if manifest.output.join("results.jsonl").exists() {
+                done_before = results::read(&manifest.output)?
+                    .into_iter()
+                    .map(|r| r.key)
+                    .collect();
+            }
+            sharded = Manifest {
+                output: distributed::shard_dir(&manifest.output, shard),
+                ..manifest.clone()
+            };
+            &sharded
+        }
+    };
     // Stage 1: plan. Everything that can be refused is refused here, before any work.
     let dirs = plugins::plugin_dirs(&manifest.plugin_dirs, &options.plugin_dirs);
     let registry = Registry::load_with(&dirs, manifest.allow_writable_plugins)?;
@@ -590,18 +614,28 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     let mut current = std::collections::HashSet::new();
     let mut cells = Vec::new();
     let mut skipped = 0;
+    // Groups are numbered over the whole grid, so a shard's share does not depend on what is
+    // done; a shard lists its share for `merge`.
+    let mut group = 0;
+    let mut share = Vec::new();
     for (m, method) in methods.iter().enumerate() {
         for &keep in &method.spec.keep {
             for &seed in &manifest.seeds {
-                let all = students_at();
-                for student in &all {
-                    current.insert(key_of(m, keep, seed, student));
+                let g = group;
+                group += 1;
+                if options.shard.is_some_and(|s| !s.owns(g)) {
+                    continue;
                 }
+                let all = students_at();
+                let keys: Vec<String> = all.iter().map(|st| key_of(m, keep, seed, st)).collect();
+                current.extend(keys.iter().cloned());
                 let pending: Vec<Student> = all
                     .iter()
-                    .filter(|st| !store.is_done(&key_of(m, keep, seed, st)))
-                    .copied()
+                    .zip(&keys)
+                    .filter(|(_, k)| !store.is_done(k) && !done_before.contains(*k))
+                    .map(|(st, _)| *st)
                     .collect();
+                share.push(distributed::Group { group: g, keys });
                 skipped += all.len() - pending.len();
                 if !pending.is_empty() {
                     cells.push(Cell {
@@ -613,6 +647,9 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 }
             }
         }
+    }
+    if let Some(shard) = options.shard {
+        distributed::write_share(&manifest.output, shard, group, &share)?;
     }
     let scored = |c: &Cell| !c.keep.is_full();
     let mut needs = Needs::default();

@@ -36,7 +36,10 @@ pub struct CellResult {
     pub test_accuracy: f64,
     /// Test accuracy of the teacher this cell distilled from; `None` at α = 0.
     pub teacher_test_accuracy: Option<f64>,
-    /// Seconds for this cell's training and evaluation.
+    /// Seconds for this cell's training and evaluation: written to `timings.jsonl`, not to
+    /// `results.jsonl`, so that a result is the same bytes however and wherever it ran (a
+    /// sharded run merges into the file an unsharded run writes). Read from older files.
+    #[serde(default, skip_serializing)]
     pub seconds: f64,
     /// The `.npy` file of the kept indices, relative to the output folder.
     pub indices: String,
@@ -165,39 +168,73 @@ impl ResultStore {
         &self.results
     }
 
-    /// Appends one result as a single line and flushes it to disk.
+    /// Appends one result as a single line and flushes it to disk, and its time to
+    /// `timings.jsonl` beside it.
     pub fn append(&mut self, cell: &CellResult) -> Result<(), StoreError> {
-        let err = |e: std::io::Error| StoreError {
-            path: self.path.clone(),
-            message: format!("cannot append: {e}"),
-        };
         let mut value = serde_json::to_value(cell).map_err(|e| StoreError {
             path: self.path.clone(),
             message: e.to_string(),
         })?;
         tidy_floats(&mut value);
-        let mut line = value.to_string();
-        line.push('\n');
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(err)?;
-        let before = f.metadata().map_err(err)?.len();
-        // One write call per line: a concurrent reader never sees half a line. When it fails
-        // part-way (a full disk), the part written is cut off again, so the file stays a list
-        // of whole results.
-        if let Err(e) = f.write_all(line.as_bytes()).and_then(|_| f.sync_data()) {
-            let _ = f.set_len(before);
-            return Err(StoreError {
-                path: self.path.clone(),
-                message: format!("cannot append: {}", crate::io_message(&e)),
-            });
+        self.append_line(&value.to_string(), cell)?;
+        let timing = serde_json::json!({ "key": cell.key, "seconds": cell.seconds });
+        let timings = self.path.with_file_name("timings.jsonl");
+        if let Err(e) = append_line(&timings, &timing.to_string()) {
+            tracing::warn!(file = %timings.display(), "{e}; the cell's time is not kept (its result is)");
         }
+        Ok(())
+    }
+
+    /// Appends `line`, the serialised form of `cell` (as another store wrote it), unchanged.
+    pub fn append_line(&mut self, line: &str, cell: &CellResult) -> Result<(), StoreError> {
+        append_line(&self.path, line).map_err(|message| StoreError {
+            path: self.path.clone(),
+            message,
+        })?;
         self.done.insert(cell.key.clone());
         self.results.push(cell.clone());
         Ok(())
     }
+}
+
+/// Appends `line` and a newline to `path` in one write, flushed; a write that fails part-way
+/// (a full disk) is cut off again, so the file stays a list of whole lines.
+fn append_line(path: &Path, line: &str) -> Result<(), String> {
+    let mut bytes = line.as_bytes().to_vec();
+    bytes.push(b'\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot append: {e}"))?;
+    let before = f
+        .metadata()
+        .map_err(|e| format!("cannot append: {e}"))?
+        .len();
+    // One write call per line: a concurrent reader never sees half a line.
+    if let Err(e) = f.write_all(&bytes).and_then(|_| f.sync_data()) {
+        let _ = f.set_len(before);
+        return Err(format!("cannot append: {}", crate::io_message(&e)));
+    }
+    Ok(())
+}
+
+/// The lines of `<dir>/results.jsonl` with their results, as written (whole lines only).
+pub fn read_lines(dir: &Path) -> Result<Vec<(String, CellResult)>, StoreError> {
+    let path = dir.join("results.jsonl");
+    let bytes = std::fs::read(&path).map_err(|e| StoreError {
+        path: path.clone(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let text = String::from_utf8_lossy(&bytes[..whole]);
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    let parsed = parse_lines(&path, &bytes[..whole])?;
+    Ok(lines.into_iter().zip(parsed).collect())
 }
 
 /// Writes numbers that came from an f32 (keep 0.1, lr 0.05) as the user wrote them, not as

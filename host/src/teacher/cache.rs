@@ -29,6 +29,15 @@ impl CacheKey {
         dir.join(format!("teacher-{}.safetensors", &self.0[..32]))
     }
 
+    /// The file of shard `shard`'s rows (`kdprune prepare --shard i/n`).
+    pub(super) fn part_path(&self, dir: &Path, shard: crate::shard::Shard) -> PathBuf {
+        dir.join(format!(
+            "teacher-{}.part-{}.safetensors",
+            &self.0[..32],
+            shard.tag()
+        ))
+    }
+
     /// The file of the embedding tensor `tensor` for this model and data.
     pub(super) fn embedding_path(&self, dir: &Path, tensor: &str) -> PathBuf {
         let mut h = Sha256::new();
@@ -265,4 +274,88 @@ pub(super) fn write(
         path: path.to_path_buf(),
         message,
     })
+}
+
+/// Writes shard rows `start..start + logits.nrows()` of a set's scores, atomically.
+pub(super) fn write_part(
+    path: &Path,
+    start: usize,
+    logits: &Array2<f32>,
+    kind: OutputKind,
+) -> Result<(), TeacherError> {
+    let standard = logits.as_standard_layout();
+    let values = standard.as_slice().unwrap_or(&[]);
+    let meta = HashMap::from([
+        ("output_kind".to_string(), kind_name(kind).to_string()),
+        ("start".to_string(), start.to_string()),
+    ]);
+    write_f32(
+        path,
+        "scores",
+        vec![logits.nrows(), logits.ncols()],
+        bytemuck::cast_slice(values),
+        meta,
+    )
+    .map_err(|message| TeacherError::Cache {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// The whole set's scores `[n, c]` joined from the part files of some shard count whose parts
+/// are all present, readable and together cover `0..n` in order; `None` when no count has
+/// every part (the set is then labelled here). Returns the part files too, for removal.
+pub(super) fn assemble(
+    full: &Path,
+    n: usize,
+    c: usize,
+) -> Option<(Array2<f32>, OutputKind, Vec<PathBuf>)> {
+    let dir = full.parent()?;
+    let stem = full.file_name()?.to_str()?.strip_suffix(".safetensors")?;
+    let prefix = format!("{stem}.part-");
+    let mut counts: Vec<usize> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let tag = name.strip_prefix(&prefix)?.strip_suffix(".safetensors")?;
+            tag.split_once("-of-")?.1.parse().ok()
+        })
+        .collect();
+    counts.sort_unstable();
+    counts.dedup();
+    'count: for count in counts {
+        let mut values = Vec::with_capacity(n * c);
+        let mut kind = None;
+        let mut files = Vec::new();
+        for i in 0..count {
+            let path = dir.join(format!("{prefix}{i}-of-{count}.safetensors"));
+            let Some((shape, bytes, meta)) = read_f32(&path, "scores") else {
+                continue 'count;
+            };
+            let start: Option<usize> = meta.get("start").and_then(|s| s.parse().ok());
+            if shape.len() != 2 || shape[1] != c || start != Some(values.len() / c.max(1)) {
+                continue 'count;
+            }
+            let this = match meta.get("output_kind").map(String::as_str) {
+                Some("probabilities") => OutputKind::Probabilities,
+                Some("log_probabilities") => OutputKind::LogProbabilities,
+                _ => OutputKind::Logits,
+            };
+            if kind.is_some_and(|k| k != this) {
+                continue 'count;
+            }
+            kind = Some(this);
+            values.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
+            files.push(path);
+        }
+        if values.len() == n * c {
+            let logits = Array2::from_shape_vec((n, c), values).ok()?;
+            return Some((logits, kind.unwrap_or(OutputKind::Logits), files));
+        }
+    }
+    None
 }

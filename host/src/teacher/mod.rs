@@ -285,6 +285,19 @@ impl<'a> Teacher<'a> {
                 cached: true,
             });
         }
+        if let Some((logits, kind, parts)) = cache::assemble(&path, data.len(), data.num_classes) {
+            tracing::info!(set = what, parts = parts.len(), cache = %path.display(), "teacher outputs joined from the shards' parts");
+            if cache::write(&path, &logits, kind).is_ok() {
+                for part in parts {
+                    let _ = std::fs::remove_file(part);
+                }
+            }
+            return Ok(TeacherLogits {
+                logits,
+                kind,
+                cached: true,
+            });
+        }
         let (logits, kind) = self.run(data, what)?;
         if let Err(e) = cache::write(&path, &logits, kind) {
             tracing::warn!("{e}; going on without caching the soft labels");
@@ -557,21 +570,58 @@ impl<'a> Teacher<'a> {
         data: &Dataset,
         what: &str,
     ) -> Result<(Array2<f32>, OutputKind), TeacherError> {
-        let spec = self.spec;
-        let n = data.len();
-        let c = data.num_classes;
-        let batch = match self.start()? {
-            Live::Onnx(t) => t.fixed_batch().map_or(spec.batch_size, |b| {
+        self.run_rows(data, 0..data.len(), what)
+    }
+
+    /// The rows per inference call.
+    fn batch(&mut self) -> Result<usize, TeacherError> {
+        let wanted = self.spec.batch_size;
+        Ok(match self.start()? {
+            Live::Onnx(t) => t.fixed_batch().map_or(wanted, |b| {
                 // Whole multiples of the fixed batch avoid padding inside a request.
-                (spec.batch_size / b).max(1) * b
+                (wanted / b).max(1) * b
             }),
-            Live::Plugin(_) => spec.batch_size,
-        };
+            Live::Plugin(_) => wanted,
+        })
+    }
+
+    /// Labels shard `shard`'s rows of `data` (cut at batch boundaries, so the bits are those
+    /// of one process labelling the whole set) into a part file of the cache, which
+    /// [`Teacher::logits`] joins with the other shards' once all are there. Nothing to do
+    /// when the whole set is cached already.
+    pub fn label_part(
+        &mut self,
+        data: &Dataset,
+        what: &str,
+        shard: crate::shard::Shard,
+    ) -> Result<(), TeacherError> {
+        let key = self.key_base.key_for(data);
+        if cache::read(&key.path(&self.cache_dir), data.len(), data.num_classes)?.is_some() {
+            tracing::info!(set = what, "teacher outputs already cached whole");
+            return Ok(());
+        }
+        let rows = shard.rows(data.len(), self.batch()?);
+        let start = rows.start;
+        let (logits, kind) = self.run_rows(data, rows, what)?;
+        cache::write_part(&key.part_path(&self.cache_dir, shard), start, &logits, kind)
+    }
+
+    /// The scores of `rows` of `data`, `[rows.len(), C]`, in batches from `rows.start`.
+    fn run_rows(
+        &mut self,
+        data: &Dataset,
+        rows: std::ops::Range<usize>,
+        what: &str,
+    ) -> Result<(Array2<f32>, OutputKind), TeacherError> {
+        let c = data.num_classes;
+        let batch = self.batch()?;
+        let (first, end) = (rows.start, rows.end);
+        let n = end - first;
         let bar = progress::bar(n as u64, &format!("teacher: {what}"));
         let mut out = Vec::with_capacity(n * c);
         let started = std::time::Instant::now();
-        for start in (0..n).step_by(batch) {
-            let rows = batch.min(n - start);
+        for start in (first..end).step_by(batch) {
+            let rows = batch.min(end - start);
             let raw = data.features.slice(ndarray::s![start..start + rows, ..]);
             let scores = self
                 .batch_scores(raw, &data.sample_shape, c)
