@@ -185,6 +185,7 @@ fn assert_onnx_matches(
             allow_cpu_fallback: false,
             ort_library: None,
             threads: 1,
+            spin: false,
             layout: manifest::Layout::Nchw,
             sample_shape,
             num_classes: ours.ncols(),

@@ -98,6 +98,7 @@ pub fn run(
     let (teacher_rate, teacher_logits) = match (&manifest.teacher(), with_teacher) {
         (Some(spec), true) => {
             let mut teacher = Teacher::new(spec, &registry, &raw_train, &manifest.cache_dir, 0)?;
+            teacher.set_bulk(true);
             // One small batch first, so that session creation is not timed.
             let warm = raw_train
                 .subset(&(0..spec.batch_size.min(raw_train.len()) as u32).collect::<Vec<_>>());
@@ -352,5 +353,60 @@ pub fn dynamics(manifest: &Manifest) -> Result<DynamicsBench, Error> {
         recorded_seconds: recorded,
         pass_seconds: passes,
         peak_rss_bytes: peak_rss(),
+    })
+}
+
+/// `kdprune bench --teacher-only`: the soft-label pass over the training set, from the decoded
+/// data in memory (preprocessing, inference, log-space conversion), as bench/teacher_peer.py
+/// times Python's onnxruntime.
+#[derive(Debug, Clone, Serialize)]
+pub struct TeacherBench {
+    pub teacher: String,
+    pub batch_size: usize,
+    pub threads: usize,
+    pub images: usize,
+    /// The fastest of the passes.
+    pub pass_images_per_s: f64,
+    pub passes_images_per_s: Vec<f64>,
+}
+
+/// Times `passes` soft-label passes of the manifest's first teacher (after one warm-up batch).
+pub fn teacher_pass(
+    manifest: &Manifest,
+    extra_plugin_dirs: &[std::path::PathBuf],
+    passes: usize,
+) -> Result<TeacherBench, Error> {
+    let registry = Registry::load(&plugins::plugin_dirs(
+        &manifest.plugin_dirs,
+        extra_plugin_dirs,
+    ))?;
+    let spec = manifest.teacher().ok_or_else(|| {
+        Error::Data(data::DataError::Invalid(
+            "bench --teacher-only needs a [teacher] in the manifest".into(),
+        ))
+    })?;
+    let (raw_train, _) = data::load(&manifest.data, manifest.seeds[0])?;
+    let mut teacher = Teacher::new(spec, &registry, &raw_train, &manifest.cache_dir, 0)?;
+    teacher.set_bulk(true);
+    let warm =
+        raw_train.subset(&(0..spec.batch_size.min(raw_train.len()) as u32).collect::<Vec<_>>());
+    teacher.run(&warm, "warm-up")?;
+    let mut rates = Vec::with_capacity(passes);
+    for _ in 0..passes.max(1) {
+        let started = Instant::now();
+        teacher.run(&raw_train, "bench")?;
+        rates.push(raw_train.len() as f64 / started.elapsed().as_secs_f64());
+    }
+    let threads = match &spec.source {
+        crate::manifest::TeacherSource::Onnx { threads, .. } => *threads,
+        _ => 0,
+    };
+    Ok(TeacherBench {
+        teacher: spec.name.clone(),
+        batch_size: spec.batch_size,
+        threads,
+        images: raw_train.len(),
+        pass_images_per_s: rates.iter().copied().fold(0.0, f64::max),
+        passes_images_per_s: rates,
     })
 }

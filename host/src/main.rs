@@ -89,6 +89,9 @@ enum Command {
         /// Time the student only (no teacher, no KD step).
         #[arg(long)]
         student_only: bool,
+        /// Time the teacher's soft-label pass only (best of 3 passes).
+        #[arg(long)]
+        teacher_only: bool,
         /// Time the `[dynamics]` proxy with and without recording every quantity instead.
         #[arg(long)]
         dynamics: bool,
@@ -444,10 +447,16 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
             plugin_dirs,
             epochs,
             student_only,
+            teacher_only,
             dynamics,
             alphas,
         } => {
             let manifest = kdprune::manifest::load(&manifest)?;
+            if teacher_only {
+                let report = kdprune::bench::teacher_pass(&manifest, &plugin_dirs, 3)?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             if dynamics {
                 let report = kdprune::bench::dynamics(&manifest)?;
                 println!("{}", serde_json::to_string_pretty(&report)?);

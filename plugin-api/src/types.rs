@@ -607,6 +607,22 @@ pub struct BatchView<'a> {
     pub shape: RSlice<'a, u64>,
 }
 
+impl BatchView<'_> {
+    /// The batch's row count `B`, checked against its values: `B · dim` of them for examples
+    /// of `dim` values each.
+    pub fn rows(&self, dim: usize) -> Result<usize, PluginError> {
+        let b = self.shape.first().copied().unwrap_or(0) as usize;
+        if self.features.len() == b * dim {
+            Ok(b)
+        } else {
+            Err(PluginError::new(format!(
+                "batch of {} values for {b} examples of {dim}",
+                self.features.len()
+            )))
+        }
+    }
+}
+
 /// An error returned by a plugin. The host prefixes it with the plugin's name and file.
 #[repr(C)]
 #[derive(StableAbi, Debug, Clone, PartialEq, Eq)]

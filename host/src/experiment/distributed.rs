@@ -137,6 +137,7 @@ pub fn prepare(manifest: &Manifest, options: &RunOptions) -> Result<PrepareSumma
             &manifest.cache_dir,
             manifest.seeds[0],
         )?;
+        teacher.set_bulk(true);
         let whole = trained(i) || shard.count() == 1;
         if whole {
             teacher.logits(&raw_train, "train")?;

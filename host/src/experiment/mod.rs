@@ -400,6 +400,8 @@ fn input_stage<'a>(
             &manifest.cache_dir,
             manifest.seeds[0],
         )?;
+        // Kept for online distillation, it must not spin beside the student's products.
+        teacher.set_bulk(!manifest.student.augment.online_teacher);
         let on_train = teacher.logits(raw_train, "train")?;
         let on_test = teacher.logits(raw_test, "test")?;
         let accuracy = on_test.accuracy(&raw_test.labels);

@@ -237,6 +237,8 @@ pub struct Teacher<'a> {
     kind: Option<OutputKind>,
     /// Whether the first batch was checked against the kind.
     kind_checked: bool,
+    /// Whether the teacher only labels whole sets (no online distillation beside training).
+    bulk: bool,
 }
 
 impl<'a> Teacher<'a> {
@@ -260,7 +262,15 @@ impl<'a> Teacher<'a> {
             seed,
             kind: (spec.output_kind != OutputKind::Auto).then_some(spec.output_kind),
             kind_checked: false,
+            bulk: false,
         })
+    }
+
+    /// Declares that this teacher will only label whole data sets, never batches beside a
+    /// training student (online distillation): ONNX Runtime's workers may then spin between
+    /// batches instead of sleeping. Takes effect when the model is opened.
+    pub fn set_bulk(&mut self, bulk: bool) {
+        self.bulk = bulk;
     }
 
     /// The teacher's log-space scores for `data`, `[N, C]`, from the cache or by running it.
@@ -349,6 +359,7 @@ impl<'a> Teacher<'a> {
                 allow_cpu_fallback: *allow_cpu_fallback,
                 ort_library: ort_library.as_deref(),
                 threads: *threads,
+                spin: self.bulk,
                 layout: self.spec.layout,
                 sample_shape: &self.train.sample_shape,
                 num_classes: self.train.num_classes,

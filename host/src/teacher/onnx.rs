@@ -40,6 +40,8 @@ pub struct OnnxOptions<'a> {
     pub allow_cpu_fallback: bool,
     pub ort_library: Option<&'a Path>,
     pub threads: usize,
+    /// Let idle workers spin between runs (see [`crate::teacher::Teacher::set_bulk`]).
+    pub spin: bool,
     pub layout: Layout,
     /// The data's example shape, `[D]` or `[C, H, W]`.
     pub sample_shape: &'a [usize],
@@ -104,15 +106,20 @@ fn open_session_from(
         message,
     };
     let make = |provider: Provider| -> Result<Session, String> {
-        // ONNX Runtime's idle workers spin for a while after each run; in online distillation
+        // ONNX Runtime's idle workers spin for a while after each run. In online distillation
         // that spinning took the cores from the student's products (a 10 s step slowed to
-        // 16 s with 3 s of teacher work), so they sleep instead.
+        // 16 s with 3 s of teacher work), so they sleep there; in a pass over a data set
+        // nothing else runs and waking sleeping workers for every batch cost the pass its
+        // lead over Python's onnxruntime (docs/performance.md), so they spin.
         // Errors only from ONNX Runtime's own log: a warning it repeats on every run (a
         // declared output batch that differs from the actual one, say) flooded the log with
         // hundreds of lines; kdprune checks shapes itself and says what matters once.
         let mut builder = Session::builder(env)
             .map_err(|e| e.to_string())?
-            .with_config_entry("session.intra_op.allow_spinning", "0")
+            .with_config_entry(
+                "session.intra_op.allow_spinning",
+                if options.spin { "1" } else { "0" },
+            )
             .map_err(|e| e.to_string())?
             .with_log_level(LogLevel::Error)
             .map_err(|e| e.to_string())?;

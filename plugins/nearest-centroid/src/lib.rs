@@ -73,14 +73,7 @@ impl Teacher for NearestCentroid {
     }
 
     fn logits(&mut self, batch: BatchView<'_>) -> Result<Vec<f32>, PluginError> {
-        let b = batch.shape.first().copied().unwrap_or(0) as usize;
-        if batch.features.len() != b * self.dim {
-            return Err(PluginError::new(format!(
-                "batch of {} values for {b} examples of {}",
-                batch.features.len(),
-                self.dim
-            )));
-        }
+        let b = batch.rows(self.dim)?;
         let mut out = Vec::with_capacity(b * self.classes);
         for x in batch.features.chunks_exact(self.dim) {
             for k in 0..self.classes {

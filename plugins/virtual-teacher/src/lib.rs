@@ -86,14 +86,7 @@ impl Teacher for VirtualTeacher {
     }
 
     fn logits(&mut self, batch: BatchView<'_>) -> Result<Vec<f32>, PluginError> {
-        let b = batch.shape.first().copied().unwrap_or(0) as usize;
-        if batch.features.len() != b * self.dim {
-            return Err(PluginError::new(format!(
-                "batch of {} values for {b} examples of {}",
-                batch.features.len(),
-                self.dim
-            )));
-        }
+        let b = batch.rows(self.dim)?;
         // + 1: see the module doc.
         let other = 1.0 + (1.0 - self.correct) / (self.classes - 1) as f32;
         let correct = 1.0 + self.correct;
