@@ -2209,7 +2209,7 @@ fn several_teachers_auto_alpha_and_a_report_a_browser_shows() {
     // every candidate's held-out accuracy; the choice is the best of them.
     let autos: Vec<&serde_json::Value> = results
         .iter()
-        .filter(|r| r["alpha_rule"] == "auto-v3")
+        .filter(|r| r["alpha_rule"] == "auto-v4")
         .collect();
     assert_eq!(autos.len(), 16);
     for r in &autos {

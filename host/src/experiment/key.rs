@@ -10,7 +10,7 @@
 //! | `alpha`, `temperature` | α; τ only when α > 0 | τ does not matter without a teacher |
 //! | `teacher` | the content key (model file or plugin file and parameters, preprocessing, output kind) of the teacher the cell distils from when α > 0, else of the first teacher when the method reads teacher inputs | a replaced model must not reuse students distilled from the old one |
 //! | `input_teacher` | the first teacher's key when the method reads its inputs and the cell distils from another | |
-//! | `alpha_rule` | `"auto-v3"` (the search's name) and `alpha_search` (its candidates and held-out share) when α came from `alpha = "auto"`, whose key has no `alpha` | the search may change; a fixed α of the same value is another cell |
+//! | `alpha_rule` | `"auto-v4"` (the search's name) and `alpha_search` (its candidates and held-out share) when α came from `alpha = "auto"`, whose key has no `alpha` | the search may change; a fixed α of the same value is another cell |
 //! | `train_data`, `test_data` | SHA-256 of the student's view of each set (features, labels, shape, classes) | data edited in place, or another holdout |
 //! | `dynamics` | the dynamics cache key, when the method reads the proxy | |
 //! | `student` | the fields of `[student]` that change training: layers, epochs, batch size, lr, optimiser, weight decay, schedule, warm-up, clipping, augmentation, online teacher | `save` does not change the result; a field added to `[student]` joins this list only when it is set to something other than its default, so existing keys stay valid |

@@ -806,7 +806,11 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                 .as_ref()
                 .map(|t| t.train.logits.select(ndarray::Axis(0), &kept_usize));
             let this_teacher_accuracy = ready.as_ref().map(|t| t.test_accuracy);
-            let mut live_teacher = ready.and_then(|t| t.live.as_mut());
+            // The whole set's scores (the α search) and the live model (online distillation).
+            let (full_teacher, mut live_teacher) = match ready {
+                Some(t) => (Some(&t.train.logits), t.live.as_mut()),
+                None => (None, None),
+            };
             let set = TrainSet {
                 x: subset.features.view(),
                 sample_shape: &subset.sample_shape,
@@ -842,9 +846,17 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                         method.spec.method,
                         keep.get()
                     ));
+                    let full = TrainSet {
+                        x: train_set.features.view(),
+                        sample_shape: &train_set.sample_shape,
+                        y: &train_set.labels,
+                        teacher: full_teacher.map(|t| t.view()),
+                        num_classes: train_set.num_classes,
+                    };
                     let choice = train::alpha_search::search(
                         &manifest.student,
-                        &set,
+                        &full,
+                        &kept_usize,
                         &manifest.distillation.auto,
                         temperature,
                         keep,

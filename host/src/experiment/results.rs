@@ -18,7 +18,8 @@ pub struct CellResult {
     pub keep: f32,
     /// The α trained with (for `"auto"`, the one its search chose).
     pub alpha: f32,
-    /// The search's name (`"auto-v3"`; `"auto-v2"` in older results, a rule of keep alone)
+    /// The search's name (`"auto-v4"`; `"auto-v2"`, a rule of keep alone, and `"auto-v3"`, a
+    /// search inside the kept subset, in older results)
     /// when α came from `alpha = "auto"`; absent for a number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha_rule: Option<String>,
