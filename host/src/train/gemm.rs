@@ -1,20 +1,22 @@
 //! Matrix products split across the cores.
 //!
-//! `matrixmultiply`'s own threading splits one product at a time and, for the thin products
-//! of a training step (a batch of 128 rows), ran at 73 % of the 1024³ rate on 2 cores against
-//! 82 % single-threaded. Here each core gets a block of rows of the output (or of columns when
-//! the output has fewer rows than columns), computed by a single-threaded product; rayon's
-//! pool (`RAYON_NUM_THREADS`) sets the number of cores. Inside [`serial`] (a shard of a
+//! Each core gets a block of rows of the output (or of columns when the output has fewer rows
+//! than columns), computed by one single-threaded product of the `gemm` crate, whose AVX-512
+//! kernels (feature `x86-v4`, chosen at run time; FMA/AVX2 on other CPUs) replaced
+//! `matrixmultiply`'s AVX2 ones: the MLP step 62–75k → 99–112k samples/s on the Xeon
+//! (docs/performance.md). An element's sum is computed whole by one kernel, whatever the
+//! split, so the result is the same bits on any thread count. rayon's pool
+//! (`RAYON_NUM_THREADS`) sets the number of cores. Inside [`serial`] (a shard of a
 //! data-parallel step, which already has a core to itself) products are not split.
 //!
-//! `faer`'s kernels (0.24) were tried: faster than `matrixmultiply` on the shapes of a step in
-//! isolation (75–81 against 63–74 GFLOP/s on one core, the same operands multiplied again and
-//! again), slower inside the training step (48–58k against 59–65k samples/s for the MLP on 2
-//! cores, runs interleaved), so `matrixmultiply` stays.
+//! Splitting ourselves rather than with `gemm`'s own parallelism or `matrixmultiply`'s
+//! threading: those split one product's inner loops, which for the thin products of a
+//! training step (a batch of 128 rows) ran at 73 % of the 1024³ rate on 2 cores against 82 %
+//! single-threaded (measured with `matrixmultiply`). `faer` 0.24 was slower inside the training
+//! step (48–58k against 59–65k samples/s for the MLP on 2 cores).
 
 use std::cell::Cell;
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
 
 /// Products smaller than this many multiply-adds run on one core: splitting costs more.
@@ -75,13 +77,13 @@ fn split(
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,
     beta: f32,
-    mut c: ArrayViewMut2<'_, f32>,
+    c: ArrayViewMut2<'_, f32>,
     parts: usize,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
     if parts <= 1 || m * n * k < MIN_SPLIT_WORK || (m < 2 && n < 2) {
-        general_mat_mul(alpha, &a, &b, beta, &mut c);
+        leaf(alpha, a, b, beta, c);
         return;
     }
     let first = parts / 2;
@@ -104,9 +106,57 @@ fn split(
     }
 }
 
+/// One product on this core, by the `gemm` crate (AVX-512 kernels where the CPU has them,
+/// chosen at run time).
+fn leaf(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    mut c: ArrayViewMut2<'_, f32>,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if m == 0 || n == 0 {
+        return;
+    }
+    let [a_rs, a_cs] = [a.strides()[0], a.strides()[1]];
+    let [b_rs, b_cs] = [b.strides()[0], b.strides()[1]];
+    let [c_rs, c_cs] = [c.strides()[0], c.strides()[1]];
+    // SAFETY: the pointers and strides are those of live ndarray views of the stated shapes
+    // ([m, k], [k, n], [m, n], checked by `gemm`'s asserts and the split), so every element
+    // gemm reads or writes is inside its view; `c` is borrowed mutably and does not alias `a`
+    // or `b` (a `&mut` view cannot). gemm computes `c = beta_g · c + alpha_g · a · b` and reads
+    // `c` only when told to (`read_dst`), so `c` with beta = 0 may hold anything, as in BLAS.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_cs,
+            c_rs,
+            beta != 0.0,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ndarray::linalg::general_mat_mul;
     use ndarray::Array2;
 
     #[test]

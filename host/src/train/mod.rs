@@ -301,3 +301,51 @@ pub fn evaluate(model: &mut Network, x: ArrayView2<'_, f32>, y: &[u32]) -> f64 {
     }
     correct as f64 / y.len().max(1) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same student, bit for bit, whatever the number of cores: products are split by
+    /// blocks of the output, each computed whole by one kernel, and reductions run over
+    /// fixed chunks.
+    #[test]
+    fn training_gives_the_same_bits_on_one_and_on_three_threads() {
+        let manifest = crate::manifest::parse(
+            std::path::Path::new("/tmp/m.toml"),
+            "output = \"out\"\n[data]\nformat = \"csv\"\ntrain = \"t.csv\"\nlabel = -1\nholdout = 0.2\n[student]\nhidden = [96, 64]\nepochs = 2\nbatch_size = 64\nlr = 0.05\nclip_grad_norm = 5.0\n[[prune]]\nmethod = \"random\"\nkeep = [0.5]\n",
+        )
+        .unwrap();
+        let n = 600;
+        let d = 200;
+        let x = Array2::from_shape_fn((n, d), |(i, j)| {
+            (((i * 31 + j * 17) % 97) as f32 / 97.0) - 0.5
+        });
+        let y: Vec<u32> = (0..n).map(|i| (i % 7) as u32).collect();
+        let teacher = Array2::from_shape_fn((n, 7), |(i, c)| if c == i % 7 { 2.0 } else { 0.0 });
+        let set = TrainSet {
+            x: x.view(),
+            sample_shape: &[d],
+            y: &y,
+            teacher: Some(teacher.view()),
+            num_classes: 7,
+        };
+        let kd = Kd {
+            alpha: Alpha::new(0.5).unwrap(),
+            temperature: Temperature::new(4.0).unwrap(),
+        };
+        let logits_with = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let (mut model, _) = train(&manifest.student, &set, kd, 3, None).unwrap();
+                model.forward(x.view(), Mode::Eval)
+            })
+        };
+        let one = logits_with(1);
+        assert_eq!(one, logits_with(3));
+        assert_eq!(one, logits_with(2));
+    }
+}
