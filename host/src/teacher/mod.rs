@@ -308,6 +308,15 @@ impl<'a> Teacher<'a> {
                 cached: true,
             });
         }
+        // Another shard may have joined the parts (and removed them) since the first look:
+        // it writes the whole file before removing a part, so the file is there now.
+        if let Some((logits, kind)) = cache::read(&path, data.len(), data.num_classes)? {
+            return Ok(TeacherLogits {
+                logits,
+                kind,
+                cached: true,
+            });
+        }
         let (logits, kind) = self.run(data, what)?;
         if let Err(e) = cache::write(&path, &logits, kind) {
             tracing::warn!("{e}; going on without caching the soft labels");
