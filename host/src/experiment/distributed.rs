@@ -20,7 +20,6 @@ use crate::manifest::{Manifest, TeacherSource};
 use crate::plugins::{self, Registry};
 use crate::shard::Shard;
 use crate::teacher::Teacher;
-use crate::train::TrainSet;
 use crate::Error;
 
 /// Where shard `shard` of a run writes: `<output>/shards/i-of-n`.
@@ -156,19 +155,7 @@ pub fn prepare(manifest: &Manifest, options: &RunOptions) -> Result<PrepareSumma
         }
     }
     if first && !needs.dynamics.is_empty() {
-        let ctx = crate::inputs::DynamicsContext {
-            spec: &manifest.dynamics,
-            set: TrainSet {
-                x: train_set.features.view(),
-                sample_shape: &train_set.sample_shape,
-                y: &train_set.labels,
-                teacher: None,
-                num_classes: train_set.num_classes,
-            },
-            data_hash: train_set.content_hash(),
-            cache_dir: &manifest.cache_dir,
-        };
-        crate::inputs::provide_dynamics(&ctx, &needs.dynamics)?;
+        super::dynamics_of(manifest, &train_set, &needs)?;
         summary.dynamics = true;
     }
     summary.seconds = started.elapsed().as_secs_f64();

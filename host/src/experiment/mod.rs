@@ -318,6 +318,28 @@ fn needed_teachers(teachers: &[TeacherSpec], needs: &Needs, distilling: &[bool])
     needed
 }
 
+/// The proxy's records `needs` asks for, on the student's view of the training set (from the
+/// cache, or by training the proxy).
+fn dynamics_of(
+    manifest: &Manifest,
+    train_set: &Dataset,
+    needs: &Needs,
+) -> Result<crate::dynamics::Dynamics, Error> {
+    let ctx = crate::inputs::DynamicsContext {
+        spec: &manifest.dynamics,
+        set: TrainSet {
+            x: train_set.features.view(),
+            sample_shape: &train_set.sample_shape,
+            y: &train_set.labels,
+            teacher: None,
+            num_classes: train_set.num_classes,
+        },
+        data_hash: train_set.content_hash(),
+        cache_dir: &manifest.cache_dir,
+    };
+    crate::inputs::provide_dynamics(&ctx, &needs.dynamics)
+}
+
 /// The teachers stage 2 makes ready ([`needed_teachers`]) and the manifest's teachers with
 /// every needed `train = { ... }` one trained (or taken from the cache) and made a model, and
 /// the seconds that training took.
@@ -431,20 +453,8 @@ fn input_stage<'a>(
         stage.time.teacher += started.elapsed().as_secs_f64();
     }
     if !needs.dynamics.is_empty() {
-        let ctx = crate::inputs::DynamicsContext {
-            spec: &manifest.dynamics,
-            set: TrainSet {
-                x: train_set.features.view(),
-                sample_shape: &train_set.sample_shape,
-                y: &train_set.labels,
-                teacher: None,
-                num_classes: train_set.num_classes,
-            },
-            data_hash: train_set.content_hash(),
-            cache_dir: &manifest.cache_dir,
-        };
         let started = Instant::now();
-        let recorded = crate::inputs::provide_dynamics(&ctx, &needs.dynamics)?;
+        let recorded = dynamics_of(manifest, train_set, needs)?;
         crate::inputs::add_dynamics(&mut stage.inputs, needs, recorded);
         stage.time.dynamics += started.elapsed().as_secs_f64();
     }

@@ -228,6 +228,15 @@ fn kind_name(kind: OutputKind) -> &'static str {
     }
 }
 
+/// The output kind a scores file's metadata names.
+fn kind_of(meta: &HashMap<String, String>) -> OutputKind {
+    match meta.get("output_kind").map(String::as_str) {
+        Some("probabilities") => OutputKind::Probabilities,
+        Some("log_probabilities") => OutputKind::LogProbabilities,
+        _ => OutputKind::Logits,
+    }
+}
+
 /// Reads cached scores `[n, c]`, or `None` when absent or unusable.
 pub(super) fn read(
     path: &Path,
@@ -240,11 +249,7 @@ pub(super) fn read(
     if shape != [n, c] {
         return Ok(None);
     }
-    let kind = match meta.get("output_kind").map(String::as_str) {
-        Some("probabilities") => OutputKind::Probabilities,
-        Some("log_probabilities") => OutputKind::LogProbabilities,
-        _ => OutputKind::Logits,
-    };
+    let kind = kind_of(&meta);
     let values: Vec<f32> = bytes
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -260,9 +265,19 @@ pub(super) fn write(
     logits: &Array2<f32>,
     kind: OutputKind,
 ) -> Result<(), TeacherError> {
+    write_scores(path, logits, kind, HashMap::new())
+}
+
+/// [`write`] with more metadata.
+fn write_scores(
+    path: &Path,
+    logits: &Array2<f32>,
+    kind: OutputKind,
+    mut meta: HashMap<String, String>,
+) -> Result<(), TeacherError> {
     let standard = logits.as_standard_layout();
     let values = standard.as_slice().unwrap_or(&[]);
-    let meta = HashMap::from([("output_kind".to_string(), kind_name(kind).to_string())]);
+    meta.insert("output_kind".to_string(), kind_name(kind).to_string());
     write_f32(
         path,
         "scores",
@@ -283,23 +298,8 @@ pub(super) fn write_part(
     logits: &Array2<f32>,
     kind: OutputKind,
 ) -> Result<(), TeacherError> {
-    let standard = logits.as_standard_layout();
-    let values = standard.as_slice().unwrap_or(&[]);
-    let meta = HashMap::from([
-        ("output_kind".to_string(), kind_name(kind).to_string()),
-        ("start".to_string(), start.to_string()),
-    ]);
-    write_f32(
-        path,
-        "scores",
-        vec![logits.nrows(), logits.ncols()],
-        bytemuck::cast_slice(values),
-        meta,
-    )
-    .map_err(|message| TeacherError::Cache {
-        path: path.to_path_buf(),
-        message,
-    })
+    let meta = HashMap::from([("start".to_string(), start.to_string())]);
+    write_scores(path, logits, kind, meta)
 }
 
 /// The whole set's scores `[n, c]` joined from the part files of some shard count whose parts
@@ -336,11 +336,7 @@ pub(super) fn assemble(
             if shape.len() != 2 || shape[1] != c || start != Some(values.len() / c.max(1)) {
                 continue 'count;
             }
-            let this = match meta.get("output_kind").map(String::as_str) {
-                Some("probabilities") => OutputKind::Probabilities,
-                Some("log_probabilities") => OutputKind::LogProbabilities,
-                _ => OutputKind::Logits,
-            };
+            let this = kind_of(&meta);
             if kind.is_some_and(|k| k != this) {
                 continue 'count;
             }
