@@ -1409,10 +1409,31 @@ fn every_method_runs_and_scores_at_two_keep_fractions() {
     );
     assert_eq!(policy_of("el2n"), "hardest");
 
-    // The same selections without training, from `kdprune score`.
-    let out = kdprune(&["score", path.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The same selections without training, from `kdprune score`; the budget-independent
+    // scores `run` computed are read from the score cache, not computed again.
     let output = dir.path().join("out");
+    let cached: Vec<String> = std::fs::read_dir(output.join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with("scores-"))
+        .collect();
+    assert!(
+        cached.len() >= 10,
+        "one file per budget-independent method: {cached:?}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kdprune"))
+        .args(["score", path.to_str().unwrap()])
+        .env_remove("KDPRUNE_PLUGIN_PATH")
+        .env("KDPRUNE_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert_eq!(
+        log.matches("scores from the cache").count(),
+        cached.len(),
+        "{log}"
+    );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(output.join("scores/summary.json")).unwrap())
             .unwrap();
@@ -2720,6 +2741,102 @@ fn shards_prepared_and_run_as_separate_processes_merge_into_the_bytes_of_one_run
         std::fs::read(dir.path().join("split/results.jsonl")).unwrap(),
         b
     );
+}
+
+#[test]
+fn dynamics_prepared_run_by_run_on_shards_join_into_the_records_of_one_proxy_training() {
+    let plugins = plugin_folder(&["kdprune_probe"]);
+    let work = tempfile::tempdir().unwrap();
+    let setup = |name: &str| {
+        let dir = work.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cache, dump) = (dir.join("cache"), dir.join("dump"));
+        let path = probe_manifest(&dir, plugins.path(), &cache, &dump, "");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("runs = 2\n", "runs = 3\n");
+        std::fs::write(&path, text).unwrap();
+        (manifest::load(&path).unwrap(), cache, dump, path)
+    };
+    let (whole, _, whole_dump, _) = setup("whole");
+    kdprune::experiment::run(&whole, &Default::default()).unwrap();
+
+    // Three runs over two shards: shard 0 records runs 0 and 2 (and run 0's embedding),
+    // shard 1 run 1, each into a part of its own.
+    let (split, cache, split_dump, split_path) = setup("split");
+    for i in 0..2 {
+        let options = kdprune::experiment::RunOptions {
+            shard: Some(kdprune::shard::Shard::new(i, 2).unwrap()),
+            ..Default::default()
+        };
+        let summary = kdprune::experiment::distributed::prepare(&split, &options).unwrap();
+        assert_eq!(
+            summary.dynamics_runs,
+            if i == 0 { vec![0, 2] } else { vec![1] }
+        );
+    }
+    let names = |files: Vec<PathBuf>| -> Vec<String> {
+        files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let parts = names(dynamics_files(&cache));
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    assert!(parts.iter().all(|p| p.contains(".run-")), "{parts:?}");
+    // A shard prepared again finds its parts and records nothing.
+    let again = kdprune::experiment::distributed::prepare(
+        &split,
+        &kdprune::experiment::RunOptions {
+            shard: Some(kdprune::shard::Shard::new(1, 2).unwrap()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(again.dynamics_runs.is_empty());
+
+    let run = Command::new(env!("CARGO_BIN_EXE_kdprune"))
+        .args(["run", split_path.to_str().unwrap()])
+        .env_remove("KDPRUNE_PLUGIN_PATH")
+        .env("KDPRUNE_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{log}");
+    assert!(log.contains("joining the runs' parts"), "{log}");
+    assert!(
+        !log.contains("proxy run done"),
+        "the run trains no proxy: {log}"
+    );
+    let joined = names(dynamics_files(&cache));
+    assert_eq!(
+        joined.len(),
+        1,
+        "the parts are joined and removed: {joined:?}"
+    );
+    assert!(!joined[0].contains(".run-"));
+    // Every record the plugin received, bit for bit those of one process recording all runs.
+    let mut dumped = names(
+        std::fs::read_dir(&whole_dump)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect(),
+    );
+    dumped.sort();
+    assert!(dumped
+        .iter()
+        .any(|f| f.starts_with("dynamics__pass__logits")));
+    assert!(
+        dumped.iter().any(|f| f.starts_with("embeddings__proxy")),
+        "{dumped:?}"
+    );
+    for f in &dumped {
+        assert_eq!(
+            std::fs::read(whole_dump.join(f)).unwrap(),
+            std::fs::read(split_dump.join(f)).unwrap_or_default(),
+            "{f}"
+        );
+    }
 }
 
 /// Runs one step of a job file locally as `n` concurrent processes: `env` for each index.

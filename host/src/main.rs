@@ -218,7 +218,7 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(serde_json::json!({
                     "teachers": summary.teachers,
-                    "dynamics": summary.dynamics,
+                    "dynamics_runs": summary.dynamics_runs,
                     "seconds": summary.seconds,
                 }))?;
             } else {
@@ -228,8 +228,12 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
                         manifest.cache_dir.display()
                     );
                 }
-                if summary.dynamics {
-                    println!("dynamics recorded into {}", manifest.cache_dir.display());
+                if !summary.dynamics_runs.is_empty() {
+                    println!(
+                        "dynamics: proxy runs {:?} recorded into {}",
+                        summary.dynamics_runs,
+                        manifest.cache_dir.display()
+                    );
                 }
                 println!("prepared in {:.1} s", summary.seconds);
             }

@@ -5,6 +5,9 @@
 //! holding more than a request asks for serves it; one holding less is rebuilt with the union,
 //! so two manifests asking for different quantities of the same proxy share one training.
 //!
+//! `kdprune prepare --shard i/n` writes one part per proxy run (`...run-<r>.safetensors`,
+//! the runs `r` with `r mod n = i`); metadata `runs` says which runs a file holds.
+//!
 //! A file whose key or checksum (SHA-256 of every tensor's name, shape and bytes, in the
 //! metadata) does not match is ignored with a warning and rebuilt; a write that fails is a
 //! warning, and the run goes on with the records in memory.
@@ -48,6 +51,12 @@ impl DynamicsKey {
 
     pub fn path(&self, dir: &Path) -> PathBuf {
         dir.join(format!("dynamics-{}.safetensors", &self.0[..32]))
+    }
+
+    /// The part holding proxy run `run` alone, written by `kdprune prepare --shard`; the
+    /// first process that needs every run joins the parts into [`Self::path`] and removes them.
+    pub fn run_path(&self, dir: &Path, run: usize) -> PathBuf {
+        dir.join(format!("dynamics-{}.run-{run}.safetensors", &self.0[..32]))
     }
 
     pub fn as_str(&self) -> &str {
@@ -141,6 +150,18 @@ pub fn read(path: &Path, key: &DynamicsKey) -> Option<Dynamics> {
         warn("its list of records is unreadable");
         return None;
     };
+    let runs: Option<Vec<usize>> = match info.get("runs") {
+        Some(list) => list
+            .split(',')
+            .map(|r| r.parse().ok())
+            .collect::<Option<Vec<usize>>>(),
+        // Files written before parts existed hold every run: the first axis says how many.
+        None => None,
+    };
+    if info.contains_key("runs") && runs.is_none() {
+        warn("its list of runs is unreadable");
+        return None;
+    }
     let file = match safetensors::SafeTensors::deserialize(&bytes) {
         Ok(f) => f,
         Err(e) => {
@@ -166,9 +187,31 @@ pub fn read(path: &Path, key: &DynamicsKey) -> Option<Dynamics> {
         warn("checksum mismatch: the file was changed or damaged");
         return None;
     }
+    let runs = runs.unwrap_or_else(|| {
+        let first = request.recorded.iter().next().and_then(|&(s, q)| {
+            let name = tensor_name(s, q);
+            tensors.iter().find(|(n, _)| *n == name)
+        });
+        match first {
+            Some((_, t)) => (0..t.shape()[0] as usize).collect(),
+            None => vec![0],
+        }
+    });
+    let runs_axis_agrees = request.recorded.iter().all(|&(s, q)| {
+        let name = tensor_name(s, q);
+        tensors
+            .iter()
+            .find(|(n, _)| *n == name)
+            .is_some_and(|(_, t)| t.shape().first() == Some(&(runs.len() as u64)))
+    });
+    if !runs_axis_agrees {
+        warn("its records do not hold the runs it lists");
+        return None;
+    }
     Some(Dynamics {
         tensors,
         request,
+        runs,
         train_seconds: 0.0,
         pass_seconds: 0.0,
     })
@@ -199,6 +242,15 @@ pub fn write(path: &Path, key: &DynamicsKey, dynamics: &Dynamics) -> Result<(), 
             request_names(&dynamics.request).join(","),
         ),
         ("checksum".to_string(), checksum(&tensors)),
+        (
+            "runs".to_string(),
+            dynamics
+                .runs
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
     ]);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the folder: {e}"))?;

@@ -484,6 +484,8 @@ impl Observer for Recorder<'_> {
 pub struct Dynamics {
     pub tensors: Vec<(String, HostTensor)>,
     pub request: Request,
+    /// The proxy runs the records hold, in the order of their first axis (`R`).
+    pub runs: Vec<usize>,
     /// Seconds of proxy training (passes included) and of the passes alone; 0 from the cache.
     pub train_seconds: f64,
     pub pass_seconds: f64,
@@ -540,6 +542,115 @@ pub fn record(
     request: &Request,
     set: &TrainSet<'_>,
 ) -> Result<Dynamics, DynamicsError> {
+    record_runs(spec, request, set, &runs_needed(spec, request))
+}
+
+/// The runs `request` needs: all `R`, or run 0 alone when only the embedding is asked for.
+pub fn runs_needed(spec: &DynamicsSpec, request: &Request) -> Vec<usize> {
+    if request.recorded.is_empty() {
+        vec![0]
+    } else {
+        (0..spec.runs).collect()
+    }
+}
+
+/// What run `run` of `request` records: the embedding belongs to run 0.
+pub fn run_request(request: &Request, run: usize) -> Request {
+    Request {
+        recorded: request.recorded.clone(),
+        embedding: request.embedding && run == 0,
+    }
+}
+
+/// Joins records of disjoint runs (parts written by `kdprune prepare --shard`, or a part and
+/// a fresh recording) into one [`Dynamics`] holding `request` for `runs`, in that order:
+/// each recorded tensor `[R, ...]` is the parts' slices `[1, ...]` stacked in run order;
+/// the checkpoint epochs come from any part and the embedding from run 0's. `None` when a
+/// run or a tensor is missing, or the parts disagree on a tensor's per-run shape.
+pub fn join_runs(parts: &[Dynamics], request: &Request, runs: &[usize]) -> Option<Dynamics> {
+    let find = |run: usize| {
+        parts.iter().find_map(|p| {
+            let slot = p.runs.iter().position(|&r| r == run)?;
+            Some((p, slot))
+        })
+    };
+    let slots: Vec<(&Dynamics, usize)> = runs.iter().map(|&r| find(r)).collect::<Option<_>>()?;
+    let tensor_of = |p: &'_ Dynamics, name: &str| -> Option<HostTensor> {
+        p.tensors
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
+    };
+    let mut tensors = Vec::new();
+    for &(source, quantity) in &request.recorded {
+        let name = tensor_name(source, quantity);
+        let mut bytes = Vec::new();
+        let mut per_run: Option<Vec<u64>> = None;
+        let mut dtype = None;
+        for &(part, slot) in &slots {
+            let t = tensor_of(part, &name)?;
+            let shape = t.shape();
+            if shape.first().copied() != Some(part.runs.len() as u64) {
+                return None;
+            }
+            let rest = shape[1..].to_vec();
+            if per_run.get_or_insert_with(|| rest.clone()) != &rest {
+                return None;
+            }
+            dtype = Some(t.elements().dtype());
+            let stride = t.elements().bytes().len() / part.runs.len();
+            bytes.extend_from_slice(&t.elements().bytes()[slot * stride..(slot + 1) * stride]);
+        }
+        let mut shape = vec![runs.len() as u64];
+        shape.extend(per_run?);
+        let elements = Elements::from_bytes(dtype?, &bytes)?;
+        tensors.push((name, HostTensor::new(shape, elements)?));
+    }
+    if request.recorded.iter().any(|(s, _)| *s == Source::Pass) {
+        tensors.push((
+            PASS_EPOCHS.to_string(),
+            tensor_of(slots.first()?.0, PASS_EPOCHS)?,
+        ));
+    }
+    if request.embedding {
+        let (part, _) = find(0)?;
+        tensors.push((
+            PROXY_EMBEDDING.to_string(),
+            tensor_of(part, PROXY_EMBEDDING)?,
+        ));
+    }
+    Some(Dynamics {
+        tensors,
+        request: request.clone(),
+        runs: runs.to_vec(),
+        train_seconds: parts.iter().map(|p| p.train_seconds).sum(),
+        pass_seconds: parts.iter().map(|p| p.pass_seconds).sum(),
+    })
+}
+
+/// Trains the proxy's runs `runs` (each seeded `seed + run`, as in [`record`]) and records
+/// `request`: tensors `[R', ...]` with `R' = runs.len()`, in the order of `runs`; the
+/// embedding only when run 0 is among them. Joining the parts of every run in run order
+/// ([`join_runs`]) gives [`record`]'s tensors, bit for bit.
+pub fn record_runs(
+    spec: &DynamicsSpec,
+    request: &Request,
+    set: &TrainSet<'_>,
+    runs: &[usize],
+) -> Result<Dynamics, DynamicsError> {
+    if let Some(&bad) = runs.iter().find(|&&r| r >= spec.runs) {
+        return Err(DynamicsError::Spec(format!(
+            "run {bad} asked for, but runs = {}",
+            spec.runs
+        )));
+    }
+    let request = &Request {
+        recorded: request.recorded.clone(),
+        embedding: request.embedding && runs.contains(&0),
+    };
+    if runs.is_empty() {
+        return Err(DynamicsError::Spec("no run to record".into()));
+    }
     let (n, c) = (set.y.len(), set.num_classes);
     let steps_per_epoch = n.div_ceil(spec.proxy.batch_size.min(n).max(1));
     let total_steps = steps_per_epoch * spec.proxy.epochs;
@@ -563,8 +674,11 @@ pub fn record(
     } else {
         0
     };
-    let extent = extent(spec, n, c, width);
-    check_memory(spec, request, extent)?;
+    check_memory(spec, request, extent(spec, n, c, width))?;
+    let extent = Extent {
+        runs: runs.len(),
+        ..extent(spec, n, c, width)
+    };
     let pass_records = if request.has_pass() {
         extent.checkpoints
     } else {
@@ -590,10 +704,10 @@ pub fn record(
     } else {
         (&[][..], &[][..])
     };
-    for run in 0..spec.runs {
+    for (slot, &run) in runs.iter().enumerate() {
         let mut recorder = Recorder {
             extent,
-            run,
+            run: slot,
             batch,
             pass,
             x: set.x,
@@ -653,6 +767,7 @@ pub fn record(
     Ok(Dynamics {
         tensors,
         request: request.clone(),
+        runs: runs.to_vec(),
         train_seconds: started.elapsed().as_secs_f64(),
         pass_seconds,
     })
@@ -678,6 +793,42 @@ mod tests {
         assert!((st.grad_norm - el2n * 2.0).abs() < 1e-6);
         assert!(row_stats(&s, 0, 0.0).correct);
         assert_eq!(row_stats(&s, 0, 0.0).margin, 1.0);
+    }
+
+    #[test]
+    fn parts_of_runs_join_in_run_order_and_refuse_disagreeing_shapes() {
+        let name = tensor_name(Source::Batch, Quantity::Correct);
+        let part = |runs: Vec<usize>, per_run: u64| {
+            let values: Vec<u8> = runs
+                .iter()
+                .flat_map(|&r| (0..per_run).map(move |i| (10 * r as u64 + i) as u8))
+                .collect();
+            let t = HostTensor::new(vec![runs.len() as u64, 1, per_run], Elements::U8(values));
+            Dynamics {
+                tensors: vec![(name.clone(), t.unwrap())],
+                runs,
+                ..Default::default()
+            }
+        };
+        let mut request = Request::default();
+        request.recorded.insert((Source::Batch, Quantity::Correct));
+        let joined = join_runs(
+            &[part(vec![0, 2], 3), part(vec![1], 3)],
+            &request,
+            &[0, 1, 2],
+        )
+        .expect("every run has a part");
+        assert_eq!(joined.runs, vec![0, 1, 2]);
+        let (_, t) = &joined.tensors[0];
+        assert_eq!(t.shape(), &[3, 1, 3]);
+        assert_eq!(t.elements().bytes(), &[0, 1, 2, 10, 11, 12, 20, 21, 22]);
+        assert!(join_runs(
+            &[part(vec![0, 2], 3), part(vec![1], 4)],
+            &request,
+            &[0, 1, 2]
+        )
+        .is_none());
+        assert!(join_runs(&[part(vec![0, 2], 3)], &request, &[0, 1, 2]).is_none());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! One manifest spread over processes the user's scheduler starts (docs/scale.md):
 //! `kdprune prepare M --shard i/n` computes shard i's share of the inputs (each teacher's
-//! outputs on its rows, into part files the first run joins; the proxy's dynamics and any
-//! teacher kdprune trains on shard 0), `kdprune run M --shard i/n` trains shard i's share of
+//! outputs on its rows and the proxy's runs `r` with `r mod n = i`, into part files the first
+//! run joins; a teacher's embedding and any teacher kdprune trains on shard 0), `kdprune run M --shard i/n` trains shard i's share of
 //! the cell groups into `<output>/shards/i-of-n/`, and [`merge`] joins the shares into the
 //! output folder — the same `results.jsonl`, byte for byte, as one process running the whole
 //! manifest, and the same index files.
@@ -72,14 +72,16 @@ pub(super) fn write_share(
 pub struct PrepareSummary {
     /// (teacher, what was labelled: "rows a..b of train and test" or "whole").
     pub teachers: Vec<(String, String)>,
-    pub dynamics: bool,
+    /// The proxy runs recorded here (the others came from the cache or fall to other shards).
+    pub dynamics_runs: Vec<usize>,
     pub seconds: f64,
 }
 
 /// `kdprune prepare --shard i/n`: this shard's share of the inputs every cell of the
-/// manifest needs, into the cache. Teacher outputs are split by rows (at batch boundaries);
-/// the proxy's dynamics, a teacher's embedding and any teacher kdprune trains are one job
-/// each and fall to shard 0. Without a shard, all of it.
+/// manifest needs, into the cache. Teacher outputs are split by rows (at batch boundaries),
+/// the proxy's dynamics by run (run `r` to shard `r mod n`; the embedding is run 0's); a
+/// teacher's embedding and any teacher kdprune trains are one job each and fall to shard 0.
+/// Without a shard, all of it.
 pub fn prepare(manifest: &Manifest, options: &RunOptions) -> Result<PrepareSummary, Error> {
     let started = Instant::now();
     let shard = options.shard.unwrap_or(Shard::new(0, 1).expect("0/1"));
@@ -154,9 +156,19 @@ pub fn prepare(manifest: &Manifest, options: &RunOptions) -> Result<PrepareSumma
             teacher.embedding(&raw_train)?;
         }
     }
-    if first && !needs.dynamics.is_empty() {
-        super::dynamics_of(manifest, &train_set, &needs)?;
-        summary.dynamics = true;
+    if !needs.dynamics.is_empty() {
+        let ctx = super::dynamics_context(manifest, &train_set);
+        summary.dynamics_runs = if shard.count() == 1 {
+            let dynamics = super::dynamics_of(manifest, &train_set, &needs)?;
+            let recorded_here = dynamics.train_seconds > 0.0;
+            if recorded_here {
+                dynamics.runs
+            } else {
+                Vec::new()
+            }
+        } else {
+            crate::inputs::prepare_dynamics(&ctx, &needs.dynamics, shard)?
+        };
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)

@@ -1,6 +1,7 @@
 //! The grid runner: every cell (method × keep × α × seed) of a manifest, in stages — plan the
 //! cells, compute the inputs the planned methods need (each once, through
-//! [`crate::inputs`]), score (once per method and seed for budget-independent scores),
+//! [`crate::inputs`]), score (once per method and seed for budget-independent scores, cached
+//! by content in `score_cache`),
 //! select, train, record — with results appended as each cell ends and cells already in
 //! `results.jsonl` skipped (resume).
 //!
@@ -14,6 +15,7 @@ mod failures;
 mod key;
 pub mod results;
 mod score;
+pub mod score_cache;
 
 pub use check::{check, CheckReport};
 pub use key::sha256_hex;
@@ -320,12 +322,41 @@ fn needed_teachers(teachers: &[TeacherSpec], needs: &Needs, distilling: &[bool])
 
 /// The proxy's records `needs` asks for, on the student's view of the training set (from the
 /// cache, or by training the proxy).
+/// The SHA-256 of a method's plugin library, hex: part of every key made of the plugin.
+fn plugin_sha256(method: &Method<'_>) -> Result<String, Error> {
+    std::fs::read(&method.plugin.file)
+        .map(|b| key::sha256_hex(&b))
+        .map_err(|e| Error::Io {
+            path: method.plugin.file.clone(),
+            message: format!("cannot read the plugin library: {e}"),
+        })
+}
+
+/// What a method's scores depend on besides its inputs, seed and data: the score cache's
+/// plugin identity.
+fn plugin_identity(method: &Method<'_>, sha256: &str) -> serde_json::Value {
+    serde_json::json!({
+        "method": method.spec.method,
+        "version": method.plugin.description.version,
+        "plugin_sha256": sha256,
+        "params": params_json(&method.params),
+    })
+}
+
 fn dynamics_of(
     manifest: &Manifest,
     train_set: &Dataset,
     needs: &Needs,
 ) -> Result<crate::dynamics::Dynamics, Error> {
-    let ctx = crate::inputs::DynamicsContext {
+    crate::inputs::provide_dynamics(&dynamics_context(manifest, train_set), &needs.dynamics)
+}
+
+/// The proxy's settings, training set (`[N, D]` student-normalised) and cache folder.
+fn dynamics_context<'a>(
+    manifest: &'a Manifest,
+    train_set: &'a Dataset,
+) -> crate::inputs::DynamicsContext<'a> {
+    crate::inputs::DynamicsContext {
         spec: &manifest.dynamics,
         set: TrainSet {
             x: train_set.features.view(),
@@ -336,8 +367,7 @@ fn dynamics_of(
         },
         data_hash: train_set.content_hash(),
         cache_dir: &manifest.cache_dir,
-    };
-    crate::inputs::provide_dynamics(&ctx, &needs.dynamics)
+    }
 }
 
 /// The teachers stage 2 makes ready ([`needed_teachers`]) and the manifest's teachers with
@@ -546,14 +576,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     let teacher_keys = crate::teacher::content_keys(&manifest.teachers, &registry)?;
     let plugin_sha: Vec<String> = methods
         .iter()
-        .map(|m| {
-            std::fs::read(&m.plugin.file)
-                .map(|b| key::sha256_hex(&b))
-                .map_err(|e| Error::Io {
-                    path: m.plugin.file.clone(),
-                    message: format!("cannot read the plugin library: {e}"),
-                })
-        })
+        .map(plugin_sha256)
         .collect::<Result<_, _>>()?;
     let student_key = key::StudentKey::new(&manifest.student);
     let params_of: Vec<serde_json::Value> =
@@ -729,8 +752,15 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         labels: &train_set.labels,
         num_classes: train_set.num_classes,
     };
-    // Budget-independent scores, once per (method, seed): scored for the largest budget.
+    // Budget-independent scores, once per (method, seed): scored for the largest budget, and
+    // cached by content for other processes (shards, `kdprune score`, later runs).
     let mut shared_scores: HashMap<(usize, u64), Answer> = HashMap::new();
+    let mut score_cache = score_cache::ScoreCache::new(&manifest.cache_dir, data_hash);
+    let identities: Vec<serde_json::Value> = methods
+        .iter()
+        .zip(&plugin_sha)
+        .map(|(m, sha)| plugin_identity(m, sha))
+        .collect();
     let mut ran = 0;
     let mut failed = 0;
     for cell in &cells {
@@ -752,9 +782,23 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
                     .unwrap_or(budget);
                 match shared_scores.get(&(cell.method, seed)) {
                     Some(a) => Ok(a.clone()),
-                    None => method
-                        .plugin
-                        .score(&plugin_data, &views, &method.params, seed, largest)
+                    None => score_cache
+                        .scores(
+                            cell.method,
+                            &identities[cell.method],
+                            seed,
+                            &views,
+                            n,
+                            || {
+                                method.plugin.score(
+                                    &plugin_data,
+                                    &views,
+                                    &method.params,
+                                    seed,
+                                    largest,
+                                )
+                            },
+                        )
                         .inspect(|a| {
                             shared_scores.insert((cell.method, seed), a.clone());
                         }),

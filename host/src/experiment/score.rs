@@ -114,8 +114,10 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
     };
     let dir = manifest.output.join("scores");
     let mut summary = Vec::new();
+    let mut score_cache =
+        super::score_cache::ScoreCache::new(&manifest.cache_dir, train_set.content_hash());
     let bar = crate::progress::bar((methods.len() * manifest.seeds.len()) as u64, "scoring");
-    for method in &methods {
+    for (m, method) in methods.iter().enumerate() {
         let params = params_json(&method.params);
         let tag = format!(
             "{}_{}",
@@ -124,6 +126,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         );
         let description = &method.plugin.description;
         let views = stage.inputs.views(&method.inputs);
+        let identity = super::plugin_identity(method, &super::plugin_sha256(method)?);
         for &seed in &manifest.seeds {
             bar.set_message(format!("{} seed {seed}", method.spec.method));
             let started = Instant::now();
@@ -147,11 +150,11 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
                 .max()
                 .unwrap_or(n);
             let shared = if description.budget_independent {
-                Some(
+                Some(score_cache.scores(m, &identity, seed, &views, n, || {
                     method
                         .plugin
-                        .score(&plugin_data, &views, &method.params, seed, largest)?,
-                )
+                        .score(&plugin_data, &views, &method.params, seed, largest)
+                })?)
             } else {
                 None
             };

@@ -187,8 +187,10 @@ pub struct DynamicsContext<'a> {
     pub cache_dir: &'a std::path::Path,
 }
 
-/// The dynamics provider: the cached records when they cover `request`, otherwise a proxy
-/// training that records the union of `request` and what the cache file held.
+/// The dynamics provider: the cached records when they cover `request`, otherwise the runs'
+/// parts `kdprune prepare --shard` wrote (joined into one file, the parts removed) with any
+/// run they lack recorded here, otherwise a proxy training that records the union of
+/// `request` and what the cache file held.
 pub fn provide_dynamics(ctx: &DynamicsContext<'_>, request: &Request) -> Result<Dynamics, Error> {
     let key = dynamics::cache::DynamicsKey::new(ctx.spec, &ctx.data_hash);
     let path = key.path(ctx.cache_dir);
@@ -201,20 +203,96 @@ pub fn provide_dynamics(ctx: &DynamicsContext<'_>, request: &Request) -> Result<
         Some(c) => c.request.union(request),
         None => request.clone(),
     };
+    let runs = dynamics::runs_needed(ctx.spec, &wanted);
+    let mut parts = Vec::new();
+    let mut missing = Vec::new();
+    for &run in &runs {
+        match dynamics::cache::read(&key.run_path(ctx.cache_dir, run), &key) {
+            Some(part)
+                if part.runs == [run]
+                    && part.request.covers(&dynamics::run_request(&wanted, run)) =>
+            {
+                parts.push(part)
+            }
+            _ => missing.push(run),
+        }
+    }
+    if missing.len() < runs.len() {
+        tracing::info!(
+            parts = runs.len() - missing.len(),
+            missing = missing.len(),
+            "dynamics: joining the runs' parts from the cache"
+        );
+    }
     let started = Instant::now();
-    let recorded = dynamics::record(ctx.spec, &wanted, &ctx.set).map_err(|e| match e {
-        dynamics::DynamicsError::Train(t) => Error::Train(t),
-        other => Error::Dynamics(other),
+    if !missing.is_empty() {
+        parts.push(record(ctx, &wanted, &missing)?);
+    }
+    let recorded = dynamics::join_runs(&parts, &wanted, &runs).ok_or_else(|| {
+        Error::Dynamics(dynamics::DynamicsError::Spec(format!(
+            "the cached parts of runs in {} disagree on their records' shapes; remove {}",
+            ctx.cache_dir.display(),
+            key.run_path(ctx.cache_dir, 0).display()
+        )))
     })?;
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         pass_seconds = recorded.pass_seconds,
         "dynamics recorded"
     );
-    if let Err(message) = dynamics::cache::write(&path, &key, &recorded) {
-        tracing::warn!(cache = %path.display(), "the dynamics cache could not be written ({message}); going on without it");
+    match dynamics::cache::write(&path, &key, &recorded) {
+        Ok(()) => {
+            for &run in &runs {
+                let _ = std::fs::remove_file(key.run_path(ctx.cache_dir, run));
+            }
+        }
+        Err(message) => {
+            tracing::warn!(cache = %path.display(), "the dynamics cache could not be written ({message}); going on without it")
+        }
     }
     Ok(recorded)
+}
+
+fn record(ctx: &DynamicsContext<'_>, request: &Request, runs: &[usize]) -> Result<Dynamics, Error> {
+    dynamics::record_runs(ctx.spec, request, &ctx.set, runs).map_err(|e| match e {
+        dynamics::DynamicsError::Train(t) => Error::Train(t),
+        other => Error::Dynamics(other),
+    })
+}
+
+/// `kdprune prepare --shard i/n`'s share of the dynamics: each proxy run `r` with
+/// `r mod n = i` that neither the whole cache file nor its own part covers is recorded
+/// and written as its part (one file per run, so an interrupted prepare resumes). Returns
+/// the runs recorded here.
+pub fn prepare_dynamics(
+    ctx: &DynamicsContext<'_>,
+    request: &Request,
+    shard: crate::shard::Shard,
+) -> Result<Vec<usize>, Error> {
+    let key = dynamics::cache::DynamicsKey::new(ctx.spec, &ctx.data_hash);
+    let whole = dynamics::cache::read(&key.path(ctx.cache_dir), &key);
+    if whole.is_some_and(|c| c.request.covers(request)) {
+        return Ok(Vec::new());
+    }
+    let mut done = Vec::new();
+    for run in dynamics::runs_needed(ctx.spec, request) {
+        if run % shard.count() != shard.index() {
+            continue;
+        }
+        let part_path = key.run_path(ctx.cache_dir, run);
+        let wanted = dynamics::run_request(request, run);
+        let part = dynamics::cache::read(&part_path, &key);
+        if part.is_some_and(|p| p.runs == [run] && p.request.covers(&wanted)) {
+            continue;
+        }
+        let recorded = record(ctx, &wanted, &[run])?;
+        dynamics::cache::write(&part_path, &key, &recorded).map_err(|message| Error::Io {
+            path: part_path.clone(),
+            message,
+        })?;
+        done.push(run);
+    }
+    Ok(done)
 }
 
 /// Moves the tensors of `dynamics` that `needs` names into `inputs` (records a cache file held
