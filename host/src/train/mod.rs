@@ -235,11 +235,14 @@ pub fn train_observed(
             if let (Some(o), Some(logits)) = (observer.as_mut(), logits) {
                 o.on_batch(epoch, chunk, &yb[..b], logits.view());
             }
-            let mut params = model.params();
-            if let Some(max_norm) = spec.clip_grad_norm {
-                optim::clip_grad_norm(&mut params, max_norm);
+            match spec.clip_grad_norm {
+                Some(max_norm) => {
+                    let mut params = model.params();
+                    optim::clip_grad_norm(&mut params, max_norm);
+                    opt.step(params, schedule.at(step));
+                }
+                None => model.update(&mut opt, schedule.at(step)),
             }
-            opt.step(params, schedule.at(step));
             epoch_loss += loss as f64 * b as f64;
             step += 1;
             bar.inc(1);

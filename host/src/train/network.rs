@@ -26,6 +26,7 @@ use super::layers::{
     ParamRef, Relu, Residual, SharedTensor,
 };
 use super::loss::kd_loss_and_grad;
+use super::optim::{Optimizer, Update};
 use super::spec::LayerSpec;
 use super::Kd;
 
@@ -41,6 +42,11 @@ pub struct Network {
     /// otherwise. `layers` owns the parameters the optimiser updates, and the sum of the
     /// shards' gradients.
     replicas: Vec<Vec<Box<dyn Layer>>>,
+    /// Replicas whose gradients the last training step left in their own buffers, not yet
+    /// summed into `layers` (0: the gradients of `layers` are whole). Summed when the
+    /// gradients are asked for ([`Network::params`]), or read in the optimiser's own pass
+    /// ([`Network::update`]) without being written: one pass over memory instead of two.
+    pending_parts: usize,
     /// Shape of one input example, `[D]` or `[C, H, W]`.
     input_shape: Vec<usize>,
     num_classes: usize,
@@ -251,6 +257,7 @@ impl Network {
         Ok(Self {
             layers,
             replicas: Vec::new(),
+            pending_parts: 0,
             input_shape: input_shape.to_vec(),
             num_classes,
         })
@@ -288,8 +295,47 @@ impl Network {
     }
 
     /// Every parameter with its gradient, in a fixed order.
+    /// Every parameter with its gradient (the whole batch's: the shards' parts are summed
+    /// first).
     pub fn params(&mut self) -> Vec<ParamRef<'_>> {
+        if self.pending_parts > 0 {
+            self.sum_replica_gradients(self.pending_parts);
+            self.pending_parts = 0;
+        }
         self.layers.iter_mut().flat_map(|l| l.params()).collect()
+    }
+
+    /// One optimiser step on the last training step's gradients. After a step cut into
+    /// shards, the optimiser adds the shards' gradients itself (in shard order, the bits of
+    /// [`Network::params`]' sum) and the summed gradients are not kept.
+    pub fn update(&mut self, optimizer: &mut Optimizer, lr: f32) {
+        let count = std::mem::take(&mut self.pending_parts);
+        if count == 0 {
+            let params = self.params();
+            optimizer.step(params, lr);
+            return;
+        }
+        let mut replicas: Vec<Vec<&ArrayD<f32>>> = self.replicas[..count]
+            .iter_mut()
+            .map(|r| {
+                r.iter_mut()
+                    .flat_map(|l| l.params())
+                    .map(|p| -> &ArrayD<f32> { p.grad })
+                    .collect()
+            })
+            .collect();
+        let updates = self
+            .layers
+            .iter_mut()
+            .flat_map(|l| l.params())
+            .enumerate()
+            .map(|(i, p)| Update {
+                value: p.value,
+                decay: p.decay,
+                parts: replicas.iter_mut().map(|r| r[i]).collect(),
+            })
+            .collect();
+        optimizer.step_summing(updates, lr);
     }
 
     /// Logits `[B, C]` for `x` `[B, D]` (flat rows of examples of `input_shape`).
@@ -327,6 +373,7 @@ impl Network {
         } else {
             b.div_ceil(SHARD_ROWS).max(1)
         };
+        self.pending_parts = 0;
         if shards == 1 {
             let (loss, logits) = shard_step(
                 &mut self.layers,
@@ -377,7 +424,7 @@ impl Network {
             })
             .collect();
         drop(shared);
-        self.sum_replica_gradients(shards);
+        self.pending_parts = shards;
         let loss = outcomes.iter().map(|(l, _)| l).sum();
         let logits = keep_logits.then(|| {
             let parts: Vec<ArrayView2<'_, f32>> = outcomes
@@ -446,16 +493,24 @@ impl Network {
             let (Operand::Write(sum), parts) = operands.split_first_mut().expect("operands") else {
                 unreachable!("the first operand is the sum")
             };
-            for (k, part) in parts.iter().enumerate() {
-                let Operand::Read(part) = part else {
-                    unreachable!("the others are read")
-                };
-                if k == 0 {
-                    sum.copy_from_slice(part);
-                } else {
-                    for (s, g) in sum.iter_mut().zip(part.iter()) {
-                        *s += g;
+            let part = |k: usize| match &parts[k] {
+                Operand::Read(part) => *part,
+                Operand::Write(_) => unreachable!("the others are read"),
+            };
+            // One pass over memory for the first two parts (the common two-shard step: the
+            // sum is memory-bound), the same additions in the same order as a copy then adds.
+            match parts.len() {
+                0 => {}
+                1 => sum.copy_from_slice(part(0)),
+                _ => {
+                    for ((s, a), b) in sum.iter_mut().zip(part(0)).zip(part(1)) {
+                        *s = a + b;
                     }
+                }
+            }
+            for k in 2..parts.len() {
+                for (s, g) in sum.iter_mut().zip(part(k)) {
+                    *s += g;
                 }
             }
         });
@@ -594,6 +649,7 @@ impl Network {
 mod tests {
     use super::*;
     use crate::manifest::{Alpha, Temperature};
+    use crate::train::optim::OptimizerSpec;
     use crate::train::spec::parse_layer;
     use rand::Rng;
 
@@ -743,6 +799,42 @@ mod tests {
 
     /// Shards are fixed by the batch size and every sum runs in a fixed order, so one thread
     /// and three give the same bits.
+    #[test]
+    fn the_optimiser_summing_the_shards_gives_the_bits_of_summing_first() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let batch = 3 * SHARD_ROWS + 11;
+        let x = Array2::from_shape_simple_fn((batch, 6), || rng.gen_range(-1.0f32..1.0));
+        let y: Vec<u32> = (0..batch).map(|i| (i % 3) as u32).collect();
+        let spec = specs(&["dense 9", "relu", "dense 3"]);
+        for optimizer in [
+            OptimizerSpec::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+            },
+            OptimizerSpec::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+        ] {
+            let mut fused = Network::build(&spec, &[6], 3, 1).unwrap();
+            let mut summed = Network::build(&spec, &[6], 3, 1).unwrap();
+            let mut fused_opt = Optimizer::new(optimizer, 5e-4);
+            let mut summed_opt = Optimizer::new(optimizer, 5e-4);
+            for _ in 0..3 {
+                fused.training_step(x.view(), &y, None, kd(0.0), false);
+                assert_eq!(fused.pending_parts, 4, "four shards left unsummed");
+                fused.update(&mut fused_opt, 0.1);
+                summed.training_step(x.view(), &y, None, kd(0.0), false);
+                let params = summed.params();
+                summed_opt.step(params, 0.1);
+            }
+            for (a, b) in fused.params().iter().zip(summed.params().iter()) {
+                assert_eq!(a.value, b.value, "{optimizer:?}");
+            }
+        }
+    }
+
     #[test]
     fn gradients_do_not_depend_on_the_thread_count() {
         let mut rng = ChaCha8Rng::seed_from_u64(4);

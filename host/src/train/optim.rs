@@ -38,6 +38,21 @@ impl Optimizer {
 
     /// One update of every parameter with its gradient, at learning rate `lr`.
     pub fn step(&mut self, params: Vec<ParamRef<'_>>, lr: f32) {
+        let updates = params
+            .into_iter()
+            .map(|p| Update {
+                value: p.value,
+                decay: p.decay,
+                parts: vec![&*p.grad],
+            })
+            .collect();
+        self.step_summing(updates, lr);
+    }
+
+    /// One update of every parameter, its gradient the sum of its `parts` (added in order,
+    /// element by element, as the update reads them: the shards' gradients are never written
+    /// out summed), at learning rate `lr`.
+    pub fn step_summing(&mut self, params: Vec<Update<'_>>, lr: f32) {
         if self.state.is_empty() {
             self.state = params
                 .iter()
@@ -52,60 +67,113 @@ impl Optimizer {
         }
         self.steps += 1;
         let wd = self.weight_decay;
+        let adam = matches!(self.spec, OptimizerSpec::AdamW { .. });
+        // Operands: value, first state, (second state), then the gradient's parts.
         let tensors = params
             .into_iter()
             .zip(&mut self.state)
             .map(|(p, (m, v))| {
                 let decay = if p.decay { wd } else { 0.0 };
-                let mut operands = vec![
-                    Operand::write(p.value),
-                    Operand::read(p.grad),
-                    Operand::write(m),
-                ];
-                if !v.is_empty() {
+                let mut operands = vec![Operand::write(p.value), Operand::write(m)];
+                if adam {
                     operands.push(Operand::write(v));
                 }
+                operands.extend(p.parts.into_iter().map(Operand::read));
                 (decay, operands)
             })
             .collect();
         match self.spec {
             OptimizerSpec::Sgd { momentum, nesterov } => {
                 elementwise::for_each_chunk(tensors, |&decay, operands| {
-                    let [Operand::Write(w), Operand::Read(g), Operand::Write(buf)] = operands
-                    else {
-                        unreachable!("SGD operands: value, gradient, momentum")
+                    let (state, parts) = operands.split_at_mut(2);
+                    let [Operand::Write(w), Operand::Write(buf)] = state else {
+                        unreachable!("SGD operands: value, momentum, gradient parts")
                     };
-                    for ((w, &g), buf) in w.iter_mut().zip(g.iter()).zip(buf.iter_mut()) {
-                        let g = g + decay * *w;
-                        *buf = momentum * *buf + g;
-                        let update = if nesterov { g + momentum * *buf } else { *buf };
-                        *w -= lr * update;
-                    }
+                    for_gradient_blocks(parts, |at, g| {
+                        let range = at..at + g.len();
+                        for ((w, &g), buf) in w[range.clone()]
+                            .iter_mut()
+                            .zip(g)
+                            .zip(buf[range].iter_mut())
+                        {
+                            let g = g + decay * *w;
+                            *buf = momentum * *buf + g;
+                            let update = if nesterov { g + momentum * *buf } else { *buf };
+                            *w -= lr * update;
+                        }
+                    });
                 });
             }
             OptimizerSpec::AdamW { beta1, beta2, eps } => {
                 let c1 = 1.0 - beta1.powi(self.steps);
                 let c2 = 1.0 - beta2.powi(self.steps);
                 elementwise::for_each_chunk(tensors, |&decay, operands| {
-                    let [Operand::Write(w), Operand::Read(g), Operand::Write(m1), Operand::Write(m2)] =
-                        operands
-                    else {
-                        unreachable!("AdamW operands: value, gradient, two moments")
+                    let (state, parts) = operands.split_at_mut(3);
+                    let [Operand::Write(w), Operand::Write(m1), Operand::Write(m2)] = state else {
+                        unreachable!("AdamW operands: value, two moments, gradient parts")
                     };
-                    for (((w, &g), m1), m2) in w
-                        .iter_mut()
-                        .zip(g.iter())
-                        .zip(m1.iter_mut())
-                        .zip(m2.iter_mut())
-                    {
-                        *w -= lr * decay * *w;
-                        *m1 = beta1 * *m1 + (1.0 - beta1) * g;
-                        *m2 = beta2 * *m2 + (1.0 - beta2) * g * g;
-                        *w -= lr * (*m1 / c1) / ((*m2 / c2).sqrt() + eps);
-                    }
+                    for_gradient_blocks(parts, |at, g| {
+                        let range = at..at + g.len();
+                        for (((w, &g), m1), m2) in w[range.clone()]
+                            .iter_mut()
+                            .zip(g)
+                            .zip(m1[range.clone()].iter_mut())
+                            .zip(m2[range].iter_mut())
+                        {
+                            *w -= lr * decay * *w;
+                            *m1 = beta1 * *m1 + (1.0 - beta1) * g;
+                            *m2 = beta2 * *m2 + (1.0 - beta2) * g * g;
+                            *w -= lr * (*m1 / c1) / ((*m2 / c2).sqrt() + eps);
+                        }
+                    });
                 });
             }
         }
+    }
+}
+
+/// A parameter to update: its value, whether weight decay applies, and its gradient as parts
+/// to add (one part: the gradient itself; several: the shards' of a batch, in shard order).
+pub struct Update<'a> {
+    pub value: &'a mut ArrayD<f32>,
+    pub decay: bool,
+    pub parts: Vec<&'a ArrayD<f32>>,
+}
+
+/// Values per block of [`for_gradient_blocks`]: a block of the gradient stays in L1.
+const GRADIENT_BLOCK: usize = 512;
+
+/// Calls `work(offset, gradient)` for consecutive blocks of a chunk, the gradient of each
+/// the sum of the blocks of `parts` (all `Operand::Read`), added in order.
+fn for_gradient_blocks(parts: &[Operand<'_>], mut work: impl FnMut(usize, &[f32])) {
+    fn read<'p>(o: &'p Operand<'_>) -> &'p [f32] {
+        match o {
+            Operand::Read(part) => part,
+            Operand::Write(_) => unreachable!("gradient parts are read"),
+        }
+    }
+    let first = read(&parts[0]);
+    if parts.len() == 1 {
+        work(0, first);
+        return;
+    }
+    let mut sum = [0f32; GRADIENT_BLOCK];
+    for at in (0..first.len()).step_by(GRADIENT_BLOCK) {
+        let end = (at + GRADIENT_BLOCK).min(first.len());
+        let block = &mut sum[..end - at];
+        for ((s, a), b) in block
+            .iter_mut()
+            .zip(&first[at..end])
+            .zip(&read(&parts[1])[at..end])
+        {
+            *s = a + b;
+        }
+        for part in &parts[2..] {
+            for (s, g) in block.iter_mut().zip(&read(part)[at..end]) {
+                *s += g;
+            }
+        }
+        work(at, block);
     }
 }
 
