@@ -708,6 +708,36 @@ fn manifest_errors_name_the_file_line_and_field() {
         "{line}"
     );
 
+    // A precision that is not one, named with the ones there are; bf16 accepted where the
+    // CPU has AVX512-BF16 and refused, at the field, where it has not.
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[("epochs = 4", "epochs = 4\nprecision = \"fp8\"")],
+    );
+    let line = error_line(&kdprune(&["check", p.to_str().unwrap()]));
+    assert!(
+        line.contains("manifest.toml:29:13:") && line.contains("expected `f32` or `bf16`"),
+        "{line}"
+    );
+    let p = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        RANDOM_PRUNE,
+        &[("epochs = 4", "epochs = 4\nprecision = \"bf16\"")],
+    );
+    let out = kdprune(&["check", p.to_str().unwrap()]);
+    if kdprune::train::gemm_bf16::available() {
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    } else {
+        assert!(
+            error_line(&out).contains("needs a CPU with AVX-512 BF16"),
+            "{}",
+            out.stderr
+        );
+    }
+
     // keep outside (0, 1], located at the value.
     let p = mnist_manifest(
         dir.path(),

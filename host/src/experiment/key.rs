@@ -40,6 +40,9 @@ pub struct StudentKey {
     /// Only when not the default (He), so keys from before it existed stay valid.
     #[serde(skip_serializing_if = "Option::is_none")]
     init: Option<serde_json::Value>,
+    /// Only when not f32, likewise.
+    #[serde(skip_serializing_if = "crate::train::gemm::Precision::is_f32")]
+    precision: crate::train::gemm::Precision,
 }
 
 fn json<T: Serialize>(value: &T) -> serde_json::Value {
@@ -60,6 +63,7 @@ impl StudentKey {
             clip_grad_norm: spec.clip_grad_norm,
             augment: json(&spec.augment),
             init: (spec.init != crate::train::spec::Init::He).then(|| json(&spec.init)),
+            precision: spec.precision,
         }
     }
 }

@@ -333,6 +333,9 @@ pub struct StudentSpec {
     /// How the weights are first drawn.
     #[serde(skip_serializing_if = "is_default_init")]
     pub init: crate::train::spec::Init,
+    /// Of the training steps' products (f32 unless `"bf16"`, on CPUs with AVX512-BF16).
+    #[serde(skip_serializing_if = "crate::train::gemm::Precision::is_f32")]
+    pub precision: crate::train::gemm::Precision,
     /// Save each cell's student as safetensors and ONNX under `<output>/students/`.
     pub save: bool,
 }
@@ -1368,6 +1371,21 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
         clip_grad_norm,
         augment,
         init: s.init.unwrap_or_default(),
+        precision: match &s.precision {
+            None => crate::train::gemm::Precision::F32,
+            Some(p) => {
+                let precision = *p.get_ref();
+                if precision == crate::train::gemm::Precision::Bf16
+                    && !crate::train::gemm_bf16::available()
+                {
+                    return Err(c.at(
+                        p.span(),
+                        "[student] precision = \"bf16\" needs a CPU with AVX-512 BF16 (vdpbf16ps), which this one lacks; use \"f32\" (the default)",
+                    ));
+                }
+                precision
+            }
+        },
         save: s.save,
     })
 }

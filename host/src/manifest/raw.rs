@@ -378,6 +378,7 @@ pub struct RawStudent {
     pub clip_grad_norm: Option<Spanned<f32>>,
     pub augment: Option<RawAugment>,
     pub init: Option<crate::train::spec::Init>,
+    pub precision: Option<Spanned<crate::train::gemm::Precision>>,
     #[serde(default)]
     pub save: bool,
 }

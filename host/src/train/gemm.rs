@@ -46,8 +46,37 @@ pub fn is_serial() -> bool {
     SERIAL.with(Cell::get)
 }
 
+/// The precision of a training step's products (`[student] precision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 operands and sums.
+    #[default]
+    F32,
+    /// Operands rounded to bf16, sums in f32 ([`super::gemm_bf16`]; AVX512-BF16 CPUs only).
+    Bf16,
+}
+
+impl Precision {
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
 /// `c = alpha · a · b + beta · c`, with `a` `[M, K]`, `b` `[K, N]`, `c` `[M, N]`.
 pub fn gemm(
+    alpha: f32,
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<'_, f32>,
+) {
+    gemm_in(Precision::F32, alpha, a, b, beta, c);
+}
+
+/// [`gemm`] in `precision`.
+pub fn gemm_in(
+    precision: Precision,
     alpha: f32,
     a: &ArrayView2<'_, f32>,
     b: &ArrayView2<'_, f32>,
@@ -59,6 +88,7 @@ pub fn gemm(
     assert_eq!(b.nrows(), k, "inner dimensions");
     assert_eq!(c.dim(), (m, n), "output shape");
     split(
+        precision,
         alpha,
         a.view(),
         b.view(),
@@ -73,6 +103,7 @@ pub fn gemm(
 }
 
 fn split(
+    precision: Precision,
     alpha: f32,
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,
@@ -83,7 +114,10 @@ fn split(
     let (m, k) = a.dim();
     let n = b.ncols();
     if parts <= 1 || m * n * k < MIN_SPLIT_WORK || (m < 2 && n < 2) {
-        leaf(alpha, a, b, beta, c);
+        match precision {
+            Precision::F32 => leaf(alpha, a, b, beta, c),
+            Precision::Bf16 => super::gemm_bf16::product(alpha, a, b, beta, c),
+        }
         return;
     }
     let first = parts / 2;
@@ -92,16 +126,16 @@ fn split(
         let (a1, a2) = a.split_at(Axis(0), rows);
         let (c1, c2) = c.split_at(Axis(0), rows);
         rayon::join(
-            || split(alpha, a1, b, beta, c1, first),
-            || split(alpha, a2, b, beta, c2, parts - first),
+            || split(precision, alpha, a1, b, beta, c1, first),
+            || split(precision, alpha, a2, b, beta, c2, parts - first),
         );
     } else {
         let cols = n * first / parts;
         let (b1, b2) = b.split_at(Axis(1), cols);
         let (c1, c2) = c.split_at(Axis(1), cols);
         rayon::join(
-            || split(alpha, a, b1, beta, c1, first),
-            || split(alpha, a, b2, beta, c2, parts - first),
+            || split(precision, alpha, a, b1, beta, c1, first),
+            || split(precision, alpha, a, b2, beta, c2, parts - first),
         );
     }
 }

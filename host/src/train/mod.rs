@@ -9,6 +9,7 @@ pub mod alpha_search;
 pub mod augment;
 pub mod elementwise;
 pub mod gemm;
+pub mod gemm_bf16;
 pub mod layers;
 pub mod loss;
 pub mod network;
@@ -180,6 +181,7 @@ pub fn train_observed(
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut model = Network::build_with_init(&spec.layers, data.sample_shape, c, seed, spec.init)
         .map_err(TrainError::Model)?;
+    model.set_precision(spec.precision);
     let mut opt = optim::Optimizer::new(spec.optimizer, spec.weight_decay);
     let batch = spec.batch_size.min(k);
     let steps_per_epoch = k.div_ceil(batch);
@@ -337,18 +339,36 @@ mod tests {
             alpha: Alpha::new(0.5).unwrap(),
             temperature: Temperature::new(4.0).unwrap(),
         };
-        let logits_with = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let (mut model, _) = train(&manifest.student, &set, kd, 3, None).unwrap();
-                model.forward(x.view(), Mode::Eval)
-            })
-        };
-        let one = logits_with(1);
-        assert_eq!(one, logits_with(3));
-        assert_eq!(one, logits_with(2));
+        // Unsharded batches with clipping; sharded ones whose optimiser sums the shards; in f32
+        // and, where the CPU has it, bf16.
+        let mut students = Vec::new();
+        for precision in [gemm::Precision::F32, gemm::Precision::Bf16] {
+            if precision == gemm::Precision::Bf16 && !gemm_bf16::available() {
+                eprintln!("bf16 skipped: no AVX512-BF16 on this CPU");
+                continue;
+            }
+            let mut sharded = manifest.student.clone();
+            sharded.batch_size = 150;
+            sharded.clip_grad_norm = None;
+            for mut student in [manifest.student.clone(), sharded] {
+                student.precision = precision;
+                students.push(student);
+            }
+        }
+        for student in &students {
+            let logits_with = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let (mut model, _) = train(student, &set, kd, 3, None).unwrap();
+                    model.forward(x.view(), Mode::Eval)
+                })
+            };
+            let one = logits_with(1);
+            assert_eq!(one, logits_with(3), "{:?}", student.precision);
+            assert_eq!(one, logits_with(2), "{:?}", student.precision);
+        }
     }
 }

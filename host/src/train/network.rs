@@ -295,6 +295,17 @@ impl Network {
     }
 
     /// Every parameter with its gradient, in a fixed order.
+    /// The precision of the products of training steps (every layer, replicas included).
+    pub fn set_precision(&mut self, precision: super::gemm::Precision) {
+        for layer in self
+            .layers
+            .iter_mut()
+            .chain(self.replicas.iter_mut().flatten())
+        {
+            layer.set_precision(precision);
+        }
+    }
+
     /// Every parameter with its gradient (the whole batch's: the shards' parts are summed
     /// first).
     pub fn params(&mut self) -> Vec<ParamRef<'_>> {

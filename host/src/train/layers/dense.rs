@@ -1,6 +1,6 @@
 //! Fully connected layer `y = x W + b`, `W` `[in, out]`.
 
-use crate::train::gemm::gemm;
+use crate::train::gemm::{gemm_in, Precision};
 use ndarray::{Array1, Array2, ArrayD, Axis, Ix2, IxDyn};
 use rand::Rng;
 
@@ -18,6 +18,8 @@ pub struct Dense {
     /// `[B, in]`, the input of the last training forward pass.
     input: Option<Array2<f32>>,
     input_grad: bool,
+    /// Of the training step's three products.
+    precision: Precision,
 }
 
 impl Dense {
@@ -33,6 +35,7 @@ impl Dense {
             w: SharedTensor::new(w),
             input: None,
             input_grad: true,
+            precision: Precision::F32,
         }
     }
 
@@ -79,7 +82,18 @@ impl Layer for Dense {
             .broadcast((x.nrows(), outputs))
             .expect("bias row repeats")
             .to_owned();
-        gemm(1.0, &x.view(), &self.w2().view(), 1.0, &mut y.view_mut());
+        let precision = match mode {
+            Mode::Train => self.precision,
+            Mode::Eval => Precision::F32,
+        };
+        gemm_in(
+            precision,
+            1.0,
+            &x.view(),
+            &self.w2().view(),
+            1.0,
+            &mut y.view_mut(),
+        );
         if mode == Mode::Train {
             self.input = Some(x);
         }
@@ -99,13 +113,21 @@ impl Layer for Dense {
             .view_mut()
             .into_dimensionality::<Ix2>()
             .expect("2-D");
-        gemm(1.0, &x.t().view(), &g.view(), 0.0, &mut gw.view_mut());
+        gemm_in(
+            self.precision,
+            1.0,
+            &x.t().view(),
+            &g.view(),
+            0.0,
+            &mut gw.view_mut(),
+        );
         self.gb.assign(&g.sum_axis(Axis(0)).into_dyn());
         if !self.input_grad {
             return ArrayD::zeros(IxDyn(&[0]));
         }
         let mut dx = Array2::<f32>::zeros(x.raw_dim());
-        gemm(
+        gemm_in(
+            self.precision,
             1.0,
             &g.view(),
             &self.w2().t().view(),
@@ -121,6 +143,10 @@ impl Layer for Dense {
 
     fn set_input_grad(&mut self, needed: bool) {
         self.input_grad = needed;
+    }
+
+    fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
     }
 
     fn params(&mut self) -> Vec<ParamRef<'_>> {

@@ -173,6 +173,9 @@ pub trait Layer: Send + CloneLayer {
     /// has no use for it, and for a first dense layer it would be a quarter of the step's
     /// work.
     fn set_input_grad(&mut self, _needed: bool) {}
+    /// The precision of the layer's products in training steps (evaluation stays f32, so that
+    /// a student scores as its ONNX export does).
+    fn set_precision(&mut self, _precision: crate::train::gemm::Precision) {}
     /// Sub-layers (for residual blocks), so that walks over the network reach them.
     fn children(&self) -> Vec<&dyn Layer> {
         Vec::new()
