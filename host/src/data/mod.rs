@@ -257,6 +257,14 @@ impl Normalisation {
     /// Applies the preprocessing to `features` `[N, D]`, returning a new `[N, D]` array.
     /// Call [`Normalisation::check`] first: it guarantees the means fit the sample shape.
     pub fn apply(&self, features: ArrayView2<'_, f32>) -> Array2<f32> {
+        let mut out = Array2::zeros((0, 0));
+        self.apply_into(features, &mut out);
+        out
+    }
+
+    /// [`Normalisation::apply`] into `out` (reshaped to `[N, D]` when its shape differs, else
+    /// reused: a teacher's batches neither allocate nor copy), the same values.
+    pub fn apply_into(&self, features: ArrayView2<'_, f32>, out: &mut Array2<f32>) {
         let d = features.ncols();
         let k = self.mean.len();
         let per_value: Vec<(f32, f32)> = if k == d {
@@ -271,13 +279,14 @@ impl Normalisation {
                 .collect()
         };
         let inv_scale = 1.0 / self.scale;
-        let mut out = features.to_owned();
-        for mut row in out.rows_mut() {
-            for (v, &(m, s)) in row.iter_mut().zip(&per_value) {
-                *v = (*v * inv_scale - m) / s;
+        if out.dim() != features.dim() {
+            *out = Array2::zeros(features.dim());
+        }
+        for (mut row, src) in out.rows_mut().into_iter().zip(features.rows()) {
+            for ((v, &x), &(m, s)) in row.iter_mut().zip(src.iter()).zip(&per_value) {
+                *v = (x * inv_scale - m) / s;
             }
         }
-        out
     }
 }
 

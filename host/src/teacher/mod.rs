@@ -239,6 +239,8 @@ pub struct Teacher<'a> {
     kind_checked: bool,
     /// Whether the teacher only labels whole sets (no online distillation beside training).
     bulk: bool,
+    /// The preprocessed batch `[B, D]`, reused from batch to batch.
+    batch_input: Array2<f32>,
 }
 
 impl<'a> Teacher<'a> {
@@ -263,6 +265,7 @@ impl<'a> Teacher<'a> {
             kind: (spec.output_kind != OutputKind::Auto).then_some(spec.output_kind),
             kind_checked: false,
             bulk: false,
+            batch_input: Array2::zeros((0, 0)),
         })
     }
 
@@ -550,14 +553,18 @@ impl<'a> Teacher<'a> {
     ) -> Result<Array2<f32>, TeacherError> {
         let spec = self.spec;
         let rows = raw.nrows();
-        let pre = spec.preprocess.apply(raw);
-        let features = pre
-            .as_slice()
-            .expect("apply returns a standard layout array");
-        let mut values = match self.start()? {
-            Live::Onnx(t) => t.run(features, rows)?,
-            Live::Plugin(t) => t.logits(features, rows, sample_shape, num_classes)?,
-        };
+        let mut pre = std::mem::replace(&mut self.batch_input, Array2::zeros((0, 0)));
+        spec.preprocess.apply_into(raw, &mut pre);
+        let live = self.start();
+        let values = live.and_then(|live| {
+            let features = pre.as_slice().expect("a standard layout array");
+            match live {
+                Live::Onnx(t) => t.run(features, rows),
+                Live::Plugin(t) => Ok(t.logits(features, rows, sample_shape, num_classes)?),
+            }
+        });
+        self.batch_input = pre;
+        let mut values = values?;
         let kind = match self.kind {
             Some(kind) => kind,
             None => {
