@@ -143,6 +143,19 @@ fn detach(replica: &mut [Box<dyn Layer>]) {
     }
 }
 
+/// Each replica's gradients, parameter by parameter in the order of `Network::params`.
+fn replica_gradients(replicas: &mut [Vec<Box<dyn Layer>>]) -> Vec<Vec<&ArrayD<f32>>> {
+    replicas
+        .iter_mut()
+        .map(|r| {
+            r.iter_mut()
+                .flat_map(|l| l.params())
+                .map(|p| -> &ArrayD<f32> { p.grad })
+                .collect()
+        })
+        .collect()
+}
+
 impl Network {
     /// [`Network::build`] with the parameters initialised as `init` says.
     pub fn build_with_init(
@@ -326,15 +339,7 @@ impl Network {
             optimizer.step(params, lr);
             return;
         }
-        let mut replicas: Vec<Vec<&ArrayD<f32>>> = self.replicas[..count]
-            .iter_mut()
-            .map(|r| {
-                r.iter_mut()
-                    .flat_map(|l| l.params())
-                    .map(|p| -> &ArrayD<f32> { p.grad })
-                    .collect()
-            })
-            .collect();
+        let mut replicas = replica_gradients(&mut self.replicas[..count]);
         let updates = self
             .layers
             .iter_mut()
@@ -480,15 +485,7 @@ impl Network {
     /// Sets the gradients of `layers` to the sum of those of the first `count` replicas,
     /// added in shard order.
     fn sum_replica_gradients(&mut self, count: usize) {
-        let mut replicas: Vec<Vec<&ArrayD<f32>>> = self.replicas[..count]
-            .iter_mut()
-            .map(|r| {
-                r.iter_mut()
-                    .flat_map(|l| l.params())
-                    .map(|p| -> &ArrayD<f32> { p.grad })
-                    .collect()
-            })
-            .collect();
+        let mut replicas = replica_gradients(&mut self.replicas[..count]);
         let tensors = self
             .layers
             .iter_mut()
