@@ -1,5 +1,6 @@
-//! 2-D convolution (square kernel, stride, zero padding) by im2col and one matrix product for
-//! the whole batch.
+//! 2-D convolution (square kernel, stride, zero padding): directly ([`super::conv_direct`])
+//! when the stride is 1 and the CPU has AVX-512, otherwise by im2col and one matrix product for
+//! the whole batch, as below.
 //!
 //! Input `[B, C, H, W]`, weight `[O, C, K, K]` (PyTorch's layout), output `[B, O, OH, OW]`
 //! with `OH = (H + 2P - K) / S + 1`. The im2col matrix of the batch is `[C·K·K, B·OH·OW]`
@@ -14,6 +15,7 @@ use ndarray::parallel::prelude::*;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis, IxDyn};
 use rand::Rng;
 
+use super::conv_direct::Direct;
 use super::{Layer, Mode, ParamRef, SharedTensor};
 use crate::train::gemm::{self, gemm};
 use crate::train::onnx_export::{Attr, GraphBuilder};
@@ -44,6 +46,14 @@ pub struct Conv2d {
     /// (used by the same-size, stride-1 path of im2col and col2im).
     column_masks: Vec<u8>,
     input_grad: bool,
+    /// The direct path, where it applies; then `padded` holds the last forward pass's input
+    /// zero-padded (`[B, C, H + 2P, W + 2P]` and zeros; while `cols_pending`), and
+    /// `grad_scratch` and `dx_scratch` the output gradient in the layouts of the weight and
+    /// input gradients.
+    direct: Option<Direct>,
+    padded: Vec<f32>,
+    grad_scratch: Vec<f32>,
+    dx_scratch: Vec<f32>,
 }
 
 /// `buffer`, reshaped to `shape` (reallocated, zero-filled, only when the shape changes).
@@ -107,8 +117,19 @@ impl Conv2d {
             dcols: Array2::zeros((0, 0)),
             column_masks: Vec::new(),
             input_grad: true,
+            direct: Direct::new(in_shape, out_channels, kernel, stride, padding),
+            padded: Vec::new(),
+            grad_scratch: Vec::new(),
+            dx_scratch: Vec::new(),
         }
         .with_column_masks()
+    }
+
+    /// The same layer on the im2col path (to check the direct path against it).
+    #[cfg(test)]
+    fn without_direct(mut self) -> Self {
+        self.direct = None;
+        self
     }
 
     fn with_column_masks(mut self) -> Self {
@@ -299,6 +320,21 @@ impl Layer for Conv2d {
         let [c, h, w] = self.in_shape;
         let (oh, ow) = self.out_hw();
         let (o, hw) = (self.out_channels, oh * ow);
+        if let Some(direct) = self.direct {
+            let mut padded = std::mem::take(&mut self.padded);
+            direct.pad_input(x.as_slice().expect("standard layout"), &mut padded);
+            let mut y = vec![0.0f32; batch * o * hw];
+            direct.forward(
+                &padded,
+                self.w.as_slice().expect("weight is contiguous"),
+                self.b.as_ref().map(|b| b.as_slice().expect("bias is contiguous")),
+                &mut y,
+            );
+            self.padded = padded;
+            self.cols_pending = mode == Mode::Train;
+            return ArrayD::from_shape_vec(IxDyn(&[batch, o, oh, ow]), y)
+                .expect("one value per output");
+        }
         let ckk = c * self.kernel * self.kernel;
         let images = x
             .view()
@@ -358,6 +394,30 @@ impl Layer for Conv2d {
         let (o, hw) = (self.out_channels, oh * ow);
         let [c, h, w] = self.in_shape;
         let grad = grad.as_standard_layout();
+        if let Some(direct) = self.direct {
+            let g = grad.as_slice().expect("standard layout");
+            direct.weight_grad(
+                &self.padded,
+                g,
+                &mut self.grad_scratch,
+                self.gw.as_slice_mut().expect("weight gradient is contiguous"),
+                self.gb
+                    .as_mut()
+                    .map(|gb| gb.as_slice_mut().expect("bias gradient is contiguous")),
+            );
+            if !self.input_grad {
+                return ArrayD::zeros(IxDyn(&[0]));
+            }
+            let mut dx = vec![0.0f32; batch * c * h * w];
+            direct.input_grad(
+                g,
+                self.w.as_slice().expect("weight is contiguous"),
+                &mut self.dx_scratch,
+                &mut dx,
+            );
+            return ArrayD::from_shape_vec(IxDyn(&[batch, c, h, w]), dx)
+                .expect("one value per input");
+        }
         let g = grad
             .view()
             .into_shape_with_order((batch, o, hw))
@@ -493,5 +553,71 @@ impl Layer for Conv2d {
                 ("pads", Attr::Ints(vec![p, p, p, p])),
             ],
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn close(a: &ArrayD<f32>, b: &ArrayD<f32>, what: &str) {
+        assert_eq!(a.shape(), b.shape(), "{what}");
+        let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 * scale, "{what}: {x} vs {y}");
+        }
+    }
+
+    /// Forward pass, input gradient and parameter gradients of `layer` on `x` and `g`.
+    fn pass(layer: &mut Conv2d, x: &ArrayD<f32>, g: &ArrayD<f32>) -> Vec<ArrayD<f32>> {
+        let y = layer.forward(x.clone(), Mode::Train);
+        let dx = layer.backward(g.clone());
+        let mut out = vec![y, dx, layer.gw.clone()];
+        out.extend(layer.gb.clone());
+        out
+    }
+
+    #[test]
+    fn the_direct_path_computes_what_im2col_computes_and_the_same_bits_on_any_thread_count() {
+        if !super::super::conv_direct::available() {
+            eprintln!("skipped: no AVX-512 on this CPU");
+            return;
+        }
+        // (input [C, H, W], out channels, kernel, padding, bias): the CNN's two layers, no
+        // padding, a 5 × 5 kernel, 1 × 1, padding that grows the output, channel counts that
+        // leave remainders in every block.
+        let cases = [
+            ([1, 28, 28], 16, 3, 1, false),
+            ([16, 14, 14], 32, 3, 1, true),
+            ([3, 7, 9], 5, 3, 0, true),
+            ([2, 6, 5], 19, 5, 2, false),
+            ([4, 5, 5], 3, 1, 0, true),
+            ([3, 8, 8], 10, 3, 2, true),
+        ];
+        for (in_shape, out, k, p, bias) in cases {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+            let mut direct = Conv2d::new(in_shape, out, k, 1, p, bias, &mut rng);
+            assert!(direct.direct.is_some());
+            if let Some(b) = direct.b.as_mut() {
+                b.get_mut().mapv_inplace(|_| rng.gen_range(-0.5..0.5));
+            }
+            let mut im2col = direct.clone().without_direct();
+            let batch = 3;
+            let x = ArrayD::from_shape_simple_fn(IxDyn(&[batch, in_shape[0], in_shape[1], in_shape[2]]), || {
+                rng.gen_range(-1.0..1.0)
+            });
+            let mut shape = vec![batch];
+            shape.extend(direct.output_shape());
+            let g = ArrayD::from_shape_simple_fn(IxDyn(&shape), || rng.gen_range(-1.0..1.0));
+            let want = pass(&mut im2col, &x, &g);
+            let got = pass(&mut direct, &x, &g);
+            let what = format!("{in_shape:?} → {out}, k{k} p{p}");
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                close(a, b, &format!("{what}, output {i}"));
+            }
+            let one_core = crate::train::gemm::serial(|| pass(&mut direct, &x, &g));
+            assert_eq!(got, one_core, "{what}: the same bits split over cores or not");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! the same shape, set by each `backward`.
 
 mod conv;
+mod conv_direct;
 mod dense;
 mod norm;
 mod pool;

@@ -1,0 +1,641 @@
+//! Stride-1 convolutions computed directly on AVX-512, without an im2col matrix: the forward
+//! pass, the input gradient and the weight gradient of [`super::Conv2d`] when its stride is 1,
+//! its padding below its kernel size and the CPU has AVX-512 F.
+//!
+//! Why not im2col and a product: for the CNN benchmark's second convolution (16 → 32
+//! channels, 3 × 3, 14 × 14) the im2col matrix of a 64-image shard is 7 MB, 144 rows of
+//! 12 544 columns, written and read again by every step, and the `gemm` crate runs its thin
+//! products at 39–60 % of its 1024³ rate (docs/performance.md). Here every product reads the
+//! padded image (16 KB) and the packed weights (18 KB) from L1.
+//!
+//! The "wide" layout: an image is zero-padded to `[C, Hp, Wp]`; output position `(oy, ox)` is
+//! computed at flat index `p = oy·Wp + ox` of a `[O, ⌈OH·Wp⌉₁₆]` buffer, so that kernel tap
+//! `(ky, kx)` of channel `c` reads the padded input at the single shift
+//! `c·Hp·Wp + ky·Wp + kx + p`: 16 consecutive outputs of one channel are one unaligned vector
+//! load per tap. Lanes with `ox ≥ OW` read across a row's end and are dropped when the wide
+//! buffer is compacted into `[O, OH, OW]`; padded buffers end with zeros so that every such
+//! read stays inside them.
+//!
+//! - forward: `y[o, p] = b[o] + Σ_{c,ky,kx} x̃[c, p + ky·Wp + kx] · w[o, c, ky, kx]`, blocks of
+//!   8 output channels × 3 vectors of positions (24 accumulators, weights broadcast);
+//! - input gradient: the same kernel on the output gradient padded by `K − 1 − P`, with the
+//!   weights flipped and their channel axes swapped;
+//! - weight gradient: `dw[o, c, ky, kx] = Σ_b Σ_p g̃[b, o, p] · x̃[b, c, p + ky·Wp + kx]` (`g̃`
+//!   zero where `ox ≥ OW`), blocks of 4 output channels × 6 taps of vector accumulators,
+//!   summed over the batch's images in order and over lanes at the end.
+//!
+//! Every output element is one kernel's sum in a fixed order, whatever the thread count.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+/// Output channels × vectors of positions of a forward block.
+const FWD_CHANNELS: usize = 8;
+const FWD_VECTORS: usize = 3;
+/// Output channels × taps of a weight-gradient block.
+const WGRAD_CHANNELS: usize = 4;
+const WGRAD_TAPS: usize = 6;
+/// f32 lanes of a zmm register.
+const LANES: usize = 16;
+/// Images whose weight-gradient partial sums are carried in registers before they are stored:
+/// a group's padded inputs and gradients stay in L2 while every block passes over them.
+const WGRAD_GROUP: usize = 8;
+
+/// Whether this CPU runs the direct convolutions (AVX-512 F).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The geometry of one stride-1 convolution: input `[C, H, W]`, `O` output channels, kernel
+/// `K × K`, padding `P < K`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Direct {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub out_channels: usize,
+    pub kernel: usize,
+    pub padding: usize,
+}
+
+/// A convolution of padded planes `[in, Hp, Wp]` into `[out, Hp − K + 1, Wp − K + 1]`, with
+/// weights packed as `[in·K·K, out]`.
+#[derive(Debug, Clone, Copy)]
+struct Wide {
+    in_channels: usize,
+    out_channels: usize,
+    kernel: usize,
+    hp: usize,
+    wp: usize,
+}
+
+impl Wide {
+    fn out_hw(&self) -> (usize, usize) {
+        (self.hp + 1 - self.kernel, self.wp + 1 - self.kernel)
+    }
+
+    /// Length of a wide output plane: `OH·Wp` rounded up to whole vectors.
+    fn wide_len(&self) -> usize {
+        (self.out_hw().0 * self.wp).div_ceil(LANES) * LANES
+    }
+
+    fn image_len(&self) -> usize {
+        self.in_channels * self.hp * self.wp
+    }
+
+    /// Flat offset of each tap `(c, ky, kx)` in a padded image, in weight-row order.
+    fn taps(&self) -> Vec<usize> {
+        let k = self.kernel;
+        (0..self.in_channels * k * k)
+            .map(|t| {
+                let (c, ky, kx) = (t / (k * k), t / k % k, t % k);
+                (c * self.hp + ky) * self.wp + kx
+            })
+            .collect()
+    }
+
+    /// `out [B, O, OH, OW]` = `bias` + the convolution of `padded` (B padded images and the
+    /// zeros of [`pad_into`]) with `packed` `[in·K·K, O]`. Images are spread over the cores
+    /// unless the caller is a shard.
+    fn run(&self, padded: &[f32], packed: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+        let (oh, ow) = self.out_hw();
+        let plane = oh * ow;
+        let per_image = self.out_channels * plane;
+        let batch = out.len() / per_image.max(1);
+        assert_eq!(out.len(), batch * per_image, "wide conv output");
+        assert!(padded.len() >= batch * self.image_len() + self.slack(), "padded input");
+        assert_eq!(packed.len(), self.taps().len() * self.out_channels, "packed weights");
+        if let Some(bias) = bias {
+            assert_eq!(bias.len(), self.out_channels, "bias");
+        }
+        let taps = self.taps();
+        let one = |b: usize, image_out: &mut [f32]| {
+            WIDE.with(|wide| {
+                let mut wide = wide.borrow_mut();
+                wide.resize(self.out_channels * self.wide_len(), 0.0);
+                let input = &padded[b * self.image_len()..];
+                self.image(input, &taps, packed, bias, &mut wide);
+                for (o, to) in image_out.chunks_exact_mut(plane).enumerate() {
+                    let from = &wide[o * self.wide_len()..];
+                    copy_rows(from, self.wp, to, ow, oh, ow);
+                }
+            })
+        };
+        if crate::train::gemm::is_serial() {
+            for (b, image_out) in out.chunks_exact_mut(per_image).enumerate() {
+                one(b, image_out);
+            }
+        } else {
+            out.par_chunks_exact_mut(per_image)
+                .enumerate()
+                .for_each(|(b, image_out)| one(b, image_out));
+        }
+    }
+
+    /// Zeros a padded buffer needs past its last image so that the wide lanes' reads stay in
+    /// it: the last vector of a plane starts below `OH·Wp` and the largest tap shift is
+    /// `(K − 1)·(Wp + 1)`, so `K + 15` values (see the module doc).
+    fn slack(&self) -> usize {
+        self.kernel + LANES - 1
+    }
+
+    /// One image: `wide [O, wide_len]` from `input` (its padded image first).
+    fn image(
+        &self,
+        input: &[f32],
+        taps: &[usize],
+        packed: &[f32],
+        bias: Option<&[f32]>,
+        wide: &mut [f32],
+    ) {
+        let wide_len = self.wide_len();
+        let vectors = wide_len / LANES;
+        // Every read: the largest tap plus the last lane of the plane.
+        let last_read = taps.last().copied().unwrap_or(0) + wide_len;
+        assert!(input.len() >= last_read, "padded image too short");
+        assert!(wide.len() >= self.out_channels * wide_len);
+        let zeros = [0.0f32; FWD_CHANNELS];
+        for o0 in (0..self.out_channels).step_by(FWD_CHANNELS) {
+            let channels = FWD_CHANNELS.min(self.out_channels - o0);
+            let mut init = zeros;
+            if let Some(bias) = bias {
+                init[..channels].copy_from_slice(&bias[o0..o0 + channels]);
+            }
+            for v0 in (0..vectors).step_by(FWD_VECTORS) {
+                let count = FWD_VECTORS.min(vectors - v0);
+                let block = ForwardBlock {
+                    input,
+                    taps,
+                    packed: &packed[o0..],
+                    packed_stride: self.out_channels,
+                    init: &init,
+                    position: v0 * LANES,
+                    out_stride: wide_len,
+                };
+                let out = &mut wide[o0 * wide_len..];
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Conv2d` builds a `Direct` only where `available()` (AVX-512 F).
+                unsafe {
+                    kernel::forward(&block, channels, count, out)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = (block, out, count);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// A wide output plane set of one image, kept between calls on this thread.
+    static WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One forward block's operands: `out[r·out_stride + position + i]` for `r` < channels, `i` <
+/// 16·vectors is `init[r] + Σ_t input[taps[t] + position + i] · packed[t·packed_stride + r]`.
+struct ForwardBlock<'a> {
+    input: &'a [f32],
+    taps: &'a [usize],
+    packed: &'a [f32],
+    packed_stride: usize,
+    init: &'a [f32; FWD_CHANNELS],
+    position: usize,
+    out_stride: usize,
+}
+
+/// `src [B, ch, h, w]` zero-padded by `q` on every side into `dst` `[B, ch, h + 2q, w + 2q]`,
+/// followed by `slack` zeros.
+fn pad_into(src: &[f32], ch: usize, h: usize, w: usize, q: usize, slack: usize, dst: &mut Vec<f32>) {
+    let (hp, wp) = (h + 2 * q, w + 2 * q);
+    let planes = src.len() / (h * w).max(1);
+    assert_eq!(planes * h * w, src.len());
+    assert!(planes.is_multiple_of(ch.max(1)));
+    dst.resize(planes * hp * wp + slack, 0.0);
+    let fill = |(from, to): (&[f32], &mut [f32])| {
+        to.fill(0.0);
+        copy_rows(from, w, &mut to[q * wp + q..], wp, h, w);
+    };
+    let (body, tail) = dst.split_at_mut(planes * hp * wp);
+    tail.fill(0.0);
+    if crate::train::gemm::is_serial() {
+        src.chunks_exact(h * w)
+            .zip(body.chunks_exact_mut(hp * wp))
+            .for_each(fill);
+    } else {
+        src.par_chunks_exact(h * w)
+            .zip(body.par_chunks_exact_mut(hp * wp))
+            .for_each(fill);
+    }
+}
+
+/// `rows` rows of `width` values from `src` (rows `src_stride` apart) to `dst` (rows
+/// `dst_stride` apart): masked vector copies, where a `copy_from_slice` per row would call
+/// `memcpy` for 14 values.
+fn copy_rows(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize, rows: usize, width: usize) {
+    if rows == 0 || width == 0 {
+        return;
+    }
+    assert!(width <= src_stride && width <= dst_stride);
+    assert!(src.len() >= (rows - 1) * src_stride + width && dst.len() >= (rows - 1) * dst_stride + width);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: only `Direct`'s methods call this, and a `Direct` exists only where
+    // `available()` (AVX-512 F); the bounds are asserted above.
+    unsafe {
+        kernel::copy_rows(src, src_stride, dst, dst_stride, rows, width)
+    };
+}
+
+/// The sum of `values` (a multiple of 16 long) in a fixed order: 16 lanes, then across them.
+fn sum(values: &[f32]) -> f32 {
+    assert!(values.len().is_multiple_of(LANES));
+    let mut lanes = [0.0f32; LANES];
+    for chunk in values.chunks_exact(LANES) {
+        for (l, &v) in lanes.iter_mut().zip(chunk) {
+            *l += v;
+        }
+    }
+    lanes.iter().sum()
+}
+
+impl Direct {
+    /// The direct path of a convolution, where it applies (stride 1, padding below the
+    /// kernel, AVX-512 F); `None` sends the layer to im2col.
+    pub fn new(in_shape: [usize; 3], out: usize, kernel: usize, stride: usize, padding: usize) -> Option<Self> {
+        let [channels, height, width] = in_shape;
+        (stride == 1 && padding < kernel && height + 2 * padding >= kernel && width + 2 * padding >= kernel && available()).then_some(Self {
+            channels,
+            height,
+            width,
+            out_channels: out,
+            kernel,
+            padding,
+        })
+    }
+
+    fn forward_wide(&self) -> Wide {
+        Wide {
+            in_channels: self.channels,
+            out_channels: self.out_channels,
+            kernel: self.kernel,
+            hp: self.height + 2 * self.padding,
+            wp: self.width + 2 * self.padding,
+        }
+    }
+
+    /// The input gradient's convolution: over the output gradient padded by `K − 1 − P`.
+    fn backward_wide(&self) -> Wide {
+        let (oh, ow) = self.forward_wide().out_hw();
+        let q = self.kernel - 1 - self.padding;
+        Wide {
+            in_channels: self.out_channels,
+            out_channels: self.channels,
+            kernel: self.kernel,
+            hp: oh + 2 * q,
+            wp: ow + 2 * q,
+        }
+    }
+
+    /// `(OH, OW)`.
+    pub fn out_hw(&self) -> (usize, usize) {
+        self.forward_wide().out_hw()
+    }
+
+    /// Images `[B, C, H, W]` zero-padded into `padded` (kept by the layer for the weight
+    /// gradient).
+    pub fn pad_input(&self, images: &[f32], padded: &mut Vec<f32>) {
+        let wide = self.forward_wide();
+        pad_into(images, self.channels, self.height, self.width, self.padding, wide.slack(), padded);
+    }
+
+    /// `y [B, O, OH, OW]` from `padded` (of [`Self::pad_input`]) and the weights `w [O, C, K,
+    /// K]`, `bias [O]`.
+    pub fn forward(&self, padded: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+        let (o, k) = (self.out_channels, self.kernel);
+        let taps = self.channels * k * k;
+        assert_eq!(w.len(), o * taps, "conv weight");
+        // [O, C·K·K] → [C·K·K, O].
+        let mut packed = vec![0.0f32; w.len()];
+        for (oc, row) in w.chunks_exact(taps).enumerate() {
+            for (t, &v) in row.iter().enumerate() {
+                packed[t * o + oc] = v;
+            }
+        }
+        self.forward_wide().run(padded, &packed, bias, y);
+    }
+
+    /// `dx [B, C, H, W]` from the output gradient `grad [B, O, OH, OW]`; `scratch` holds the
+    /// padded gradient.
+    pub fn input_grad(&self, grad: &[f32], w: &[f32], scratch: &mut Vec<f32>, dx: &mut [f32]) {
+        let (c, o, k) = (self.channels, self.out_channels, self.kernel);
+        assert_eq!(w.len(), o * c * k * k, "conv weight");
+        let wide = self.backward_wide();
+        let (oh, ow) = self.out_hw();
+        let q = k - 1 - self.padding;
+        pad_into(grad, o, oh, ow, q, wide.slack(), scratch);
+        // packed[(oc, ky', kx')][ci] = w[oc, ci, K−1−ky', K−1−kx'].
+        let mut packed = vec![0.0f32; w.len()];
+        for oc in 0..o {
+            for ci in 0..c {
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let tap = (oc * k + (k - 1 - ky)) * k + (k - 1 - kx);
+                        packed[tap * c + ci] = w[((oc * c + ci) * k + ky) * k + kx];
+                    }
+                }
+            }
+        }
+        wide.run(scratch, &packed, None, dx);
+    }
+
+    /// `gw [O, C, K, K]` (and `gb [O]`) from `padded` (the forward pass's) and `grad [B, O,
+    /// OH, OW]`; `scratch` holds the gradient in the wide layout.
+    pub fn weight_grad(
+        &self,
+        padded: &[f32],
+        grad: &[f32],
+        scratch: &mut Vec<f32>,
+        gw: &mut [f32],
+        gb: Option<&mut [f32]>,
+    ) {
+        let wide = self.forward_wide();
+        let o = self.out_channels;
+        let (oh, ow) = wide.out_hw();
+        let (wide_len, plane) = (wide.wide_len(), oh * ow);
+        let batch = grad.len() / (o * plane).max(1);
+        assert_eq!(grad.len(), batch * o * plane, "conv output gradient");
+        assert!(padded.len() >= batch * wide.image_len() + wide.slack(), "padded input");
+        let taps = wide.taps();
+        assert_eq!(gw.len(), o * taps.len(), "conv weight gradient");
+        // [B, O, OH, OW] → [B, O, wide_len], zero where ox ≥ OW and past OH·Wp.
+        scratch.resize(batch * o * wide_len, 0.0);
+        for (from, to) in grad.chunks_exact(plane).zip(scratch.chunks_exact_mut(wide_len)) {
+            to.fill(0.0);
+            copy_rows(from, ow, to, wide.wp, oh, ow);
+        }
+        if let Some(gb) = gb {
+            gb.fill(0.0);
+            for (i, plane) in scratch.chunks_exact(wide_len).enumerate() {
+                gb[i % o] += sum(plane);
+            }
+        }
+        let grad_wide: &[f32] = scratch;
+        let blocks: Vec<(usize, usize)> = (0..o)
+            .step_by(WGRAD_CHANNELS)
+            .flat_map(|o0| (0..taps.len()).step_by(WGRAD_TAPS).map(move |t0| (o0, t0)))
+            .collect();
+        let ntaps = taps.len();
+        let image_len = wide.image_len();
+        // The sums of one block, `[channels][taps]`, each over every image in order.
+        let block_sums = |&(o0, t0): &(usize, usize)| -> Vec<f32> {
+            let channels = WGRAD_CHANNELS.min(o - o0);
+            let count = WGRAD_TAPS.min(ntaps - t0);
+            let mut partial = vec![0.0f32; WGRAD_CHANNELS * WGRAD_TAPS * LANES];
+            for b0 in (0..batch).step_by(WGRAD_GROUP) {
+                let block = WeightBlock {
+                    inputs: padded,
+                    image_len,
+                    taps: &taps[t0..t0 + count],
+                    grads: &grad_wide[o0 * wide_len..],
+                    grad_image_len: o * wide_len,
+                    grad_stride: wide_len,
+                    images: b0..(b0 + WGRAD_GROUP).min(batch),
+                    vectors: wide_len / LANES,
+                };
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `Conv2d` builds a `Direct` only where `available()` (AVX-512 F).
+                unsafe {
+                    kernel::weight_grad(&block, channels, count, &mut partial)
+                };
+                #[cfg(not(target_arch = "x86_64"))]
+                let _ = block;
+            }
+            (0..channels * count)
+                .map(|i| {
+                    let (r, t) = (i / count, i % count);
+                    partial[(r * WGRAD_TAPS + t) * LANES..][..LANES].iter().sum()
+                })
+                .collect()
+        };
+        let sums: Vec<Vec<f32>> = if crate::train::gemm::is_serial() {
+            blocks.iter().map(block_sums).collect()
+        } else {
+            blocks.par_iter().map(block_sums).collect()
+        };
+        for (&(o0, t0), sums) in blocks.iter().zip(&sums) {
+            let count = WGRAD_TAPS.min(ntaps - t0);
+            for (i, &s) in sums.iter().enumerate() {
+                gw[(o0 + i / count) * ntaps + t0 + i % count] = s;
+            }
+        }
+    }
+}
+
+/// One weight-gradient block's operands: for `r` < channels and tap `t`, lane `l` of
+/// `partial[r][t]` gains `Σ_{b ∈ images} Σ_v grads[b·grad_image_len + r·grad_stride + 16v + l]
+/// · inputs[b·image_len + taps[t] + 16v + l]`.
+struct WeightBlock<'a> {
+    inputs: &'a [f32],
+    image_len: usize,
+    taps: &'a [usize],
+    grads: &'a [f32],
+    grad_image_len: usize,
+    grad_stride: usize,
+    images: std::ops::Range<usize>,
+    vectors: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+mod kernel {
+    use std::arch::x86_64::*;
+
+    use super::{ForwardBlock, WeightBlock, FWD_CHANNELS, FWD_VECTORS, LANES, WGRAD_CHANNELS, WGRAD_TAPS};
+
+    /// See [`super::copy_rows`], which checks the bounds.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F; `src` and `dst` hold every row.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn copy_rows(
+        src: &[f32],
+        src_stride: usize,
+        dst: &mut [f32],
+        dst_stride: usize,
+        rows: usize,
+        width: usize,
+    ) {
+        let tail = width % LANES;
+        let mask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
+        for row in 0..rows {
+            // SAFETY: row < rows and every access is below row·stride + width (the caller's
+            // bounds); the tail is masked.
+            unsafe {
+                let from = src.as_ptr().add(row * src_stride);
+                let to = dst.as_mut_ptr().add(row * dst_stride);
+                let mut i = 0;
+                while i + LANES <= width {
+                    _mm512_storeu_ps(to.add(i), _mm512_loadu_ps(from.add(i)));
+                    i += LANES;
+                }
+                if tail != 0 {
+                    _mm512_mask_storeu_ps(to.add(i), mask, _mm512_maskz_loadu_ps(mask, from.add(i)));
+                }
+            }
+        }
+    }
+
+    /// Runs one forward block of `channels` ≤ 8 output channels and `vectors` ≤ 3.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn forward(block: &ForwardBlock<'_>, channels: usize, vectors: usize, out: &mut [f32]) {
+        macro_rules! by_vectors {
+            ($r:literal) => {
+                match vectors {
+                    3 => forward_of::<$r, 3>(block, out),
+                    2 => forward_of::<$r, 2>(block, out),
+                    _ => forward_of::<$r, 1>(block, out),
+                }
+            };
+        }
+        match channels {
+            8 => by_vectors!(8),
+            7 => by_vectors!(7),
+            6 => by_vectors!(6),
+            5 => by_vectors!(5),
+            4 => by_vectors!(4),
+            3 => by_vectors!(3),
+            2 => by_vectors!(2),
+            _ => by_vectors!(1),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn forward_of<const R: usize, const V: usize>(block: &ForwardBlock<'_>, out: &mut [f32]) {
+        assert!(R <= FWD_CHANNELS && V <= FWD_VECTORS);
+        let ntaps = block.taps.len();
+        let last_tap = block.taps.iter().copied().max().unwrap_or(0);
+        assert!(block.input.len() >= last_tap + block.position + V * LANES, "forward block reads");
+        assert!(ntaps == 0 || block.packed.len() > (ntaps - 1) * block.packed_stride + R - 1);
+        assert!(out.len() >= (R - 1) * block.out_stride + block.position + V * LANES);
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            *acc = [_mm512_set1_ps(block.init[r]); V];
+        }
+        let input = block.input.as_ptr();
+        let packed = block.packed.as_ptr();
+        for (t, &tap) in block.taps.iter().enumerate() {
+            // SAFETY: tap + position + V·16 ≤ input.len() and the packed index
+            // t·stride + r ≤ (ntaps − 1)·stride + R − 1 < packed.len() (asserted above);
+            // loads are unaligned.
+            unsafe {
+                let from = input.add(tap + block.position);
+                let mut x = [_mm512_setzero_ps(); V];
+                for (v, x) in x.iter_mut().enumerate() {
+                    *x = _mm512_loadu_ps(from.add(v * LANES));
+                }
+                let weights = packed.add(t * block.packed_stride);
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let w = _mm512_set1_ps(*weights.add(r));
+                    for (a, &x) in acc.iter_mut().zip(&x) {
+                        *a = _mm512_fmadd_ps(w, x, *a);
+                    }
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (v, &a) in acc.iter().enumerate() {
+                // SAFETY: inside `out` (asserted above); the store is unaligned.
+                unsafe {
+                    _mm512_storeu_ps(
+                        out.as_mut_ptr().add(r * block.out_stride + block.position + v * LANES),
+                        a,
+                    )
+                };
+            }
+        }
+    }
+
+    /// Adds one weight-gradient block of `channels` ≤ 4 output channels and `taps` ≤ 6 into
+    /// `partial` `[4][6][16]`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn weight_grad(block: &WeightBlock<'_>, channels: usize, taps: usize, partial: &mut [f32]) {
+        macro_rules! by_taps {
+            ($r:literal) => {
+                match taps {
+                    6 => weight_grad_of::<$r, 6>(block, partial),
+                    5 => weight_grad_of::<$r, 5>(block, partial),
+                    4 => weight_grad_of::<$r, 4>(block, partial),
+                    3 => weight_grad_of::<$r, 3>(block, partial),
+                    2 => weight_grad_of::<$r, 2>(block, partial),
+                    _ => weight_grad_of::<$r, 1>(block, partial),
+                }
+            };
+        }
+        match channels {
+            4 => by_taps!(4),
+            3 => by_taps!(3),
+            2 => by_taps!(2),
+            _ => by_taps!(1),
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn weight_grad_of<const R: usize, const T: usize>(block: &WeightBlock<'_>, partial: &mut [f32]) {
+        assert!(R <= WGRAD_CHANNELS && T <= WGRAD_TAPS && block.taps.len() == T);
+        assert!(partial.len() >= WGRAD_CHANNELS * WGRAD_TAPS * LANES);
+        let span = block.vectors * LANES;
+        if block.images.is_empty() {
+            return;
+        }
+        let last = block.images.end - 1;
+        let last_tap = block.taps.iter().copied().max().unwrap_or(0);
+        assert!(block.inputs.len() >= last * block.image_len + last_tap + span, "weight block reads inputs");
+        assert!(block.grads.len() >= last * block.grad_image_len + (R - 1) * block.grad_stride + span, "weight block reads gradients");
+        let mut acc = [[_mm512_setzero_ps(); T]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (t, a) in acc.iter_mut().enumerate() {
+                // SAFETY: (r·6 + t + 1)·16 ≤ partial.len() (asserted); unaligned.
+                *a = unsafe { _mm512_loadu_ps(partial.as_ptr().add((r * WGRAD_TAPS + t) * LANES)) };
+            }
+        }
+        let mut tap = [0usize; T];
+        tap.copy_from_slice(block.taps);
+        for b in block.images.clone() {
+            // SAFETY (for the loads below): b ≤ last, v < vectors, so every read ends at or
+            // before the bounds asserted above; loads are unaligned.
+            let input = unsafe { block.inputs.as_ptr().add(b * block.image_len) };
+            let grads = unsafe { block.grads.as_ptr().add(b * block.grad_image_len) };
+            for v in 0..block.vectors {
+                unsafe {
+                    let mut g = [_mm512_setzero_ps(); R];
+                    for (r, g) in g.iter_mut().enumerate() {
+                        *g = _mm512_loadu_ps(grads.add(r * block.grad_stride + v * LANES));
+                    }
+                    for (t, &off) in tap.iter().enumerate() {
+                        let x = _mm512_loadu_ps(input.add(off + v * LANES));
+                        for (acc, &g) in acc.iter_mut().zip(&g) {
+                            acc[t] = _mm512_fmadd_ps(g, x, acc[t]);
+                        }
+                    }
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (t, &a) in acc.iter().enumerate() {
+                // SAFETY: as for the loads of `partial` above.
+                unsafe { _mm512_storeu_ps(partial.as_mut_ptr().add((r * WGRAD_TAPS + t) * LANES), a) };
+            }
+        }
+    }
+}
