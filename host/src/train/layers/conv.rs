@@ -323,12 +323,11 @@ impl Layer for Conv2d {
         if let Some(direct) = self.direct {
             let mut padded = std::mem::take(&mut self.padded);
             direct.pad_input(x.as_slice().expect("standard layout"), &mut padded);
-            let mut y = vec![0.0f32; batch * o * hw];
-            direct.forward(
+            let y = direct.forward(
                 &padded,
+                batch,
                 self.w.as_slice().expect("weight is contiguous"),
                 self.b.as_ref().map(|b| b.as_slice().expect("bias is contiguous")),
-                &mut y,
             );
             self.padded = padded;
             self.cols_pending = mode == Mode::Train;
@@ -408,12 +407,10 @@ impl Layer for Conv2d {
             if !self.input_grad {
                 return ArrayD::zeros(IxDyn(&[0]));
             }
-            let mut dx = vec![0.0f32; batch * c * h * w];
-            direct.input_grad(
+            let dx = direct.input_grad(
                 g,
                 self.w.as_slice().expect("weight is contiguous"),
                 &mut self.dx_scratch,
-                &mut dx,
             );
             return ArrayD::from_shape_vec(IxDyn(&[batch, c, h, w]), dx)
                 .expect("one value per input");

@@ -26,7 +26,7 @@
 //!
 //! Every output element is one kernel's sum in a fixed order, whatever the thread count.
 
-use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -102,42 +102,62 @@ impl Wide {
             .collect()
     }
 
-    /// `out [B, O, OH, OW]` = `bias` + the convolution of `padded` (B padded images and the
-    /// zeros of [`pad_into`]) with `packed` `[in·K·K, O]`. Images are spread over the cores
+    /// Where each vector of a wide plane lands in the compact `[OH, OW]` plane: the lanes that
+    /// hold an output (`ox < OW`, inside `OH` rows) and the compact index of the first one.
+    /// The outputs of a vector are consecutive in the compact plane (the wide order with the
+    /// dropped lanes removed), so one compress and one masked store write them.
+    fn stores(&self) -> (Vec<u16>, Vec<usize>) {
+        let (oh, ow) = self.out_hw();
+        let vectors = self.wide_len() / LANES;
+        let valid = |p: usize| p < oh * self.wp && p % self.wp < ow;
+        let masks = (0..vectors)
+            .map(|v| (0..LANES).filter(|&l| valid(v * LANES + l)).map(|l| 1u16 << l).sum())
+            .collect();
+        let firsts = (0..vectors)
+            .map(|v| {
+                let p = v * LANES;
+                (p / self.wp) * ow + (p % self.wp).min(ow)
+            })
+            .collect();
+        (masks, firsts)
+    }
+
+    /// `bias` + the convolution of `padded` (B padded images and the zeros of [`pad_into`])
+    /// with `packed` `[in·K·K, O]`, as `[B, O, OH, OW]`. Images are spread over the cores
     /// unless the caller is a shard.
-    fn run(&self, padded: &[f32], packed: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
+    fn run(&self, padded: &[f32], packed: &[f32], bias: Option<&[f32]>, batch: usize) -> Vec<f32> {
         let (oh, ow) = self.out_hw();
         let plane = oh * ow;
         let per_image = self.out_channels * plane;
-        let batch = out.len() / per_image.max(1);
-        assert_eq!(out.len(), batch * per_image, "wide conv output");
         assert!(padded.len() >= batch * self.image_len() + self.slack(), "padded input");
         assert_eq!(packed.len(), self.taps().len() * self.out_channels, "packed weights");
         if let Some(bias) = bias {
             assert_eq!(bias.len(), self.out_channels, "bias");
         }
         let taps = self.taps();
-        let one = |b: usize, image_out: &mut [f32]| {
-            WIDE.with(|wide| {
-                let mut wide = wide.borrow_mut();
-                wide.resize(self.out_channels * self.wide_len(), 0.0);
-                let input = &padded[b * self.image_len()..];
-                self.image(input, &taps, packed, bias, &mut wide);
-                for (o, to) in image_out.chunks_exact_mut(plane).enumerate() {
-                    let from = &wide[o * self.wide_len()..];
-                    copy_rows(from, self.wp, to, ow, oh, ow);
-                }
-            })
+        let (masks, firsts) = self.stores();
+        let mut out = Vec::<f32>::with_capacity(batch * per_image);
+        let spare = &mut out.spare_capacity_mut()[..batch * per_image];
+        let one = |b: usize, image_out: &mut [MaybeUninit<f32>]| {
+            let input = &padded[b * self.image_len()..];
+            self.image(input, &taps, packed, bias, &masks, &firsts, image_out);
         };
         if crate::train::gemm::is_serial() {
-            for (b, image_out) in out.chunks_exact_mut(per_image).enumerate() {
+            for (b, image_out) in spare.chunks_exact_mut(per_image.max(1)).enumerate() {
                 one(b, image_out);
             }
         } else {
-            out.par_chunks_exact_mut(per_image)
+            spare
+                .par_chunks_exact_mut(per_image.max(1))
                 .enumerate()
                 .for_each(|(b, image_out)| one(b, image_out));
         }
+        // SAFETY: the capacity is `batch · per_image`, and every one of those values was
+        // written: each image's chunk by [`Self::image`], whose blocks cover every output
+        // channel and every vector of the plane, each vector storing the outputs of its lanes
+        // (`stores`: every compact position is the lane of exactly one vector).
+        unsafe { out.set_len(batch * per_image) };
+        out
     }
 
     /// Zeros a padded buffer needs past its last image so that the wide lanes' reads stay in
@@ -147,21 +167,27 @@ impl Wide {
         self.kernel + LANES - 1
     }
 
-    /// One image: `wide [O, wide_len]` from `input` (its padded image first).
+    /// One image: `out [O, OH, OW]` (every value written) from `input` (its padded image
+    /// first).
+    #[allow(clippy::too_many_arguments)]
     fn image(
         &self,
         input: &[f32],
         taps: &[usize],
         packed: &[f32],
         bias: Option<&[f32]>,
-        wide: &mut [f32],
+        masks: &[u16],
+        firsts: &[usize],
+        out: &mut [MaybeUninit<f32>],
     ) {
+        let (oh, ow) = self.out_hw();
         let wide_len = self.wide_len();
         let vectors = wide_len / LANES;
         // Every read: the largest tap plus the last lane of the plane.
         let last_read = taps.last().copied().unwrap_or(0) + wide_len;
         assert!(input.len() >= last_read, "padded image too short");
-        assert!(wide.len() >= self.out_channels * wide_len);
+        assert_eq!(out.len(), self.out_channels * oh * ow);
+        assert!(masks.len() == vectors && firsts.len() == vectors);
         let zeros = [0.0f32; FWD_CHANNELS];
         for o0 in (0..self.out_channels).step_by(FWD_CHANNELS) {
             let channels = FWD_CHANNELS.min(self.out_channels - o0);
@@ -178,9 +204,11 @@ impl Wide {
                     packed_stride: self.out_channels,
                     init: &init,
                     position: v0 * LANES,
-                    out_stride: wide_len,
+                    masks: &masks[v0..v0 + count],
+                    firsts: &firsts[v0..v0 + count],
+                    plane: oh * ow,
                 };
-                let out = &mut wide[o0 * wide_len..];
+                let out = &mut out[o0 * oh * ow..];
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `Conv2d` builds a `Direct` only where `available()` (AVX-512 F).
                 unsafe {
@@ -193,13 +221,9 @@ impl Wide {
     }
 }
 
-thread_local! {
-    /// A wide output plane set of one image, kept between calls on this thread.
-    static WIDE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// One forward block's operands: `out[r·out_stride + position + i]` for `r` < channels, `i` <
-/// 16·vectors is `init[r] + Σ_t input[taps[t] + position + i] · packed[t·packed_stride + r]`.
+/// One forward block's operands: for `r` < channels and `v` < vectors, the sums
+/// `init[r] + Σ_t input[taps[t] + position + 16v + l] · packed[t·packed_stride + r]` of the
+/// lanes `l` in `masks[v]` go, in lane order, to `out[r·plane + firsts[v] ..]`.
 struct ForwardBlock<'a> {
     input: &'a [f32],
     taps: &'a [usize],
@@ -207,7 +231,9 @@ struct ForwardBlock<'a> {
     packed_stride: usize,
     init: &'a [f32; FWD_CHANNELS],
     position: usize,
-    out_stride: usize,
+    masks: &'a [u16],
+    firsts: &'a [usize],
+    plane: usize,
 }
 
 /// `src [B, ch, h, w]` zero-padded by `q` on every side into `dst` `[B, ch, h + 2q, w + 2q]`,
@@ -314,9 +340,9 @@ impl Direct {
         pad_into(images, self.channels, self.height, self.width, self.padding, wide.slack(), padded);
     }
 
-    /// `y [B, O, OH, OW]` from `padded` (of [`Self::pad_input`]) and the weights `w [O, C, K,
+    /// `y [B, O, OH, OW]` from `padded` (`batch` images) (of [`Self::pad_input`]) and the weights `w [O, C, K,
     /// K]`, `bias [O]`.
-    pub fn forward(&self, padded: &[f32], w: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
+    pub fn forward(&self, padded: &[f32], batch: usize, w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
         let (o, k) = (self.out_channels, self.kernel);
         let taps = self.channels * k * k;
         assert_eq!(w.len(), o * taps, "conv weight");
@@ -327,12 +353,12 @@ impl Direct {
                 packed[t * o + oc] = v;
             }
         }
-        self.forward_wide().run(padded, &packed, bias, y);
+        self.forward_wide().run(padded, &packed, bias, batch)
     }
 
     /// `dx [B, C, H, W]` from the output gradient `grad [B, O, OH, OW]`; `scratch` holds the
     /// padded gradient.
-    pub fn input_grad(&self, grad: &[f32], w: &[f32], scratch: &mut Vec<f32>, dx: &mut [f32]) {
+    pub fn input_grad(&self, grad: &[f32], w: &[f32], scratch: &mut Vec<f32>) -> Vec<f32> {
         let (c, o, k) = (self.channels, self.out_channels, self.kernel);
         assert_eq!(w.len(), o * c * k * k, "conv weight");
         let wide = self.backward_wide();
@@ -351,7 +377,8 @@ impl Direct {
                 }
             }
         }
-        wide.run(scratch, &packed, None, dx);
+        let batch = grad.len() / (o * oh * ow).max(1);
+        wide.run(scratch, &packed, None, batch)
     }
 
     /// `gw [O, C, K, K]` (and `gb [O]`) from `padded` (the forward pass's) and `grad [B, O,
@@ -454,6 +481,7 @@ struct WeightBlock<'a> {
 #[cfg(target_arch = "x86_64")]
 mod kernel {
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     use super::{ForwardBlock, WeightBlock, FWD_CHANNELS, FWD_VECTORS, LANES, WGRAD_CHANNELS, WGRAD_TAPS};
 
@@ -495,7 +523,7 @@ mod kernel {
     /// # Safety
     /// The CPU has AVX-512 F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn forward(block: &ForwardBlock<'_>, channels: usize, vectors: usize, out: &mut [f32]) {
+    pub(super) unsafe fn forward(block: &ForwardBlock<'_>, channels: usize, vectors: usize, out: &mut [MaybeUninit<f32>]) {
         macro_rules! by_vectors {
             ($r:literal) => {
                 match vectors {
@@ -518,13 +546,17 @@ mod kernel {
     }
 
     #[target_feature(enable = "avx512f")]
-    fn forward_of<const R: usize, const V: usize>(block: &ForwardBlock<'_>, out: &mut [f32]) {
+    fn forward_of<const R: usize, const V: usize>(block: &ForwardBlock<'_>, out: &mut [MaybeUninit<f32>]) {
         assert!(R <= FWD_CHANNELS && V <= FWD_VECTORS);
         let ntaps = block.taps.len();
         let last_tap = block.taps.iter().copied().max().unwrap_or(0);
         assert!(block.input.len() >= last_tap + block.position + V * LANES, "forward block reads");
         assert!(ntaps == 0 || block.packed.len() > (ntaps - 1) * block.packed_stride + R - 1);
-        assert!(out.len() >= (R - 1) * block.out_stride + block.position + V * LANES);
+        assert!(block.masks.len() == V && block.firsts.len() == V);
+        for (&mask, &first) in block.masks.iter().zip(block.firsts) {
+            let stored = first + mask.count_ones() as usize;
+            assert!(out.len() >= (R - 1) * block.plane + stored, "forward block writes");
+        }
         let mut acc = [[_mm512_setzero_ps(); V]; R];
         for (r, acc) in acc.iter_mut().enumerate() {
             *acc = [_mm512_set1_ps(block.init[r]); V];
@@ -552,11 +584,17 @@ mod kernel {
         }
         for (r, acc) in acc.iter().enumerate() {
             for (v, &a) in acc.iter().enumerate() {
-                // SAFETY: inside `out` (asserted above); the store is unaligned.
+                let mask = block.masks[v];
+                let kept = _mm512_maskz_compress_ps(mask, a);
+                let count = mask.count_ones();
+                let first: __mmask16 = ((1u32 << count) - 1) as __mmask16;
+                // SAFETY: the `count` values from r·plane + firsts[v] are inside `out`
+                // (asserted above); the store is masked to them and unaligned.
                 unsafe {
-                    _mm512_storeu_ps(
-                        out.as_mut_ptr().add(r * block.out_stride + block.position + v * LANES),
-                        a,
+                    _mm512_mask_storeu_ps(
+                        out.as_mut_ptr().add(r * block.plane + block.firsts[v]).cast::<f32>(),
+                        first,
+                        kept,
                     )
                 };
             }
