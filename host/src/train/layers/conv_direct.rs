@@ -400,65 +400,70 @@ impl Direct {
         assert!(padded.len() >= batch * wide.image_len() + wide.slack(), "padded input");
         let taps = wide.taps();
         assert_eq!(gw.len(), o * taps.len(), "conv weight gradient");
-        // [B, O, OH, OW] → [B, O, wide_len], zero where ox ≥ OW and past OH·Wp.
-        scratch.resize(batch * o * wide_len, 0.0);
-        for (from, to) in grad.chunks_exact(plane).zip(scratch.chunks_exact_mut(wide_len)) {
-            to.fill(0.0);
-            copy_rows(from, ow, to, wide.wp, oh, ow);
-        }
-        if let Some(gb) = gb {
-            gb.fill(0.0);
-            for (i, plane) in scratch.chunks_exact(wide_len).enumerate() {
-                gb[i % o] += sum(plane);
-            }
-        }
-        let grad_wide: &[f32] = scratch;
         let blocks: Vec<(usize, usize)> = (0..o)
             .step_by(WGRAD_CHANNELS)
             .flat_map(|o0| (0..taps.len()).step_by(WGRAD_TAPS).map(move |t0| (o0, t0)))
             .collect();
         let ntaps = taps.len();
         let image_len = wide.image_len();
-        // The sums of one block, `[channels][taps]`, each over every image in order.
-        let block_sums = |&(o0, t0): &(usize, usize)| -> Vec<f32> {
-            let channels = WGRAD_CHANNELS.min(o - o0);
-            let count = WGRAD_TAPS.min(ntaps - t0);
-            let mut partial = vec![0.0f32; WGRAD_CHANNELS * WGRAD_TAPS * LANES];
-            for b0 in (0..batch).step_by(WGRAD_GROUP) {
+        let block_len = WGRAD_CHANNELS * WGRAD_TAPS * LANES;
+        // Each block's vector sums `[4][6][16]`, carried from group to group.
+        let mut partials = vec![0.0f32; blocks.len() * block_len];
+        let mut gb = gb;
+        if let Some(gb) = gb.as_deref_mut() {
+            gb.fill(0.0);
+        }
+        scratch.resize(WGRAD_GROUP * o * wide_len, 0.0);
+        for b0 in (0..batch).step_by(WGRAD_GROUP) {
+            let images = WGRAD_GROUP.min(batch - b0);
+            // The group's gradient `[images, O, OH, OW]` → `[images, O, wide_len]`, zero where
+            // ox ≥ OW and past OH·Wp: small enough to stay in L2 while every block reads it.
+            let group = &grad[b0 * o * plane..(b0 + images) * o * plane];
+            let grad_wide = &mut scratch[..images * o * wide_len];
+            for (from, to) in group.chunks_exact(plane).zip(grad_wide.chunks_exact_mut(wide_len)) {
+                to.fill(0.0);
+                copy_rows(from, ow, to, wide.wp, oh, ow);
+            }
+            if let Some(gb) = gb.as_deref_mut() {
+                for (i, plane) in grad_wide.chunks_exact(wide_len).enumerate() {
+                    gb[i % o] += sum(plane);
+                }
+            }
+            let grad_wide: &[f32] = grad_wide;
+            let inputs = &padded[b0 * image_len..];
+            let run = |(&(o0, t0), partial): (&(usize, usize), &mut [f32])| {
                 let block = WeightBlock {
-                    inputs: padded,
+                    inputs,
                     image_len,
-                    taps: &taps[t0..t0 + count],
+                    taps: &taps[t0..t0 + WGRAD_TAPS.min(ntaps - t0)],
                     grads: &grad_wide[o0 * wide_len..],
                     grad_image_len: o * wide_len,
                     grad_stride: wide_len,
-                    images: b0..(b0 + WGRAD_GROUP).min(batch),
+                    images: 0..images,
                     vectors: wide_len / LANES,
                 };
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `Conv2d` builds a `Direct` only where `available()` (AVX-512 F).
                 unsafe {
-                    kernel::weight_grad(&block, channels, count, &mut partial)
+                    kernel::weight_grad(&block, WGRAD_CHANNELS.min(o - o0), block.taps.len(), partial)
                 };
                 #[cfg(not(target_arch = "x86_64"))]
-                let _ = block;
+                let _ = (block, partial);
+            };
+            if crate::train::gemm::is_serial() {
+                blocks.iter().zip(partials.chunks_exact_mut(block_len)).for_each(run);
+            } else {
+                blocks.par_iter().zip(partials.par_chunks_exact_mut(block_len)).for_each(run);
             }
-            (0..channels * count)
-                .map(|i| {
-                    let (r, t) = (i / count, i % count);
-                    partial[(r * WGRAD_TAPS + t) * LANES..][..LANES].iter().sum()
-                })
-                .collect()
-        };
-        let sums: Vec<Vec<f32>> = if crate::train::gemm::is_serial() {
-            blocks.iter().map(block_sums).collect()
-        } else {
-            blocks.par_iter().map(block_sums).collect()
-        };
-        for (&(o0, t0), sums) in blocks.iter().zip(&sums) {
+        }
+        for (&(o0, t0), partial) in blocks.iter().zip(partials.chunks_exact(block_len)) {
+            let channels = WGRAD_CHANNELS.min(o - o0);
             let count = WGRAD_TAPS.min(ntaps - t0);
-            for (i, &s) in sums.iter().enumerate() {
-                gw[(o0 + i / count) * ntaps + t0 + i % count] = s;
+            for r in 0..channels {
+                for t in 0..count {
+                    let lanes = &partial[(r * WGRAD_TAPS + t) * LANES..][..LANES];
+                    gw[(o0 + r) * ntaps + t0 + t] = lanes.iter().sum();
+                }
             }
         }
     }
