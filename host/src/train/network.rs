@@ -768,7 +768,10 @@ mod tests {
         use crate::train::layers::{Layer, MaxPool2d, Mode, Relu};
         let order = execution_order(&[
             &LayerSpec::Relu,
-            &LayerSpec::MaxPool { kernel: 2, stride: 2 },
+            &LayerSpec::MaxPool {
+                kernel: 2,
+                stride: 2,
+            },
             &LayerSpec::Relu,
         ]);
         assert_eq!(order.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 0, 2]);
@@ -781,9 +784,10 @@ mod tests {
             let mut pool_a = MaxPool2d::new([3, 6, 6], k, st);
             let mut relu_a = Relu::new(vec![3, 6, 6]);
             let pooled = pool_a.output_shape();
-            let g = ArrayD::from_shape_simple_fn(IxDyn(&[2, pooled[0], pooled[1], pooled[2]]), || {
-                rng.gen_range(-1.0f32..1.0)
-            });
+            let g =
+                ArrayD::from_shape_simple_fn(IxDyn(&[2, pooled[0], pooled[1], pooled[2]]), || {
+                    rng.gen_range(-1.0f32..1.0)
+                });
             let y_a = pool_a.forward(relu_a.forward(x.clone(), Mode::Train), Mode::Train);
             let dx_a = relu_a.backward(pool_a.backward(g.clone()));
             let mut pool_b = MaxPool2d::new([3, 6, 6], k, st);

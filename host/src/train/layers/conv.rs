@@ -327,7 +327,9 @@ impl Layer for Conv2d {
                 &padded,
                 batch,
                 self.w.as_slice().expect("weight is contiguous"),
-                self.b.as_ref().map(|b| b.as_slice().expect("bias is contiguous")),
+                self.b
+                    .as_ref()
+                    .map(|b| b.as_slice().expect("bias is contiguous")),
             );
             self.padded = padded;
             self.cols_pending = mode == Mode::Train;
@@ -399,7 +401,9 @@ impl Layer for Conv2d {
                 &self.padded,
                 g,
                 &mut self.grad_scratch,
-                self.gw.as_slice_mut().expect("weight gradient is contiguous"),
+                self.gw
+                    .as_slice_mut()
+                    .expect("weight gradient is contiguous"),
                 self.gb
                     .as_mut()
                     .map(|gb| gb.as_slice_mut().expect("bias gradient is contiguous")),
@@ -601,9 +605,10 @@ mod tests {
             }
             let mut im2col = direct.clone().without_direct();
             let batch = 3;
-            let x = ArrayD::from_shape_simple_fn(IxDyn(&[batch, in_shape[0], in_shape[1], in_shape[2]]), || {
-                rng.gen_range(-1.0..1.0)
-            });
+            let x = ArrayD::from_shape_simple_fn(
+                IxDyn(&[batch, in_shape[0], in_shape[1], in_shape[2]]),
+                || rng.gen_range(-1.0..1.0),
+            );
             let mut shape = vec![batch];
             shape.extend(direct.output_shape());
             let g = ArrayD::from_shape_simple_fn(IxDyn(&shape), || rng.gen_range(-1.0..1.0));
@@ -614,7 +619,10 @@ mod tests {
                 close(a, b, &format!("{what}, output {i}"));
             }
             let one_core = crate::train::gemm::serial(|| pass(&mut direct, &x, &g));
-            assert_eq!(got, one_core, "{what}: the same bits split over cores or not");
+            assert_eq!(
+                got, one_core,
+                "{what}: the same bits split over cores or not"
+            );
         }
     }
 }

@@ -44,14 +44,7 @@ const WGRAD_GROUP: usize = 8;
 
 /// Whether this CPU runs the direct convolutions (AVX-512 F).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::avx512()
 }
 
 /// The geometry of one stride-1 convolution: input `[C, H, W]`, `O` output channels, kernel
@@ -111,7 +104,12 @@ impl Wide {
         let vectors = self.wide_len() / LANES;
         let valid = |p: usize| p < oh * self.wp && p % self.wp < ow;
         let masks = (0..vectors)
-            .map(|v| (0..LANES).filter(|&l| valid(v * LANES + l)).map(|l| 1u16 << l).sum())
+            .map(|v| {
+                (0..LANES)
+                    .filter(|&l| valid(v * LANES + l))
+                    .map(|l| 1u16 << l)
+                    .sum()
+            })
             .collect();
         let firsts = (0..vectors)
             .map(|v| {
@@ -129,8 +127,15 @@ impl Wide {
         let (oh, ow) = self.out_hw();
         let plane = oh * ow;
         let per_image = self.out_channels * plane;
-        assert!(padded.len() >= batch * self.image_len() + self.slack(), "padded input");
-        assert_eq!(packed.len(), self.taps().len() * self.out_channels, "packed weights");
+        assert!(
+            padded.len() >= batch * self.image_len() + self.slack(),
+            "padded input"
+        );
+        assert_eq!(
+            packed.len(),
+            self.taps().len() * self.out_channels,
+            "packed weights"
+        );
         if let Some(bias) = bias {
             assert_eq!(bias.len(), self.out_channels, "bias");
         }
@@ -238,7 +243,15 @@ struct ForwardBlock<'a> {
 
 /// `src [B, ch, h, w]` zero-padded by `q` on every side into `dst` `[B, ch, h + 2q, w + 2q]`,
 /// followed by `slack` zeros.
-fn pad_into(src: &[f32], ch: usize, h: usize, w: usize, q: usize, slack: usize, dst: &mut Vec<f32>) {
+fn pad_into(
+    src: &[f32],
+    ch: usize,
+    h: usize,
+    w: usize,
+    q: usize,
+    slack: usize,
+    dst: &mut Vec<f32>,
+) {
     let (hp, wp) = (h + 2 * q, w + 2 * q);
     let planes = src.len() / (h * w).max(1);
     assert_eq!(planes * h * w, src.len());
@@ -264,12 +277,22 @@ fn pad_into(src: &[f32], ch: usize, h: usize, w: usize, q: usize, slack: usize, 
 /// `rows` rows of `width` values from `src` (rows `src_stride` apart) to `dst` (rows
 /// `dst_stride` apart): masked vector copies, where a `copy_from_slice` per row would call
 /// `memcpy` for 14 values.
-fn copy_rows(src: &[f32], src_stride: usize, dst: &mut [f32], dst_stride: usize, rows: usize, width: usize) {
+fn copy_rows(
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+    rows: usize,
+    width: usize,
+) {
     if rows == 0 || width == 0 {
         return;
     }
     assert!(width <= src_stride && width <= dst_stride);
-    assert!(src.len() >= (rows - 1) * src_stride + width && dst.len() >= (rows - 1) * dst_stride + width);
+    assert!(
+        src.len() >= (rows - 1) * src_stride + width
+            && dst.len() >= (rows - 1) * dst_stride + width
+    );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: only `Direct`'s methods call this, and a `Direct` exists only where
     // `available()` (AVX-512 F); the bounds are asserted above.
@@ -293,9 +316,20 @@ fn sum(values: &[f32]) -> f32 {
 impl Direct {
     /// The direct path of a convolution, where it applies (stride 1, padding below the
     /// kernel, AVX-512 F); `None` sends the layer to im2col.
-    pub fn new(in_shape: [usize; 3], out: usize, kernel: usize, stride: usize, padding: usize) -> Option<Self> {
+    pub fn new(
+        in_shape: [usize; 3],
+        out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Option<Self> {
         let [channels, height, width] = in_shape;
-        (stride == 1 && padding < kernel && height + 2 * padding >= kernel && width + 2 * padding >= kernel && available()).then_some(Self {
+        (stride == 1
+            && padding < kernel
+            && height + 2 * padding >= kernel
+            && width + 2 * padding >= kernel
+            && available())
+        .then_some(Self {
             channels,
             height,
             width,
@@ -337,12 +371,26 @@ impl Direct {
     /// gradient).
     pub fn pad_input(&self, images: &[f32], padded: &mut Vec<f32>) {
         let wide = self.forward_wide();
-        pad_into(images, self.channels, self.height, self.width, self.padding, wide.slack(), padded);
+        pad_into(
+            images,
+            self.channels,
+            self.height,
+            self.width,
+            self.padding,
+            wide.slack(),
+            padded,
+        );
     }
 
     /// `y [B, O, OH, OW]` from `padded` (`batch` images) (of [`Self::pad_input`]) and the weights `w [O, C, K,
     /// K]`, `bias [O]`.
-    pub fn forward(&self, padded: &[f32], batch: usize, w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    pub fn forward(
+        &self,
+        padded: &[f32],
+        batch: usize,
+        w: &[f32],
+        bias: Option<&[f32]>,
+    ) -> Vec<f32> {
         let (o, k) = (self.out_channels, self.kernel);
         let taps = self.channels * k * k;
         assert_eq!(w.len(), o * taps, "conv weight");
@@ -397,7 +445,10 @@ impl Direct {
         let (wide_len, plane) = (wide.wide_len(), oh * ow);
         let batch = grad.len() / (o * plane).max(1);
         assert_eq!(grad.len(), batch * o * plane, "conv output gradient");
-        assert!(padded.len() >= batch * wide.image_len() + wide.slack(), "padded input");
+        assert!(
+            padded.len() >= batch * wide.image_len() + wide.slack(),
+            "padded input"
+        );
         let taps = wide.taps();
         assert_eq!(gw.len(), o * taps.len(), "conv weight gradient");
         let blocks: Vec<(usize, usize)> = (0..o)
@@ -420,7 +471,10 @@ impl Direct {
             // ox ≥ OW and past OH·Wp: small enough to stay in L2 while every block reads it.
             let group = &grad[b0 * o * plane..(b0 + images) * o * plane];
             let grad_wide = &mut scratch[..images * o * wide_len];
-            for (from, to) in group.chunks_exact(plane).zip(grad_wide.chunks_exact_mut(wide_len)) {
+            for (from, to) in group
+                .chunks_exact(plane)
+                .zip(grad_wide.chunks_exact_mut(wide_len))
+            {
                 to.fill(0.0);
                 copy_rows(from, ow, to, wide.wp, oh, ow);
             }
@@ -445,15 +499,26 @@ impl Direct {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `Conv2d` builds a `Direct` only where `available()` (AVX-512 F).
                 unsafe {
-                    kernel::weight_grad(&block, WGRAD_CHANNELS.min(o - o0), block.taps.len(), partial)
+                    kernel::weight_grad(
+                        &block,
+                        WGRAD_CHANNELS.min(o - o0),
+                        block.taps.len(),
+                        partial,
+                    )
                 };
                 #[cfg(not(target_arch = "x86_64"))]
                 let _ = (block, partial);
             };
             if crate::train::gemm::is_serial() {
-                blocks.iter().zip(partials.chunks_exact_mut(block_len)).for_each(run);
+                blocks
+                    .iter()
+                    .zip(partials.chunks_exact_mut(block_len))
+                    .for_each(run);
             } else {
-                blocks.par_iter().zip(partials.par_chunks_exact_mut(block_len)).for_each(run);
+                blocks
+                    .par_iter()
+                    .zip(partials.par_chunks_exact_mut(block_len))
+                    .for_each(run);
             }
         }
         for (&(o0, t0), partial) in blocks.iter().zip(partials.chunks_exact(block_len)) {
@@ -488,7 +553,9 @@ mod kernel {
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
-    use super::{ForwardBlock, WeightBlock, FWD_CHANNELS, FWD_VECTORS, LANES, WGRAD_CHANNELS, WGRAD_TAPS};
+    use super::{
+        ForwardBlock, WeightBlock, FWD_CHANNELS, FWD_VECTORS, LANES, WGRAD_CHANNELS, WGRAD_TAPS,
+    };
 
     /// See [`super::copy_rows`], which checks the bounds.
     ///
@@ -517,7 +584,11 @@ mod kernel {
                     i += LANES;
                 }
                 if tail != 0 {
-                    _mm512_mask_storeu_ps(to.add(i), mask, _mm512_maskz_loadu_ps(mask, from.add(i)));
+                    _mm512_mask_storeu_ps(
+                        to.add(i),
+                        mask,
+                        _mm512_maskz_loadu_ps(mask, from.add(i)),
+                    );
                 }
             }
         }
@@ -528,7 +599,12 @@ mod kernel {
     /// # Safety
     /// The CPU has AVX-512 F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn forward(block: &ForwardBlock<'_>, channels: usize, vectors: usize, out: &mut [MaybeUninit<f32>]) {
+    pub(super) unsafe fn forward(
+        block: &ForwardBlock<'_>,
+        channels: usize,
+        vectors: usize,
+        out: &mut [MaybeUninit<f32>],
+    ) {
         macro_rules! by_vectors {
             ($r:literal) => {
                 match vectors {
@@ -551,16 +627,25 @@ mod kernel {
     }
 
     #[target_feature(enable = "avx512f")]
-    fn forward_of<const R: usize, const V: usize>(block: &ForwardBlock<'_>, out: &mut [MaybeUninit<f32>]) {
+    fn forward_of<const R: usize, const V: usize>(
+        block: &ForwardBlock<'_>,
+        out: &mut [MaybeUninit<f32>],
+    ) {
         assert!(R <= FWD_CHANNELS && V <= FWD_VECTORS);
         let ntaps = block.taps.len();
         let last_tap = block.taps.iter().copied().max().unwrap_or(0);
-        assert!(block.input.len() >= last_tap + block.position + V * LANES, "forward block reads");
+        assert!(
+            block.input.len() >= last_tap + block.position + V * LANES,
+            "forward block reads"
+        );
         assert!(ntaps == 0 || block.packed.len() > (ntaps - 1) * block.packed_stride + R - 1);
         assert!(block.masks.len() == V && block.firsts.len() == V);
         for (&mask, &first) in block.masks.iter().zip(block.firsts) {
             let stored = first + mask.count_ones() as usize;
-            assert!(out.len() >= (R - 1) * block.plane + stored, "forward block writes");
+            assert!(
+                out.len() >= (R - 1) * block.plane + stored,
+                "forward block writes"
+            );
         }
         let mut acc = [[_mm512_setzero_ps(); V]; R];
         for (r, acc) in acc.iter_mut().enumerate() {
@@ -597,7 +682,9 @@ mod kernel {
                 // (asserted above); the store is masked to them and unaligned.
                 unsafe {
                     _mm512_mask_storeu_ps(
-                        out.as_mut_ptr().add(r * block.plane + block.firsts[v]).cast::<f32>(),
+                        out.as_mut_ptr()
+                            .add(r * block.plane + block.firsts[v])
+                            .cast::<f32>(),
                         first,
                         kept,
                     )
@@ -612,7 +699,12 @@ mod kernel {
     /// # Safety
     /// The CPU has AVX-512 F.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn weight_grad(block: &WeightBlock<'_>, channels: usize, taps: usize, partial: &mut [f32]) {
+    pub(super) unsafe fn weight_grad(
+        block: &WeightBlock<'_>,
+        channels: usize,
+        taps: usize,
+        partial: &mut [f32],
+    ) {
         macro_rules! by_taps {
             ($r:literal) => {
                 match taps {
@@ -634,7 +726,10 @@ mod kernel {
     }
 
     #[target_feature(enable = "avx512f")]
-    fn weight_grad_of<const R: usize, const T: usize>(block: &WeightBlock<'_>, partial: &mut [f32]) {
+    fn weight_grad_of<const R: usize, const T: usize>(
+        block: &WeightBlock<'_>,
+        partial: &mut [f32],
+    ) {
         assert!(R <= WGRAD_CHANNELS && T <= WGRAD_TAPS && block.taps.len() == T);
         assert!(partial.len() >= WGRAD_CHANNELS * WGRAD_TAPS * LANES);
         let span = block.vectors * LANES;
@@ -643,8 +738,14 @@ mod kernel {
         }
         let last = block.images.end - 1;
         let last_tap = block.taps.iter().copied().max().unwrap_or(0);
-        assert!(block.inputs.len() >= last * block.image_len + last_tap + span, "weight block reads inputs");
-        assert!(block.grads.len() >= last * block.grad_image_len + (R - 1) * block.grad_stride + span, "weight block reads gradients");
+        assert!(
+            block.inputs.len() >= last * block.image_len + last_tap + span,
+            "weight block reads inputs"
+        );
+        assert!(
+            block.grads.len() >= last * block.grad_image_len + (R - 1) * block.grad_stride + span,
+            "weight block reads gradients"
+        );
         let mut acc = [[_mm512_setzero_ps(); T]; R];
         for (r, acc) in acc.iter_mut().enumerate() {
             for (t, a) in acc.iter_mut().enumerate() {
@@ -677,7 +778,9 @@ mod kernel {
         for (r, acc) in acc.iter().enumerate() {
             for (t, &a) in acc.iter().enumerate() {
                 // SAFETY: as for the loads of `partial` above.
-                unsafe { _mm512_storeu_ps(partial.as_mut_ptr().add((r * WGRAD_TAPS + t) * LANES), a) };
+                unsafe {
+                    _mm512_storeu_ps(partial.as_mut_ptr().add((r * WGRAD_TAPS + t) * LANES), a)
+                };
             }
         }
     }

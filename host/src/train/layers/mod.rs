@@ -23,6 +23,19 @@ pub use norm::BatchNorm;
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use simple::{Dropout, Flatten, Relu, Residual};
 
+/// Whether this CPU has AVX-512 F, which the direct convolutions and the 2×2 max pooling
+/// kernels use.
+pub(crate) fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// `x` in standard (row-major, contiguous) layout, copied only when it is not already: layers
 /// that rewrite their input in place take it as it comes.
 fn into_standard_layout(x: ArrayD<f32>) -> ArrayD<f32> {

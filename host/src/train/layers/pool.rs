@@ -70,7 +70,54 @@ impl MaxPool2d {
             argmax_pending: false,
         }
     }
+
+    /// The input gradient `[B, C, H, W]` of the 2×2, stride-2 window from `grad` `[B, C, H/2,
+    /// W/2]`: every value written once (the gradient at its window's maximum, zero elsewhere),
+    /// in place of zero-filling and scattering.
+    #[cfg(target_arch = "x86_64")]
+    fn backward_2x2(&self, grad: &[f32], batch: usize) -> ArrayD<f32> {
+        let [c, h, w] = self.window.in_shape;
+        let (oh, ow) = self.window.out_hw();
+        let (plane_in, plane_out) = (h * w, oh * ow);
+        let mut dx = Vec::<f32>::with_capacity(batch * c * plane_in);
+        let spare = &mut dx.spare_capacity_mut()[..batch * c * plane_in];
+        let one = |(p, (to, (g, at))): PlaneGradient<'_>| {
+            // SAFETY: `backward` calls this only where AVX-512 F is present.
+            unsafe { kernel::max_pool_2x2_backward(g, at, w, h, (p * plane_in) as u32, to) };
+        };
+        let planes = spare
+            .chunks_exact_mut(plane_in)
+            .zip(
+                grad.chunks_exact(plane_out)
+                    .zip(self.argmax.chunks_exact(plane_out)),
+            )
+            .enumerate();
+        if crate::train::gemm::is_serial() {
+            planes.for_each(one);
+        } else {
+            spare
+                .par_chunks_exact_mut(plane_in)
+                .zip(
+                    grad.par_chunks_exact(plane_out)
+                        .zip(self.argmax.par_chunks_exact(plane_out)),
+                )
+                .enumerate()
+                .for_each(one);
+        }
+        // SAFETY: every plane of the capacity was written whole by `max_pool_2x2_backward`
+        // (the windows' values, and zeros in an odd last row or column).
+        unsafe { dx.set_len(batch * c * plane_in) };
+        ArrayD::from_shape_vec(IxDyn(&[batch, c, h, w]), dx).expect("one value per input")
+    }
 }
+
+/// One plane's work in the 2×2 backward pass: its number, its input gradient (written), and
+/// its output gradient and maxima positions.
+#[cfg(target_arch = "x86_64")]
+type PlaneGradient<'a> = (
+    usize,
+    (&'a mut [std::mem::MaybeUninit<f32>], (&'a [f32], &'a [u32])),
+);
 
 /// Planes (one image's channel) per task.
 const PLANES_PER_TASK: usize = 16;
@@ -153,7 +200,14 @@ impl Layer for MaxPool2d {
                 {
                     let base = (task * PLANES_PER_TASK + p) * h * w;
                     if k == 2 && s == 2 {
-                        max_pool_2x2(&src[base..base + h * w], w, base, out, at_out);
+                        let plane = &src[base..base + h * w];
+                        #[cfg(target_arch = "x86_64")]
+                        if super::avx512() {
+                            // SAFETY: AVX-512 F is present (checked on the line above).
+                            unsafe { kernel::max_pool_2x2(plane, w, base as u32, out, at_out) };
+                            continue;
+                        }
+                        max_pool_2x2(plane, w, base, out, at_out);
                         continue;
                     }
                     for oy in 0..oh {
@@ -181,11 +235,16 @@ impl Layer for MaxPool2d {
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
         super::take_pending_forward(&mut self.argmax_pending);
         let [c, h, w] = self.window.in_shape;
-        let mut dx = ArrayD::<f32>::zeros(IxDyn(&[grad.shape()[0], c, h, w]));
-        let dst = dx.as_slice_mut().expect("standard layout");
+        let batch = grad.shape()[0];
         let grad = grad.as_standard_layout();
         let grad = grad.as_slice().expect("standard layout");
         assert_eq!(grad.len(), self.argmax.len(), "max pooling gradient shape");
+        #[cfg(target_arch = "x86_64")]
+        if self.window.kernel == 2 && self.window.stride == 2 && super::avx512() {
+            return self.backward_2x2(grad, batch);
+        }
+        let mut dx = ArrayD::<f32>::zeros(IxDyn(&[batch, c, h, w]));
+        let dst = dx.as_slice_mut().expect("standard layout");
         for (&at, &g) in self.argmax.iter().zip(grad) {
             dst[at as usize] += g;
         }
@@ -330,5 +389,221 @@ impl Layer for GlobalAvgPool {
             &[],
         );
         graph.node("Flatten", &[&pooled], prefix, &[("axis", Attr::Int(1))])
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod kernel {
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+
+    /// The lanes below `n` (≤ 16).
+    fn first(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    /// [`super::max_pool_2x2`] on 16 outputs at a time: the same selects, so the same values
+    /// and positions.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn max_pool_2x2(
+        plane: &[f32],
+        w: usize,
+        base: u32,
+        out: &mut [f32],
+        at_out: &mut [u32],
+    ) {
+        let ow = w / 2;
+        if ow == 0 {
+            return;
+        }
+        let oh = out.len() / ow;
+        assert!(out.len() == oh * ow && at_out.len() == out.len());
+        assert!(plane.len() >= 2 * oh * w, "max pooling plane");
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        let twice_lane = even;
+        let one = _mm512_set1_epi32(1);
+        let width = _mm512_set1_epi32(w as i32);
+        for oy in 0..oh {
+            let row_base = base + (2 * oy * w) as u32;
+            let mut ox0 = 0;
+            while ox0 < ow {
+                let n = (ow - ox0).min(16);
+                let (lo, hi) = (first((2 * n).min(16)), first((2 * n).saturating_sub(16)));
+                // SAFETY: the loads are masked to the 2n values of the window pairs, inside
+                // rows 2·oy and 2·oy + 1 (asserted); the stores to the n outputs of this row.
+                unsafe {
+                    let top = plane.as_ptr().add(2 * oy * w + 2 * ox0);
+                    let bottom = top.add(w);
+                    let (t0, t1) = (
+                        _mm512_maskz_loadu_ps(lo, top),
+                        _mm512_maskz_loadu_ps(hi, top.add(16)),
+                    );
+                    let (b0, b1) = (
+                        _mm512_maskz_loadu_ps(lo, bottom),
+                        _mm512_maskz_loadu_ps(hi, bottom.add(16)),
+                    );
+                    let (te, to) = (
+                        _mm512_permutex2var_ps(t0, even, t1),
+                        _mm512_permutex2var_ps(t0, odd, t1),
+                    );
+                    let (be, bo) = (
+                        _mm512_permutex2var_ps(b0, even, b1),
+                        _mm512_permutex2var_ps(b0, odd, b1),
+                    );
+                    let top_odd = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(to, te);
+                    let top_max = _mm512_mask_blend_ps(top_odd, te, to);
+                    let bottom_odd = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(bo, be);
+                    let bottom_max = _mm512_mask_blend_ps(bottom_odd, be, bo);
+                    let bottom_wins = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(bottom_max, top_max);
+                    let best = _mm512_mask_blend_ps(bottom_wins, top_max, bottom_max);
+                    let x = _mm512_add_epi32(
+                        _mm512_set1_epi32((row_base + 2 * ox0 as u32) as i32),
+                        twice_lane,
+                    );
+                    let top_at = _mm512_mask_add_epi32(x, top_odd, x, one);
+                    let xb = _mm512_add_epi32(x, width);
+                    let bottom_at = _mm512_mask_add_epi32(xb, bottom_odd, xb, one);
+                    let at = _mm512_mask_blend_epi32(bottom_wins, top_at, bottom_at);
+                    let outputs = first(n);
+                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(oy * ow + ox0), outputs, best);
+                    _mm512_mask_storeu_epi32(
+                        at_out.as_mut_ptr().add(oy * ow + ox0).cast(),
+                        outputs,
+                        at,
+                    );
+                }
+                ox0 += 16;
+            }
+        }
+    }
+
+    /// One plane of the 2×2, stride-2 input gradient: `dx [H, W]` (every value written) from
+    /// `grad` and `at` `[H/2, W/2]` (positions counted from `base`).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn max_pool_2x2_backward(
+        grad: &[f32],
+        at: &[u32],
+        w: usize,
+        h: usize,
+        base: u32,
+        dx: &mut [MaybeUninit<f32>],
+    ) {
+        let (oh, ow) = (h / 2, w / 2);
+        assert!(grad.len() == oh * ow && at.len() == grad.len() && dx.len() == h * w);
+        let twice_lane =
+            _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let one = _mm512_set1_epi32(1);
+        let width = _mm512_set1_epi32(w as i32);
+        let to = dx.as_mut_ptr().cast::<f32>();
+        for oy in 0..oh {
+            let row_base = base + (2 * oy * w) as u32;
+            let mut ox0 = 0;
+            while ox0 < ow {
+                let n = (ow - ox0).min(16);
+                let (lo, hi) = (first((2 * n).min(16)), first((2 * n).saturating_sub(16)));
+                // SAFETY: loads masked to the n windows of this output row; stores masked to
+                // their 2n values in rows 2·oy and 2·oy + 1 of `dx` (asserted H·W long).
+                unsafe {
+                    let outputs = first(n);
+                    let g = _mm512_maskz_loadu_ps(outputs, grad.as_ptr().add(oy * ow + ox0));
+                    let a =
+                        _mm512_maskz_loadu_epi32(outputs, at.as_ptr().add(oy * ow + ox0).cast());
+                    let x = _mm512_add_epi32(
+                        _mm512_set1_epi32((row_base + 2 * ox0 as u32) as i32),
+                        twice_lane,
+                    );
+                    let xb = _mm512_add_epi32(x, width);
+                    let pick = |p: __m512i| _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, p), g);
+                    let (v00, v01) = (pick(x), pick(_mm512_add_epi32(x, one)));
+                    let (v10, v11) = (pick(xb), pick(_mm512_add_epi32(xb, one)));
+                    let top = to.add(2 * oy * w + 2 * ox0);
+                    let bottom = top.add(w);
+                    _mm512_mask_storeu_ps(top, lo, _mm512_permutex2var_ps(v00, low, v01));
+                    _mm512_mask_storeu_ps(top.add(16), hi, _mm512_permutex2var_ps(v00, high, v01));
+                    _mm512_mask_storeu_ps(bottom, lo, _mm512_permutex2var_ps(v10, low, v11));
+                    _mm512_mask_storeu_ps(
+                        bottom.add(16),
+                        hi,
+                        _mm512_permutex2var_ps(v10, high, v11),
+                    );
+                }
+                ox0 += 16;
+            }
+            if w % 2 == 1 {
+                dx[(2 * oy) * w + w - 1].write(0.0);
+                dx[(2 * oy + 1) * w + w - 1].write(0.0);
+            }
+        }
+        if h % 2 == 1 {
+            for v in &mut dx[(h - 1) * w..] {
+                v.write(0.0);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// The 2×2, stride-2 window against the scalar loop and a zero-fill-and-scatter backward:
+    /// even and odd sides, rows wider than two vectors, ties and equal maxima.
+    #[test]
+    fn the_2x2_max_pooling_kernels_give_the_scalar_loops_values_positions_and_gradients() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        for [c, h, w] in [[3, 28, 28], [2, 7, 37], [1, 5, 2], [2, 9, 65]] {
+            let batch = 2;
+            let x = ArrayD::from_shape_simple_fn(IxDyn(&[batch, c, h, w]), || {
+                rng.gen_range(-4i32..4) as f32 * 0.25
+            });
+            let mut pool = MaxPool2d::new([c, h, w], 2, 2);
+            let y = pool.forward(x.clone(), Mode::Train);
+            let (oh, ow) = (h / 2, w / 2);
+            let src = x.as_slice().unwrap();
+            let mut want_y = vec![0.0f32; batch * c * oh * ow];
+            let mut want_at = vec![0u32; want_y.len()];
+            for p in 0..batch * c {
+                let range = p * oh * ow..(p + 1) * oh * ow;
+                max_pool_2x2(
+                    &src[p * h * w..(p + 1) * h * w],
+                    w,
+                    p * h * w,
+                    &mut want_y[range.clone()],
+                    &mut want_at[range],
+                );
+            }
+            assert_eq!(y.as_slice().unwrap(), want_y, "{c}×{h}×{w}: values");
+            assert_eq!(pool.argmax, want_at, "{c}×{h}×{w}: positions");
+            let g = ArrayD::from_shape_simple_fn(IxDyn(&[batch, c, oh, ow]), || {
+                rng.gen_range(-1.0f32..1.0)
+            });
+            let mut want_dx = vec![0.0f32; batch * c * h * w];
+            for (&at, &g) in want_at.iter().zip(g.iter()) {
+                want_dx[at as usize] += g;
+            }
+            let dx = pool.backward(g.clone());
+            assert_eq!(dx.shape(), &[batch, c, h, w]);
+            assert_eq!(
+                dx.as_slice().unwrap(),
+                want_dx,
+                "{c}×{h}×{w}: input gradient"
+            );
+            // A shard's pass (one core) gives the same.
+            let (y_one, dx_one) = crate::train::gemm::serial(|| {
+                let y = pool.forward(x.clone(), Mode::Train);
+                (y, pool.backward(g))
+            });
+            assert_eq!((y_one, dx_one), (y, dx));
+        }
     }
 }
