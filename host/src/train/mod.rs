@@ -287,9 +287,27 @@ fn gather_rows(from: ArrayView2<'_, f32>, indices: &[usize], mut to: ArrayViewMu
         (indices.len(), from.ncols()),
         "gather target shape"
     );
-    Zip::from(to.rows_mut())
-        .and(ArrayView1::from(indices))
-        .par_for_each(|mut row, &i| row.assign(&from.row(i)));
+    let d = from.ncols();
+    let (Some(src), Some(dst)) = (from.as_slice(), to.as_slice_mut()) else {
+        Zip::from(to.rows_mut())
+            .and(ArrayView1::from(indices))
+            .par_for_each(|mut row, &i| row.assign(&from.row(i)));
+        return;
+    };
+    if d == 0 {
+        return;
+    }
+    // Whole rows by `copy_from_slice`, a few tasks per batch: a task per row cost more in
+    // scheduling than the copy (6 % of an MLP step in a profile).
+    let rows_per_task = indices.len().div_ceil(4).max(1);
+    use rayon::prelude::*;
+    dst.par_chunks_mut(rows_per_task * d)
+        .zip(indices.par_chunks(rows_per_task))
+        .for_each(|(out, rows)| {
+            for (out, &i) in out.chunks_exact_mut(d).zip(rows) {
+                out.copy_from_slice(&src[i * d..(i + 1) * d]);
+            }
+        });
 }
 
 /// Accuracy of `model` on `x` `[N, D]` against `y` `[N]` (evaluation mode).
