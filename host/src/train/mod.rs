@@ -90,7 +90,7 @@ pub fn lend<'s>(online: &'s mut Option<OnlineTeacher<'_>>) -> Option<OnlineTeach
 
 /// Watches a training run (how training dynamics are recorded, by the trainer the students
 /// use): the loop calls it at fixed points and never changes what it trains because of it.
-pub trait Observer {
+pub trait Observer: Send {
     /// Whether [`Observer::on_batch`] wants the logits (copying them costs a little).
     fn wants_batch_logits(&self) -> bool;
     /// After the training-mode forward pass of a batch, before its update.
@@ -129,11 +129,30 @@ pub fn train_observed(
     data: &TrainSet<'_>,
     kd: Kd,
     seed: u64,
+    online: Option<OnlineTeacher<'_>>,
+    observer: Option<&mut dyn Observer>,
+    label: &str,
+) -> Result<(Network, Vec<EpochLog>), TrainError> {
+    subnormal::apply();
+    // On a worker of rayon's pool: a parallel call from a thread outside the pool hands its
+    // work over and sleeps on a futex until it is done, several times a step (6 % of an MLP
+    // step in a profile, in the kernel); from a worker it is a join. An online teacher (a
+    // plugin's model is not `Send`) keeps the loop on this thread.
+    match online {
+        None => rayon::scope(|_| train_on_worker(spec, data, kd, seed, None, observer, label)),
+        online => train_on_worker(spec, data, kd, seed, online, observer, label),
+    }
+}
+
+fn train_on_worker(
+    spec: &StudentSpec,
+    data: &TrainSet<'_>,
+    kd: Kd,
+    seed: u64,
     mut online: Option<OnlineTeacher<'_>>,
     mut observer: Option<&mut dyn Observer>,
     label: &str,
 ) -> Result<(Network, Vec<EpochLog>), TrainError> {
-    subnormal::apply();
     let (k, d) = data.x.dim();
     if data.y.len() != k {
         return Err(TrainError::Shape(format!(
