@@ -595,6 +595,8 @@ mod tests {
             ([2, 6, 5], 19, 5, 2, false),
             ([4, 5, 5], 3, 1, 0, true),
             ([3, 8, 8], 10, 3, 2, true),
+            // The weight gradient's compact path (few taps, planes of whole vectors), biased.
+            ([1, 8, 8], 20, 3, 1, true),
         ];
         for (in_shape, out, k, p, bias) in cases {
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);

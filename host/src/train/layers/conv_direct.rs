@@ -464,37 +464,79 @@ impl Direct {
         if let Some(gb) = gb.as_deref_mut() {
             gb.fill(0.0);
         }
-        scratch.resize(WGRAD_GROUP * o * wide_len, 0.0);
+        // What a group copies: the gradient widened (`O · wide_len` values an image) or, where
+        // that is more and a compact plane is whole vectors, each tap of the padded input
+        // gathered compact (im2col of one image from L1, `taps · OH·OW` values), the gradient
+        // then read where it lies. The first layer of a CNN (one input channel, 16 outputs)
+        // takes the second.
+        let narrow = plane.is_multiple_of(LANES) && ntaps * plane < o * wide_len;
+        let narrow_taps: Vec<usize> = (0..ntaps).map(|t| t * plane).collect();
+        let per_image = if narrow { ntaps * plane } else { o * wide_len };
+        scratch.resize(WGRAD_GROUP * per_image, 0.0);
         for b0 in (0..batch).step_by(WGRAD_GROUP) {
             let images = WGRAD_GROUP.min(batch - b0);
-            // The group's gradient `[images, O, OH, OW]` → `[images, O, wide_len]`, zero where
-            // ox ≥ OW and past OH·Wp: small enough to stay in L2 while every block reads it.
             let group = &grad[b0 * o * plane..(b0 + images) * o * plane];
-            let grad_wide = &mut scratch[..images * o * wide_len];
-            for (from, to) in group
-                .chunks_exact(plane)
-                .zip(grad_wide.chunks_exact_mut(wide_len))
-            {
-                to.fill(0.0);
-                copy_rows(from, ow, to, wide.wp, oh, ow);
+            let copied = &mut scratch[..images * per_image];
+            if narrow {
+                for (b, cols) in copied.chunks_exact_mut(per_image).enumerate() {
+                    let image = &padded[(b0 + b) * image_len..];
+                    for (&tap, to) in taps.iter().zip(cols.chunks_exact_mut(plane)) {
+                        copy_rows(&image[tap..], wide.wp, to, ow, oh, ow);
+                    }
+                }
+            } else {
+                // The group's gradient `[images, O, OH, OW]` → `[images, O, wide_len]`, zero
+                // where ox ≥ OW and past OH·Wp: small enough to stay in L2 while every block
+                // reads it.
+                for (from, to) in group
+                    .chunks_exact(plane)
+                    .zip(copied.chunks_exact_mut(wide_len))
+                {
+                    to.fill(0.0);
+                    copy_rows(from, ow, to, wide.wp, oh, ow);
+                }
             }
+            let copied: &[f32] = copied;
+            // The operands of the blocks: inputs, their length an image, the taps' offsets,
+            // the gradient, its length an image, a channel, and the vectors of a channel.
+            let (inputs, inputs_len, tap_offsets, grads, grads_len, grad_stride, vectors) =
+                if narrow {
+                    (
+                        copied,
+                        per_image,
+                        &narrow_taps[..],
+                        group,
+                        o * plane,
+                        plane,
+                        plane / LANES,
+                    )
+                } else {
+                    let inputs = &padded[b0 * image_len..];
+                    (
+                        inputs,
+                        image_len,
+                        &taps[..],
+                        copied,
+                        o * wide_len,
+                        wide_len,
+                        wide_len / LANES,
+                    )
+                };
             if let Some(gb) = gb.as_deref_mut() {
-                for (i, plane) in grad_wide.chunks_exact(wide_len).enumerate() {
+                for (i, plane) in grads.chunks_exact(grad_stride).enumerate() {
                     gb[i % o] += sum(plane);
                 }
             }
-            let grad_wide: &[f32] = grad_wide;
-            let inputs = &padded[b0 * image_len..];
             let run = |(&(o0, t0), partial): (&(usize, usize), &mut [f32])| {
                 let block = WeightBlock {
                     inputs,
-                    image_len,
-                    taps: &taps[t0..t0 + WGRAD_TAPS.min(ntaps - t0)],
-                    grads: &grad_wide[o0 * wide_len..],
-                    grad_image_len: o * wide_len,
-                    grad_stride: wide_len,
+                    image_len: inputs_len,
+                    taps: &tap_offsets[t0..t0 + WGRAD_TAPS.min(ntaps - t0)],
+                    grads: &grads[o0 * grad_stride..],
+                    grad_image_len: grads_len,
+                    grad_stride,
                     images: 0..images,
-                    vectors: wide_len / LANES,
+                    vectors,
                 };
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: `Conv2d` builds a `Direct` only where `available()` (AVX-512 F).
