@@ -75,35 +75,6 @@ mod bf16 {
     pub const MR: usize = 8;
     pub const NR: usize = 32;
 
-    /// `iters` × 16 independent f32 FMAs on zmm registers; returns a value so that the loop
-    /// is kept.
-    #[target_feature(enable = "avx512f")]
-    pub fn fma_peak(iters: usize) -> f32 {
-        let mut acc = [_mm512_set1_ps(0.0); 16];
-        let a = _mm512_set1_ps(1.000_001);
-        let b = _mm512_set1_ps(0.999_999);
-        for _ in 0..iters {
-            for r in acc.iter_mut() {
-                *r = _mm512_fmadd_ps(a, b, *r);
-            }
-        }
-        acc.iter().map(|&r| _mm512_reduce_add_ps(r)).sum()
-    }
-
-    /// `iters` × 16 independent `vdpbf16ps` on zmm registers.
-    #[target_feature(enable = "avx512f,avx512bf16")]
-    pub fn dpbf16_peak(iters: usize) -> f32 {
-        let mut acc = [_mm512_set1_ps(0.0); 16];
-        let a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1.0), _mm512_set1_ps(0.5));
-        let b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.25), _mm512_set1_ps(1.0));
-        for _ in 0..iters {
-            for r in acc.iter_mut() {
-                *r = _mm512_dpbf16_ps(*r, a, b);
-            }
-        }
-        acc.iter().map(|&r| _mm512_reduce_add_ps(r)).sum()
-    }
-
     /// Rounds `src` to bf16 (round to nearest even), 32 values per instruction; `src.len()`
     /// a multiple of 32.
     #[target_feature(enable = "avx512f,avx512bf16")]
@@ -204,16 +175,8 @@ fn main() {
             println!("no AVX512-BF16 on this CPU: nothing to measure");
             return;
         }
-        let iters = 20_000_000;
-        // SAFETY (both calls): the features the functions enable were detected above.
-        let f32_s = fastest(3, || {
-            std::hint::black_box(unsafe { bf16::fma_peak(iters) });
-        });
-        let bf16_s = fastest(3, || {
-            std::hint::black_box(unsafe { bf16::dpbf16_peak(iters) });
-        });
-        let f32_peak = (iters * 16 * 32) as f64 / f32_s / 1e9;
-        let bf16_peak = (iters * 16 * 64) as f64 / bf16_s / 1e9;
+        let (f32_peak, bf16_peak) = kdprune::train::gemm_bf16::instruction_peaks(20_000_000, 3)
+            .expect("AVX512-BF16 detected above");
         println!("{{\"figure\": \"instruction peak\", \"f32_fma_gflops\": {f32_peak:.1}, \"bf16_dot_gflops\": {bf16_peak:.1}, \"ratio\": {:.2}}}", bf16_peak / f32_peak);
 
         let mut rows = Vec::new();

@@ -28,6 +28,11 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
     for problem in &registry.problems {
         lines.push(format!("warning: {problem}"));
     }
+    if manifest.student.precision == crate::train::gemm::Precision::Bf16 {
+        if let Some(warning) = crate::train::gemm_bf16::slower_warning() {
+            lines.push(format!("warning: {warning}"));
+        }
+    }
     let methods = check_methods(manifest, &registry)?;
     for m in &methods {
         let inputs: Vec<String> = m.inputs.iter().map(|i| i.to_string()).collect();

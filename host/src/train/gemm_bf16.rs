@@ -30,6 +30,65 @@ pub fn available() -> bool {
     }
 }
 
+/// The instruction peaks of one core, f32 FMA and `vdpbf16ps`, in GFLOP/s: `iters` × 16
+/// independent instructions on registers, the fastest of `tries` (64 FLOP per `vdpbf16ps`, 32
+/// per FMA); `None` without AVX-512 BF16.
+pub fn instruction_peaks(iters: usize, tries: usize) -> Option<(f64, f64)> {
+    if !available() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let fastest = |work: &dyn Fn()| {
+            (0..tries.max(1))
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    work();
+                    t.elapsed().as_secs_f64()
+                })
+                .fold(f64::INFINITY, f64::min)
+                .max(f64::MIN_POSITIVE)
+        };
+        // SAFETY (both): `available()` checked AVX-512 F and BF16 above.
+        let f32_s = fastest(&|| {
+            std::hint::black_box(unsafe { kernel::fma_peak(iters) });
+        });
+        let bf16_s = fastest(&|| {
+            std::hint::black_box(unsafe { kernel::dpbf16_peak(iters) });
+        });
+        let instructions = (iters * 16) as f64;
+        Some((
+            instructions * 32.0 / f32_s / 1e9,
+            instructions * 64.0 / bf16_s / 1e9,
+        ))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// The FLOP rate of `vdpbf16ps` over that of f32 FMA on one core of this CPU, measured once
+/// per process ([`instruction_peaks`], about 10 ms); `None` without AVX-512 BF16. 2.0 on an AMD
+/// EPYC (Zen 4), 0.50 on an Intel Xeon with AMX (docs/performance.md), where bf16 training is
+/// slower than f32.
+pub fn rate_against_f32() -> Option<f64> {
+    static RATE: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    *RATE.get_or_init(|| instruction_peaks(200_000, 2).map(|(f32, bf16)| bf16 / f32))
+}
+
+/// Below this [`rate_against_f32`], `precision = "bf16"` is warned against: the rounding and
+/// packing of its operands cost about a fifth of a step (docs/performance.md).
+pub const PAYING_RATE: f64 = 1.2;
+
+/// A warning for `precision = "bf16"` on this CPU, if its bf16 instructions do not pay.
+pub fn slower_warning() -> Option<String> {
+    let rate = rate_against_f32()?;
+    (rate < PAYING_RATE).then(|| {
+        format!(
+            "[student] precision = \"bf16\": this CPU runs its bf16 dot products (vdpbf16ps) at {rate:.2}× the FLOP rate of f32 FMA (measured), so bf16 training will be slower than f32; use \"f32\" here"
+        )
+    })
+}
+
 /// `x` rounded to bf16 (nearest, ties to even; NaN stays NaN; subnormals to a signed zero, as
 /// `vcvtne2ps2bf16` does), as its bits.
 pub fn to_bf16(x: f32) -> u16 {
@@ -208,6 +267,40 @@ mod kernel {
     use std::arch::x86_64::*;
 
     use super::{MR, NR};
+
+    /// `iters` × 16 independent f32 FMAs on registers (a value returned, so the loop stays).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fma_peak(iters: usize) -> f32 {
+        let mut acc = [_mm512_set1_ps(0.0); 16];
+        let a = _mm512_set1_ps(1.000_001);
+        let b = _mm512_set1_ps(0.999_999);
+        for _ in 0..iters {
+            for r in acc.iter_mut() {
+                *r = _mm512_fmadd_ps(a, b, *r);
+            }
+        }
+        acc.iter().map(|&r| _mm512_reduce_add_ps(r)).sum()
+    }
+
+    /// `iters` × 16 independent `vdpbf16ps` on registers.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and BF16.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn dpbf16_peak(iters: usize) -> f32 {
+        let mut acc = [_mm512_set1_ps(0.0); 16];
+        let a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1.0), _mm512_set1_ps(0.5));
+        let b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.25), _mm512_set1_ps(1.0));
+        for _ in 0..iters {
+            for r in acc.iter_mut() {
+                *r = _mm512_dpbf16_ps(*r, a, b);
+            }
+        }
+        acc.iter().map(|&r| _mm512_reduce_add_ps(r)).sum()
+    }
 
     /// `src` rounded to bf16 into `dst`; lengths equal, a multiple of 32.
     #[target_feature(enable = "avx512f,avx512bf16")]

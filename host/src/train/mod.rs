@@ -201,6 +201,11 @@ fn train_on_worker(
     let mut model = Network::build_with_init(&spec.layers, data.sample_shape, c, seed, spec.init)
         .map_err(TrainError::Model)?;
     model.set_precision(spec.precision);
+    if spec.precision == gemm::Precision::Bf16 {
+        if let Some(warning) = gemm_bf16::slower_warning() {
+            tracing::warn!("{warning}");
+        }
+    }
     let mut opt = optim::Optimizer::new(spec.optimizer, spec.weight_decay);
     let batch = spec.batch_size.min(k);
     let steps_per_epoch = k.div_ceil(batch);
