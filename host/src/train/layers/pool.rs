@@ -402,6 +402,37 @@ mod kernel {
         ((1u32 << n) - 1) as __mmask16
     }
 
+    /// Up to 16 consecutive 2×2 windows of output row `oy`, from output `ox0`: `n` of them,
+    /// their outputs at `oy·OW + ox0`, their top row at `2·oy·W + 2·ox0` of the plane, the flat
+    /// input position of the first (the plane starting at `base`), and the masks of their 2n
+    /// values of a row as two vectors.
+    struct Run {
+        n: usize,
+        output: usize,
+        top: usize,
+        first_at: u32,
+        lo: __mmask16,
+        hi: __mmask16,
+    }
+
+    /// The runs of a plane's `oh × ow` windows, row by row.
+    fn runs(oh: usize, ow: usize, w: usize, base: u32) -> impl Iterator<Item = Run> {
+        (0..oh).flat_map(move |oy| {
+            (0..ow).step_by(16).map(move |ox0| {
+                let n = (ow - ox0).min(16);
+                let top = 2 * oy * w + 2 * ox0;
+                Run {
+                    n,
+                    output: oy * ow + ox0,
+                    top,
+                    first_at: base + top as u32,
+                    lo: first((2 * n).min(16)),
+                    hi: first((2 * n).saturating_sub(16)),
+                }
+            })
+        })
+    }
+
     /// [`super::max_pool_2x2`] on 16 outputs at a time: the same selects, so the same values
     /// and positions.
     ///
@@ -427,56 +458,50 @@ mod kernel {
         let twice_lane = even;
         let one = _mm512_set1_epi32(1);
         let width = _mm512_set1_epi32(w as i32);
-        for oy in 0..oh {
-            let row_base = base + (2 * oy * w) as u32;
-            let mut ox0 = 0;
-            while ox0 < ow {
-                let n = (ow - ox0).min(16);
-                let (lo, hi) = (first((2 * n).min(16)), first((2 * n).saturating_sub(16)));
-                // SAFETY: the loads are masked to the 2n values of the window pairs, inside
-                // rows 2·oy and 2·oy + 1 (asserted); the stores to the n outputs of this row.
-                unsafe {
-                    let top = plane.as_ptr().add(2 * oy * w + 2 * ox0);
-                    let bottom = top.add(w);
-                    let (t0, t1) = (
-                        _mm512_maskz_loadu_ps(lo, top),
-                        _mm512_maskz_loadu_ps(hi, top.add(16)),
-                    );
-                    let (b0, b1) = (
-                        _mm512_maskz_loadu_ps(lo, bottom),
-                        _mm512_maskz_loadu_ps(hi, bottom.add(16)),
-                    );
-                    let (te, to) = (
-                        _mm512_permutex2var_ps(t0, even, t1),
-                        _mm512_permutex2var_ps(t0, odd, t1),
-                    );
-                    let (be, bo) = (
-                        _mm512_permutex2var_ps(b0, even, b1),
-                        _mm512_permutex2var_ps(b0, odd, b1),
-                    );
-                    let top_odd = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(to, te);
-                    let top_max = _mm512_mask_blend_ps(top_odd, te, to);
-                    let bottom_odd = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(bo, be);
-                    let bottom_max = _mm512_mask_blend_ps(bottom_odd, be, bo);
-                    let bottom_wins = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(bottom_max, top_max);
-                    let best = _mm512_mask_blend_ps(bottom_wins, top_max, bottom_max);
-                    let x = _mm512_add_epi32(
-                        _mm512_set1_epi32((row_base + 2 * ox0 as u32) as i32),
-                        twice_lane,
-                    );
-                    let top_at = _mm512_mask_add_epi32(x, top_odd, x, one);
-                    let xb = _mm512_add_epi32(x, width);
-                    let bottom_at = _mm512_mask_add_epi32(xb, bottom_odd, xb, one);
-                    let at = _mm512_mask_blend_epi32(bottom_wins, top_at, bottom_at);
-                    let outputs = first(n);
-                    _mm512_mask_storeu_ps(out.as_mut_ptr().add(oy * ow + ox0), outputs, best);
-                    _mm512_mask_storeu_epi32(
-                        at_out.as_mut_ptr().add(oy * ow + ox0).cast(),
-                        outputs,
-                        at,
-                    );
-                }
-                ox0 += 16;
+        for Run {
+            n,
+            output,
+            top,
+            first_at,
+            lo,
+            hi,
+        } in runs(oh, ow, w, base)
+        {
+            // SAFETY: the loads are masked to the 2n values of the window pairs, inside
+            // rows 2·oy and 2·oy + 1 (asserted); the stores to the n outputs of this row.
+            unsafe {
+                let top = plane.as_ptr().add(top);
+                let bottom = top.add(w);
+                let (t0, t1) = (
+                    _mm512_maskz_loadu_ps(lo, top),
+                    _mm512_maskz_loadu_ps(hi, top.add(16)),
+                );
+                let (b0, b1) = (
+                    _mm512_maskz_loadu_ps(lo, bottom),
+                    _mm512_maskz_loadu_ps(hi, bottom.add(16)),
+                );
+                let (te, to) = (
+                    _mm512_permutex2var_ps(t0, even, t1),
+                    _mm512_permutex2var_ps(t0, odd, t1),
+                );
+                let (be, bo) = (
+                    _mm512_permutex2var_ps(b0, even, b1),
+                    _mm512_permutex2var_ps(b0, odd, b1),
+                );
+                let top_odd = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(to, te);
+                let top_max = _mm512_mask_blend_ps(top_odd, te, to);
+                let bottom_odd = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(bo, be);
+                let bottom_max = _mm512_mask_blend_ps(bottom_odd, be, bo);
+                let bottom_wins = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(bottom_max, top_max);
+                let best = _mm512_mask_blend_ps(bottom_wins, top_max, bottom_max);
+                let x = _mm512_add_epi32(_mm512_set1_epi32(first_at as i32), twice_lane);
+                let top_at = _mm512_mask_add_epi32(x, top_odd, x, one);
+                let xb = _mm512_add_epi32(x, width);
+                let bottom_at = _mm512_mask_add_epi32(xb, bottom_odd, xb, one);
+                let at = _mm512_mask_blend_epi32(bottom_wins, top_at, bottom_at);
+                let outputs = first(n);
+                _mm512_mask_storeu_ps(out.as_mut_ptr().add(output), outputs, best);
+                _mm512_mask_storeu_epi32(at_out.as_mut_ptr().add(output).cast(), outputs, at);
             }
         }
     }
@@ -504,43 +529,37 @@ mod kernel {
         let one = _mm512_set1_epi32(1);
         let width = _mm512_set1_epi32(w as i32);
         let to = dx.as_mut_ptr().cast::<f32>();
-        for oy in 0..oh {
-            let row_base = base + (2 * oy * w) as u32;
-            let mut ox0 = 0;
-            while ox0 < ow {
-                let n = (ow - ox0).min(16);
-                let (lo, hi) = (first((2 * n).min(16)), first((2 * n).saturating_sub(16)));
-                // SAFETY: loads masked to the n windows of this output row; stores masked to
-                // their 2n values in rows 2·oy and 2·oy + 1 of `dx` (asserted H·W long).
-                unsafe {
-                    let outputs = first(n);
-                    let g = _mm512_maskz_loadu_ps(outputs, grad.as_ptr().add(oy * ow + ox0));
-                    let a =
-                        _mm512_maskz_loadu_epi32(outputs, at.as_ptr().add(oy * ow + ox0).cast());
-                    let x = _mm512_add_epi32(
-                        _mm512_set1_epi32((row_base + 2 * ox0 as u32) as i32),
-                        twice_lane,
-                    );
-                    let xb = _mm512_add_epi32(x, width);
-                    let pick = |p: __m512i| _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, p), g);
-                    let (v00, v01) = (pick(x), pick(_mm512_add_epi32(x, one)));
-                    let (v10, v11) = (pick(xb), pick(_mm512_add_epi32(xb, one)));
-                    let top = to.add(2 * oy * w + 2 * ox0);
-                    let bottom = top.add(w);
-                    _mm512_mask_storeu_ps(top, lo, _mm512_permutex2var_ps(v00, low, v01));
-                    _mm512_mask_storeu_ps(top.add(16), hi, _mm512_permutex2var_ps(v00, high, v01));
-                    _mm512_mask_storeu_ps(bottom, lo, _mm512_permutex2var_ps(v10, low, v11));
-                    _mm512_mask_storeu_ps(
-                        bottom.add(16),
-                        hi,
-                        _mm512_permutex2var_ps(v10, high, v11),
-                    );
-                }
-                ox0 += 16;
+        for Run {
+            n,
+            output,
+            top,
+            first_at,
+            lo,
+            hi,
+        } in runs(oh, ow, w, base)
+        {
+            // SAFETY: loads masked to the n windows of this output row; stores masked to
+            // their 2n values in rows 2·oy and 2·oy + 1 of `dx` (asserted H·W long).
+            unsafe {
+                let outputs = first(n);
+                let g = _mm512_maskz_loadu_ps(outputs, grad.as_ptr().add(output));
+                let a = _mm512_maskz_loadu_epi32(outputs, at.as_ptr().add(output).cast());
+                let x = _mm512_add_epi32(_mm512_set1_epi32(first_at as i32), twice_lane);
+                let xb = _mm512_add_epi32(x, width);
+                let pick = |p: __m512i| _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, p), g);
+                let (v00, v01) = (pick(x), pick(_mm512_add_epi32(x, one)));
+                let (v10, v11) = (pick(xb), pick(_mm512_add_epi32(xb, one)));
+                let top = to.add(top);
+                let bottom = top.add(w);
+                _mm512_mask_storeu_ps(top, lo, _mm512_permutex2var_ps(v00, low, v01));
+                _mm512_mask_storeu_ps(top.add(16), hi, _mm512_permutex2var_ps(v00, high, v01));
+                _mm512_mask_storeu_ps(bottom, lo, _mm512_permutex2var_ps(v10, low, v11));
+                _mm512_mask_storeu_ps(bottom.add(16), hi, _mm512_permutex2var_ps(v10, high, v11));
             }
-            if w % 2 == 1 {
-                dx[(2 * oy) * w + w - 1].write(0.0);
-                dx[(2 * oy + 1) * w + w - 1].write(0.0);
+        }
+        if w % 2 == 1 {
+            for row in 0..2 * oh {
+                dx[row * w + w - 1].write(0.0);
             }
         }
         if h % 2 == 1 {
