@@ -22,6 +22,7 @@ use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 use crate::manifest::{Alpha, StudentSpec, Temperature};
 use crate::progress;
@@ -135,16 +136,17 @@ pub fn train_observed(
 ) -> Result<(Network, Vec<EpochLog>), TrainError> {
     subnormal::apply();
     // On a worker of rayon's pool: a parallel call from a thread outside the pool hands its
-    // work over and sleeps on a futex until it is done, several times a step (6 % of an MLP
-    // step in a profile, in the kernel); from a worker it is a join. An online teacher (a
-    // plugin's model is not `Send`) keeps the loop on this thread.
+    // work over and sleeps on a futex until it is done, several times a step; from a worker it
+    // is a join (one-thread MLP 61–63k → 92–96k samples/s, docs/performance.md). An online
+    // teacher (a plugin's model is not `Send`) keeps the loop on this thread.
     match online {
-        None => rayon::scope(|_| train_on_worker(spec, data, kd, seed, None, observer, label)),
-        online => train_on_worker(spec, data, kd, seed, online, observer, label),
+        None => rayon::scope(|_| train_loop(spec, data, kd, seed, None, observer, label)),
+        online => train_loop(spec, data, kd, seed, online, observer, label),
     }
 }
 
-fn train_on_worker(
+/// The body of [`train_observed`], on whichever thread it chose.
+fn train_loop(
     spec: &StudentSpec,
     data: &TrainSet<'_>,
     kd: Kd,
@@ -202,8 +204,10 @@ fn train_on_worker(
         .map_err(TrainError::Model)?;
     model.set_precision(spec.precision);
     if spec.precision == gemm::Precision::Bf16 {
+        // Once per process, not once per cell.
+        static WARNED: std::sync::Once = std::sync::Once::new();
         if let Some(warning) = gemm_bf16::slower_warning() {
-            tracing::warn!("{warning}");
+            WARNED.call_once(|| tracing::warn!("{warning}"));
         }
     }
     let mut opt = optim::Optimizer::new(spec.optimizer, spec.weight_decay);
@@ -324,7 +328,6 @@ fn gather_rows(from: ArrayView2<'_, f32>, indices: &[usize], mut to: ArrayViewMu
     // Whole rows by `copy_from_slice`, a few tasks per batch: a task per row cost more in
     // scheduling than the copy (6 % of an MLP step in a profile).
     let rows_per_task = indices.len().div_ceil(4).max(1);
-    use rayon::prelude::*;
     dst.par_chunks_mut(rows_per_task * d)
         .zip(indices.par_chunks(rows_per_task))
         .for_each(|(out, rows)| {

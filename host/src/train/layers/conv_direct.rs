@@ -12,9 +12,9 @@
 //! computed at flat index `p = oy·Wp + ox` of a `[O, ⌈OH·Wp⌉₁₆]` buffer, so that kernel tap
 //! `(ky, kx)` of channel `c` reads the padded input at the single shift
 //! `c·Hp·Wp + ky·Wp + kx + p`: 16 consecutive outputs of one channel are one unaligned vector
-//! load per tap. Lanes with `ox ≥ OW` read across a row's end and are dropped when the wide
-//! buffer is compacted into `[O, OH, OW]`; padded buffers end with zeros so that every such
-//! read stays inside them.
+//! load per tap. Lanes with `ox ≥ OW` read across a row's end and are dropped: each vector's
+//! outputs are compressed and stored straight into `[O, OH, OW]` (masked store). Padded
+//! buffers end with zeros so that every such read stays inside them.
 //!
 //! - forward: `y[o, p] = b[o] + Σ_{c,ky,kx} x̃[c, p + ky·Wp + kx] · w[o, c, ky, kx]`, blocks of
 //!   8 output channels × 3 vectors of positions (24 accumulators, weights broadcast);
@@ -22,7 +22,9 @@
 //!   weights flipped and their channel axes swapped;
 //! - weight gradient: `dw[o, c, ky, kx] = Σ_b Σ_p g̃[b, o, p] · x̃[b, c, p + ky·Wp + kx]` (`g̃`
 //!   zero where `ox ≥ OW`), blocks of 4 output channels × 6 taps of vector accumulators,
-//!   summed over the batch's images in order and over lanes at the end.
+//!   summed over the batch's images in order and over lanes at the end; where widening the
+//!   gradient copies more than gathering the input's taps (a first layer: one input channel,
+//!   planes of whole vectors), the taps are gathered compact instead (im2col of one image).
 //!
 //! Every output element is one kernel's sum in a fixed order, whatever the thread count.
 
@@ -38,8 +40,9 @@ const WGRAD_CHANNELS: usize = 4;
 const WGRAD_TAPS: usize = 6;
 /// f32 lanes of a zmm register.
 const LANES: usize = 16;
-/// Images whose weight-gradient partial sums are carried in registers before they are stored:
-/// a group's padded inputs and gradients stay in L2 while every block passes over them.
+/// Images per group of the weight gradient: a group's gradient (or gathered taps) is copied
+/// once into a buffer that stays in L2 while every block passes over it, each block's partial
+/// sums kept in registers over the group.
 const WGRAD_GROUP: usize = 8;
 
 /// Whether this CPU runs the direct convolutions (AVX-512 F).
@@ -51,12 +54,12 @@ pub fn available() -> bool {
 /// `K × K`, padding `P < K`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Direct {
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-    pub out_channels: usize,
-    pub kernel: usize,
-    pub padding: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    out_channels: usize,
+    kernel: usize,
+    padding: usize,
 }
 
 /// A convolution of padded planes `[in, Hp, Wp]` into `[out, Hp − K + 1, Wp − K + 1]`, with
@@ -131,15 +134,15 @@ impl Wide {
             padded.len() >= batch * self.image_len() + self.slack(),
             "padded input"
         );
+        let taps = self.taps();
         assert_eq!(
             packed.len(),
-            self.taps().len() * self.out_channels,
+            taps.len() * self.out_channels,
             "packed weights"
         );
         if let Some(bias) = bias {
             assert_eq!(bias.len(), self.out_channels, "bias");
         }
-        let taps = self.taps();
         let (masks, firsts) = self.stores();
         let mut out = Vec::<f32>::with_capacity(batch * per_image);
         let spare = &mut out.spare_capacity_mut()[..batch * per_image];
@@ -363,7 +366,7 @@ impl Direct {
     }
 
     /// `(OH, OW)`.
-    pub fn out_hw(&self) -> (usize, usize) {
+    fn out_hw(&self) -> (usize, usize) {
         self.forward_wide().out_hw()
     }
 
@@ -382,8 +385,8 @@ impl Direct {
         );
     }
 
-    /// `y [B, O, OH, OW]` from `padded` (`batch` images) (of [`Self::pad_input`]) and the weights `w [O, C, K,
-    /// K]`, `bias [O]`.
+    /// `y [B, O, OH, OW]` from `padded` (`batch` images, of [`Self::pad_input`]), the weights
+    /// `w [O, C, K, K]` and `bias [O]`.
     pub fn forward(
         &self,
         padded: &[f32],
