@@ -140,9 +140,25 @@ fn split(
     }
 }
 
-/// One product on this core, by the `gemm` crate (AVX-512 kernels where the CPU has them,
-/// chosen at run time).
+/// One product on this core: read in place ([`super::gemm_in_place`]) where that applies,
+/// else by the `gemm` crate; the same bits either way.
 fn leaf(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
+    c: ArrayViewMut2<'_, f32>,
+) {
+    if super::gemm_in_place::applies(alpha, &a, &b, beta, &c) {
+        super::gemm_in_place::product(a, b, beta == 1.0, c);
+    } else {
+        gemm_crate_leaf(alpha, a, b, beta, c);
+    }
+}
+
+/// One product on this core by the `gemm` crate (AVX-512 kernels where the CPU has them,
+/// chosen at run time).
+pub(super) fn gemm_crate_leaf(
     alpha: f32,
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,

@@ -10,6 +10,7 @@ pub mod augment;
 pub mod elementwise;
 pub mod gemm;
 pub mod gemm_bf16;
+mod gemm_in_place;
 pub mod layers;
 pub mod loss;
 pub mod network;
