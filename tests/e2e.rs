@@ -459,6 +459,53 @@ fn zoo_teacher_soft_labels_match_python_onnxruntime() {
     }
 }
 
+/// A fixed-batch model labelling a whole set runs one single-thread session per thread, the
+/// runs of a batch split between them: the outputs are those of one session, in order.
+#[test]
+fn a_fixed_batch_teacher_on_several_sessions_gives_one_sessions_outputs() {
+    let (images, _) = kdprune::data::read_csv(
+        &fixtures().join("mnist-5k.csv.gz"),
+        &kdprune::data::CsvOptions {
+            label: kdprune::data::LabelColumn::Index(-1),
+            header: Some(false),
+            delimiter: b',',
+            classes: None,
+            num_classes: None,
+            sample_shape: Some(vec![1, 28, 28]),
+        },
+    )
+    .unwrap();
+    // 301 images: the lanes' shares differ by one run.
+    let x = images.features.slice(ndarray::s![..301, ..]).to_owned();
+    let model = fixtures().join("mnist-zoo-cntk-opset7.onnx");
+    let open = |threads: usize, spin: bool| {
+        kdprune::teacher::onnx::OnnxTeacher::open(&kdprune::teacher::onnx::OnnxOptions {
+            model: &model,
+            input: None,
+            output: None,
+            provider: manifest::Provider::Cpu,
+            allow_cpu_fallback: false,
+            ort_library: None,
+            threads,
+            spin,
+            layout: manifest::Layout::Nchw,
+            sample_shape: &[1, 28, 28],
+            num_classes: 10,
+        })
+        .unwrap()
+    };
+    let mut one = open(1, false);
+    let mut three = open(3, true);
+    assert_eq!((one.lanes(), three.lanes()), (1, 3));
+    // Online distillation (no spinning) keeps one session with its threads.
+    assert_eq!(open(3, false).lanes(), 1);
+    let x = x.as_slice().unwrap();
+    let expected = one.run(x, 301).unwrap();
+    assert_eq!(expected.len(), 301 * 10);
+    assert_eq!(three.run(x, 301).unwrap(), expected);
+    assert_eq!(three.run(&x[..2 * 784], 2).unwrap(), expected[..20]);
+}
+
 #[test]
 fn soft_labels_are_cached_by_content() {
     let dir = tempfile::tempdir().unwrap();

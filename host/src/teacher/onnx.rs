@@ -3,6 +3,12 @@
 //! Owns opening the model, picking its input and output, checking them against the data
 //! before any inference, the execution provider (CPU, CUDA with optional fallback), and
 //! running batches (padding the last batch for models with a fixed batch dimension).
+//!
+//! A model with a fixed batch dimension labelling a whole data set on the CPU runs on
+//! `threads` sessions of one thread each, at once, rather than one session whose operators
+//! split a tiny batch across threads: the MNIST zoo model's images of one batch are
+//! independent runs, and one thread per run leaves no operator waiting on another
+//! (docs/performance.md measures it against Python's onnxruntime).
 
 use std::path::{Path, PathBuf};
 
@@ -13,12 +19,24 @@ use ort::value::{TensorElementType, TensorRef, ValueType};
 use super::{runtime, TeacherError};
 use crate::manifest::{Layout, Provider};
 
-/// An opened ONNX teacher.
-pub struct OnnxTeacher {
+/// A session and the options of its runs.
+struct Lane {
     session: Session,
     /// Asks ONNX Runtime for the chosen output only (a classifier exported with a label output
-    /// too would otherwise compute and copy it every batch).
+    /// too would otherwise compute and copy it every batch). One per session: run options
+    /// may not be shared between threads.
     run_options: RunOptions<HasSelectedOutputs>,
+}
+
+/// Largest model file opened once per thread (see the module doc): each session holds its
+/// own copy of the weights.
+const MAX_LANE_MODEL_BYTES: u64 = 256 << 20;
+
+/// An opened ONNX teacher.
+pub struct OnnxTeacher {
+    /// The session every run uses, then (fixed-batch models in a bulk pass on the CPU) one
+    /// more per thread, the runs of a batch split between them in order.
+    lanes: Vec<Lane>,
     model: PathBuf,
     input: String,
     output: String,
@@ -32,6 +50,7 @@ pub struct OnnxTeacher {
 }
 
 /// What the teacher is asked to work on.
+#[derive(Clone, Copy)]
 pub struct OnnxOptions<'a> {
     pub model: &'a Path,
     pub input: Option<&'a str>,
@@ -245,20 +264,45 @@ impl OnnxTeacher {
             )));
         }
         let fixed_batch = (in_shape[0] > 0).then_some(in_shape[0] as usize);
-        let run_options = RunOptions::new()
-            .map_err(|e| err(format!("cannot make run options: {e}")))?
-            .with_outputs(OutputSelector::no_default().with(output.name()));
+        let output_name = output.name().to_string();
+        let lane = |session: Session| -> Result<Lane, TeacherError> {
+            let run_options = RunOptions::new()
+                .map_err(|e| err(format!("cannot make run options: {e}")))?
+                .with_outputs(OutputSelector::no_default().with(&output_name));
+            Ok(Lane {
+                session,
+                run_options,
+            })
+        };
+        let input = input.name().to_string();
+        let threads = lane_count(options, fixed_batch, provider);
+        let lanes = if threads > 1 {
+            drop(session);
+            let single = OnnxOptions {
+                threads: 1,
+                ..*options
+            };
+            (0..threads)
+                .map(|_| lane(open_session(&single)?.0))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            vec![lane(session)?]
+        };
         Ok(Self {
-            run_options,
-            input: input.name().to_string(),
-            output: output.name().to_string(),
-            session,
+            lanes,
+            input,
+            output: output_name,
             model,
             fixed_batch,
             example_shape,
             num_classes: options.num_classes,
             provider,
         })
+    }
+
+    /// Sessions that run at once (see the module doc).
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
     }
 
     /// The batch size the model accepts when it is fixed.
@@ -268,7 +312,7 @@ impl OnnxTeacher {
 
     /// Runs the model on `features` `[B, D]` (already preprocessed), returning the raw output
     /// `[B, num_classes]`. A fixed-batch model is run in chunks of its size, padding the
-    /// last one with zeros.
+    /// last one with zeros; with several lanes, consecutive chunks go to each at once.
     pub fn run(&mut self, features: &[f32], batch: usize) -> Result<Vec<f32>, TeacherError> {
         let d: usize = self.example_shape.iter().product();
         if features.len() != batch * d {
@@ -280,54 +324,43 @@ impl OnnxTeacher {
                 ),
             });
         }
-        let chunk = self.fixed_batch.unwrap_or(batch.max(1));
+        let plan = RunPlan {
+            model: &self.model,
+            input: &self.input,
+            output: &self.output,
+            chunk: self.fixed_batch.unwrap_or(batch.max(1)),
+            fixed: self.fixed_batch.is_some(),
+            example_shape: &self.example_shape,
+            num_classes: self.num_classes,
+            features,
+            batch,
+        };
+        let chunks = batch.div_ceil(plan.chunk);
+        let lanes = self.lanes.len().min(chunks).max(1);
+        if lanes == 1 {
+            return self.lanes[0].run_chunks(&plan, 0..chunks);
+        }
+        let parts: Vec<Result<Vec<f32>, TeacherError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self.lanes[..lanes]
+                .iter_mut()
+                .enumerate()
+                .map(|(i, lane)| {
+                    let share = chunks * i / lanes..chunks * (i + 1) / lanes;
+                    let plan = &plan;
+                    scope.spawn(move || lane.run_chunks(plan, share))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        });
         let mut out = Vec::with_capacity(batch * self.num_classes);
-        let mut padded = Vec::new();
-        for start in (0..batch).step_by(chunk) {
-            let rows = chunk.min(batch - start);
-            let data = chunk_input(
-                features,
-                start..start + rows,
-                chunk,
-                d,
-                self.fixed_batch.is_some(),
-                &mut padded,
-            );
-            let run_rows = data.len() / d;
-            let shape = input_shape(run_rows, &self.example_shape);
-            let tensor = TensorRef::from_array_view((shape, data))
-                .map_err(|e| self.model_error(format!("cannot make the input tensor: {e}")))?;
-            let outputs = self
-                .session
-                .run_with_options(
-                    ort::inputs![self.input.as_str() => tensor],
-                    &self.run_options,
-                )
-                .map_err(|e| TeacherError::Model {
-                    model: self.model.clone(),
-                    message: format!("inference failed: {e}"),
-                })?;
-            let (out_shape, values) = outputs[self.output.as_str()]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| TeacherError::Model {
-                    model: self.model.clone(),
-                    message: format!("output {:?} is not a float32 tensor: {e}", self.output),
-                })?;
-            if out_shape.len() != 2
-                || out_shape[0] as usize != run_rows
-                || out_shape[1] as usize != self.num_classes
-            {
-                return Err(TeacherError::Model {
-                    model: self.model.clone(),
-                    message: format!(
-                        "output {:?} has shape {:?} for a batch of {run_rows}; expected [{run_rows}, {}] (classes of the data)",
-                        self.output,
-                        out_shape.iter().collect::<Vec<_>>(),
-                        self.num_classes
-                    ),
-                });
-            }
-            out.extend_from_slice(&values[..rows * self.num_classes]);
+        for part in parts {
+            out.extend_from_slice(&part?);
         }
         Ok(out)
     }
@@ -359,6 +392,96 @@ impl OnnxTeacher {
             model: self.model.clone(),
             message,
         }
+    }
+}
+
+/// How many single-thread sessions a teacher runs at once (1: one session with `threads`
+/// intra-op threads): the thread count, for a fixed-batch model labelling whole sets
+/// (`spin`) on the CPU whose file is at most [`MAX_LANE_MODEL_BYTES`].
+fn lane_count(options: &OnnxOptions<'_>, fixed_batch: Option<usize>, provider: Provider) -> usize {
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let small = std::fs::metadata(options.model).is_ok_and(|m| m.len() <= MAX_LANE_MODEL_BYTES);
+    if fixed_batch.is_some() && options.spin && provider == Provider::Cpu && small {
+        threads
+    } else {
+        1
+    }
+}
+
+/// One call of [`OnnxTeacher::run`]: the batch and what each of its runs needs.
+struct RunPlan<'a> {
+    model: &'a Path,
+    input: &'a str,
+    output: &'a str,
+    /// Rows per run (the fixed batch, or the whole batch).
+    chunk: usize,
+    fixed: bool,
+    example_shape: &'a [usize],
+    num_classes: usize,
+    /// `[batch, D]`.
+    features: &'a [f32],
+    batch: usize,
+}
+
+impl Lane {
+    /// The raw outputs `[rows, num_classes]` of the runs `chunks` (indices of chunks of
+    /// `plan.chunk` rows) of the plan's batch, in order.
+    fn run_chunks(
+        &mut self,
+        plan: &RunPlan<'_>,
+        chunks: std::ops::Range<usize>,
+    ) -> Result<Vec<f32>, TeacherError> {
+        let model_error = |message: String| TeacherError::Model {
+            model: plan.model.to_path_buf(),
+            message,
+        };
+        let d: usize = plan.example_shape.iter().product();
+        let mut out = Vec::with_capacity(chunks.len() * plan.chunk * plan.num_classes);
+        let mut padded = Vec::new();
+        for start in chunks.map(|c| c * plan.chunk) {
+            let rows = plan.chunk.min(plan.batch - start);
+            let data = chunk_input(
+                plan.features,
+                start..start + rows,
+                plan.chunk,
+                d,
+                plan.fixed,
+                &mut padded,
+            );
+            let run_rows = data.len() / d;
+            let shape = input_shape(run_rows, plan.example_shape);
+            let tensor = TensorRef::from_array_view((shape, data))
+                .map_err(|e| model_error(format!("cannot make the input tensor: {e}")))?;
+            let outputs = self
+                .session
+                .run_with_options(ort::inputs![plan.input => tensor], &self.run_options)
+                .map_err(|e| model_error(format!("inference failed: {e}")))?;
+            let (out_shape, values) =
+                outputs[plan.output]
+                    .try_extract_tensor::<f32>()
+                    .map_err(|e| {
+                        model_error(format!(
+                            "output {:?} is not a float32 tensor: {e}",
+                            plan.output
+                        ))
+                    })?;
+            if out_shape.len() != 2
+                || out_shape[0] as usize != run_rows
+                || out_shape[1] as usize != plan.num_classes
+            {
+                return Err(model_error(format!(
+                    "output {:?} has shape {:?} for a batch of {run_rows}; expected [{run_rows}, {}] (classes of the data)",
+                    plan.output,
+                    out_shape.iter().collect::<Vec<_>>(),
+                    plan.num_classes
+                )));
+            }
+            out.extend_from_slice(&values[..rows * plan.num_classes]);
+        }
+        Ok(out)
     }
 }
 
