@@ -18,6 +18,7 @@ pub mod onnx_export;
 pub mod optim;
 pub mod spec;
 pub mod subnormal;
+pub mod weight_grad;
 
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use rand::seq::SliceRandom;

@@ -23,11 +23,12 @@ use super::elementwise::{self, Operand};
 use super::gemm;
 use super::layers::{
     AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool, Layer, MaxPool2d, Mode,
-    ParamRef, Relu, Residual, SharedTensor,
+    ParamRef, Relu, Residual, SharedTensor, WeightFactors,
 };
 use super::loss::kd_loss_and_grad;
 use super::optim::{Optimizer, Update};
 use super::spec::LayerSpec;
+use super::weight_grad::{self, Factors, Sink};
 use super::Kd;
 
 /// Most rows in one shard of a training batch. Fashion-MNIST's MLP at batch 128 on 2 cores,
@@ -152,6 +153,46 @@ fn replica_gradients(replicas: &mut [Vec<Box<dyn Layer>>]) -> Vec<Vec<&ArrayD<f3
                 .flat_map(|l| l.params())
                 .map(|p| -> &ArrayD<f32> { p.grad })
                 .collect()
+        })
+        .collect()
+}
+
+/// The factors of weight gradients the first `replicas` left deferred, per layer of the
+/// network: `Some` (one pair per replica, in shard order) where the layer deferred its first
+/// parameter's gradient ([`Layer::defer_weight_grad`]).
+fn take_weight_factors(
+    replicas: &mut [Vec<Box<dyn Layer>>],
+    layers: usize,
+) -> Vec<Option<Vec<WeightFactors>>> {
+    (0..layers)
+        .map(|l| {
+            let parts: Vec<_> = replicas
+                .iter_mut()
+                .filter_map(|r| r[l].take_weight_factors())
+                .collect();
+            assert!(
+                parts.is_empty() || parts.len() == replicas.len(),
+                "every shard defers a layer's weight gradient, or none"
+            );
+            (!parts.is_empty()).then_some(parts)
+        })
+        .collect()
+}
+
+/// Views of [`take_weight_factors`]' pairs.
+fn factor_views(factors: &[Option<Vec<WeightFactors>>]) -> Vec<Option<Vec<Factors<'_>>>> {
+    factors
+        .iter()
+        .map(|f| {
+            f.as_ref().map(|parts| {
+                parts
+                    .iter()
+                    .map(|(x, g)| Factors {
+                        x: x.view(),
+                        g: g.view(),
+                    })
+                    .collect()
+            })
         })
         .collect()
 }
@@ -337,16 +378,30 @@ impl Network {
             optimizer.step(params, lr);
             return;
         }
+        let factors = take_weight_factors(&mut self.replicas[..count], self.layers.len());
+        let views = factor_views(&factors);
         let mut replicas = replica_gradients(&mut self.replicas[..count]);
         let updates = self
             .layers
             .iter_mut()
-            .flat_map(|l| l.params())
             .enumerate()
-            .map(|(i, p)| Update {
+            .flat_map(|(l, layer)| {
+                let deferred = views[l].as_ref();
+                layer
+                    .params()
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(k, p)| (p, deferred.filter(|_| k == 0)))
+            })
+            .enumerate()
+            .map(|(i, (p, deferred))| Update {
                 value: p.value,
                 decay: p.decay,
-                parts: replicas.iter_mut().map(|r| r[i]).collect(),
+                parts: match deferred {
+                    Some(_) => Vec::new(),
+                    None => replicas.iter_mut().map(|r| r[i]).collect(),
+                },
+                factors: deferred.cloned().unwrap_or_default(),
             })
             .collect();
         optimizer.step_summing(updates, lr);
@@ -405,6 +460,11 @@ impl Network {
             let mut replica: Vec<Box<dyn Layer>> =
                 self.layers.iter().map(|l| l.replicate(stream)).collect();
             detach(&mut replica);
+            // The shards' weight gradients are summed after the shards, block by block
+            // (`weight_grad`), where its kernel runs.
+            for layer in replica.iter_mut() {
+                layer.defer_weight_grad(weight_grad::vectorised());
+            }
             self.replicas.push(replica);
         }
         let shared: Vec<SharedTensor> =
@@ -483,16 +543,31 @@ impl Network {
     /// Sets the gradients of `layers` to the sum of those of the first `count` replicas,
     /// added in shard order.
     fn sum_replica_gradients(&mut self, count: usize) {
+        let factors = take_weight_factors(&mut self.replicas[..count], self.layers.len());
+        let views = factor_views(&factors);
         let mut replicas = replica_gradients(&mut self.replicas[..count]);
         let tensors = self
             .layers
             .iter_mut()
-            .flat_map(|l| l.params())
             .enumerate()
-            .map(|(i, p)| {
+            .flat_map(|(l, layer)| {
+                let deferred = views[l].as_ref();
+                layer
+                    .params()
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(k, p)| (p, deferred.filter(|_| k == 0)))
+            })
+            .enumerate()
+            .filter_map(|(i, (p, deferred))| {
+                if let Some(parts) = deferred {
+                    let gradient = p.grad.as_slice_mut().expect("standard layout");
+                    weight_grad::sum(parts, Sink::Store(gradient));
+                    return None;
+                }
                 let mut operands = vec![Operand::write(p.grad)];
                 operands.extend(replicas.iter_mut().map(|r| Operand::read(r[i])));
-                ((), operands)
+                Some(((), operands))
             })
             .collect();
         elementwise::for_each_chunk(tensors, |_, operands| {

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::elementwise::{self, Operand};
 use super::layers::ParamRef;
+use super::weight_grad::{self, Factors, Sink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -44,6 +45,7 @@ impl Optimizer {
                 value: p.value,
                 decay: p.decay,
                 parts: vec![&*p.grad],
+                factors: Vec::new(),
             })
             .collect();
         self.step_summing(updates, lr);
@@ -68,17 +70,59 @@ impl Optimizer {
         self.steps += 1;
         let wd = self.weight_decay;
         let adam = matches!(self.spec, OptimizerSpec::AdamW { .. });
+        // Gradients left as factors: SGD sums and applies them block by block; AdamW reads
+        // them summed.
+        let mut params = params;
+        let mut summed: Vec<Option<ArrayD<f32>>> = Vec::with_capacity(params.len());
+        for (p, (m, _)) in params.iter_mut().zip(&mut self.state) {
+            if p.factors.is_empty() {
+                summed.push(None);
+                continue;
+            }
+            let decay = if p.decay { wd } else { 0.0 };
+            match self.spec {
+                OptimizerSpec::Sgd { momentum, nesterov } => {
+                    weight_grad::sum(
+                        &p.factors,
+                        Sink::Step {
+                            weights: p.value.as_slice_mut().expect("standard layout"),
+                            momenta: m.as_slice_mut().expect("standard layout"),
+                            step: SgdStep {
+                                lr,
+                                momentum,
+                                nesterov,
+                                decay,
+                            },
+                        },
+                    );
+                    summed.push(None);
+                }
+                OptimizerSpec::AdamW { .. } => {
+                    let mut g = ArrayD::zeros(p.value.raw_dim());
+                    weight_grad::sum(
+                        &p.factors,
+                        Sink::Store(g.as_slice_mut().expect("standard layout")),
+                    );
+                    summed.push(Some(g));
+                }
+            }
+        }
         // Operands: value, first state, (second state), then the gradient's parts.
         let tensors = params
             .into_iter()
             .zip(&mut self.state)
-            .map(|(p, (m, v))| {
+            .zip(&summed)
+            .filter(|((p, _), g)| p.factors.is_empty() || g.is_some())
+            .map(|((p, (m, v)), g)| {
                 let decay = if p.decay { wd } else { 0.0 };
                 let mut operands = vec![Operand::write(p.value), Operand::write(m)];
                 if adam {
                     operands.push(Operand::write(v));
                 }
-                operands.extend(p.parts.into_iter().map(Operand::read));
+                match g {
+                    Some(g) => operands.push(Operand::read(g)),
+                    None => operands.extend(p.parts.into_iter().map(Operand::read)),
+                }
                 (decay, operands)
             })
             .collect();
@@ -91,15 +135,18 @@ impl Optimizer {
                     };
                     for_gradient_blocks(parts, |at, g| {
                         let range = at..at + g.len();
+                        let step = SgdStep {
+                            lr,
+                            momentum,
+                            nesterov,
+                            decay,
+                        };
                         for ((w, &g), buf) in w[range.clone()]
                             .iter_mut()
                             .zip(g)
                             .zip(buf[range].iter_mut())
                         {
-                            let g = g + decay * *w;
-                            *buf = momentum * *buf + g;
-                            let update = if nesterov { g + momentum * *buf } else { *buf };
-                            *w -= lr * update;
+                            step.apply(w, buf, g);
                         }
                     });
                 });
@@ -132,12 +179,39 @@ impl Optimizer {
     }
 }
 
+/// PyTorch's SGD step on one weight: `g += decay·w; v = μv + g; w -= lr·(nesterov ? g + μv : v)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdStep {
+    pub lr: f32,
+    pub momentum: f32,
+    pub nesterov: bool,
+    pub decay: f32,
+}
+
+impl SgdStep {
+    /// The step on one value, `w` and its momentum `v`, with gradient `g`.
+    #[inline]
+    pub fn apply(&self, w: &mut f32, v: &mut f32, g: f32) {
+        let g = g + self.decay * *w;
+        *v = self.momentum * *v + g;
+        let update = if self.nesterov {
+            g + self.momentum * *v
+        } else {
+            *v
+        };
+        *w -= self.lr * update;
+    }
+}
+
 /// A parameter to update: its value, whether weight decay applies, and its gradient as parts
 /// to add (one part: the gradient itself; several: the shards' of a batch, in shard order).
 pub struct Update<'a> {
     pub value: &'a mut ArrayD<f32>,
     pub decay: bool,
     pub parts: Vec<&'a ArrayD<f32>>,
+    /// Instead of `parts` (left empty): the shards' factors of a dense layer's weight
+    /// gradient, summed as the update reads them ([`super::weight_grad`]).
+    pub factors: Vec<Factors<'a>>,
 }
 
 /// Values per block of [`for_gradient_blocks`]: a block of the gradient stays in L1.

@@ -4,7 +4,7 @@ use crate::train::gemm::{gemm_in, Precision};
 use ndarray::{Array1, Array2, ArrayD, Axis, Ix2, IxDyn};
 use rand::Rng;
 
-use super::{Layer, Mode, ParamRef, SharedTensor};
+use super::{Layer, Mode, ParamRef, SharedTensor, WeightFactors};
 use crate::train::onnx_export::GraphBuilder;
 
 #[derive(Clone)]
@@ -20,6 +20,10 @@ pub struct Dense {
     input_grad: bool,
     /// Of the training step's three products.
     precision: Precision,
+    /// Leave the weight gradient as factors (see [`Layer::defer_weight_grad`]).
+    defer: bool,
+    /// `x` `[B, in]` and `g` `[B, out]` of the last backward pass, when it deferred.
+    factors: Option<WeightFactors>,
 }
 
 impl Dense {
@@ -36,6 +40,8 @@ impl Dense {
             input: None,
             input_grad: true,
             precision: Precision::F32,
+            defer: false,
+            factors: None,
         }
     }
 
@@ -108,33 +114,45 @@ impl Layer for Dense {
             .input
             .take()
             .expect("backward after a training forward pass");
-        let mut gw = self
-            .gw
-            .view_mut()
-            .into_dimensionality::<Ix2>()
-            .expect("2-D");
-        gemm_in(
-            self.precision,
-            1.0,
-            &x.t().view(),
-            &g.view(),
-            0.0,
-            &mut gw.view_mut(),
-        );
-        self.gb.assign(&g.sum_axis(Axis(0)).into_dyn());
-        if !self.input_grad {
-            return ArrayD::zeros(IxDyn(&[0]));
+        let defer = self.defer && self.precision.is_f32();
+        if !defer {
+            let mut gw = self
+                .gw
+                .view_mut()
+                .into_dimensionality::<Ix2>()
+                .expect("2-D");
+            gemm_in(
+                self.precision,
+                1.0,
+                &x.t().view(),
+                &g.view(),
+                0.0,
+                &mut gw.view_mut(),
+            );
         }
-        let mut dx = Array2::<f32>::zeros(x.raw_dim());
-        gemm_in(
-            self.precision,
-            1.0,
-            &g.view(),
-            &self.w2().t().view(),
-            0.0,
-            &mut dx.view_mut(),
-        );
-        dx.into_dyn()
+        self.gb.assign(&g.sum_axis(Axis(0)).into_dyn());
+        let dx = self.input_grad.then(|| {
+            let mut dx = Array2::<f32>::zeros(x.raw_dim());
+            gemm_in(
+                self.precision,
+                1.0,
+                &g.view(),
+                &self.w2().t().view(),
+                0.0,
+                &mut dx.view_mut(),
+            );
+            dx.into_dyn()
+        });
+        self.factors = defer.then_some((x, g));
+        dx.unwrap_or_else(|| ArrayD::zeros(IxDyn(&[0])))
+    }
+
+    fn defer_weight_grad(&mut self, defer: bool) {
+        self.defer = defer;
+    }
+
+    fn take_weight_factors(&mut self) -> Option<WeightFactors> {
+        self.factors.take()
     }
 
     fn flops(&self) -> u64 {

@@ -15,7 +15,7 @@ mod simple;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{Array2, ArrayD, IxDyn};
 
 pub use conv::Conv2d;
 pub use dense::Dense;
@@ -90,6 +90,10 @@ impl Deref for SharedTensor {
         &self.0
     }
 }
+
+/// The factors of a dense layer's weight gradient `xᵀg`: its input `x` `[B, in]` and the
+/// gradient of its output `g` `[B, out]`, row-major.
+pub type WeightFactors = (Array2<f32>, Array2<f32>);
 
 /// A parameter and its gradient.
 pub struct ParamRef<'a> {
@@ -190,6 +194,15 @@ pub trait Layer: Send + CloneLayer {
     /// The precision of the layer's products in training steps (evaluation stays f32, so that
     /// a student scores as its ONNX export does).
     fn set_precision(&mut self, _precision: crate::train::gemm::Precision) {}
+    /// Asks the layer to leave its weight gradient, from the next backward pass on, as the
+    /// factors `(x, g)` of `xᵀg` for the network to sum over a batch's shards
+    /// ([`crate::train::weight_grad`]) rather than computing it (dense layers in f32).
+    fn defer_weight_grad(&mut self, _defer: bool) {}
+    /// The factors the last backward pass left for its first parameter's gradient, if it
+    /// deferred it: `x` `[B, in]` and `g` `[B, out]`, row-major.
+    fn take_weight_factors(&mut self) -> Option<WeightFactors> {
+        None
+    }
     /// Sub-layers (for residual blocks), so that walks over the network reach them.
     fn children(&self) -> Vec<&dyn Layer> {
         Vec::new()

@@ -1,0 +1,412 @@
+//! The weight gradient of a dense layer over the shards of a batch, `Σ_s x_sᵀ g_s`, computed
+//! after every shard's backward pass, either stored or with the SGD update applied to each
+//! block of it as soon as it is summed.
+//!
+//! Why: each shard computing its own `x_sᵀ g_s` wrote a full `[in, out]` gradient (0.8 MB for
+//! the MLP's first layer), which the optimiser then read back with the other shards' to add
+//! them, so a step streamed the weights, the momenta and one gradient per shard through memory
+//! that the cache does not hold. Here the cores split the rows of the gradient; a block of
+//! 12 rows × 32 columns is summed in registers over one shard's rows, added to the shards
+//! before it, and the update reads and writes only the weights and momenta of that block.
+//!
+//! The sums are those of the products they replace, to the bit: per shard, one fused
+//! multiply-add chain over the shard's rows from zero, in order (the `gemm` crate's sum for
+//! `k` ≤ 512, and [`super::gemm_in_place`]'s), then the shards added in shard order, as the
+//! optimiser added their gradients. The update is [`super::optim`]'s SGD formula, operation
+//! for operation (no fused multiply-add, which Rust does not contract either). Tests check
+//! both against the code they replace.
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+
+use super::optim::SgdStep;
+
+/// One shard's factors of a weight gradient `xᵀ g`: `x` `[b, in]` (the layer's input) and `g`
+/// `[b, out]` (the gradient of its output), both row-major.
+#[derive(Clone, Copy)]
+pub struct Factors<'a> {
+    pub x: ArrayView2<'a, f32>,
+    pub g: ArrayView2<'a, f32>,
+}
+
+/// What becomes of the summed gradient `[in, out]` (row-major slices).
+pub enum Sink<'a> {
+    /// Written to the gradient.
+    Store(&'a mut [f32]),
+    /// Applied to the weights and their momenta.
+    Step {
+        weights: &'a mut [f32],
+        momenta: &'a mut [f32],
+        step: SgdStep,
+    },
+}
+
+/// Rows of the gradient per block of work (and per register block of the kernel).
+const ROWS: usize = 12;
+
+/// Whether [`sum`] runs its AVX-512 kernel here (else a scalar loop with the same sums).
+pub fn vectorised() -> bool {
+    super::layers::avx512()
+}
+
+/// `Σ_s x_sᵀ g_s` (`parts` in shard order) into `sink`; the cores split the rows unless the
+/// caller is a shard ([`super::gemm::serial`]).
+pub fn sum(parts: &[Factors<'_>], sink: Sink<'_>) {
+    let (inputs, outputs) = match parts.first() {
+        Some(p) => (p.x.ncols(), p.g.ncols()),
+        None => return,
+    };
+    for p in parts {
+        assert_eq!(p.x.nrows(), p.g.nrows(), "one gradient row per input row");
+        assert_eq!(
+            (p.x.ncols(), p.g.ncols()),
+            (inputs, outputs),
+            "every shard's factors of one shape"
+        );
+        assert!(
+            p.x.is_standard_layout() && p.g.is_standard_layout(),
+            "row-major factors"
+        );
+    }
+    let len = inputs * outputs;
+    let block = ROWS * outputs;
+    // Each task takes whole blocks of rows: `Store` one slice, `Step` two, cut alike.
+    let run = |first_row: usize, out: SinkRows<'_>| {
+        let rows = out.len() / outputs;
+        #[cfg(target_arch = "x86_64")]
+        if vectorised() {
+            // SAFETY: AVX-512 F is present (checked); the shapes are asserted above and in
+            // `kernel::rows`.
+            unsafe { kernel::rows(parts, first_row, rows, out) };
+            return;
+        }
+        scalar_rows(parts, first_row, rows, out);
+    };
+    let serial = super::gemm::is_serial() || rayon::current_num_threads() == 1;
+    match sink {
+        Sink::Store(gradient) => {
+            assert_eq!(gradient.len(), len, "gradient [in, out]");
+            if serial {
+                run(0, SinkRows::Store(gradient));
+            } else {
+                gradient
+                    .par_chunks_mut(block)
+                    .enumerate()
+                    .for_each(|(i, g)| run(i * ROWS, SinkRows::Store(g)));
+            }
+        }
+        Sink::Step {
+            weights,
+            momenta,
+            step,
+        } => {
+            assert_eq!(weights.len(), len, "weights [in, out]");
+            assert_eq!(momenta.len(), len, "momenta [in, out]");
+            if serial {
+                run(0, SinkRows::Step(weights, momenta, step));
+            } else {
+                weights
+                    .par_chunks_mut(block)
+                    .zip(momenta.par_chunks_mut(block))
+                    .enumerate()
+                    .for_each(|(i, (w, v))| run(i * ROWS, SinkRows::Step(w, v, step)));
+            }
+        }
+    }
+}
+
+/// The rows of a [`Sink`] one task owns.
+enum SinkRows<'a> {
+    Store(&'a mut [f32]),
+    Step(&'a mut [f32], &'a mut [f32], SgdStep),
+}
+
+impl SinkRows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            SinkRows::Store(g) => g.len(),
+            SinkRows::Step(w, _, _) => w.len(),
+        }
+    }
+}
+
+/// Rows `first_row..first_row + rows` of the sum, one fused multiply-add chain per shard and
+/// element, as the kernel computes them.
+fn scalar_rows(parts: &[Factors<'_>], first_row: usize, rows: usize, out: SinkRows<'_>) {
+    let outputs = parts[0].g.ncols();
+    let mut sums = vec![0f32; rows * outputs];
+    for (s, part) in parts.iter().enumerate() {
+        for r in 0..rows {
+            for j in 0..outputs {
+                let mut acc = 0f32;
+                for k in 0..part.x.nrows() {
+                    acc = part.x[(k, first_row + r)].mul_add(part.g[(k, j)], acc);
+                }
+                let total = &mut sums[r * outputs + j];
+                *total = if s == 0 { acc } else { *total + acc };
+            }
+        }
+    }
+    match out {
+        SinkRows::Store(g) => g.copy_from_slice(&sums),
+        SinkRows::Step(w, v, step) => {
+            for ((w, v), &g) in w.iter_mut().zip(v.iter_mut()).zip(&sums) {
+                step.apply(w, v, g);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod kernel {
+    use std::arch::x86_64::*;
+
+    use super::{Factors, SinkRows, ROWS};
+
+    /// 16-lane vectors of columns per register block.
+    const VECTORS: usize = 2;
+    const LANES: usize = 16;
+
+    /// See [`super::scalar_rows`]: the same sums, in register blocks of `ROWS` × 32.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn rows(
+        parts: &[Factors<'_>],
+        first_row: usize,
+        rows: usize,
+        mut out: SinkRows<'_>,
+    ) {
+        let inputs = parts[0].x.ncols();
+        let outputs = parts[0].g.ncols();
+        assert!(first_row + rows <= inputs, "rows of the gradient");
+        assert_eq!(out.len(), rows * outputs);
+        // Blocks of rows outer: a block's inputs (R values of each row of x, in lines 3 KB
+        // apart for the MLP's first layer) stay in L1 while the blocks of columns walk the
+        // gradient's rows, which lie in whole lines.
+        for r0 in (0..rows).step_by(ROWS) {
+            let count = (rows - r0).min(ROWS);
+            for j0 in (0..outputs).step_by(LANES * VECTORS) {
+                let columns = (outputs - j0).min(LANES * VECTORS);
+                let block = Block {
+                    row: first_row + r0,
+                    column: j0,
+                    columns,
+                    out_offset: r0 * outputs + j0,
+                    outputs,
+                };
+                macro_rules! by_rows {
+                    ($($r:literal)*) => {
+                        match count {
+                            $($r => block_of::<$r>(parts, &block, &mut out),)*
+                            _ => unreachable!("1 to 12 rows"),
+                        }
+                    };
+                }
+                by_rows!(1 2 3 4 5 6 7 8 9 10 11 12);
+            }
+        }
+    }
+
+    /// Where one register block lies: gradient rows `row..row + R`, columns
+    /// `column..column + columns` (≤ 32), at `out_offset` in the task's rows (row stride
+    /// `outputs`).
+    struct Block {
+        row: usize,
+        column: usize,
+        columns: usize,
+        out_offset: usize,
+        outputs: usize,
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn block_of<const R: usize>(parts: &[Factors<'_>], block: &Block, out: &mut SinkRows<'_>) {
+        let masks: [__mmask16; VECTORS] = std::array::from_fn(|v| {
+            let lanes = block.columns.saturating_sub(v * LANES).min(LANES);
+            ((1u32 << lanes) - 1) as __mmask16
+        });
+        let mut total = [[_mm512_setzero_ps(); VECTORS]; R];
+        for (s, part) in parts.iter().enumerate() {
+            let (b, inputs) = part.x.dim();
+            let outputs = part.g.ncols();
+            assert!(block.row + R <= inputs && block.column + block.columns <= outputs);
+            let x = part.x.as_ptr();
+            let g = part.g.as_ptr();
+            let mut acc = [[_mm512_setzero_ps(); VECTORS]; R];
+            for k in 0..b {
+                // SAFETY: k < b rows; the x reads are columns row..row + R < inputs of row k,
+                // the g reads masked to columns column..column + columns ≤ outputs of row k
+                // (asserted above), in the row-major arrays asserted by `super::sum`.
+                unsafe {
+                    let g_row = g.add(k * outputs + block.column);
+                    let gv: [__m512; VECTORS] = std::array::from_fn(|v| {
+                        _mm512_maskz_loadu_ps(masks[v], g_row.add(v * LANES))
+                    });
+                    let x_row = x.add(k * inputs + block.row);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let xr = _mm512_set1_ps(*x_row.add(r));
+                        for (a, &gv) in acc.iter_mut().zip(&gv) {
+                            *a = _mm512_fmadd_ps(xr, gv, *a);
+                        }
+                    }
+                }
+            }
+            for (t, a) in total.iter_mut().zip(&acc) {
+                for (t, &a) in t.iter_mut().zip(a) {
+                    *t = if s == 0 { a } else { _mm512_add_ps(*t, a) };
+                }
+            }
+        }
+        let at = |r: usize, v: usize| block.out_offset + r * block.outputs + v * LANES;
+        match out {
+            SinkRows::Store(gradient) => {
+                assert!(at(R - 1, 0) + block.columns <= gradient.len());
+                for (r, t) in total.iter().enumerate() {
+                    for (v, &t) in t.iter().enumerate() {
+                        // SAFETY: the masked lanes are columns below `columns` of row r, inside
+                        // the task's rows (asserted).
+                        unsafe {
+                            _mm512_mask_storeu_ps(gradient.as_mut_ptr().add(at(r, v)), masks[v], t)
+                        };
+                    }
+                }
+            }
+            SinkRows::Step(weights, momenta, step) => {
+                assert!(at(R - 1, 0) + block.columns <= weights.len());
+                assert_eq!(weights.len(), momenta.len());
+                let lr = _mm512_set1_ps(step.lr);
+                let momentum = _mm512_set1_ps(step.momentum);
+                let decay = _mm512_set1_ps(step.decay);
+                for (r, t) in total.iter().enumerate() {
+                    for (v, &g) in t.iter().enumerate() {
+                        // SAFETY: as for the stores above; loads and stores are masked alike.
+                        unsafe {
+                            let wp = weights.as_mut_ptr().add(at(r, v));
+                            let vp = momenta.as_mut_ptr().add(at(r, v));
+                            let w = _mm512_maskz_loadu_ps(masks[v], wp);
+                            let buf = _mm512_maskz_loadu_ps(masks[v], vp);
+                            // The operations of `SgdStep::apply`, each rounded alike.
+                            let g = _mm512_add_ps(g, _mm512_mul_ps(decay, w));
+                            let buf = _mm512_add_ps(_mm512_mul_ps(momentum, buf), g);
+                            let update = if step.nesterov {
+                                _mm512_add_ps(g, _mm512_mul_ps(momentum, buf))
+                            } else {
+                                buf
+                            };
+                            let w = _mm512_sub_ps(w, _mm512_mul_ps(lr, update));
+                            _mm512_mask_storeu_ps(wp, masks[v], w);
+                            _mm512_mask_storeu_ps(vp, masks[v], buf);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+    use rand::{Rng, SeedableRng};
+
+    fn random(rows: usize, cols: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Array2<f32> {
+        Array2::from_shape_simple_fn((rows, cols), || rng.gen_range(-1.0f32..1.0))
+    }
+
+    /// The code this replaces: one product per shard (the trainer's, single-threaded, as in a
+    /// shard), then the shards' gradients added in order.
+    fn products_then_sum(parts: &[Factors<'_>]) -> Array2<f32> {
+        let (inputs, outputs) = (parts[0].x.ncols(), parts[0].g.ncols());
+        let mut total = Array2::<f32>::zeros((inputs, outputs));
+        for (s, p) in parts.iter().enumerate() {
+            let mut gw = Array2::<f32>::zeros((inputs, outputs));
+            super::super::gemm::serial(|| {
+                super::super::gemm::gemm(1.0, &p.x.t(), &p.g, 0.0, &mut gw.view_mut())
+            });
+            if s == 0 {
+                total = gw;
+            } else {
+                total.zip_mut_with(&gw, |t, &g| *t += g);
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn sums_are_those_of_one_product_per_shard_added_in_order() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        // The MLP's three layers over two shards of 64 rows, and odd shapes: a tail of rows
+        // below 12, columns below 16 and between 16 and 32, three shards of unequal size.
+        for (inputs, outputs, shard_rows) in [
+            (784, 256, vec![64, 64]),
+            (256, 128, vec![64, 64]),
+            (128, 10, vec![64, 64]),
+            (37, 45, vec![20, 21, 19]),
+            (5, 3, vec![7]),
+        ] {
+            let xs: Vec<Array2<f32>> = shard_rows
+                .iter()
+                .map(|&b| random(b, inputs, &mut rng))
+                .collect();
+            let gs: Vec<Array2<f32>> = shard_rows
+                .iter()
+                .map(|&b| random(b, outputs, &mut rng))
+                .collect();
+            let parts: Vec<Factors<'_>> = xs
+                .iter()
+                .zip(&gs)
+                .map(|(x, g)| Factors {
+                    x: x.view(),
+                    g: g.view(),
+                })
+                .collect();
+            let expected = products_then_sum(&parts);
+            let mut got = vec![f32::NAN; inputs * outputs];
+            sum(&parts, Sink::Store(&mut got));
+            assert_eq!(
+                got,
+                expected.as_slice().unwrap(),
+                "{inputs}×{outputs} over {shard_rows:?}"
+            );
+            // The scalar loop (other CPUs) gives the same bits.
+            let mut scalar = vec![f32::NAN; inputs * outputs];
+            scalar_rows(&parts, 0, inputs, SinkRows::Store(&mut scalar));
+            assert_eq!(scalar, got, "scalar, {inputs}×{outputs}");
+
+            for nesterov in [false, true] {
+                let step = SgdStep {
+                    lr: 0.05,
+                    momentum: 0.9,
+                    nesterov,
+                    decay: 5e-4,
+                };
+                let w0 = random(inputs, outputs, &mut rng);
+                let v0 = random(inputs, outputs, &mut rng);
+                let (mut w_expected, mut v_expected) = (w0.clone(), v0.clone());
+                for ((w, v), &g) in w_expected
+                    .iter_mut()
+                    .zip(v_expected.iter_mut())
+                    .zip(&expected)
+                {
+                    step.apply(w, v, g);
+                }
+                let (mut w, mut v) = (w0.clone(), v0.clone());
+                sum(
+                    &parts,
+                    Sink::Step {
+                        weights: w.as_slice_mut().unwrap(),
+                        momenta: v.as_slice_mut().unwrap(),
+                        step,
+                    },
+                );
+                assert_eq!(
+                    (&w, &v),
+                    (&w_expected, &v_expected),
+                    "step, nesterov {nesterov}"
+                );
+            }
+        }
+    }
+}
