@@ -156,6 +156,28 @@ fn leaf(
     }
 }
 
+/// `c = a · b` by the `gemm` crate with its own threads (all of rayon's pool) rather than our
+/// split: for large square products its threads share one packing of `b`. Only the benchmark's
+/// GEMM peak uses it ([`crate::bench::gemm_gflops`] takes the better of the two), since the
+/// training step's products run whole within shards.
+pub fn gemm_crate_threaded(
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    c: &mut ArrayViewMut2<'_, f32>,
+) {
+    let (m, k) = a.dim();
+    assert_eq!(b.nrows(), k, "inner dimensions");
+    assert_eq!(c.dim(), (m, b.ncols()), "output shape");
+    crate_product(
+        1.0,
+        a.view(),
+        b.view(),
+        0.0,
+        c.view_mut(),
+        gemm::Parallelism::Rayon(rayon::current_num_threads()),
+    );
+}
+
 /// One product on this core by the `gemm` crate (AVX-512 kernels where the CPU has them,
 /// chosen at run time).
 pub(super) fn gemm_crate_leaf(
@@ -163,7 +185,19 @@ pub(super) fn gemm_crate_leaf(
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,
     beta: f32,
+    c: ArrayViewMut2<'_, f32>,
+) {
+    crate_product(alpha, a, b, beta, c, gemm::Parallelism::None);
+}
+
+/// `c = alpha · a · b + beta · c` by the `gemm` crate with `parallelism`.
+fn crate_product(
+    alpha: f32,
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    beta: f32,
     mut c: ArrayViewMut2<'_, f32>,
+    parallelism: gemm::Parallelism,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -198,7 +232,7 @@ pub(super) fn gemm_crate_leaf(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         );
     }
 }
