@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use kdprune::train::gemm;
-use kdprune::train::optim::{Optimizer, OptimizerSpec, Update};
+use kdprune::train::optim::{Gradient, Optimizer, OptimizerSpec, Update};
 use kdprune::train::weight_grad::Factors;
 use ndarray::{Array2, ArrayD};
 use rand::{Rng, SeedableRng};
@@ -87,8 +87,7 @@ fn per_shard_products(
         .map(|(w, [a, b])| Update {
             value: w,
             decay: true,
-            parts: vec![a, b],
-            factors: Vec::new(),
+            gradient: Gradient::Parts(vec![a, b]),
         })
         .collect();
     optimizer.step_summing(updates, 0.05);
@@ -102,13 +101,14 @@ fn summed_in_blocks(layers: &[Layer], weights: &mut [ArrayD<f32>], optimizer: &m
         .map(|(w, layer)| Update {
             value: w,
             decay: true,
-            parts: Vec::new(),
-            factors: (0..2)
-                .map(|s| Factors {
-                    x: layer.x[s].view(),
-                    g: layer.g[s].view(),
-                })
-                .collect(),
+            gradient: Gradient::Factors(
+                (0..2)
+                    .map(|s| Factors {
+                        x: layer.x[s].view(),
+                        g: layer.g[s].view(),
+                    })
+                    .collect(),
+            ),
         })
         .collect();
     optimizer.step_summing(updates, 0.05);

@@ -26,7 +26,7 @@ use super::layers::{
     ParamRef, Relu, Residual, SharedTensor, WeightFactors,
 };
 use super::loss::kd_loss_and_grad;
-use super::optim::{Optimizer, Update};
+use super::optim::{Gradient, Optimizer, Update};
 use super::spec::LayerSpec;
 use super::weight_grad::{self, Factors, Sink};
 use super::Kd;
@@ -397,11 +397,10 @@ impl Network {
             .map(|(i, (p, deferred))| Update {
                 value: p.value,
                 decay: p.decay,
-                parts: match deferred {
-                    Some(_) => Vec::new(),
-                    None => replicas.iter_mut().map(|r| r[i]).collect(),
+                gradient: match deferred {
+                    Some(factors) => Gradient::Factors(factors.clone()),
+                    None => Gradient::Parts(replicas.iter_mut().map(|r| r[i]).collect()),
                 },
-                factors: deferred.cloned().unwrap_or_default(),
             })
             .collect();
         optimizer.step_summing(updates, lr);

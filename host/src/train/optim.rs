@@ -44,8 +44,7 @@ impl Optimizer {
             .map(|p| Update {
                 value: p.value,
                 decay: p.decay,
-                parts: vec![&*p.grad],
-                factors: Vec::new(),
+                gradient: Gradient::Parts(vec![&*p.grad]),
             })
             .collect();
         self.step_summing(updates, lr);
@@ -72,18 +71,29 @@ impl Optimizer {
         let adam = matches!(self.spec, OptimizerSpec::AdamW { .. });
         // Gradients left as factors: SGD sums and applies them block by block; AdamW reads
         // them summed.
-        let mut params = params;
-        let mut summed: Vec<Option<ArrayD<f32>>> = Vec::with_capacity(params.len());
-        for (p, (m, _)) in params.iter_mut().zip(&mut self.state) {
-            if p.factors.is_empty() {
-                summed.push(None);
-                continue;
-            }
+        let mut summed: Vec<ArrayD<f32>> = Vec::new();
+        /// A parameter for the elementwise pass.
+        struct Pending<'p> {
+            decay: f32,
+            value: &'p mut ArrayD<f32>,
+            /// Index of its optimiser state.
+            state: usize,
+            /// `None`: the next gradient of `summed`.
+            parts: Option<Vec<&'p ArrayD<f32>>>,
+        }
+        let mut parts_of: Vec<Pending<'_>> = Vec::new();
+        for (index, (p, (m, _))) in params.into_iter().zip(&mut self.state).enumerate() {
             let decay = if p.decay { wd } else { 0.0 };
-            match self.spec {
-                OptimizerSpec::Sgd { momentum, nesterov } => {
+            match (p.gradient, self.spec) {
+                (Gradient::Parts(parts), _) => parts_of.push(Pending {
+                    decay,
+                    value: p.value,
+                    state: index,
+                    parts: Some(parts),
+                }),
+                (Gradient::Factors(factors), OptimizerSpec::Sgd { momentum, nesterov }) => {
                     weight_grad::sum(
-                        &p.factors,
+                        &factors,
                         Sink::Step {
                             weights: p.value.as_slice_mut().expect("standard layout"),
                             momenta: m.as_slice_mut().expect("standard layout"),
@@ -95,36 +105,51 @@ impl Optimizer {
                             },
                         },
                     );
-                    summed.push(None);
                 }
-                OptimizerSpec::AdamW { .. } => {
+                (Gradient::Factors(factors), OptimizerSpec::AdamW { .. }) => {
                     let mut g = ArrayD::zeros(p.value.raw_dim());
                     weight_grad::sum(
-                        &p.factors,
+                        &factors,
                         Sink::Store(g.as_slice_mut().expect("standard layout")),
                     );
-                    summed.push(Some(g));
+                    summed.push(g);
+                    parts_of.push(Pending {
+                        decay,
+                        value: p.value,
+                        state: index,
+                        parts: None,
+                    });
                 }
             }
         }
+        // The gradients AdamW reads summed, in the order they were pushed.
+        let mut summed = summed.iter();
+        let mut states: Vec<Option<&mut (ArrayD<f32>, ArrayD<f32>)>> =
+            self.state.iter_mut().map(Some).collect();
         // Operands: value, first state, (second state), then the gradient's parts.
-        let tensors = params
+        let tensors = parts_of
             .into_iter()
-            .zip(&mut self.state)
-            .zip(&summed)
-            .filter(|((p, _), g)| p.factors.is_empty() || g.is_some())
-            .map(|((p, (m, v)), g)| {
-                let decay = if p.decay { wd } else { 0.0 };
-                let mut operands = vec![Operand::write(p.value), Operand::write(m)];
-                if adam {
-                    operands.push(Operand::write(v));
-                }
-                match g {
-                    Some(g) => operands.push(Operand::read(g)),
-                    None => operands.extend(p.parts.into_iter().map(Operand::read)),
-                }
-                (decay, operands)
-            })
+            .map(
+                |Pending {
+                     decay,
+                     value,
+                     state,
+                     parts,
+                 }| {
+                    let (m, v) = states[state].take().expect("one state per parameter");
+                    let mut operands = vec![Operand::write(value), Operand::write(m)];
+                    if adam {
+                        operands.push(Operand::write(v));
+                    }
+                    match parts {
+                        Some(parts) => operands.extend(parts.into_iter().map(Operand::read)),
+                        None => {
+                            operands.push(Operand::read(summed.next().expect("a summed gradient")))
+                        }
+                    }
+                    (decay, operands)
+                },
+            )
             .collect();
         match self.spec {
             OptimizerSpec::Sgd { momentum, nesterov } => {
@@ -203,15 +228,21 @@ impl SgdStep {
     }
 }
 
-/// A parameter to update: its value, whether weight decay applies, and its gradient as parts
-/// to add (one part: the gradient itself; several: the shards' of a batch, in shard order).
+/// A parameter to update: its value, whether weight decay applies, and its gradient.
 pub struct Update<'a> {
     pub value: &'a mut ArrayD<f32>,
     pub decay: bool,
-    pub parts: Vec<&'a ArrayD<f32>>,
-    /// Instead of `parts` (left empty): the shards' factors of a dense layer's weight
-    /// gradient, summed as the update reads them ([`super::weight_grad`]).
-    pub factors: Vec<Factors<'a>>,
+    pub gradient: Gradient<'a>,
+}
+
+/// A parameter's gradient as a training step left it.
+pub enum Gradient<'a> {
+    /// Parts to add in order (one part: the gradient itself; several: the shards' of a
+    /// batch, in shard order).
+    Parts(Vec<&'a ArrayD<f32>>),
+    /// The shards' factors of a dense layer's weight gradient, summed as the update reads
+    /// them ([`super::weight_grad`]).
+    Factors(Vec<Factors<'a>>),
 }
 
 /// Values per block of [`for_gradient_blocks`]: a block of the gradient stays in L1.
