@@ -6,18 +6,57 @@
 //! α equals its `1 - α`). The τ² factor keeps the soft term's gradient on the scale of the
 //! hard term's as τ changes.
 
-use ndarray::{ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{Array1, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
 use super::Kd;
 
+/// A batch's soft labels for the KD term.
+#[derive(Clone, Copy)]
+pub struct SoftLabels<'a> {
+    /// The teacher's probabilities at τ, `[B, C]`.
+    pub probs: ArrayView2<'a, f32>,
+    /// Per row `Σ_j t_j ln t_j` (over `t_j > 0`), `[B]`, when computed once for the data set
+    /// ([`neg_entropy`]): the KL term's value then needs no logarithm per step. Without it
+    /// the loss takes the logarithms itself. Either way the gradient is the same.
+    pub neg_entropy: Option<ArrayView1<'a, f32>>,
+}
+
+impl<'a> From<ArrayView2<'a, f32>> for SoftLabels<'a> {
+    fn from(probs: ArrayView2<'a, f32>) -> Self {
+        Self {
+            probs,
+            neg_entropy: None,
+        }
+    }
+}
+
+impl<'a> SoftLabels<'a> {
+    /// Rows `rows` of the batch.
+    pub fn rows(self, rows: std::ops::Range<usize>) -> SoftLabels<'a> {
+        SoftLabels {
+            probs: self.probs.slice_move(ndarray::s![rows.clone(), ..]),
+            neg_entropy: self.neg_entropy.map(|e| e.slice_move(ndarray::s![rows])),
+        }
+    }
+}
+
+/// `Σ_j t_j ln t_j` over `t_j > 0` of each row of `probs` `[N, C]`: `[N]`.
+pub fn neg_entropy(probs: ArrayView2<'_, f32>) -> Array1<f32> {
+    probs
+        .rows()
+        .into_iter()
+        .map(|t| t.iter().filter(|&&t| t > 0.0).map(|&t| t * t.ln()).sum())
+        .collect()
+}
+
 /// Loss of a batch and its gradient with respect to the student's logits.
 ///
-/// `logits`: `[B, C]`; `y`: `[B]`; `teacher_probs`: `[B, C]`, soft labels at τ (needed when
+/// `logits`: `[B, C]`; `y`: `[B]`; `teacher`: `[B, C]` soft labels at τ (needed when
 /// α > 0); `grad`: `[B, C]`, overwritten with `dL/dlogits`.
 pub fn kd_loss_and_grad(
     logits: ArrayView2<'_, f32>,
     y: &[u32],
-    teacher_probs: Option<ArrayView2<'_, f32>>,
+    teacher: Option<SoftLabels<'_>>,
     kd: Kd,
     mut grad: ArrayViewMut2<'_, f32>,
 ) -> f32 {
@@ -27,9 +66,12 @@ pub fn kd_loss_and_grad(
     let tau = kd.temperature.get();
     let inv_b = 1.0 / b as f32;
     let use_teacher = alpha > 0.0;
-    let teacher_probs = if use_teacher {
-        let t = teacher_probs.expect("alpha > 0 needs teacher probabilities");
-        assert_eq!(t.dim(), (b, c), "teacher probabilities shape");
+    let teacher = if use_teacher {
+        let t = teacher.expect("alpha > 0 needs teacher probabilities");
+        assert_eq!(t.probs.dim(), (b, c), "teacher probabilities shape");
+        if let Some(e) = t.neg_entropy {
+            assert_eq!(e.len(), b, "one teacher entropy per row");
+        }
         Some(t)
     } else {
         None
@@ -55,22 +97,30 @@ pub fn kd_loss_and_grad(
             .and(&p[..])
             .for_each(|gj, &pj| *gj = (1.0 - alpha) * pj);
         g[label] -= 1.0 - alpha;
-        if let Some(teacher) = &teacher_probs {
-            let t = teacher.row(i);
+        if let Some(teacher) = &teacher {
+            let t = teacher.probs.row(i);
             let mut qsum = 0.0f32;
             for (qj, &sj) in q.iter_mut().zip(s.iter()) {
                 *qj = ((sj - max) / tau).exp();
                 qsum += *qj;
             }
             let log_qsum = qsum.ln();
+            // KL = Σ t ln t − Σ t ln q; the first sum is the teacher's own, given or taken here.
             let mut kl = 0.0f32;
+            let mut cross = 0.0f32;
             for j in 0..c {
                 let log_q = (s[j] - max) / tau - log_qsum;
                 q[j] /= qsum;
                 if t[j] > 0.0 {
-                    kl += t[j] * (t[j].ln() - log_q);
+                    match teacher.neg_entropy {
+                        Some(_) => cross += t[j] * log_q,
+                        None => kl += t[j] * (t[j].ln() - log_q),
+                    }
                 }
                 g[j] += alpha * tau * (q[j] - t[j]);
+            }
+            if let Some(e) = teacher.neg_entropy {
+                kl = e[i] - cross;
             }
             loss += alpha * tau * tau * kl;
         }
@@ -111,11 +161,46 @@ mod tests {
         let loss = kd_loss_and_grad(
             logits.view(),
             &[1],
-            Some(t.view()),
+            Some(t.view().into()),
             kd(1.0, 3.0),
             g.view_mut(),
         );
         assert!(loss.abs() < 1e-6, "{loss}");
         assert!(g.iter().all(|v| v.abs() < 1e-6));
+    }
+
+    #[test]
+    fn a_given_teacher_entropy_changes_the_loss_by_rounding_only_and_the_gradient_not_at_all() {
+        let logits = array![[1.0f32, 2.0, 0.5, -1.0], [0.3, -0.2, 4.0, 1.0]];
+        let teacher = array![[0.5f32, 0.0, 2.0, 0.1], [1.0, 0.5, -3.0, 0.0]];
+        let t = crate::teacher::softmax_rows(teacher.view(), 2.0);
+        let e = neg_entropy(t.view());
+        for alpha in [0.3f32, 1.0] {
+            let mut g1 = Array2::zeros((2, 4));
+            let mut g2 = Array2::zeros((2, 4));
+            let taken = kd_loss_and_grad(
+                logits.view(),
+                &[1, 2],
+                Some(t.view().into()),
+                kd(alpha, 2.0),
+                g1.view_mut(),
+            );
+            let given = kd_loss_and_grad(
+                logits.view(),
+                &[1, 2],
+                Some(SoftLabels {
+                    probs: t.view(),
+                    neg_entropy: Some(e.view()),
+                }),
+                kd(alpha, 2.0),
+                g2.view_mut(),
+            );
+            assert_eq!(g1, g2, "alpha {alpha}");
+            assert!(
+                (taken - given).abs() <= 1e-5 * taken.abs().max(1.0),
+                "{taken} vs {given}"
+            );
+            assert!(taken > 0.0);
+        }
     }
 }

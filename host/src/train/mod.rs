@@ -190,6 +190,8 @@ fn train_loop(
             Some(crate::teacher::softmax_rows(t, kd.temperature.get()))
         }
     };
+    // The KL term's teacher half, once per example rather than a logarithm per step.
+    let teacher_neg_entropy = teacher_probs.as_ref().map(|t| loss::neg_entropy(t.view()));
     let image_shape = match data.sample_shape {
         [c, h, w] => Some([*c, *h, *w]),
         _ => None,
@@ -225,6 +227,7 @@ fn train_loop(
     let mut order: Vec<usize> = (0..k).collect();
     let mut xb = Array2::<f32>::zeros((batch, d));
     let mut tb = Array2::<f32>::zeros((batch, c));
+    let mut eb = ndarray::Array1::<f32>::zeros(batch);
     let mut yb = vec![0u32; batch];
     let mut logs = Vec::with_capacity(spec.epochs);
     let bar = progress::bar((spec.epochs * steps_per_epoch) as u64, label);
@@ -237,8 +240,11 @@ fn train_loop(
         for chunk in order.chunks(batch) {
             let b = chunk.len();
             gather_rows(data.x, chunk, xb.slice_mut(s![..b, ..]));
-            if let Some(t) = &teacher_probs {
+            if let (Some(t), Some(e)) = (&teacher_probs, &teacher_neg_entropy) {
                 gather_rows(t.view(), chunk, tb.slice_mut(s![..b, ..]));
+                for (to, &i) in eb.iter_mut().zip(chunk) {
+                    *to = e[i];
+                }
             }
             for (label, &i) in yb.iter_mut().zip(chunk) {
                 *label = data.y[i];
@@ -257,8 +263,13 @@ fn train_loop(
                 }
                 let probs = crate::teacher::softmax_rows(scores.view(), kd.temperature.get());
                 tb.slice_mut(s![..b, ..]).assign(&probs);
+                eb.slice_mut(s![..b])
+                    .assign(&loss::neg_entropy(probs.view()));
             }
-            let t = (teacher_probs.is_some() || online.is_some()).then(|| tb.slice(s![..b, ..]));
+            let t = (teacher_probs.is_some() || online.is_some()).then(|| loss::SoftLabels {
+                probs: tb.slice(s![..b, ..]),
+                neg_entropy: Some(eb.slice(s![..b])),
+            });
             if let Some(o) = observer.as_mut() {
                 o.before_step(step, &mut model)?;
             }

@@ -25,7 +25,7 @@ use super::layers::{
     AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool, Layer, MaxPool2d, Mode,
     ParamRef, Relu, Residual, SharedTensor, WeightFactors,
 };
-use super::loss::kd_loss_and_grad;
+use super::loss::{kd_loss_and_grad, SoftLabels};
 use super::optim::{Gradient, Optimizer, Update};
 use super::spec::LayerSpec;
 use super::weight_grad::{self, Factors, Sink};
@@ -112,19 +112,19 @@ fn forward_layers(
 /// returns the shard's mean loss and its logits `[b, C]`. `weight` (the shard's share of the batch's rows) scales the
 /// gradients, so that the shards' gradients sum to those of the batch mean.
 ///
-/// `x`: `[b, D]`; `y`: `[b]`; `teacher_probs`: `[b, C]`.
+/// `x`: `[b, D]`; `y`: `[b]`; `teacher`: soft labels `[b, C]`.
 fn shard_step(
     layers: &mut [Box<dyn Layer>],
     input_shape: &[usize],
     x: ArrayView2<'_, f32>,
     y: &[u32],
-    teacher_probs: Option<ArrayView2<'_, f32>>,
+    teacher: Option<SoftLabels<'_>>,
     kd: Kd,
     weight: f32,
 ) -> (f32, Array2<f32>) {
     let logits = forward_layers(layers, input_shape, x, Mode::Train);
     let mut grad = Array2::<f32>::zeros(logits.raw_dim());
-    let loss = kd_loss_and_grad(logits.view(), y, teacher_probs, kd, grad.view_mut());
+    let loss = kd_loss_and_grad(logits.view(), y, teacher, kd, grad.view_mut());
     if weight != 1.0 {
         grad *= weight;
     }
@@ -413,15 +413,16 @@ impl Network {
 
     /// One training step's loss and gradients (which replace the previous ones).
     ///
-    /// `x`: `[B, D]`; `y`: `[B]`; `teacher_probs`: `[B, C]` soft labels at τ when α > 0.
+    /// `x`: `[B, D]`; `y`: `[B]`; `teacher`: `[B, C]` soft labels at τ when α > 0 (a view of
+    /// probabilities converts).
     pub fn loss_and_grad(
         &mut self,
         x: ArrayView2<'_, f32>,
         y: &[u32],
-        teacher_probs: Option<ArrayView2<'_, f32>>,
+        teacher: Option<SoftLabels<'_>>,
         kd: Kd,
     ) -> f32 {
-        self.training_step(x, y, teacher_probs, kd, false).0
+        self.training_step(x, y, teacher, kd, false).0
     }
 
     /// [`Network::loss_and_grad`] that also returns the batch's logits `[B, C]` of the
@@ -430,7 +431,7 @@ impl Network {
         &mut self,
         x: ArrayView2<'_, f32>,
         y: &[u32],
-        teacher_probs: Option<ArrayView2<'_, f32>>,
+        teacher: Option<SoftLabels<'_>>,
         kd: Kd,
         keep_logits: bool,
     ) -> (f32, Option<Array2<f32>>) {
@@ -443,15 +444,8 @@ impl Network {
         };
         self.pending_parts = 0;
         if shards == 1 {
-            let (loss, logits) = shard_step(
-                &mut self.layers,
-                &self.input_shape,
-                x,
-                y,
-                teacher_probs,
-                kd,
-                1.0,
-            );
+            let (loss, logits) =
+                shard_step(&mut self.layers, &self.input_shape, x, y, teacher, kd, 1.0);
             return (loss, keep_logits.then_some(logits));
         }
         while self.replicas.len() < shards {
@@ -479,7 +473,7 @@ impl Network {
                 }
                 let rows = b * i / shards..b * (i + 1) / shards;
                 let weight = rows.len() as f32 / b as f32;
-                let t = teacher_probs.map(|t| t.slice_move(s![rows.clone(), ..]));
+                let t = teacher.map(|t| t.rows(rows.clone()));
                 let (loss, logits) = gemm::serial(|| {
                     shard_step(
                         replica,
@@ -782,7 +776,7 @@ mod tests {
         );
         let spec = specs(layers);
         let mut net = Network::build(&spec, input_shape, 3, 5).unwrap();
-        net.loss_and_grad(x.view(), &y, Some(t.view()), kd(alpha));
+        net.loss_and_grad(x.view(), &y, Some(t.view().into()), kd(alpha));
         let analytic: Vec<Vec<f32>> = net
             .params()
             .iter()
@@ -804,7 +798,7 @@ mod tests {
                         let v = params[pi].value.as_slice_mut().unwrap();
                         v[vi] += delta;
                     }
-                    probe.loss_and_grad(x.view(), &y, Some(t.view()), kd(alpha)) as f64
+                    probe.loss_and_grad(x.view(), &y, Some(t.view().into()), kd(alpha)) as f64
                 };
                 let numeric = (loss_with(eps) - loss_with(-eps)) / (2.0 * eps as f64);
                 let half = (loss_with(eps / 2.0) - loss_with(-eps / 2.0)) / eps as f64;
@@ -907,7 +901,8 @@ mod tests {
         ] {
             let spec = specs(&layers);
             let mut sharded = Network::build(&spec, &[6], 3, 1).unwrap();
-            let (loss, logits) = sharded.training_step(x.view(), &y, Some(t.view()), kd(0.5), true);
+            let (loss, logits) =
+                sharded.training_step(x.view(), &y, Some(t.view().into()), kd(0.5), true);
             assert_eq!(sharded.replicas.len(), shards, "{layers:?}");
             let mut whole = Network::build(&spec, &[6], 3, 1).unwrap();
             let (whole_loss, whole_logits) = shard_step(
@@ -915,7 +910,7 @@ mod tests {
                 &[6],
                 x.view(),
                 &y,
-                Some(t.view()),
+                Some(t.view().into()),
                 kd(0.5),
                 1.0,
             );
