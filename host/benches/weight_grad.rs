@@ -101,14 +101,15 @@ fn summed_in_blocks(layers: &[Layer], weights: &mut [ArrayD<f32>], optimizer: &m
         .map(|(w, layer)| Update {
             value: w,
             decay: true,
-            gradient: Gradient::Factors(
-                (0..2)
+            gradient: Gradient::Factors {
+                parts: (0..2)
                     .map(|s| Factors {
                         x: layer.x[s].view(),
                         g: layer.g[s].view(),
                     })
                     .collect(),
-            ),
+                packed: None,
+            },
         })
         .collect();
     optimizer.step_summing(updates, 0.05);

@@ -120,6 +120,70 @@ pub(super) fn product(
     }
 }
 
+/// Whether [`product_packed`] takes `c += a · b` (`b` packed) on this CPU: the shapes
+/// [`applies`] leaves to `gemm`'s vector-product paths excluded, any width.
+pub(super) fn applies_packed(m: usize, k: usize, n: usize) -> bool {
+    m >= 2 && n >= 2 && k >= 3 && super::layers::avx512()
+}
+
+/// `c += a · b`, `a` `[M, K]` of any strides, `b` `[K, N]` as panels of 32 columns
+/// ([`super::weight_grad::packed_len`]: `[K, 32]` row-major each, one after another), `c`
+/// `[M, N]` row-major: the `gemm` crate's sums of that product to the bit (its chunks of `k`
+/// for `M × N` outputs), each step of `k` reading 128 contiguous bytes of a panel. Only where
+/// [`applies_packed`] said so.
+pub(super) fn product_packed(
+    a: ArrayView2<'_, f32>,
+    packed: &[f32],
+    mut c: ArrayViewMut2<'_, f32>,
+) {
+    const PANEL: usize = super::weight_grad::PANEL;
+    const _: () = assert!(PANEL == MOST_COLUMNS, "a panel is one register block wide");
+    let (m, k) = a.dim();
+    let n = c.ncols();
+    assert_eq!(c.nrows(), m, "output rows");
+    assert_eq!(
+        packed.len(),
+        super::weight_grad::packed_len(k, n),
+        "packed b [K, N]"
+    );
+    assert!(c.strides()[1] == 1 && c.strides()[0] >= 0, "c row-major");
+    assert!(
+        a.strides().iter().all(|&s| s >= 0),
+        "a of non-negative strides"
+    );
+    #[cfg(target_arch = "x86_64")]
+    {
+        assert!(
+            applies_packed(m, k, n),
+            "packed product off its shapes or CPU"
+        );
+        let kc = chunk_of_k(m, n, k);
+        for p in 0..n.div_ceil(PANEL) {
+            let cols = PANEL.min(n - p * PANEL);
+            let operands = Operands {
+                a: a.as_ptr(),
+                a_rows: a.strides()[0] as usize,
+                a_cols: a.strides()[1] as usize,
+                b: packed[p * k * PANEL..].as_ptr(),
+                b_rows: PANEL,
+                // SAFETY (of the offset): column p·32 < n of the row-major `c`.
+                c: unsafe { c.as_mut_ptr().add(p * PANEL) },
+                c_rows: c.strides()[0] as usize,
+            };
+            // SAFETY: AVX-512F (asserted); panel p holds k rows of 32 values (the packed
+            // length is asserted), of which the kernel reads the first `cols`; `a` and `c` are
+            // live views of the asserted shapes, `c` borrowed uniquely, and the kernel writes
+            // only columns p·32 .. p·32 + cols of it.
+            unsafe { kernel::product(&operands, m, cols, k, kc, true) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (packed, c);
+        unreachable!("applies_packed() is false off x86_64");
+    }
+}
+
 /// Raw views of the three operands; strides in elements.
 struct Operands {
     a: *const f32,
@@ -280,6 +344,38 @@ mod tests {
         c: &mut Array2<f32>,
     ) {
         crate::train::gemm::gemm_crate_leaf(1.0, a.view(), b.view(), beta, c.view_mut());
+    }
+
+    #[test]
+    fn products_of_packed_panels_give_the_gemm_crates_bits() {
+        if !crate::train::layers::avx512() {
+            return;
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        // The MLP's forward products of a shard (k in two chunks for the first), a last panel
+        // narrower than 32, one below 16, ragged row blocks, strided `a`.
+        for (m, k, n) in [
+            (64, 784, 256),
+            (64, 256, 128),
+            (64, 128, 10),
+            (51, 300, 45),
+            (13, 1100, 40),
+            (2, 3, 2),
+        ] {
+            let a = random(m, 2 * k, &mut rng);
+            let a = a.slice(ndarray::s![.., ..;2]);
+            let b = random(k, n, &mut rng);
+            let start = random(m, n, &mut rng);
+            let mut expected = start.clone();
+            by_gemm_crate(&a, &b.view(), 1.0, &mut expected);
+            let mut packed = vec![0f32; crate::train::weight_grad::packed_len(k, n)];
+            for ((i, j), &v) in b.indexed_iter() {
+                packed[((j / 32) * k + i) * 32 + j % 32] = v;
+            }
+            let mut got = start.clone();
+            product_packed(a, &packed, got.view_mut());
+            assert_eq!(got, expected, "{m}×{k}×{n}");
+        }
     }
 
     #[test]

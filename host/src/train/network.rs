@@ -381,29 +381,45 @@ impl Network {
         let factors = take_weight_factors(&mut self.replicas[..count], self.layers.len());
         let views = factor_views(&factors);
         let mut replicas = replica_gradients(&mut self.replicas[..count]);
+        let writes_packed = optimizer.writes_packed_weights();
+        let deferred_layers: Vec<bool> = views.iter().map(Option::is_some).collect();
         let updates = self
             .layers
             .iter_mut()
             .enumerate()
             .flat_map(|(l, layer)| {
                 let deferred = views[l].as_ref();
-                layer
-                    .params()
+                let (params, packed) = match deferred {
+                    Some(_) if writes_packed => layer.params_and_packed(),
+                    _ => (layer.params(), None),
+                };
+                let mut packed = packed;
+                params
                     .into_iter()
                     .enumerate()
-                    .map(move |(k, p)| (p, deferred.filter(|_| k == 0)))
+                    .map(move |(k, p)| (p, deferred.filter(|_| k == 0), packed.take()))
             })
             .enumerate()
-            .map(|(i, (p, deferred))| Update {
+            .map(|(i, (p, deferred, packed))| Update {
                 value: p.value,
                 decay: p.decay,
                 gradient: match deferred {
-                    Some(factors) => Gradient::Factors(factors.clone()),
+                    Some(factors) => Gradient::Factors {
+                        parts: factors.clone(),
+                        packed,
+                    },
                     None => Gradient::Parts(replicas.iter_mut().map(|r| r[i]).collect()),
                 },
             })
             .collect();
         optimizer.step_summing(updates, lr);
+        if writes_packed {
+            for (layer, &deferred) in self.layers.iter_mut().zip(&deferred_layers) {
+                if deferred {
+                    layer.set_packed_fresh(true);
+                }
+            }
+        }
     }
 
     /// Logits `[B, C]` for `x` `[B, D]` (flat rows of examples of `input_shape`).

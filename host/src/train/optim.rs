@@ -28,6 +28,12 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
+    /// Whether an update with factored gradients ([`Gradient::Factors`]) writes their
+    /// layers' packed weights (SGD, whose update is fused with the sum).
+    pub fn writes_packed_weights(&self) -> bool {
+        matches!(self.spec, OptimizerSpec::Sgd { .. })
+    }
+
     pub fn new(spec: OptimizerSpec, weight_decay: f32) -> Self {
         Self {
             spec,
@@ -91,7 +97,13 @@ impl Optimizer {
                     state: index,
                     parts: Some(parts),
                 }),
-                (Gradient::Factors(factors), OptimizerSpec::Sgd { momentum, nesterov }) => {
+                (
+                    Gradient::Factors {
+                        parts: factors,
+                        packed,
+                    },
+                    OptimizerSpec::Sgd { momentum, nesterov },
+                ) => {
                     weight_grad::sum(
                         &factors,
                         Sink::Step {
@@ -103,10 +115,11 @@ impl Optimizer {
                                 nesterov,
                                 decay,
                             },
+                            packed,
                         },
                     );
                 }
-                (Gradient::Factors(factors), OptimizerSpec::AdamW { .. }) => {
+                (Gradient::Factors { parts: factors, .. }, OptimizerSpec::AdamW { .. }) => {
                     let mut g = ArrayD::zeros(p.value.raw_dim());
                     weight_grad::sum(
                         &factors,
@@ -241,8 +254,12 @@ pub enum Gradient<'a> {
     /// batch, in shard order).
     Parts(Vec<&'a ArrayD<f32>>),
     /// The shards' factors of a dense layer's weight gradient, summed as the update reads
-    /// them ([`super::weight_grad`]).
-    Factors(Vec<Factors<'a>>),
+    /// them ([`super::weight_grad`]); with SGD the new weights are also written to `packed`
+    /// when given (the layer's panels for its forward products).
+    Factors {
+        parts: Vec<Factors<'a>>,
+        packed: Option<&'a mut [f32]>,
+    },
 }
 
 /// Values per block of [`for_gradient_blocks`]: a block of the gradient stays in L1.

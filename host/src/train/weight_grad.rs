@@ -33,12 +33,38 @@ pub struct Factors<'a> {
 pub enum Sink<'a> {
     /// Written to the gradient.
     Store(&'a mut [f32]),
-    /// Applied to the weights and their momenta.
+    /// Applied to the weights and their momenta; the new weights also written to `packed`
+    /// when given, in the panels of 32 columns that a dense layer's forward products read
+    /// (`gemm_in_place::pack_panels`' layout).
     Step {
         weights: &'a mut [f32],
         momenta: &'a mut [f32],
         step: SgdStep,
+        packed: Option<&'a mut [f32]>,
     },
+}
+
+/// Where a task writes its rows of the packed weights: panels `[in, 32]` one after another,
+/// `in · ⌈out/32⌉ · 32` values. Tasks own disjoint rows, which lie in every panel, so the
+/// panels cannot be cut into one slice per task; each task writes only its rows.
+#[derive(Clone, Copy)]
+struct PackedPanels {
+    at: *mut f32,
+    inputs: usize,
+}
+
+// SAFETY: a `PackedPanels` is made from a `&mut [f32]` that `sum` holds for the whole
+// parallel region, and every task writes only the rows it owns (disjoint), so sharing the
+// pointer between the tasks' threads races on nothing.
+unsafe impl Send for PackedPanels {}
+unsafe impl Sync for PackedPanels {}
+
+/// Columns of a panel of packed weights.
+pub const PANEL: usize = 32;
+
+/// Values of the packed weights of an `[inputs, outputs]` layer.
+pub fn packed_len(inputs: usize, outputs: usize) -> usize {
+    inputs * outputs.div_ceil(PANEL) * PANEL
 }
 
 /// Rows of the gradient per block of work (and per register block of the kernel).
@@ -99,17 +125,25 @@ pub fn sum(parts: &[Factors<'_>], sink: Sink<'_>) {
             weights,
             momenta,
             step,
+            packed,
         } => {
             assert_eq!(weights.len(), len, "weights [in, out]");
             assert_eq!(momenta.len(), len, "momenta [in, out]");
+            let packed = packed.map(|p| {
+                assert_eq!(p.len(), packed_len(inputs, outputs), "packed weights");
+                PackedPanels {
+                    at: p.as_mut_ptr(),
+                    inputs,
+                }
+            });
             if serial {
-                run(0, SinkRows::Step(weights, momenta, step));
+                run(0, SinkRows::Step(weights, momenta, step, packed));
             } else {
                 weights
                     .par_chunks_mut(block)
                     .zip(momenta.par_chunks_mut(block))
                     .enumerate()
-                    .for_each(|(i, (w, v))| run(i * ROWS, SinkRows::Step(w, v, step)));
+                    .for_each(|(i, (w, v))| run(i * ROWS, SinkRows::Step(w, v, step, packed)));
             }
         }
     }
@@ -118,14 +152,14 @@ pub fn sum(parts: &[Factors<'_>], sink: Sink<'_>) {
 /// The rows of a [`Sink`] one task owns.
 enum SinkRows<'a> {
     Store(&'a mut [f32]),
-    Step(&'a mut [f32], &'a mut [f32], SgdStep),
+    Step(&'a mut [f32], &'a mut [f32], SgdStep, Option<PackedPanels>),
 }
 
 impl SinkRows<'_> {
     fn len(&self) -> usize {
         match self {
             SinkRows::Store(g) => g.len(),
-            SinkRows::Step(w, _, _) => w.len(),
+            SinkRows::Step(w, _, _, _) => w.len(),
         }
     }
 }
@@ -149,9 +183,19 @@ fn scalar_rows(parts: &[Factors<'_>], first_row: usize, rows: usize, out: SinkRo
     }
     match out {
         SinkRows::Store(g) => g.copy_from_slice(&sums),
-        SinkRows::Step(w, v, step) => {
+        SinkRows::Step(w, v, step, packed) => {
             for ((w, v), &g) in w.iter_mut().zip(v.iter_mut()).zip(&sums) {
                 step.apply(w, v, g);
+            }
+            if let Some(p) = packed {
+                for (r, row) in w.chunks_exact(outputs).enumerate() {
+                    for (j, &value) in row.iter().enumerate() {
+                        let at = ((j / PANEL) * p.inputs + first_row + r) * PANEL + j % PANEL;
+                        // SAFETY: row first_row + r < inputs and column j < outputs, inside the
+                        // asserted packed length; this task owns the row (see `PackedPanels`).
+                        unsafe { *p.at.add(at) = value };
+                    }
+                }
             }
         }
     }
@@ -161,7 +205,7 @@ fn scalar_rows(parts: &[Factors<'_>], first_row: usize, rows: usize, out: SinkRo
 mod kernel {
     use std::arch::x86_64::*;
 
-    use super::{Factors, SinkRows, ROWS};
+    use super::{Factors, SinkRows, PANEL, ROWS};
 
     /// 16-lane vectors of columns per register block.
     const VECTORS: usize = 2;
@@ -272,7 +316,7 @@ mod kernel {
                     }
                 }
             }
-            SinkRows::Step(weights, momenta, step) => {
+            SinkRows::Step(weights, momenta, step, packed) => {
                 assert!(at(R - 1, 0) + block.columns <= weights.len());
                 assert_eq!(weights.len(), momenta.len());
                 let lr = _mm512_set1_ps(step.lr);
@@ -280,7 +324,9 @@ mod kernel {
                 let decay = _mm512_set1_ps(step.decay);
                 for (r, t) in total.iter().enumerate() {
                     for (v, &g) in t.iter().enumerate() {
-                        // SAFETY: as for the stores above; loads and stores are masked alike.
+                        // SAFETY: as for the stores above; loads and stores are masked alike;
+                        // the packed store is row `row + r` of panel `column / 32`, inside
+                        // the length `sum` asserted, a row this task owns.
                         unsafe {
                             let wp = weights.as_mut_ptr().add(at(r, v));
                             let vp = momenta.as_mut_ptr().add(at(r, v));
@@ -297,6 +343,14 @@ mod kernel {
                             let w = _mm512_sub_ps(w, _mm512_mul_ps(lr, update));
                             _mm512_mask_storeu_ps(wp, masks[v], w);
                             _mm512_mask_storeu_ps(vp, masks[v], buf);
+                            if let Some(p) = packed {
+                                // Block columns start at multiples of 32: panel column/32,
+                                // row `row + r`, lanes 16v.. of it (see `PackedPanels`).
+                                let at = ((block.column / PANEL) * p.inputs + block.row + r)
+                                    * PANEL
+                                    + v * LANES;
+                                _mm512_mask_storeu_ps(p.at.add(at), masks[v], w);
+                            }
                         }
                     }
                 }
@@ -393,12 +447,14 @@ mod tests {
                     step.apply(w, v, g);
                 }
                 let (mut w, mut v) = (w0.clone(), v0.clone());
+                let mut packed = vec![f32::NAN; packed_len(inputs, outputs)];
                 sum(
                     &parts,
                     Sink::Step {
                         weights: w.as_slice_mut().unwrap(),
                         momenta: v.as_slice_mut().unwrap(),
                         step,
+                        packed: Some(&mut packed),
                     },
                 );
                 assert_eq!(

@@ -1,6 +1,7 @@
 //! Fully connected layer `y = x W + b`, `W` `[in, out]`.
 
 use crate::train::gemm::{gemm_in, Precision};
+use crate::train::{gemm_in_place, weight_grad};
 use ndarray::{Array1, Array2, ArrayD, Axis, Ix2, IxDyn};
 use rand::Rng;
 
@@ -24,6 +25,14 @@ pub struct Dense {
     defer: bool,
     /// `x` `[B, in]` and `g` `[B, out]` of the last backward pass, when it deferred.
     factors: Option<WeightFactors>,
+    /// The weights in panels of 32 columns (`weight_grad::packed_len`), written by the fused
+    /// SGD update, read by the replicas' forward products in the next sharded step instead
+    /// of the `gemm` crate packing the weights once per shard; in a replica, the lent copy
+    /// or an empty stand-in.
+    packed: SharedTensor,
+    /// Whether `packed` holds the current weights (the last update wrote it and nothing has
+    /// had the weights mutably since).
+    packed_fresh: bool,
 }
 
 impl Dense {
@@ -42,6 +51,8 @@ impl Dense {
             precision: Precision::F32,
             defer: false,
             factors: None,
+            packed: SharedTensor::detached(),
+            packed_fresh: false,
         }
     }
 
@@ -55,6 +66,7 @@ impl Dense {
 
 impl Layer for Dense {
     fn init_like_torch(&mut self, rng: &mut rand_chacha::ChaCha8Rng) {
+        self.packed_fresh = false;
         let bound = 1.0 / (self.w.shape()[0] as f32).sqrt();
         self.w
             .get_mut()
@@ -92,14 +104,24 @@ impl Layer for Dense {
             Mode::Train => self.precision,
             Mode::Eval => Precision::F32,
         };
-        gemm_in(
-            precision,
-            1.0,
-            &x.view(),
-            &self.w2().view(),
-            1.0,
-            &mut y.view_mut(),
-        );
+        // A replica in a sharded training step reads the packed weights it was lent.
+        let packed = (self.defer && mode == Mode::Train && precision.is_f32())
+            .then(|| self.packed.as_slice())
+            .flatten()
+            .filter(|p| {
+                !p.is_empty() && gemm_in_place::applies_packed(x.nrows(), x.ncols(), outputs)
+            });
+        match packed {
+            Some(packed) => gemm_in_place::product_packed(x.view(), packed, y.view_mut()),
+            None => gemm_in(
+                precision,
+                1.0,
+                &x.view(),
+                &self.w2().view(),
+                1.0,
+                &mut y.view_mut(),
+            ),
+        }
         if mode == Mode::Train {
             self.input = Some(x);
         }
@@ -167,7 +189,37 @@ impl Layer for Dense {
         self.precision = precision;
     }
 
+    fn params_and_packed(&mut self) -> (Vec<ParamRef<'_>>, Option<&mut [f32]>) {
+        let (inputs, outputs) = (self.w.shape()[0], self.w.shape()[1]);
+        // Only the network's own layer keeps packed weights (a replica borrows them).
+        let keeps = !self.defer && gemm_in_place::applies_packed(2, inputs, outputs);
+        let len = weight_grad::packed_len(inputs, outputs);
+        if keeps && self.packed.len() != len {
+            *self.packed.get_mut() = ArrayD::zeros(IxDyn(&[len]));
+        }
+        self.packed_fresh = false;
+        let packed = keeps.then(|| self.packed.get_mut().as_slice_mut().expect("a flat buffer"));
+        let params = vec![
+            ParamRef {
+                value: self.w.get_mut(),
+                grad: &mut self.gw,
+                decay: true,
+            },
+            ParamRef {
+                value: self.b.get_mut(),
+                grad: &mut self.gb,
+                decay: false,
+            },
+        ];
+        (params, packed)
+    }
+
+    fn set_packed_fresh(&mut self, fresh: bool) {
+        self.packed_fresh = fresh && !self.packed.is_empty();
+    }
+
     fn params(&mut self) -> Vec<ParamRef<'_>> {
+        self.packed_fresh = false;
         vec![
             ParamRef {
                 value: self.w.get_mut(),
@@ -187,12 +239,18 @@ impl Layer for Dense {
     }
 
     fn shared_params(&self) -> Vec<SharedTensor> {
-        vec![self.w.clone(), self.b.clone()]
+        let packed = if self.packed_fresh {
+            self.packed.clone()
+        } else {
+            SharedTensor::detached()
+        };
+        vec![self.w.clone(), self.b.clone(), packed]
     }
 
     fn use_params(&mut self, shared: &mut dyn Iterator<Item = SharedTensor>) {
         self.w = shared.next().expect("a weight for each dense layer");
         self.b = shared.next().expect("a bias for each dense layer");
+        self.packed = shared.next().expect("packed weights for each dense layer");
     }
 
     fn state(&self) -> Vec<(String, &ArrayD<f32>)> {
@@ -200,6 +258,7 @@ impl Layer for Dense {
     }
 
     fn state_mut(&mut self) -> Vec<(String, &mut ArrayD<f32>)> {
+        self.packed_fresh = false;
         vec![
             ("weight".into(), self.w.get_mut()),
             ("bias".into(), self.b.get_mut()),

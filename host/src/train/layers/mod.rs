@@ -151,7 +151,8 @@ pub trait Layer: Send + CloneLayer {
     fn has_params(&self) -> bool {
         self.children().iter().any(|c| c.has_params())
     }
-    /// Handles on the parameters that replicas may share, in [`Layer::params`] order.
+    /// Handles on the parameters that replicas may share, in [`Layer::params`] order, then any
+    /// derived copies of them (a dense layer's packed weights, an empty stand-in when stale).
     fn shared_params(&self) -> Vec<SharedTensor> {
         self.children()
             .iter()
@@ -203,6 +204,15 @@ pub trait Layer: Send + CloneLayer {
     fn take_weight_factors(&mut self) -> Option<WeightFactors> {
         None
     }
+    /// [`Layer::params`], with the buffer of the layer's packed weights (a dense layer's panels
+    /// for its forward products) for an update that writes them too; `None` where the layer
+    /// has none. The packed copy counts as stale until [`Layer::set_packed_fresh`].
+    fn params_and_packed(&mut self) -> (Vec<ParamRef<'_>>, Option<&mut [f32]>) {
+        (self.params(), None)
+    }
+    /// Declares the packed weights written by the last update (true) or not: only fresh ones
+    /// are lent to the replicas of the next sharded step ([`Layer::shared_params`]).
+    fn set_packed_fresh(&mut self, _fresh: bool) {}
     /// Sub-layers (for residual blocks), so that walks over the network reach them.
     fn children(&self) -> Vec<&dyn Layer> {
         Vec::new()
