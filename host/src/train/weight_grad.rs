@@ -1,6 +1,8 @@
 //! The weight gradient of a dense layer over the shards of a batch, `Σ_s x_sᵀ g_s`, computed
 //! after every shard's backward pass, either stored or with the SGD update applied to each
-//! block of it as soon as it is summed.
+//! block of it as soon as it is summed (and the new weights also written in the panels of 32
+//! columns that the next sharded step's forward products read, `gemm_in_place::product_packed`,
+//! so that no pass of its own packs them).
 //!
 //! Why: each shard computing its own `x_sᵀ g_s` wrote a full `[in, out]` gradient (0.8 MB for
 //! the MLP's first layer), which the optimiser then read back with the other shards' to add
