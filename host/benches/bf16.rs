@@ -15,18 +15,6 @@
 
 use std::time::Instant;
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// Fastest of `rounds` timings of `work`, in seconds.
 fn fastest(rounds: usize, mut work: impl FnMut()) -> f64 {
     (0..rounds)
@@ -162,7 +150,7 @@ mod bf16 {
 fn main() {
     println!(
         "# {} — bf16 study, one core; {}",
-        cpu_model(),
+        kdprune::bench::cpu_description(),
         std::env::args().skip(1).collect::<Vec<_>>().join(" ")
     );
     #[cfg(target_arch = "x86_64")]

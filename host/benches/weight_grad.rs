@@ -21,32 +21,6 @@ const LAYERS: [(usize, usize); 3] = [(784, 256), (256, 128), (128, 10)];
 const SHARD_ROWS: usize = 64;
 const STEPS: usize = 500;
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
-fn extensions() -> String {
-    let mut found = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx2") {
-            found.push("avx2");
-        }
-        if is_x86_feature_detected!("avx512f") {
-            found.push("avx512f");
-        }
-    }
-    found.join(" ")
-}
-
 /// One layer's shards: inputs `[64, in]` and output gradients `[64, out]`.
 struct Layer {
     x: [Array2<f32>; 2],
@@ -169,10 +143,9 @@ fn measure() {
         .map(|&(i, o)| 2.0 * (i * o * 2 * SHARD_ROWS) as f64)
         .sum();
     println!(
-        "# weight gradients + SGD update of MLP 784-256-128-10, batch {} in 2 shards; {} ({}), {} threads, {STEPS} steps per timing",
+        "# weight gradients + SGD update of MLP 784-256-128-10, batch {} in 2 shards; {}, {} threads, {STEPS} steps per timing",
         2 * SHARD_ROWS,
-        cpu_model(),
-        extensions(),
+        kdprune::bench::cpu_description(),
         rayon::current_num_threads()
     );
     let time = |work: &mut dyn FnMut()| {
