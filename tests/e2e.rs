@@ -159,6 +159,23 @@ temperature = 4.0
     path
 }
 
+/// The 5 000 MNIST images of tests/fixtures, in file order, as `[1, 28, 28]` examples.
+fn mnist_5k_csv() -> kdprune::data::Dataset {
+    kdprune::data::read_csv(
+        &fixtures().join("mnist-5k.csv.gz"),
+        &kdprune::data::CsvOptions {
+            label: kdprune::data::LabelColumn::Index(-1),
+            header: Some(false),
+            delimiter: b',',
+            classes: None,
+            num_classes: None,
+            sample_shape: Some(vec![1, 28, 28]),
+        },
+    )
+    .unwrap()
+    .0
+}
+
 /// The `[teacher]` block of [`mnist_manifest`], for tests that replace it.
 fn zoo_teacher_block() -> String {
     format!(
@@ -403,19 +420,7 @@ fn zoo_teacher_soft_labels_match_python_onnxruntime() {
     let m = manifest::load(&path).unwrap();
     let (train, test) = kdprune::data::load(&m.data, 0).unwrap();
     // The reference rows are positions in the CSV file: rebuild the full file order.
-    let csv = kdprune::data::read_csv(
-        &fixtures().join("mnist-5k.csv.gz"),
-        &kdprune::data::CsvOptions {
-            label: kdprune::data::LabelColumn::Index(-1),
-            header: Some(false),
-            delimiter: b',',
-            classes: None,
-            num_classes: None,
-            sample_shape: Some(vec![1, 28, 28]),
-        },
-    )
-    .unwrap()
-    .0;
+    let csv = mnist_5k_csv();
     assert_eq!(train.len() + test.len(), csv.len());
     let rows: Vec<u32> = reference["rows"]
         .as_array()
@@ -463,18 +468,7 @@ fn zoo_teacher_soft_labels_match_python_onnxruntime() {
 /// runs of a batch split between them: the outputs are those of one session, in order.
 #[test]
 fn a_fixed_batch_teacher_on_several_sessions_gives_one_sessions_outputs() {
-    let (images, _) = kdprune::data::read_csv(
-        &fixtures().join("mnist-5k.csv.gz"),
-        &kdprune::data::CsvOptions {
-            label: kdprune::data::LabelColumn::Index(-1),
-            header: Some(false),
-            delimiter: b',',
-            classes: None,
-            num_classes: None,
-            sample_shape: Some(vec![1, 28, 28]),
-        },
-    )
-    .unwrap();
+    let images = mnist_5k_csv();
     // 301 images: the lanes' shares differ by one run.
     let x = images.features.slice(ndarray::s![..301, ..]).to_owned();
     let model = fixtures().join("mnist-zoo-cntk-opset7.onnx");
@@ -2008,19 +2002,7 @@ fn numpy_arrays_are_data() {
     let plugins = plugin_folder(&["kdprune_random"]);
     let dir = tempfile::tempdir().unwrap();
     // The MNIST fixture as uint8 images [N, 1, 28, 28] and int64 labels [N].
-    let csv = kdprune::data::read_csv(
-        &fixtures().join("mnist-5k.csv.gz"),
-        &kdprune::data::CsvOptions {
-            label: kdprune::data::LabelColumn::Index(-1),
-            header: Some(false),
-            delimiter: b',',
-            classes: None,
-            num_classes: None,
-            sample_shape: Some(vec![1, 28, 28]),
-        },
-    )
-    .unwrap()
-    .0;
+    let csv = mnist_5k_csv();
     let x = csv
         .features
         .mapv(|v| v as u8)

@@ -199,18 +199,7 @@ impl Layer for Dense {
         }
         self.packed_fresh = false;
         let packed = keeps.then(|| self.packed.get_mut().as_slice_mut().expect("a flat buffer"));
-        let params = vec![
-            ParamRef {
-                value: self.w.get_mut(),
-                grad: &mut self.gw,
-                decay: true,
-            },
-            ParamRef {
-                value: self.b.get_mut(),
-                grad: &mut self.gb,
-                decay: false,
-            },
-        ];
+        let params = param_refs(&mut self.w, &mut self.gw, &mut self.b, &mut self.gb);
         (params, packed)
     }
 
@@ -220,18 +209,7 @@ impl Layer for Dense {
 
     fn params(&mut self) -> Vec<ParamRef<'_>> {
         self.packed_fresh = false;
-        vec![
-            ParamRef {
-                value: self.w.get_mut(),
-                grad: &mut self.gw,
-                decay: true,
-            },
-            ParamRef {
-                value: self.b.get_mut(),
-                grad: &mut self.gb,
-                decay: false,
-            },
-        ]
+        param_refs(&mut self.w, &mut self.gw, &mut self.b, &mut self.gb)
     }
 
     fn has_params(&self) -> bool {
@@ -270,4 +248,25 @@ impl Layer for Dense {
         let b = graph.initializer(&format!("{prefix}.bias"), &self.b);
         graph.node("Gemm", &[input, &w, &b], prefix, &[])
     }
+}
+
+/// The weight (decayed) and the bias (not), with their gradients.
+fn param_refs<'a>(
+    w: &'a mut SharedTensor,
+    gw: &'a mut ArrayD<f32>,
+    b: &'a mut SharedTensor,
+    gb: &'a mut ArrayD<f32>,
+) -> Vec<ParamRef<'a>> {
+    vec![
+        ParamRef {
+            value: w.get_mut(),
+            grad: gw,
+            decay: true,
+        },
+        ParamRef {
+            value: b.get_mut(),
+            grad: gb,
+            decay: false,
+        },
+    ]
 }
