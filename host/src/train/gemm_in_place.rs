@@ -16,7 +16,7 @@
 //! `1·x` and `x + y` are exact in both), `b` small enough to stay in L2 (beyond it `gemm`'s
 //! packing pays), and not the shapes that `gemm` sends to its vector-product paths.
 
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
 /// Rows of `c` in one register block.
 const ROWS: usize = 12;
@@ -82,7 +82,20 @@ pub(super) fn product(
     a: ArrayView2<'_, f32>,
     b: ArrayView2<'_, f32>,
     accumulate: bool,
+    c: ArrayViewMut2<'_, f32>,
+) {
+    let (m, k) = a.dim();
+    let kc = chunk_of_k(m, b.ncols(), k);
+    product_in_chunks(a, b, accumulate, c, kc);
+}
+
+/// [`product`] with `k` cut into chunks of `kc`.
+fn product_in_chunks(
+    a: ArrayView2<'_, f32>,
+    b: ArrayView2<'_, f32>,
+    accumulate: bool,
     mut c: ArrayViewMut2<'_, f32>,
+    kc: usize,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -107,7 +120,6 @@ pub(super) fn product(
             super::layers::avx512(),
             "AVX-512 product on a CPU without it"
         );
-        let kc = chunk_of_k(m, n, k);
         // SAFETY: the CPU has AVX-512F (asserted); the pointers and strides are those of live
         // views of the asserted shapes, so every offset the kernel forms (rows < m, columns
         // < n, depth < k) is inside them; `c` is a unique borrow, so it aliases neither.
@@ -115,7 +127,7 @@ pub(super) fn product(
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (operands, accumulate);
+        let _ = (operands, accumulate, kc);
         unreachable!("applies() is false off x86_64");
     }
 }
@@ -129,8 +141,8 @@ pub(super) fn applies_packed(m: usize, k: usize, n: usize) -> bool {
 /// `c += a · b`, `a` `[M, K]` of any strides, `b` `[K, N]` as panels of 32 columns
 /// ([`super::weight_grad::packed_len`]: `[K, 32]` row-major each, one after another), `c`
 /// `[M, N]` row-major: the `gemm` crate's sums of that product to the bit (its chunks of `k`
-/// for `M × N` outputs), each step of `k` reading 128 contiguous bytes of a panel. Only where
-/// [`applies_packed`] said so.
+/// for `M × N` outputs, in each panel's product), each step of `k` reading 128 contiguous
+/// bytes of a panel. Only where [`applies_packed`] said so.
 pub(super) fn product_packed(
     a: ArrayView2<'_, f32>,
     packed: &[f32],
@@ -140,47 +152,21 @@ pub(super) fn product_packed(
     const _: () = assert!(PANEL == MOST_COLUMNS, "a panel is one register block wide");
     let (m, k) = a.dim();
     let n = c.ncols();
-    assert_eq!(c.nrows(), m, "output rows");
     assert_eq!(
         packed.len(),
         super::weight_grad::packed_len(k, n),
         "packed b [K, N]"
     );
-    assert!(c.strides()[1] == 1 && c.strides()[0] >= 0, "c row-major");
     assert!(
-        a.strides().iter().all(|&s| s >= 0),
-        "a of non-negative strides"
+        applies_packed(m, k, n),
+        "packed product off its shapes or CPU"
     );
-    #[cfg(target_arch = "x86_64")]
-    {
-        assert!(
-            applies_packed(m, k, n),
-            "packed product off its shapes or CPU"
-        );
-        let kc = chunk_of_k(m, n, k);
-        for p in 0..n.div_ceil(PANEL) {
-            let cols = PANEL.min(n - p * PANEL);
-            let operands = Operands {
-                a: a.as_ptr(),
-                a_rows: a.strides()[0] as usize,
-                a_cols: a.strides()[1] as usize,
-                b: packed[p * k * PANEL..].as_ptr(),
-                b_rows: PANEL,
-                // SAFETY (of the offset): column p·32 < n of the row-major `c`.
-                c: unsafe { c.as_mut_ptr().add(p * PANEL) },
-                c_rows: c.strides()[0] as usize,
-            };
-            // SAFETY: AVX-512F (asserted); panel p holds k rows of 32 values (the packed
-            // length is asserted), of which the kernel reads the first `cols`; `a` and `c` are
-            // live views of the asserted shapes, `c` borrowed uniquely, and the kernel writes
-            // only columns p·32 .. p·32 + cols of it.
-            unsafe { kernel::product(&operands, m, cols, k, kc, true) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (packed, c);
-        unreachable!("applies_packed() is false off x86_64");
+    let kc = chunk_of_k(m, n, k);
+    for (p, panel) in packed.chunks_exact(k * PANEL).enumerate() {
+        let columns = p * PANEL..(p * PANEL + PANEL).min(n);
+        let b = ArrayView2::from_shape((k, columns.len()).strides((PANEL, 1)), panel)
+            .expect("a panel holds k rows of 32 values");
+        product_in_chunks(a, b, true, c.slice_mut(ndarray::s![.., columns]), kc);
     }
 }
 

@@ -106,22 +106,20 @@ pub fn kd_loss_and_grad(
             }
             let log_qsum = qsum.ln();
             // KL = Σ t ln t − Σ t ln q; the first sum is the teacher's own, given or taken here.
-            let mut kl = 0.0f32;
+            let mut own = 0.0f32;
             let mut cross = 0.0f32;
             for j in 0..c {
                 let log_q = (s[j] - max) / tau - log_qsum;
                 q[j] /= qsum;
                 if t[j] > 0.0 {
-                    match teacher.neg_entropy {
-                        Some(_) => cross += t[j] * log_q,
-                        None => kl += t[j] * (t[j].ln() - log_q),
+                    cross += t[j] * log_q;
+                    if teacher.neg_entropy.is_none() {
+                        own += t[j] * t[j].ln();
                     }
                 }
                 g[j] += alpha * tau * (q[j] - t[j]);
             }
-            if let Some(e) = teacher.neg_entropy {
-                kl = e[i] - cross;
-            }
+            let kl = teacher.neg_entropy.map_or(own, |e| e[i]) - cross;
             loss += alpha * tau * tau * kl;
         }
         g.mapv_inplace(|v| v * inv_b);
