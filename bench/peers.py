@@ -70,7 +70,17 @@ def numpy_gemm(n=1024, reps=5):
         start = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - start)
-    print(json.dumps({"peer": "numpy-gemm", "gflops": 2 * n**3 / best / 1e9}), flush=True)
+    kernel = "unknown"
+    try:
+        import threadpoolctl
+
+        kernel = next(
+            (i.get("architecture", "unknown") for i in threadpoolctl.threadpool_info() if i.get("internal_api") == "openblas"),
+            "unknown",
+        )
+    except ImportError:
+        pass
+    print(json.dumps({"peer": "numpy-gemm", "gflops": 2 * n**3 / best / 1e9, "openblas_kernel": kernel}), flush=True)
 
 
 def numpy_mlp(x, y, passes):

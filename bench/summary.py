@@ -28,7 +28,9 @@ def rounds(lines):
 
 def main():
     table = []
+    kernels = set()
     for r in rounds(open(sys.argv[1]).read().splitlines()):
+        kernels.add(r["peers"].get("numpy-gemm", {}).get("openblas_kernel", "not reported"))
         mlp, cnn = r["ours"]
         peers = r["peers"]
         numpy_gemm = peers.get("numpy-gemm", {}).get("gflops", 0.0)
@@ -54,6 +56,7 @@ def main():
         table.append(row)
     keys = list(table[0])
     print("\n# summary: per round, then the median over rounds (x peer = kdprune / peer)")
+    print(f"# OpenBLAS kernel (NumPy, scikit-learn): {', '.join(sorted(kernels))}")
     print(f"{'':24}" + "".join(f"{'round ' + str(i + 1):>12}" for i in range(len(table))) + f"{'median':>12}")
     for k in keys:
         values = [row.get(k, float("nan")) for row in table]

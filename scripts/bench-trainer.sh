@@ -15,6 +15,28 @@ if [ ! -x .venv-bench/bin/python ]; then
 fi
 export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MATMUL_NUM_THREADS=$THREADS
 export XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=$THREADS"
+# Which vector extensions every side may use. native: each picks its best for this CPU (an
+# OPENBLAS_CORETYPE inherited from the environment is dropped: this project's machines have
+# come with it set to Haswell, which holds OpenBLAS to AVX2 on an AVX-512 CPU). avx2: what an
+# AVX2 machine runs, on this one: kdprune built without its AVX-512 kernels (feature x86-v4),
+# OpenBLAS on its Haswell kernel, XLA at most AVX2.
+SIMD=${SIMD:-native}
+case "$SIMD" in
+  native)
+    unset OPENBLAS_CORETYPE
+    KDPRUNE=target/release/kdprune
+    ;;
+  avx2)
+    export OPENBLAS_CORETYPE=Haswell
+    XLA_FLAGS="$XLA_FLAGS --xla_cpu_max_isa=AVX2"
+    cargo build --quiet --release -p kdprune --no-default-features --target-dir target/avx2
+    KDPRUNE=target/avx2/release/kdprune
+    ;;
+  *)
+    echo "bench-trainer: SIMD is native or avx2, not $SIMD" >&2
+    exit 2
+    ;;
+esac
 ROUNDS=${ROUNDS:-3}
 # Epochs (passes) per MLP measurement, kdprune's and the peers' alike; the fastest counts.
 PASSES=${PASSES:-3}
@@ -27,13 +49,13 @@ out=bench/last-run.txt
 # kdprune and all peers back to back, ratios are taken within a round, and the summary gives
 # each round and the median over rounds.
 {
-  echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads=$THREADS, rounds=$ROUNDS, passes=$PASSES, cnn_passes=$CNN_PASSES"
+  echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads=$THREADS, rounds=$ROUNDS, passes=$PASSES, cnn_passes=$CNN_PASSES, simd=$SIMD"
   for round in $(seq 1 "$ROUNDS"); do
     echo "## round $round"
     echo "## kdprune MLP"
-    target/release/kdprune bench bench/mlp.toml --epochs "$PASSES" --student-only 2>/dev/null | tr -d '\n ' ; echo
+    "$KDPRUNE" bench bench/mlp.toml --epochs "$PASSES" --student-only 2>/dev/null | tr -d '\n ' ; echo
     echo "## kdprune CNN"
-    target/release/kdprune bench bench/cnn.toml --epochs "$CNN_PASSES" --student-only 2>/dev/null | tr -d '\n ' ; echo
+    "$KDPRUNE" bench bench/cnn.toml --epochs "$CNN_PASSES" --student-only 2>/dev/null | tr -d '\n ' ; echo
     echo "## peers"
     .venv-bench/bin/python bench/peers.py build/fashion-mnist "$CNN_LIMIT" "" "$PASSES"
   done

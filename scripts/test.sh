@@ -10,3 +10,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 # CUDA support is compiled (not run: CI has no GPU) so that it cannot rot.
 cargo check -p kdprune --features cuda
 cargo test --workspace
+# What a CPU without AVX-512 runs (the build without feature x86-v4: AVX2 kernels, im2col and
+# gemm's AVX2 products where they apply), tested on any machine.
+cargo test -p kdprune --lib --no-default-features --target-dir target/avx2

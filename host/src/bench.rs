@@ -293,8 +293,13 @@ pub fn cpu_description() -> String {
             .contains(f)
         })
         .collect();
+    let build = if cfg!(feature = "x86-v4") || !flags.contains("avx512f") {
+        ""
+    } else {
+        "; this build's AVX-512 kernels off (AVX2 path)"
+    };
     format!(
-        "{} ({} logical cores; {})",
+        "{} ({} logical cores; {}{build})",
         field("model name"),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         notable.join(" ")

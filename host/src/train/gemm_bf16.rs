@@ -18,11 +18,11 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 const NR: usize = 32;
 const MR: usize = 8;
 
-/// Whether this CPU runs bf16 products (AVX-512 F and BF16).
+/// Whether this CPU runs bf16 products (AVX-512 F and BF16, in a build that takes AVX-512).
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+        super::layers::avx512() && is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

@@ -1,5 +1,5 @@
 //! 2-D convolution (square kernel, stride, zero padding): directly ([`super::conv_direct`])
-//! when the stride is 1 and the CPU has AVX-512, otherwise by im2col and one matrix product for
+//! when the stride is 1 and the CPU has AVX-512 or AVX2, otherwise by im2col and one matrix product for
 //! the whole batch, as below.
 //!
 //! Input `[B, C, H, W]`, weight `[O, C, K, K]` (PyTorch's layout), output `[B, O, OH, OW]`
@@ -559,6 +559,7 @@ impl Layer for Conv2d {
 
 #[cfg(test)]
 mod tests {
+    use super::super::conv_direct::Isa;
     use super::*;
     use rand::SeedableRng;
 
@@ -582,7 +583,7 @@ mod tests {
     #[test]
     fn the_direct_path_computes_what_im2col_computes_and_the_same_bits_on_any_thread_count() {
         if !super::super::conv_direct::available() {
-            eprintln!("skipped: no AVX-512 on this CPU");
+            eprintln!("skipped: neither AVX-512 nor AVX2 on this CPU");
             return;
         }
         // (input [C, H, W], out channels, kernel, padding, bias): the CNN's two layers, no
@@ -625,6 +626,16 @@ mod tests {
                 got, one_core,
                 "{what}: the same bits split over cores or not"
             );
+            // On an AVX-512 CPU, the AVX2 kernels (what an AVX2 machine runs) give its bits.
+            if direct.direct.is_some_and(|d| d.isa() == Isa::Avx512) && Isa::Avx2.supported() {
+                let mut avx2 = direct.clone();
+                avx2.direct = avx2.direct.map(|d| d.with_isa(Isa::Avx2));
+                assert_eq!(
+                    got,
+                    pass(&mut avx2, &x, &g),
+                    "{what}: the AVX2 kernels' bits"
+                );
+            }
             // A first layer (no input gradient) may take another path to its weight gradient.
             direct.set_input_grad(false);
             im2col.set_input_grad(false);

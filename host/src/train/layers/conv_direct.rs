@@ -1,6 +1,7 @@
-//! Stride-1 convolutions computed directly on AVX-512, without an im2col matrix: the forward
-//! pass, the input gradient and the weight gradient of [`super::Conv2d`] when its stride is 1,
-//! its padding below its kernel size and the CPU has AVX-512 F.
+//! Stride-1 convolutions computed directly on AVX-512 or AVX2, without an im2col matrix: the
+//! forward pass, the input gradient and the weight gradient of [`super::Conv2d`] when its
+//! stride is 1, its padding below its kernel size and the CPU has AVX-512 F or AVX2 with FMA
+//! ([`Isa`]).
 //!
 //! Why not im2col and a product: for the CNN benchmark's second convolution (16 → 32
 //! channels, 3 × 3, 14 × 14) the im2col matrix of a 64-image shard is 7 MB, 144 rows of
@@ -26,7 +27,10 @@
 //!   gradient copies more than gathering the input's taps (a first layer: one input channel,
 //!   planes of whole vectors), the taps are gathered compact instead (im2col of one image).
 //!
-//! Every output element is one kernel's sum in a fixed order, whatever the thread count.
+//! Every output element is one kernel's sum in a fixed order, whatever the thread count. The
+//! AVX2 kernels ([`avx2`]) take the same 16-lane vectors as two halves and add in the same
+//! order, so they give the AVX-512 kernels' bits; only their register blocks are smaller (16
+//! registers instead of 32) and their stores go lane by lane (AVX2 has no compress).
 
 use std::mem::MaybeUninit;
 
@@ -45,9 +49,43 @@ const LANES: usize = 16;
 /// sums kept in registers over the group.
 const WGRAD_GROUP: usize = 8;
 
-/// Whether this CPU runs the direct convolutions (AVX-512 F).
+/// The instruction set a direct convolution's kernels run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512 F: 16-lane registers, compressing stores.
+    Avx512,
+    /// AVX2 and FMA: each 16-lane vector as two 8-lane halves.
+    Avx2,
+}
+
+impl Isa {
+    /// The widest this CPU has and this build takes, if any.
+    pub fn detect() -> Option<Self> {
+        if super::avx512() {
+            Some(Self::Avx512)
+        } else if Self::Avx2.supported() {
+            Some(Self::Avx2)
+        } else {
+            None
+        }
+    }
+
+    /// Whether this CPU runs this instruction set's kernels.
+    pub fn supported(self) -> bool {
+        match self {
+            Self::Avx512 => super::avx512(),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Self::Avx2 => false,
+        }
+    }
+}
+
+/// Whether this CPU runs the direct convolutions (AVX-512 F, or AVX2 and FMA).
+#[cfg(test)]
 pub fn available() -> bool {
-    super::avx512()
+    Isa::detect().is_some()
 }
 
 /// The geometry of one stride-1 convolution: input `[C, H, W]`, `O` output channels, kernel
@@ -60,6 +98,7 @@ pub struct Direct {
     out_channels: usize,
     kernel: usize,
     padding: usize,
+    isa: Isa,
 }
 
 /// A convolution of padded planes `[in, Hp, Wp]` into `[out, Hp − K + 1, Wp − K + 1]`, with
@@ -71,6 +110,7 @@ struct Wide {
     kernel: usize,
     hp: usize,
     wp: usize,
+    isa: Isa,
 }
 
 impl Wide {
@@ -218,9 +258,13 @@ impl Wide {
                 };
                 let out = &mut out[o0 * oh * ow..];
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Conv2d` builds a `Direct` only where `available()` (AVX-512 F).
+                // SAFETY: a `Direct` (and its `Wide`s) holds only an `Isa` this CPU supports
+                // (`Direct::new`, `Direct::with_isa`).
                 unsafe {
-                    kernel::forward(&block, channels, count, out)
+                    match self.isa {
+                        Isa::Avx512 => avx512::forward(&block, channels, count, out),
+                        Isa::Avx2 => avx2::forward(&block, channels, count, out),
+                    }
                 };
                 #[cfg(not(target_arch = "x86_64"))]
                 let _ = (block, out, count);
@@ -246,7 +290,9 @@ struct ForwardBlock<'a> {
 
 /// `src [B, ch, h, w]` zero-padded by `q` on every side into `dst` `[B, ch, h + 2q, w + 2q]`,
 /// followed by `slack` zeros.
+#[allow(clippy::too_many_arguments)]
 fn pad_into(
+    isa: Isa,
     src: &[f32],
     ch: usize,
     h: usize,
@@ -262,7 +308,7 @@ fn pad_into(
     dst.resize(planes * hp * wp + slack, 0.0);
     let fill = |(from, to): (&[f32], &mut [f32])| {
         to.fill(0.0);
-        copy_rows(from, w, &mut to[q * wp + q..], wp, h, w);
+        copy_rows(isa, from, w, &mut to[q * wp + q..], wp, h, w);
     };
     let (body, tail) = dst.split_at_mut(planes * hp * wp);
     tail.fill(0.0);
@@ -281,6 +327,7 @@ fn pad_into(
 /// `dst_stride` apart): masked vector copies, where a `copy_from_slice` per row would call
 /// `memcpy` for 14 values.
 fn copy_rows(
+    isa: Isa,
     src: &[f32],
     src_stride: usize,
     dst: &mut [f32],
@@ -297,11 +344,16 @@ fn copy_rows(
             && dst.len() >= (rows - 1) * dst_stride + width
     );
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: only `Direct`'s methods call this, and a `Direct` exists only where
-    // `available()` (AVX-512 F); the bounds are asserted above.
+    // SAFETY: only `Direct`'s methods call this, with the `Isa` of a `Direct`, which this CPU
+    // supports; the bounds are asserted above.
     unsafe {
-        kernel::copy_rows(src, src_stride, dst, dst_stride, rows, width)
+        match isa {
+            Isa::Avx512 => avx512::copy_rows(src, src_stride, dst, dst_stride, rows, width),
+            Isa::Avx2 => avx2::copy_rows(src, src_stride, dst, dst_stride, rows, width),
+        }
     };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (isa, src, src_stride, dst, dst_stride);
 }
 
 /// The sum of `values` (a multiple of 16 long) in a fixed order: 16 lanes, then across them.
@@ -318,7 +370,7 @@ fn sum(values: &[f32]) -> f32 {
 
 impl Direct {
     /// The direct path of a convolution, where it applies (stride 1, padding below the
-    /// kernel, AVX-512 F); `None` sends the layer to im2col.
+    /// kernel, AVX-512 F or AVX2); `None` sends the layer to im2col.
     pub fn new(
         in_shape: [usize; 3],
         out: usize,
@@ -327,19 +379,34 @@ impl Direct {
         padding: usize,
     ) -> Option<Self> {
         let [channels, height, width] = in_shape;
+        let isa = Isa::detect()?;
         (stride == 1
             && padding < kernel
             && height + 2 * padding >= kernel
-            && width + 2 * padding >= kernel
-            && available())
-        .then_some(Self {
-            channels,
-            height,
-            width,
-            out_channels: out,
-            kernel,
-            padding,
-        })
+            && width + 2 * padding >= kernel)
+            .then_some(Self {
+                channels,
+                height,
+                width,
+                out_channels: out,
+                kernel,
+                padding,
+                isa,
+            })
+    }
+
+    /// The same convolution on another instruction set's kernels (to check one against the
+    /// other); panics if this CPU does not support it, as running them would be undefined.
+    #[cfg(test)]
+    pub fn with_isa(self, isa: Isa) -> Self {
+        assert!(isa.supported(), "{isa:?} kernels on a CPU without them");
+        Self { isa, ..self }
+    }
+
+    /// The instruction set of its kernels.
+    #[cfg(test)]
+    pub fn isa(&self) -> Isa {
+        self.isa
     }
 
     fn forward_wide(&self) -> Wide {
@@ -349,6 +416,7 @@ impl Direct {
             kernel: self.kernel,
             hp: self.height + 2 * self.padding,
             wp: self.width + 2 * self.padding,
+            isa: self.isa,
         }
     }
 
@@ -362,6 +430,7 @@ impl Direct {
             kernel: self.kernel,
             hp: oh + 2 * q,
             wp: ow + 2 * q,
+            isa: self.isa,
         }
     }
 
@@ -375,6 +444,7 @@ impl Direct {
     pub fn pad_input(&self, images: &[f32], padded: &mut Vec<f32>) {
         let wide = self.forward_wide();
         pad_into(
+            self.isa,
             images,
             self.channels,
             self.height,
@@ -415,7 +485,7 @@ impl Direct {
         let wide = self.backward_wide();
         let (oh, ow) = self.out_hw();
         let q = k - 1 - self.padding;
-        pad_into(grad, o, oh, ow, q, wide.slack(), scratch);
+        pad_into(self.isa, grad, o, oh, ow, q, wide.slack(), scratch);
         // packed[(oc, ky', kx')][ci] = w[oc, ci, K−1−ky', K−1−kx'].
         let mut packed = vec![0.0f32; w.len()];
         for oc in 0..o {
@@ -484,7 +554,7 @@ impl Direct {
                 for (b, cols) in copied.chunks_exact_mut(per_image).enumerate() {
                     let image = &padded[(b0 + b) * image_len..];
                     for (&tap, to) in taps.iter().zip(cols.chunks_exact_mut(plane)) {
-                        copy_rows(&image[tap..], wide.wp, to, ow, oh, ow);
+                        copy_rows(self.isa, &image[tap..], wide.wp, to, ow, oh, ow);
                     }
                 }
             } else {
@@ -496,7 +566,7 @@ impl Direct {
                     .zip(copied.chunks_exact_mut(wide_len))
                 {
                     to.fill(0.0);
-                    copy_rows(from, ow, to, wide.wp, oh, ow);
+                    copy_rows(self.isa, from, ow, to, wide.wp, oh, ow);
                 }
             }
             let copied: &[f32] = copied;
@@ -541,18 +611,19 @@ impl Direct {
                     images: 0..images,
                     vectors,
                 };
+                let channels = WGRAD_CHANNELS.min(o - o0);
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `Conv2d` builds a `Direct` only where `available()` (AVX-512 F).
+                // SAFETY: the `Isa` of a `Direct` is one this CPU supports.
                 unsafe {
-                    kernel::weight_grad(
-                        &block,
-                        WGRAD_CHANNELS.min(o - o0),
-                        block.taps.len(),
-                        partial,
-                    )
+                    match self.isa {
+                        Isa::Avx512 => {
+                            avx512::weight_grad(&block, channels, block.taps.len(), partial)
+                        }
+                        Isa::Avx2 => avx2::weight_grad(&block, channels, block.taps.len(), partial),
+                    }
                 };
                 #[cfg(not(target_arch = "x86_64"))]
-                let _ = (block, partial);
+                let _ = (block, partial, channels);
             };
             if crate::train::gemm::is_serial() {
                 blocks
@@ -594,7 +665,7 @@ struct WeightBlock<'a> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod kernel {
+mod avx512 {
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
@@ -826,6 +897,289 @@ mod kernel {
                 unsafe {
                     _mm512_storeu_ps(partial.as_mut_ptr().add((r * WGRAD_TAPS + t) * LANES), a)
                 };
+            }
+        }
+    }
+}
+
+/// The AVX2 kernels: the AVX-512 kernels' sums, in their order, on 8-lane registers.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
+
+    use super::{ForwardBlock, WeightBlock, FWD_CHANNELS, LANES, WGRAD_CHANNELS, WGRAD_TAPS};
+
+    /// f32 lanes of a ymm register: a 16-lane vector is two of them.
+    const HALF: usize = 8;
+    /// Output channels of a forward sub-block (× the block's up to 3 vectors: 12
+    /// accumulators, a broadcast weight per channel and the input half being added, in 16
+    /// registers).
+    const FWD_SUB: usize = 2;
+    /// Output channels of a weight-gradient sub-block (× up to 6 taps over one half of
+    /// every vector: 12 accumulators, 2 gradients and an input).
+    const WGRAD_SUB: usize = 2;
+
+    /// Lanes below `n` set, for masked loads and stores.
+    #[target_feature(enable = "avx2")]
+    fn first_lanes(n: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(n as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
+    /// See [`super::copy_rows`], which checks the bounds.
+    ///
+    /// # Safety
+    /// The CPU has AVX2; `src` and `dst` hold every row.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn copy_rows(
+        src: &[f32],
+        src_stride: usize,
+        dst: &mut [f32],
+        dst_stride: usize,
+        rows: usize,
+        width: usize,
+    ) {
+        let tail = width % HALF;
+        let mask = first_lanes(tail);
+        for row in 0..rows {
+            // SAFETY: row < rows and every access is below row·stride + width (the caller's
+            // bounds); the tail is masked (masked lanes are neither read nor written).
+            unsafe {
+                let from = src.as_ptr().add(row * src_stride);
+                let to = dst.as_mut_ptr().add(row * dst_stride);
+                let mut i = 0;
+                while i + HALF <= width {
+                    _mm256_storeu_ps(to.add(i), _mm256_loadu_ps(from.add(i)));
+                    i += HALF;
+                }
+                if tail != 0 {
+                    _mm256_maskstore_ps(to.add(i), mask, _mm256_maskload_ps(from.add(i), mask));
+                }
+            }
+        }
+    }
+
+    /// Runs one forward block of `channels` ≤ 8 output channels and `vectors` ≤ 3, as
+    /// sub-blocks of 2 channels × every vector.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn forward(
+        block: &ForwardBlock<'_>,
+        channels: usize,
+        vectors: usize,
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        assert!(channels <= FWD_CHANNELS);
+        macro_rules! by_vectors {
+            ($r:literal, $r0:expr) => {
+                match vectors {
+                    3 => forward_of::<$r, 3>(block, $r0, out),
+                    2 => forward_of::<$r, 2>(block, $r0, out),
+                    _ => forward_of::<$r, 1>(block, $r0, out),
+                }
+            };
+        }
+        for r0 in (0..channels).step_by(FWD_SUB) {
+            if channels - r0 >= 2 {
+                by_vectors!(2, r0);
+            } else {
+                by_vectors!(1, r0);
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn forward_of<const R: usize, const V: usize>(
+        block: &ForwardBlock<'_>,
+        r0: usize,
+        out: &mut [MaybeUninit<f32>],
+    ) {
+        assert!(r0 + R <= FWD_CHANNELS && V <= block.masks.len() && V <= block.firsts.len());
+        let ntaps = block.taps.len();
+        let last_tap = block.taps.iter().copied().max().unwrap_or(0);
+        assert!(
+            block.input.len() >= last_tap + block.position + V * LANES,
+            "forward block reads"
+        );
+        let stride = block.packed_stride;
+        assert!(ntaps == 0 || block.packed.len() > (ntaps - 1) * stride + r0 + R - 1);
+        for (&mask, &first) in block.masks.iter().zip(block.firsts).take(V) {
+            assert!(
+                out.len() >= (r0 + R - 1) * block.plane + first + mask.count_ones() as usize,
+                "forward block writes"
+            );
+        }
+        // acc[r][h]: channel r0 + r, half h of the block's positions (vector h / 2).
+        let mut acc = [[_mm256_setzero_ps(); 6]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            *acc = [_mm256_set1_ps(block.init[r0 + r]); 6];
+        }
+        let input = block.input.as_ptr();
+        let packed = block.packed.as_ptr();
+        for (t, &tap) in block.taps.iter().enumerate() {
+            // SAFETY: tap + position + V·16 ≤ input.len() and t·stride + r0 + r ≤
+            // (ntaps − 1)·stride + r0 + R − 1 < packed.len() (asserted above); unaligned.
+            unsafe {
+                let from = input.add(tap + block.position);
+                let weights = packed.add(t * stride + r0);
+                let mut w = [_mm256_setzero_ps(); R];
+                for (r, w) in w.iter_mut().enumerate() {
+                    *w = _mm256_set1_ps(*weights.add(r));
+                }
+                for h in 0..2 * V {
+                    let x = _mm256_loadu_ps(from.add(h * HALF));
+                    for (acc, &w) in acc.iter_mut().zip(&w) {
+                        acc[h] = _mm256_fmadd_ps(w, x, acc[h]);
+                    }
+                }
+            }
+        }
+        // A vector's outputs, then zeros, so that a load at any lane reads inside.
+        let mut lanes = [0.0f32; 2 * LANES];
+        for (r, acc) in acc.iter().enumerate() {
+            for v in 0..V {
+                // SAFETY: `lanes` holds four halves.
+                unsafe {
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), acc[2 * v]);
+                    _mm256_storeu_ps(lanes.as_mut_ptr().add(HALF), acc[2 * v + 1]);
+                }
+                // The lanes of the vector's mask, in order, to consecutive outputs (what the
+                // AVX-512 kernel's compress and masked store do), one run of set lanes at a
+                // time: a run is a row's outputs, and a vector spans few rows.
+                let row = out[(r0 + r) * block.plane + block.firsts[v]..].as_mut_ptr();
+                let mut left = u32::from(block.masks[v]);
+                let mut i = 0;
+                while left != 0 {
+                    let start = left.trailing_zeros() as usize;
+                    let run = (left >> start).trailing_ones() as usize;
+                    // SAFETY: the runs hold mask.count_ones() lanes in all, and that many
+                    // outputs from `row` are inside `out` (asserted above); the loads end at
+                    // start + 16 ≤ 32 lanes; stores are masked to the run.
+                    unsafe {
+                        let from = lanes.as_ptr().add(start);
+                        let to = row.add(i).cast::<f32>();
+                        _mm256_maskstore_ps(to, first_lanes(run), _mm256_loadu_ps(from));
+                        if run > HALF {
+                            _mm256_maskstore_ps(
+                                to.add(HALF),
+                                first_lanes(run - HALF),
+                                _mm256_loadu_ps(from.add(HALF)),
+                            );
+                        }
+                    }
+                    i += run;
+                    left &= !(((1u32 << run) - 1) << start);
+                }
+            }
+        }
+    }
+
+    /// Adds one weight-gradient block of `channels` ≤ 4 output channels and `taps` ≤ 6 into
+    /// `partial` `[4][6][16]`, as sub-blocks of 2 channels over one half of every vector.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weight_grad(
+        block: &WeightBlock<'_>,
+        channels: usize,
+        taps: usize,
+        partial: &mut [f32],
+    ) {
+        macro_rules! by_taps {
+            ($r:literal, $r0:expr, $half:expr) => {
+                match taps {
+                    6 => weight_grad_of::<$r, 6>(block, $r0, $half, partial),
+                    5 => weight_grad_of::<$r, 5>(block, $r0, $half, partial),
+                    4 => weight_grad_of::<$r, 4>(block, $r0, $half, partial),
+                    3 => weight_grad_of::<$r, 3>(block, $r0, $half, partial),
+                    2 => weight_grad_of::<$r, 2>(block, $r0, $half, partial),
+                    _ => weight_grad_of::<$r, 1>(block, $r0, $half, partial),
+                }
+            };
+        }
+        assert!(channels <= WGRAD_CHANNELS);
+        for half in 0..LANES / HALF {
+            for r0 in (0..channels).step_by(WGRAD_SUB) {
+                if channels - r0 >= 2 {
+                    by_taps!(2, r0, half);
+                } else {
+                    by_taps!(1, r0, half);
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    fn weight_grad_of<const R: usize, const T: usize>(
+        block: &WeightBlock<'_>,
+        r0: usize,
+        half: usize,
+        partial: &mut [f32],
+    ) {
+        assert!(r0 + R <= WGRAD_CHANNELS && T <= WGRAD_TAPS && block.taps.len() == T);
+        assert!(half < LANES / HALF);
+        assert!(partial.len() >= WGRAD_CHANNELS * WGRAD_TAPS * LANES);
+        let span = block.vectors * LANES;
+        if block.images.is_empty() {
+            return;
+        }
+        let last = block.images.end - 1;
+        let last_tap = block.taps.iter().copied().max().unwrap_or(0);
+        assert!(
+            block.inputs.len() >= last * block.image_len + last_tap + span,
+            "weight block reads inputs"
+        );
+        assert!(
+            block.grads.len()
+                >= last * block.grad_image_len + (r0 + R - 1) * block.grad_stride + span,
+            "weight block reads gradients"
+        );
+        let lane0 = half * HALF;
+        let slot = |r: usize, t: usize| ((r0 + r) * WGRAD_TAPS + t) * LANES + lane0;
+        let mut acc = [[_mm256_setzero_ps(); T]; R];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for (t, a) in acc.iter_mut().enumerate() {
+                // SAFETY: slot(r, t) + 8 ≤ (4·6)·16 ≤ partial.len() (asserted); unaligned.
+                *a = unsafe { _mm256_loadu_ps(partial.as_ptr().add(slot(r, t))) };
+            }
+        }
+        let mut tap = [0usize; T];
+        tap.copy_from_slice(block.taps);
+        for b in block.images.clone() {
+            // SAFETY (for the loads below): b ≤ last, v < vectors and lane0 + 8 ≤ 16, so
+            // every read ends at or before the bounds asserted above; loads are unaligned.
+            let input = unsafe { block.inputs.as_ptr().add(b * block.image_len + lane0) };
+            let grads = unsafe {
+                block
+                    .grads
+                    .as_ptr()
+                    .add(b * block.grad_image_len + r0 * block.grad_stride + lane0)
+            };
+            for v in 0..block.vectors {
+                unsafe {
+                    let mut g = [_mm256_setzero_ps(); R];
+                    for (r, g) in g.iter_mut().enumerate() {
+                        *g = _mm256_loadu_ps(grads.add(r * block.grad_stride + v * LANES));
+                    }
+                    for (t, &off) in tap.iter().enumerate() {
+                        let x = _mm256_loadu_ps(input.add(off + v * LANES));
+                        for (acc, &g) in acc.iter_mut().zip(&g) {
+                            acc[t] = _mm256_fmadd_ps(g, x, acc[t]);
+                        }
+                    }
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (t, &a) in acc.iter().enumerate() {
+                // SAFETY: as for the loads of `partial` above.
+                unsafe { _mm256_storeu_ps(partial.as_mut_ptr().add(slot(r, t)), a) };
             }
         }
     }

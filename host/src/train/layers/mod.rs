@@ -23,12 +23,13 @@ pub use norm::BatchNorm;
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use simple::{Dropout, Flatten, Relu, Residual};
 
-/// Whether this CPU has AVX-512 F, which the direct convolutions and the 2×2 max pooling
-/// kernels use.
+/// Whether this CPU has AVX-512 F and this build takes it (feature `x86-v4`, on by default):
+/// the direct convolutions, the 2×2 max pooling kernels, the weight-gradient phase and the
+/// products on packed panels use it.
 pub(crate) fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        is_x86_feature_detected!("avx512f")
+        cfg!(feature = "x86-v4") && is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
