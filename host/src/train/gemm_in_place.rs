@@ -1,4 +1,4 @@
-//! f32 products on AVX-512 that read their operands where they lie, without packing:
+//! f32 products on AVX-512 or AVX2 that read their operands where they lie, without packing:
 //! `c = a · b` or `c += a · b`, with `b` `[K, N]` and `c` `[M, N]` row-major and `a` `[M, K]`
 //! of any strides.
 //!
@@ -7,7 +7,7 @@
 //! that costs more than the product. Rows of a row-major `b` are already what a kernel with
 //! vectors along `N` loads, and `a`'s elements are broadcast one at a time whatever its layout,
 //! so here nothing is copied: a block of 12 rows × 32 columns of `c` sits in 24 zmm registers
-//! while `k` runs.
+//! while `k` runs (on AVX2, 6 rows × 16 columns in 12 ymm registers).
 //!
 //! The sums are those of the `gemm` crate to the bit, so swapping the kernel moved no result:
 //! every element is one fused multiply-add chain over `k` from zero, in order, cut into the same
@@ -17,6 +17,8 @@
 //! packing pays), and not the shapes that `gemm` sends to its vector-product paths.
 
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
+
+use super::isa::Isa;
 
 /// Rows of `c` in one register block.
 const ROWS: usize = 12;
@@ -32,9 +34,16 @@ const MOST_B_VALUES: usize = 1 << 18;
 /// 37–39 against 20–21 GFLOP/s.
 const MOST_COLUMNS: usize = 16 * VECTORS;
 
-/// The `gemm` crate's register block on AVX-512 (`x4x6`: 4 vectors of 16 rows × 6 columns of
-/// its column-major view); its chunks of `k` are computed from them.
-const GEMM_MR: usize = 64;
+/// The `gemm` crate's register block (its chunks of `k` are computed from it): on AVX-512
+/// `x4x6`, 4 vectors of 16 rows × 6 columns of its column-major view; on AVX2 `x2x6`, 2
+/// vectors of 8 rows × 6 columns. `gemm` takes AVX-512 exactly where [`Isa::detect`] does (the
+/// same build feature and CPU flag).
+fn gemm_mr(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 64,
+        Isa::Avx2 => 16,
+    }
+}
 const GEMM_NR: usize = 6;
 
 /// Whether [`product`] takes `c = alpha · a · b + beta · c` on this CPU.
@@ -61,19 +70,24 @@ pub(super) fn applies(
         && a.strides().iter().all(|&s| s >= 0)
         && b.strides()[0] >= 0
         && c.strides()[0] >= 0
-        && super::layers::avx512()
+        && Isa::detect().is_some()
 }
 
 /// The `gemm` crate's chunk of `k` for a product of `m × n` outputs (its `gemm_basic_generic`:
 /// small outputs take chunks of 512, others `kernel_params`'s, which splits `k` evenly).
-fn chunk_of_k(m: usize, n: usize, k: usize) -> usize {
+fn chunk_of_k(isa: Isa, m: usize, n: usize, k: usize) -> usize {
     // `gemm` transposes a row-major product to a column-major one of `n × m`.
     let (rows, cols) = (n, m);
     if rows <= 64 && cols <= 64 {
         k.min(512)
     } else {
-        gemm_common::cache::kernel_params(rows, cols, k, GEMM_MR, GEMM_NR, 4).kc
+        gemm_common::cache::kernel_params(rows, cols, k, gemm_mr(isa), GEMM_NR, 4).kc
     }
+}
+
+/// The instruction set of the kernels, where [`applies`] or [`applies_packed`] said yes.
+fn isa() -> Isa {
+    Isa::detect().expect("an in-place product on a CPU without AVX-512 or AVX2")
 }
 
 /// `c = a · b` (`accumulate` false) or `c += a · b`; `a` `[M, K]`, `b` `[K, N]`, `c` `[M, N]`.
@@ -85,7 +99,7 @@ pub(super) fn product(
     c: ArrayViewMut2<'_, f32>,
 ) {
     let (m, k) = a.dim();
-    let kc = chunk_of_k(m, b.ncols(), k);
+    let kc = chunk_of_k(isa(), m, b.ncols(), k);
     product_in_chunks(a, b, accumulate, c, kc);
 }
 
@@ -115,16 +129,16 @@ fn product_in_chunks(
         c_rows: c.strides()[0] as usize,
     };
     #[cfg(target_arch = "x86_64")]
-    {
-        assert!(
-            super::layers::avx512(),
-            "AVX-512 product on a CPU without it"
-        );
-        // SAFETY: the CPU has AVX-512F (asserted); the pointers and strides are those of live
-        // views of the asserted shapes, so every offset the kernel forms (rows < m, columns
-        // < n, depth < k) is inside them; `c` is a unique borrow, so it aliases neither.
-        unsafe { kernel::product(&operands, m, n, k, kc, accumulate) };
-    }
+    // SAFETY: the CPU has the kernel's instruction set (detected); the pointers and strides
+    // are those of live views of the asserted shapes, so every offset the kernel forms (rows
+    // < m, columns < n, depth < k) is inside them; `c` is a unique borrow, so it aliases
+    // neither.
+    unsafe {
+        match isa() {
+            Isa::Avx512 => avx512::product(&operands, m, n, k, kc, accumulate),
+            Isa::Avx2 => avx2::product(&operands, m, n, k, kc, accumulate),
+        }
+    };
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = (operands, accumulate, kc);
@@ -135,7 +149,7 @@ fn product_in_chunks(
 /// Whether [`product_packed`] takes `c += a · b` (`b` packed) on this CPU: the shapes
 /// [`applies`] leaves to `gemm`'s vector-product paths excluded, any width.
 pub(super) fn applies_packed(m: usize, k: usize, n: usize) -> bool {
-    m >= 2 && n >= 2 && k >= 3 && super::layers::avx512()
+    m >= 2 && n >= 2 && k >= 3 && Isa::detect().is_some()
 }
 
 /// `c += a · b`, `a` `[M, K]` of any strides, `b` `[K, N]` as panels of 32 columns
@@ -161,7 +175,7 @@ pub(super) fn product_packed(
         applies_packed(m, k, n),
         "packed product off its shapes or CPU"
     );
-    let kc = chunk_of_k(m, n, k);
+    let kc = chunk_of_k(isa(), m, n, k);
     for (p, panel) in packed.chunks_exact(k * PANEL).enumerate() {
         let columns = p * PANEL..(p * PANEL + PANEL).min(n);
         let b = ArrayView2::from_shape((k, columns.len()).strides((PANEL, 1)), panel)
@@ -182,7 +196,7 @@ struct Operands {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod kernel {
+mod avx512 {
     use super::{Operands, ROWS, VECTORS};
     use std::arch::x86_64::*;
 
@@ -312,6 +326,128 @@ mod kernel {
     }
 }
 
+/// The AVX2 kernels: the AVX-512 kernels' sums on 8-lane registers, blocks of 6 rows × 16
+/// columns (12 accumulators, two vectors of `b` and a broadcast of `a` in 16 registers).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::Operands;
+    use crate::train::isa::avx2::first_lanes;
+    use std::arch::x86_64::*;
+
+    const ROWS: usize = 6;
+    const VECTORS: usize = 2;
+    const LANES: usize = 8;
+
+    /// # Safety
+    /// AVX2 and FMA; the operands as [`super::product`] describes them.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn product(
+        o: &Operands,
+        m: usize,
+        n: usize,
+        k: usize,
+        kc: usize,
+        accumulate: bool,
+    ) {
+        let width = LANES * VECTORS;
+        let mut depth = 0;
+        let mut add = accumulate;
+        while depth < k {
+            let chunk = kc.min(k - depth);
+            let mut col = 0;
+            while col < n {
+                let cols = width.min(n - col);
+                let mut row = 0;
+                while row < m {
+                    let rows = ROWS.min(m - row);
+                    // Whole blocks load with plain loads: AVX2's masked loads are slower.
+                    macro_rules! by_rows {
+                        ($full:literal) => {
+                            match rows {
+                                1 => block::<1, $full>(o, row, col, cols, depth, chunk, add),
+                                2 => block::<2, $full>(o, row, col, cols, depth, chunk, add),
+                                3 => block::<3, $full>(o, row, col, cols, depth, chunk, add),
+                                4 => block::<4, $full>(o, row, col, cols, depth, chunk, add),
+                                5 => block::<5, $full>(o, row, col, cols, depth, chunk, add),
+                                _ => block::<6, $full>(o, row, col, cols, depth, chunk, add),
+                            }
+                        };
+                    }
+                    // SAFETY: as this function's; rows ≤ 6, cols ≤ 16, inside `c`.
+                    unsafe {
+                        if cols == width {
+                            by_rows!(true)
+                        } else {
+                            by_rows!(false)
+                        }
+                    }
+                    row += rows;
+                }
+                col += cols;
+            }
+            // Later chunks add their sums to the first's, as `gemm` does.
+            add = true;
+            depth += chunk;
+        }
+    }
+
+    /// One block of `R` rows × `cols` (≤ 16) columns of `c`, over `chunk` steps of `k` from
+    /// `depth`: its sums start at zero and are then stored (`add` false) or added to `c`.
+    ///
+    /// # Safety
+    /// As [`product`]; `R ≤ 6`, `cols ≤ 16` (16 if `FULL`), the block inside `c`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn block<const R: usize, const FULL: bool>(
+        o: &Operands,
+        row: usize,
+        col: usize,
+        cols: usize,
+        depth: usize,
+        chunk: usize,
+        add: bool,
+    ) {
+        // Lanes of each vector inside the block's columns: the last may be partial.
+        let masks: [__m256i; VECTORS] =
+            std::array::from_fn(|v| first_lanes(cols.saturating_sub(LANES * v)));
+        let mut sums = [[_mm256_setzero_ps(); VECTORS]; R];
+        // SAFETY (every access below): offsets of rows < m, columns < n (masked) and depths
+        // < k of the caller's operands.
+        unsafe {
+            let mut a = o.a.add(row * o.a_rows + depth * o.a_cols);
+            let mut b = o.b.add(depth * o.b_rows + col);
+            for _ in 0..chunk {
+                let bv: [__m256; VECTORS] = std::array::from_fn(|v| {
+                    if FULL {
+                        _mm256_loadu_ps(b.add(LANES * v))
+                    } else {
+                        _mm256_maskload_ps(b.add(LANES * v), masks[v])
+                    }
+                });
+                for (r, sum) in sums.iter_mut().enumerate() {
+                    let x = _mm256_set1_ps(*a.add(r * o.a_rows));
+                    for v in 0..VECTORS {
+                        sum[v] = _mm256_fmadd_ps(x, bv[v], sum[v]);
+                    }
+                }
+                a = a.add(o.a_cols);
+                b = b.add(o.b_rows);
+            }
+            for (r, sum) in sums.iter().enumerate() {
+                let c = o.c.add((row + r) * o.c_rows + col);
+                for v in 0..VECTORS {
+                    let out = if add {
+                        _mm256_add_ps(_mm256_maskload_ps(c.add(LANES * v), masks[v]), sum[v])
+                    } else {
+                        sum[v]
+                    };
+                    _mm256_maskstore_ps(c.add(LANES * v), masks[v], out);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,7 +470,7 @@ mod tests {
 
     #[test]
     fn products_of_packed_panels_give_the_gemm_crates_bits() {
-        if !crate::train::layers::avx512() {
+        if Isa::detect().is_none() {
             return;
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
@@ -366,7 +502,7 @@ mod tests {
 
     #[test]
     fn in_place_products_give_the_gemm_crates_bits() {
-        if !crate::train::layers::avx512() {
+        if Isa::detect().is_none() {
             return;
         }
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -413,7 +549,7 @@ mod tests {
     #[test]
     fn products_it_does_not_take() {
         // Off AVX-512 nothing is taken, so the cases below would pass without testing anything.
-        if !crate::train::layers::avx512() {
+        if Isa::detect().is_none() {
             return;
         }
         let refused = |alpha: f32, a: Array2<f32>, b: ArrayView2<'_, f32>, beta: f32| {

@@ -11,6 +11,7 @@ pub mod elementwise;
 pub mod gemm;
 pub mod gemm_bf16;
 mod gemm_in_place;
+pub mod isa;
 pub mod layers;
 pub mod loss;
 pub mod network;

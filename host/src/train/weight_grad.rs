@@ -21,6 +21,7 @@
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
+use super::isa::Isa;
 use super::optim::SgdStep;
 
 /// One shard's factors of a weight gradient `xᵀ g`: `x` `[b, in]` (the layer's input) and `g`
@@ -72,9 +73,10 @@ pub fn packed_len(inputs: usize, outputs: usize) -> usize {
 /// Rows of the gradient per block of work (and per register block of the kernel).
 const ROWS: usize = 12;
 
-/// Whether [`sum`] runs its AVX-512 kernel here (else a scalar loop with the same sums).
+/// Whether [`sum`] runs a vector kernel here, AVX-512 or AVX2 (else a scalar loop with the
+/// same sums).
 pub fn vectorised() -> bool {
-    super::layers::avx512()
+    Isa::detect().is_some()
 }
 
 /// `Σ_s x_sᵀ g_s` (`parts` in shard order) into `sink`; the cores split the rows unless the
@@ -102,11 +104,12 @@ pub fn sum(parts: &[Factors<'_>], sink: Sink<'_>) {
     let run = |first_row: usize, out: SinkRows<'_>| {
         let rows = out.len() / outputs;
         #[cfg(target_arch = "x86_64")]
-        if vectorised() {
-            // SAFETY: AVX-512 F is present (checked); the shapes are asserted above and in
-            // `kernel::rows`.
-            unsafe { kernel::rows(parts, first_row, rows, out) };
-            return;
+        match Isa::detect() {
+            // SAFETY: the CPU has the kernel's instruction set (detected); the shapes are
+            // asserted above and in the kernels' `rows`.
+            Some(Isa::Avx512) => return unsafe { avx512::rows(parts, first_row, rows, out) },
+            Some(Isa::Avx2) => return unsafe { avx2::rows(parts, first_row, rows, out) },
+            None => {}
         }
         scalar_rows(parts, first_row, rows, out);
     };
@@ -204,7 +207,7 @@ fn scalar_rows(parts: &[Factors<'_>], first_row: usize, rows: usize, out: SinkRo
 }
 
 #[cfg(target_arch = "x86_64")]
-mod kernel {
+mod avx512 {
     use std::arch::x86_64::*;
 
     use super::{Factors, SinkRows, PANEL, ROWS};
@@ -361,6 +364,186 @@ mod kernel {
     }
 }
 
+/// The AVX2 kernel: the AVX-512 kernel's sums and update, operation for operation, on
+/// 8-lane registers, in register blocks of 6 rows × 16 columns (12 accumulators, the two
+/// vectors of a gradient row and a broadcast input in 16 registers).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{Factors, SinkRows, PANEL, ROWS};
+    use crate::train::isa::avx2::first_lanes;
+
+    /// Rows of a register block (a task's `ROWS` rows are two of them).
+    const BLOCK_ROWS: usize = 6;
+    const _: () = assert!(ROWS.is_multiple_of(BLOCK_ROWS));
+    /// 8-lane vectors of columns per register block.
+    const VECTORS: usize = 2;
+    const LANES: usize = 8;
+
+    /// See [`super::scalar_rows`]: the same sums, in register blocks of 6 × 16.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows(
+        parts: &[Factors<'_>],
+        first_row: usize,
+        rows: usize,
+        mut out: SinkRows<'_>,
+    ) {
+        let inputs = parts[0].x.ncols();
+        let outputs = parts[0].g.ncols();
+        assert!(first_row + rows <= inputs, "rows of the gradient");
+        assert_eq!(out.len(), rows * outputs);
+        for r0 in (0..rows).step_by(BLOCK_ROWS) {
+            let count = (rows - r0).min(BLOCK_ROWS);
+            for j0 in (0..outputs).step_by(LANES * VECTORS) {
+                let columns = (outputs - j0).min(LANES * VECTORS);
+                let block = Block {
+                    row: first_row + r0,
+                    column: j0,
+                    columns,
+                    out_offset: r0 * outputs + j0,
+                    outputs,
+                };
+                // Whole blocks load with plain loads: AVX2's masked loads are slower.
+                macro_rules! by_rows {
+                    ($full:literal) => {
+                        match count {
+                            1 => block_of::<1, $full>(parts, &block, &mut out),
+                            2 => block_of::<2, $full>(parts, &block, &mut out),
+                            3 => block_of::<3, $full>(parts, &block, &mut out),
+                            4 => block_of::<4, $full>(parts, &block, &mut out),
+                            5 => block_of::<5, $full>(parts, &block, &mut out),
+                            _ => block_of::<6, $full>(parts, &block, &mut out),
+                        }
+                    };
+                }
+                if columns == LANES * VECTORS {
+                    by_rows!(true);
+                } else {
+                    by_rows!(false);
+                }
+            }
+        }
+    }
+
+    /// Where one register block lies: gradient rows `row..row + R`, columns
+    /// `column..column + columns` (≤ 16), at `out_offset` in the task's rows (row stride
+    /// `outputs`).
+    struct Block {
+        row: usize,
+        column: usize,
+        columns: usize,
+        out_offset: usize,
+        outputs: usize,
+    }
+
+    /// `FULL`: the block is 16 columns wide (`columns` is then 16).
+    #[target_feature(enable = "avx2,fma")]
+    fn block_of<const R: usize, const FULL: bool>(
+        parts: &[Factors<'_>],
+        block: &Block,
+        out: &mut SinkRows<'_>,
+    ) {
+        assert!(!FULL || block.columns == LANES * VECTORS);
+        let masks: [__m256i; VECTORS] =
+            std::array::from_fn(|v| first_lanes(block.columns.saturating_sub(v * LANES)));
+        let mut total = [[_mm256_setzero_ps(); VECTORS]; R];
+        for (s, part) in parts.iter().enumerate() {
+            let (b, inputs) = part.x.dim();
+            let outputs = part.g.ncols();
+            assert!(block.row + R <= inputs && block.column + block.columns <= outputs);
+            let x = part.x.as_ptr();
+            let g = part.g.as_ptr();
+            let mut acc = [[_mm256_setzero_ps(); VECTORS]; R];
+            for k in 0..b {
+                // SAFETY: k < b rows; the x reads are columns row..row + R < inputs of row k,
+                // the g reads masked to columns column..column + columns ≤ outputs of row k
+                // (asserted above), in the row-major arrays asserted by `super::sum`.
+                unsafe {
+                    let g_row = g.add(k * outputs + block.column);
+                    let gv: [__m256; VECTORS] = std::array::from_fn(|v| {
+                        if FULL {
+                            _mm256_loadu_ps(g_row.add(v * LANES))
+                        } else {
+                            _mm256_maskload_ps(g_row.add(v * LANES), masks[v])
+                        }
+                    });
+                    let x_row = x.add(k * inputs + block.row);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let xr = _mm256_set1_ps(*x_row.add(r));
+                        for (a, &gv) in acc.iter_mut().zip(&gv) {
+                            *a = _mm256_fmadd_ps(xr, gv, *a);
+                        }
+                    }
+                }
+            }
+            for (t, a) in total.iter_mut().zip(&acc) {
+                for (t, &a) in t.iter_mut().zip(a) {
+                    *t = if s == 0 { a } else { _mm256_add_ps(*t, a) };
+                }
+            }
+        }
+        let at = |r: usize, v: usize| block.out_offset + r * block.outputs + v * LANES;
+        match out {
+            SinkRows::Store(gradient) => {
+                assert!(at(R - 1, 0) + block.columns <= gradient.len());
+                for (r, t) in total.iter().enumerate() {
+                    for (v, &t) in t.iter().enumerate() {
+                        // SAFETY: the masked lanes are columns below `columns` of row r, inside
+                        // the task's rows (asserted).
+                        unsafe {
+                            _mm256_maskstore_ps(gradient.as_mut_ptr().add(at(r, v)), masks[v], t)
+                        };
+                    }
+                }
+            }
+            SinkRows::Step(weights, momenta, step, packed) => {
+                assert!(at(R - 1, 0) + block.columns <= weights.len());
+                assert_eq!(weights.len(), momenta.len());
+                let lr = _mm256_set1_ps(step.lr);
+                let momentum = _mm256_set1_ps(step.momentum);
+                let decay = _mm256_set1_ps(step.decay);
+                for (r, t) in total.iter().enumerate() {
+                    for (v, &g) in t.iter().enumerate() {
+                        // SAFETY: as for the stores above; loads and stores are masked alike;
+                        // the packed store is row `row + r` of panel `column / 32`, inside
+                        // the length `sum` asserted, a row this task owns.
+                        unsafe {
+                            let wp = weights.as_mut_ptr().add(at(r, v));
+                            let vp = momenta.as_mut_ptr().add(at(r, v));
+                            let w = _mm256_maskload_ps(wp, masks[v]);
+                            let buf = _mm256_maskload_ps(vp, masks[v]);
+                            // The operations of `SgdStep::apply`, each rounded alike.
+                            let g = _mm256_add_ps(g, _mm256_mul_ps(decay, w));
+                            let buf = _mm256_add_ps(_mm256_mul_ps(momentum, buf), g);
+                            let update = if step.nesterov {
+                                _mm256_add_ps(g, _mm256_mul_ps(momentum, buf))
+                            } else {
+                                buf
+                            };
+                            let w = _mm256_sub_ps(w, _mm256_mul_ps(lr, update));
+                            _mm256_maskstore_ps(wp, masks[v], w);
+                            _mm256_maskstore_ps(vp, masks[v], buf);
+                            if let Some(p) = packed {
+                                // Block columns start at multiples of 16: panel column/32,
+                                // row `row + r`, lanes column % 32 + 8v.. of it.
+                                let at = ((block.column / PANEL) * p.inputs + block.row + r)
+                                    * PANEL
+                                    + block.column % PANEL
+                                    + v * LANES;
+                                _mm256_maskstore_ps(p.at.add(at), masks[v], w);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +613,14 @@ mod tests {
             let mut scalar = vec![f32::NAN; inputs * outputs];
             scalar_rows(&parts, 0, inputs, SinkRows::Store(&mut scalar));
             assert_eq!(scalar, got, "scalar, {inputs}×{outputs}");
+            // So does the AVX2 kernel (what a CPU without AVX-512 runs).
+            #[cfg(target_arch = "x86_64")]
+            if Isa::Avx2.supported() {
+                let mut avx2 = vec![f32::NAN; inputs * outputs];
+                // SAFETY: the CPU has AVX2 and FMA (checked).
+                unsafe { avx2::rows(&parts, 0, inputs, SinkRows::Store(&mut avx2)) };
+                assert_eq!(avx2, got, "AVX2, {inputs}×{outputs}");
+            }
 
             for nesterov in [false, true] {
                 let step = SgdStep {
@@ -464,6 +655,32 @@ mod tests {
                     (&w_expected, &v_expected),
                     "step, nesterov {nesterov}"
                 );
+                let panel_of = |i: usize, j: usize| ((j / PANEL) * inputs + i) * PANEL + j % PANEL;
+                for ((i, j), &value) in w.indexed_iter() {
+                    assert_eq!(packed[panel_of(i, j)].to_bits(), value.to_bits(), "packed");
+                }
+                #[cfg(target_arch = "x86_64")]
+                if Isa::Avx2.supported() {
+                    let (mut w2, mut v2) = (w0.clone(), v0.clone());
+                    let mut packed2 = vec![f32::NAN; packed_len(inputs, outputs)];
+                    let panels = PackedPanels {
+                        at: packed2.as_mut_ptr(),
+                        inputs,
+                    };
+                    let rows = SinkRows::Step(
+                        w2.as_slice_mut().unwrap(),
+                        v2.as_slice_mut().unwrap(),
+                        step,
+                        Some(panels),
+                    );
+                    // SAFETY: the CPU has AVX2 and FMA (checked); `packed2` has the length
+                    // of `inputs × outputs` panels and outlives the call.
+                    unsafe { avx2::rows(&parts, 0, inputs, rows) };
+                    assert_eq!((&w2, &v2), (&w, &v), "AVX2 step");
+                    for (a, b) in packed2.iter().zip(&packed) {
+                        assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+                    }
+                }
             }
         }
     }

@@ -36,6 +36,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+pub use crate::train::isa::Isa;
+
 /// Output channels × vectors of positions of a forward block.
 const FWD_CHANNELS: usize = 8;
 const FWD_VECTORS: usize = 3;
@@ -48,39 +50,6 @@ const LANES: usize = 16;
 /// once into a buffer that stays in L2 while every block passes over it, each block's partial
 /// sums kept in registers over the group.
 const WGRAD_GROUP: usize = 8;
-
-/// The instruction set a direct convolution's kernels run on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Isa {
-    /// AVX-512 F: 16-lane registers, compressing stores.
-    Avx512,
-    /// AVX2 and FMA: each 16-lane vector as two 8-lane halves.
-    Avx2,
-}
-
-impl Isa {
-    /// The widest this CPU has and this build takes, if any.
-    pub fn detect() -> Option<Self> {
-        if super::avx512() {
-            Some(Self::Avx512)
-        } else if Self::Avx2.supported() {
-            Some(Self::Avx2)
-        } else {
-            None
-        }
-    }
-
-    /// Whether this CPU runs this instruction set's kernels.
-    pub fn supported(self) -> bool {
-        match self {
-            Self::Avx512 => super::avx512(),
-            #[cfg(target_arch = "x86_64")]
-            Self::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
-            #[cfg(not(target_arch = "x86_64"))]
-            Self::Avx2 => false,
-        }
-    }
-}
 
 /// Whether this CPU runs the direct convolutions (AVX-512 F, or AVX2 and FMA).
 #[cfg(test)]
@@ -909,6 +878,7 @@ mod avx2 {
     use std::mem::MaybeUninit;
 
     use super::{ForwardBlock, WeightBlock, FWD_CHANNELS, LANES, WGRAD_CHANNELS, WGRAD_TAPS};
+    use crate::train::isa::avx2::first_lanes;
 
     /// f32 lanes of a ymm register: a 16-lane vector is two of them.
     const HALF: usize = 8;
@@ -919,15 +889,6 @@ mod avx2 {
     /// Output channels of a weight-gradient sub-block (× up to 6 taps over one half of
     /// every vector: 12 accumulators, 2 gradients and an input).
     const WGRAD_SUB: usize = 2;
-
-    /// Lanes below `n` set, for masked loads and stores.
-    #[target_feature(enable = "avx2")]
-    fn first_lanes(n: usize) -> __m256i {
-        _mm256_cmpgt_epi32(
-            _mm256_set1_epi32(n as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        )
-    }
 
     /// See [`super::copy_rows`], which checks the bounds.
     ///

@@ -23,19 +23,7 @@ pub use norm::BatchNorm;
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use simple::{Dropout, Flatten, Relu, Residual};
 
-/// Whether this CPU has AVX-512 F and this build takes it (feature `x86-v4`, on by default):
-/// the direct convolutions, the 2×2 max pooling kernels, the weight-gradient phase and the
-/// products on packed panels use it.
-pub(crate) fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        cfg!(feature = "x86-v4") && is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
+pub(crate) use super::isa::avx512;
 
 /// `x` in standard (row-major, contiguous) layout, copied only when it is not already: layers
 /// that rewrite their input in place take it as it comes.
