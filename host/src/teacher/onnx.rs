@@ -26,6 +26,32 @@ struct Lane {
     /// too would otherwise compute and copy it every batch). One per session: run options
     /// may not be shared between threads.
     run_options: RunOptions<HasSelectedOutputs>,
+    /// The output it returns.
+    output: String,
+    /// What the output is, in messages: the teacher's `output`, or its `[teacher] embedding`.
+    role: &'static str,
+}
+
+impl Lane {
+    fn new(
+        session: Session,
+        output: &str,
+        role: &'static str,
+        model: &Path,
+    ) -> Result<Self, TeacherError> {
+        let run_options = RunOptions::new()
+            .map_err(|e| TeacherError::Model {
+                model: model.to_path_buf(),
+                message: format!("cannot make run options: {e}"),
+            })?
+            .with_outputs(OutputSelector::no_default().with(output));
+        Ok(Self {
+            session,
+            run_options,
+            output: output.to_string(),
+            role,
+        })
+    }
 }
 
 /// Largest model file opened once per thread (see the module doc): each session holds its
@@ -39,7 +65,6 @@ pub struct OnnxTeacher {
     lanes: Vec<Lane>,
     model: PathBuf,
     input: String,
-    output: String,
     /// `Some(b)` when the model's batch dimension is fixed at `b`.
     fixed_batch: Option<usize>,
     /// Shape of one example as the model wants it (`[D]` or `[C, H, W]`).
@@ -265,15 +290,7 @@ impl OnnxTeacher {
         }
         let fixed_batch = (in_shape[0] > 0).then_some(in_shape[0] as usize);
         let output_name = output.name().to_string();
-        let lane = |session: Session| -> Result<Lane, TeacherError> {
-            let run_options = RunOptions::new()
-                .map_err(|e| err(format!("cannot make run options: {e}")))?
-                .with_outputs(OutputSelector::no_default().with(&output_name));
-            Ok(Lane {
-                session,
-                run_options,
-            })
-        };
+        let lane = |session: Session| Lane::new(session, &output_name, "output", &model);
         let input = input.name().to_string();
         let threads = lane_count(options, fixed_batch, provider);
         let lanes = if threads > 1 {
@@ -291,7 +308,6 @@ impl OnnxTeacher {
         Ok(Self {
             lanes,
             input,
-            output: output_name,
             model,
             fixed_batch,
             example_shape,
@@ -327,18 +343,17 @@ impl OnnxTeacher {
         let plan = RunPlan {
             model: &self.model,
             input: &self.input,
-            output: &self.output,
             chunk: self.fixed_batch.unwrap_or(batch.max(1)),
             fixed: self.fixed_batch.is_some(),
             example_shape: &self.example_shape,
-            num_classes: self.num_classes,
             features,
             batch,
         };
+        let classes = self.num_classes;
         let chunks = batch.div_ceil(plan.chunk);
         let lanes = self.lanes.len().min(chunks).max(1);
         if lanes == 1 {
-            return self.lanes[0].run_chunks(&plan, 0..chunks);
+            return self.lanes[0].scores(&plan, 0..chunks, classes);
         }
         let parts: Vec<Result<Vec<f32>, TeacherError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = self.lanes[..lanes]
@@ -347,7 +362,7 @@ impl OnnxTeacher {
                 .map(|(i, lane)| {
                     let share = chunks * i / lanes..chunks * (i + 1) / lanes;
                     let plan = &plan;
-                    scope.spawn(move || lane.run_chunks(plan, share))
+                    scope.spawn(move || lane.scores(plan, share, classes))
                 })
                 .collect();
             handles
@@ -378,10 +393,9 @@ impl OnnxTeacher {
             .map_err(|m| self.model_error(format!("[teacher] embedding: {m}")))?;
         let (session, _) = open_session_from(options, Some(&edited))?;
         Ok(OnnxEmbedder {
-            session,
+            lane: Lane::new(session, tensor, "[teacher] embedding", &self.model)?,
             model: self.model.clone(),
             input: self.input.clone(),
-            tensor: tensor.to_string(),
             fixed_batch: self.fixed_batch,
             example_shape: self.example_shape.clone(),
         })
@@ -411,35 +425,36 @@ fn lane_count(options: &OnnxOptions<'_>, fixed_batch: Option<usize>, provider: P
     }
 }
 
-/// One call of [`OnnxTeacher::run`]: the batch and what each of its runs needs.
+/// One call of [`OnnxTeacher::run`] or [`OnnxEmbedder::run`]: the batch and what each of its
+/// runs needs.
 struct RunPlan<'a> {
     model: &'a Path,
     input: &'a str,
-    output: &'a str,
     /// Rows per run (the fixed batch, or the whole batch).
     chunk: usize,
     fixed: bool,
     example_shape: &'a [usize],
-    num_classes: usize,
     /// `[batch, D]`.
     features: &'a [f32],
     batch: usize,
 }
 
 impl Lane {
-    /// The raw outputs `[rows, num_classes]` of the runs `chunks` (indices of chunks of
-    /// `plan.chunk` rows) of the plan's batch, in order.
-    fn run_chunks(
+    /// Runs the chunks `chunks` (indices of chunks of `plan.chunk` rows) of the plan's batch in
+    /// order, a fixed-batch model's last one padded with zero rows, and hands each run's output
+    /// (its shape and values) with the rows it ran and the rows of the batch among them to
+    /// `take`, whose error message is about this model.
+    fn each_run(
         &mut self,
         plan: &RunPlan<'_>,
         chunks: std::ops::Range<usize>,
-    ) -> Result<Vec<f32>, TeacherError> {
+        mut take: impl FnMut(&[i64], &[f32], usize, usize) -> Result<(), String>,
+    ) -> Result<(), TeacherError> {
         let model_error = |message: String| TeacherError::Model {
             model: plan.model.to_path_buf(),
             message,
         };
         let d: usize = plan.example_shape.iter().product();
-        let mut out = Vec::with_capacity(chunks.len() * plan.chunk * plan.num_classes);
         let mut padded = Vec::new();
         for start in chunks.map(|c| c * plan.chunk) {
             let rows = plan.chunk.min(plan.batch - start);
@@ -459,28 +474,37 @@ impl Lane {
                 .session
                 .run_with_options(ort::inputs![plan.input => tensor], &self.run_options)
                 .map_err(|e| model_error(format!("inference failed: {e}")))?;
-            let (out_shape, values) =
-                outputs[plan.output]
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| {
-                        model_error(format!(
-                            "output {:?} is not a float32 tensor: {e}",
-                            plan.output
-                        ))
-                    })?;
-            if out_shape.len() != 2
-                || out_shape[0] as usize != run_rows
-                || out_shape[1] as usize != plan.num_classes
-            {
-                return Err(model_error(format!(
-                    "output {:?} has shape {:?} for a batch of {run_rows}; expected [{run_rows}, {}] (classes of the data)",
-                    plan.output,
-                    out_shape.iter().collect::<Vec<_>>(),
-                    plan.num_classes
-                )));
-            }
-            out.extend_from_slice(&values[..rows * plan.num_classes]);
+            let (out_shape, values) = outputs[self.output.as_str()]
+                .try_extract_tensor::<f32>()
+                .map_err(|e| {
+                    model_error(format!(
+                        "{} {:?} is not a float32 tensor: {e}",
+                        self.role, self.output
+                    ))
+                })?;
+            take(out_shape, values, run_rows, rows).map_err(model_error)?;
         }
+        Ok(())
+    }
+
+    /// The raw outputs `[rows, classes]` of the runs `chunks` of the plan's batch, in order.
+    fn scores(
+        &mut self,
+        plan: &RunPlan<'_>,
+        chunks: std::ops::Range<usize>,
+        classes: usize,
+    ) -> Result<Vec<f32>, TeacherError> {
+        let mut out = Vec::with_capacity(chunks.len() * plan.chunk * classes);
+        let output = self.output.clone();
+        self.each_run(plan, chunks, |shape, values, run_rows, rows| {
+            if shape.len() != 2 || shape[0] as usize != run_rows || shape[1] as usize != classes {
+                return Err(format!(
+                    "output {output:?} has shape {shape:?} for a batch of {run_rows}; expected [{run_rows}, {classes}] (classes of the data)"
+                ));
+            }
+            out.extend_from_slice(&values[..rows * classes]);
+            Ok(())
+        })?;
         Ok(out)
     }
 }
@@ -515,10 +539,10 @@ fn input_shape(rows: usize, example_shape: &[usize]) -> Vec<i64> {
 
 /// A session of the teacher's model that returns one of its intermediate tensors.
 pub struct OnnxEmbedder {
-    session: Session,
+    /// The session of the edited model, returning the tensor.
+    lane: Lane,
     model: PathBuf,
     input: String,
-    tensor: String,
     fixed_batch: Option<usize>,
     example_shape: Vec<usize>,
 }
@@ -531,51 +555,29 @@ impl OnnxEmbedder {
         features: &[f32],
         batch: usize,
     ) -> Result<(Vec<f32>, usize), TeacherError> {
-        let d: usize = self.example_shape.iter().product();
-        let err = |message: String| TeacherError::Model {
-            model: self.model.clone(),
-            message,
+        let plan = RunPlan {
+            model: &self.model,
+            input: &self.input,
+            chunk: self.fixed_batch.unwrap_or(batch.max(1)),
+            fixed: self.fixed_batch.is_some(),
+            example_shape: &self.example_shape,
+            features,
+            batch,
         };
-        let chunk = self.fixed_batch.unwrap_or(batch.max(1));
         let mut out = Vec::new();
         let mut width = 0;
-        let mut padded = Vec::new();
-        for start in (0..batch).step_by(chunk) {
-            let rows = chunk.min(batch - start);
-            let data = chunk_input(
-                features,
-                start..start + rows,
-                chunk,
-                d,
-                self.fixed_batch.is_some(),
-                &mut padded,
-            );
-            let run_rows = data.len() / d;
-            let shape = input_shape(run_rows, &self.example_shape);
-            let tensor = TensorRef::from_array_view((shape, data))
-                .map_err(|e| err(format!("cannot make the input tensor: {e}")))?;
-            let outputs = self
-                .session
-                .run(ort::inputs![self.input.as_str() => tensor])
-                .map_err(|e| err(format!("inference failed: {e}")))?;
-            let (shape, values) = outputs[self.tensor.as_str()]
-                .try_extract_tensor::<f32>()
-                .map_err(|e| {
-                    err(format!(
-                        "[teacher] embedding {:?} is not a float32 tensor: {e}",
-                        self.tensor
-                    ))
-                })?;
-            if shape.is_empty() || shape[0] as usize != run_rows {
-                return Err(err(format!(
-                    "[teacher] embedding {:?} has shape {:?} for a batch of {run_rows}; name a tensor whose first dimension is the batch",
-                    self.tensor,
-                    shape.iter().collect::<Vec<_>>()
-                )));
-            }
-            width = values.len() / run_rows;
-            out.extend_from_slice(&values[..rows * width]);
-        }
+        let tensor = self.lane.output.clone();
+        self.lane
+            .each_run(&plan, 0..batch.div_ceil(plan.chunk), |shape, values, run_rows, rows| {
+                if shape.is_empty() || shape[0] as usize != run_rows {
+                    return Err(format!(
+                        "[teacher] embedding {tensor:?} has shape {shape:?} for a batch of {run_rows}; name a tensor whose first dimension is the batch"
+                    ));
+                }
+                width = values.len() / run_rows;
+                out.extend_from_slice(&values[..rows * width]);
+                Ok(())
+            })?;
         Ok((out, width))
     }
 }
