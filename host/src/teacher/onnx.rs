@@ -340,15 +340,14 @@ impl OnnxTeacher {
                 ),
             });
         }
-        let plan = RunPlan {
-            model: &self.model,
-            input: &self.input,
-            chunk: self.fixed_batch.unwrap_or(batch.max(1)),
-            fixed: self.fixed_batch.is_some(),
-            example_shape: &self.example_shape,
+        let plan = RunPlan::new(
+            &self.model,
+            &self.input,
+            self.fixed_batch,
+            &self.example_shape,
             features,
             batch,
-        };
+        );
         let classes = self.num_classes;
         let chunks = batch.div_ceil(plan.chunk);
         let lanes = self.lanes.len().min(chunks).max(1);
@@ -437,6 +436,28 @@ struct RunPlan<'a> {
     /// `[batch, D]`.
     features: &'a [f32],
     batch: usize,
+}
+
+impl<'a> RunPlan<'a> {
+    /// Runs of the model's fixed batch if it has one, else one run of the whole batch.
+    fn new(
+        model: &'a Path,
+        input: &'a str,
+        fixed_batch: Option<usize>,
+        example_shape: &'a [usize],
+        features: &'a [f32],
+        batch: usize,
+    ) -> Self {
+        Self {
+            model,
+            input,
+            chunk: fixed_batch.unwrap_or(batch.max(1)),
+            fixed: fixed_batch.is_some(),
+            example_shape,
+            features,
+            batch,
+        }
+    }
 }
 
 impl Lane {
@@ -555,15 +576,14 @@ impl OnnxEmbedder {
         features: &[f32],
         batch: usize,
     ) -> Result<(Vec<f32>, usize), TeacherError> {
-        let plan = RunPlan {
-            model: &self.model,
-            input: &self.input,
-            chunk: self.fixed_batch.unwrap_or(batch.max(1)),
-            fixed: self.fixed_batch.is_some(),
-            example_shape: &self.example_shape,
+        let plan = RunPlan::new(
+            &self.model,
+            &self.input,
+            self.fixed_batch,
+            &self.example_shape,
             features,
             batch,
-        };
+        );
         let mut out = Vec::new();
         let mut width = 0;
         let tensor = self.lane.output.clone();
