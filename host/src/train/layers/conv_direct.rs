@@ -877,7 +877,9 @@ mod avx2 {
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
-    use super::{ForwardBlock, WeightBlock, FWD_CHANNELS, LANES, WGRAD_CHANNELS, WGRAD_TAPS};
+    use super::{
+        ForwardBlock, WeightBlock, FWD_CHANNELS, FWD_VECTORS, LANES, WGRAD_CHANNELS, WGRAD_TAPS,
+    };
     use crate::train::isa::avx2::first_lanes;
 
     /// f32 lanes of a ymm register: a 16-lane vector is two of them.
@@ -960,7 +962,8 @@ mod avx2 {
         r0: usize,
         out: &mut [MaybeUninit<f32>],
     ) {
-        assert!(r0 + R <= FWD_CHANNELS && V <= block.masks.len() && V <= block.firsts.len());
+        assert!(r0 + R <= FWD_CHANNELS && V <= FWD_VECTORS);
+        assert!(V <= block.masks.len() && V <= block.firsts.len());
         let ntaps = block.taps.len();
         let last_tap = block.taps.iter().copied().max().unwrap_or(0);
         assert!(
@@ -976,9 +979,9 @@ mod avx2 {
             );
         }
         // acc[r][h]: channel r0 + r, half h of the block's positions (vector h / 2).
-        let mut acc = [[_mm256_setzero_ps(); 6]; R];
+        let mut acc = [[_mm256_setzero_ps(); 2 * FWD_VECTORS]; R];
         for (r, acc) in acc.iter_mut().enumerate() {
-            *acc = [_mm256_set1_ps(block.init[r0 + r]); 6];
+            *acc = [_mm256_set1_ps(block.init[r0 + r]); 2 * FWD_VECTORS];
         }
         let input = block.input.as_ptr();
         let packed = block.packed.as_ptr();
