@@ -18,7 +18,7 @@ def rounds(lines):
         if line.startswith("## round"):
             current = {"ours": [], "peers": {}}
             found.append(current)
-        elif current is not None and line.startswith('{"train_examples'):
+        elif current is not None and line.startswith("{") and '"train_examples"' in line:
             current["ours"].append(json.loads(line))
         elif current is not None and line.startswith('{"peer'):
             d = json.loads(line)
@@ -29,8 +29,10 @@ def rounds(lines):
 def main():
     table = []
     kernels = set()
+    ours_kernels = set()
     for r in rounds(open(sys.argv[1]).read().splitlines()):
         kernels.add(r["peers"].get("numpy-gemm", {}).get("openblas_kernel", "not reported"))
+        ours_kernels.update(o.get("kernels", "not reported") for o in r["ours"])
         mlp, cnn = r["ours"]
         peers = r["peers"]
         numpy_gemm = peers.get("numpy-gemm", {}).get("gflops", 0.0)
@@ -57,6 +59,7 @@ def main():
     keys = list(table[0])
     print("\n# summary: per round, then the median over rounds (x peer = kdprune / peer)")
     print(f"# OpenBLAS kernel (NumPy, scikit-learn): {', '.join(sorted(kernels))}")
+    print(f"# kdprune's kernels: {', '.join(sorted(ours_kernels))}")
     print(f"{'':24}" + "".join(f"{'round ' + str(i + 1):>12}" for i in range(len(table))) + f"{'median':>12}")
     for k in keys:
         values = [row.get(k, float("nan")) for row in table]

@@ -45,6 +45,10 @@ PASSES=${PASSES:-3}
 # the host's slow seconds whole.
 CNN_PASSES=${CNN_PASSES:-2}
 out=bench/last-run.txt
+# kdprune's JSON report on one line (spaces inside its strings kept).
+one_line() {
+  .venv-bench/bin/python -c 'import json, sys; print(json.dumps(json.load(sys.stdin), separators=(",", ":")))'
+}
 # The host is shared and its speed moves by tens of percent between minutes: every round runs
 # kdprune and all peers back to back, ratios are taken within a round, and the summary gives
 # each round and the median over rounds.
@@ -53,9 +57,9 @@ out=bench/last-run.txt
   for round in $(seq 1 "$ROUNDS"); do
     echo "## round $round"
     echo "## kdprune MLP"
-    "$KDPRUNE" bench bench/mlp.toml --epochs "$PASSES" --student-only 2>/dev/null | tr -d '\n ' ; echo
+    "$KDPRUNE" bench bench/mlp.toml --epochs "$PASSES" --student-only 2>/dev/null | one_line
     echo "## kdprune CNN"
-    "$KDPRUNE" bench bench/cnn.toml --epochs "$CNN_PASSES" --student-only 2>/dev/null | tr -d '\n ' ; echo
+    "$KDPRUNE" bench bench/cnn.toml --epochs "$CNN_PASSES" --student-only 2>/dev/null | one_line
     echo "## peers"
     .venv-bench/bin/python bench/peers.py build/fashion-mnist "$CNN_LIMIT" "" "$PASSES"
   done

@@ -17,6 +17,11 @@ use crate::Error;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
+    /// The CPU ([`cpu_description`]), so that every figure says what made it.
+    pub cpu: String,
+    /// The instruction set of the trainer's own kernels (`train::isa`): `avx512`, `avx2` or
+    /// `portable`.
+    pub kernels: &'static str,
     pub train_examples: usize,
     pub teacher: Option<String>,
     pub teacher_images_per_s: Option<f64>,
@@ -207,6 +212,12 @@ pub fn run(
         + teacher_logits.as_ref().map_or(0, |t| t.len() * 4 * 2)
         + parameters * 4 * (2 + optimiser_buffers)) as u64;
     Ok(BenchReport {
+        cpu: cpu_description(),
+        kernels: match train::isa::Isa::detect() {
+            Some(train::isa::Isa::Avx512) => "avx512",
+            Some(train::isa::Isa::Avx2) => "avx2",
+            None => "portable",
+        },
         train_examples: n,
         teacher: manifest.teacher().map(|t| t.name.clone()),
         teacher_images_per_s: teacher_rate,
