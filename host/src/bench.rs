@@ -213,11 +213,7 @@ pub fn run(
         + parameters * 4 * (2 + optimiser_buffers)) as u64;
     Ok(BenchReport {
         cpu: cpu_description(),
-        kernels: match train::isa::Isa::detect() {
-            Some(train::isa::Isa::Avx512) => "avx512",
-            Some(train::isa::Isa::Avx2) => "avx2",
-            None => "portable",
-        },
+        kernels: train::isa::Isa::detect().map_or("portable", train::isa::Isa::name),
         train_examples: n,
         teacher: manifest.teacher().map(|t| t.name.clone()),
         teacher_images_per_s: teacher_rate,

@@ -22,7 +22,7 @@ const MR: usize = 8;
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        super::layers::avx512() && is_x86_feature_detected!("avx512bf16")
+        super::isa::avx512() && is_x86_feature_detected!("avx512bf16")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

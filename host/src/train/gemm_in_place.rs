@@ -492,7 +492,7 @@ mod tests {
             by_gemm_crate(&a, &b.view(), 1.0, &mut expected);
             let mut packed = vec![0f32; crate::train::weight_grad::packed_len(k, n)];
             for ((i, j), &v) in b.indexed_iter() {
-                packed[((j / 32) * k + i) * 32 + j % 32] = v;
+                packed[crate::train::weight_grad::packed_offset(k, i, j)] = v;
             }
             let mut got = start.clone();
             product_packed(a, &packed, got.view_mut());

@@ -29,6 +29,14 @@ impl Isa {
         }
     }
 
+    /// Its name in reports: `avx512` or `avx2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Avx512 => "avx512",
+            Self::Avx2 => "avx2",
+        }
+    }
+
     /// Whether this CPU (and build) runs this instruction set's kernels.
     pub fn supported(self) -> bool {
         #[cfg(target_arch = "x86_64")]

@@ -382,6 +382,7 @@ impl Network {
         let views = factor_views(&factors);
         let mut replicas = replica_gradients(&mut self.replicas[..count]);
         let writes_packed = optimizer.writes_packed_weights();
+        // Which layers' packed weights the update writes (`views` stays borrowed by it).
         let deferred_layers: Vec<bool> = views.iter().map(Option::is_some).collect();
         let updates = self
             .layers
@@ -389,11 +390,10 @@ impl Network {
             .enumerate()
             .flat_map(|(l, layer)| {
                 let deferred = views[l].as_ref();
-                let (params, packed) = match deferred {
+                let (params, mut packed) = match deferred {
                     Some(_) if writes_packed => layer.params_and_packed(),
                     _ => (layer.params(), None),
                 };
-                let mut packed = packed;
                 params
                     .into_iter()
                     .enumerate()

@@ -75,40 +75,37 @@ impl Optimizer {
         self.steps += 1;
         let wd = self.weight_decay;
         let adam = matches!(self.spec, OptimizerSpec::AdamW { .. });
-        // Gradients left as factors: SGD sums and applies them block by block; AdamW reads
-        // them summed.
-        let mut summed: Vec<ArrayD<f32>> = Vec::new();
-        /// A parameter for the elementwise pass.
+        /// A parameter for the elementwise pass, with its optimiser state and its gradient:
+        /// parts to add, or the sum of its factors (AdamW).
         struct Pending<'p> {
             decay: f32,
             value: &'p mut ArrayD<f32>,
-            /// Index of its optimiser state.
-            state: usize,
-            /// `None`: the next gradient of `summed`.
-            parts: Option<Vec<&'p ArrayD<f32>>>,
+            state: &'p mut (ArrayD<f32>, ArrayD<f32>),
+            parts: Vec<&'p ArrayD<f32>>,
+            summed: Option<ArrayD<f32>>,
         }
-        let mut parts_of: Vec<Pending<'_>> = Vec::new();
-        for (index, (p, (m, _))) in params.into_iter().zip(&mut self.state).enumerate() {
+        let mut pending: Vec<Pending<'_>> = Vec::new();
+        // Gradients left as factors: SGD sums and applies them block by block; AdamW reads
+        // them summed.
+        for (p, state) in params.into_iter().zip(&mut self.state) {
             let decay = if p.decay { wd } else { 0.0 };
             match (p.gradient, self.spec) {
-                (Gradient::Parts(parts), _) => parts_of.push(Pending {
+                (Gradient::Parts(parts), _) => pending.push(Pending {
                     decay,
                     value: p.value,
-                    state: index,
-                    parts: Some(parts),
+                    state,
+                    parts,
+                    summed: None,
                 }),
                 (
-                    Gradient::Factors {
-                        parts: factors,
-                        packed,
-                    },
+                    Gradient::Factors { parts, packed },
                     OptimizerSpec::Sgd { momentum, nesterov },
                 ) => {
                     weight_grad::sum(
-                        &factors,
+                        &parts,
                         Sink::Step {
                             weights: p.value.as_slice_mut().expect("standard layout"),
-                            momenta: m.as_slice_mut().expect("standard layout"),
+                            momenta: state.0.as_slice_mut().expect("standard layout"),
                             step: SgdStep {
                                 lr,
                                 momentum,
@@ -119,50 +116,35 @@ impl Optimizer {
                         },
                     );
                 }
-                (Gradient::Factors { parts: factors, .. }, OptimizerSpec::AdamW { .. }) => {
+                (Gradient::Factors { parts, .. }, OptimizerSpec::AdamW { .. }) => {
                     let mut g = ArrayD::zeros(p.value.raw_dim());
                     weight_grad::sum(
-                        &factors,
+                        &parts,
                         Sink::Store(g.as_slice_mut().expect("standard layout")),
                     );
-                    summed.push(g);
-                    parts_of.push(Pending {
+                    pending.push(Pending {
                         decay,
                         value: p.value,
-                        state: index,
-                        parts: None,
+                        state,
+                        parts: Vec::new(),
+                        summed: Some(g),
                     });
                 }
             }
         }
-        // The gradients AdamW reads summed, in the order they were pushed.
-        let mut summed = summed.iter();
-        let mut states: Vec<Option<&mut (ArrayD<f32>, ArrayD<f32>)>> =
-            self.state.iter_mut().map(Some).collect();
         // Operands: value, first state, (second state), then the gradient's parts.
-        let tensors = parts_of
-            .into_iter()
-            .map(
-                |Pending {
-                     decay,
-                     value,
-                     state,
-                     parts,
-                 }| {
-                    let (m, v) = states[state].take().expect("one state per parameter");
-                    let mut operands = vec![Operand::write(value), Operand::write(m)];
-                    if adam {
-                        operands.push(Operand::write(v));
-                    }
-                    match parts {
-                        Some(parts) => operands.extend(parts.into_iter().map(Operand::read)),
-                        None => {
-                            operands.push(Operand::read(summed.next().expect("a summed gradient")))
-                        }
-                    }
-                    (decay, operands)
-                },
-            )
+        let tensors = pending
+            .iter_mut()
+            .map(|p| {
+                let (m, v) = &mut *p.state;
+                let mut operands = vec![Operand::write(p.value), Operand::write(m)];
+                if adam {
+                    operands.push(Operand::write(v));
+                }
+                operands.extend(p.parts.iter().map(|g| Operand::read(g)));
+                operands.extend(p.summed.iter().map(Operand::read));
+                (p.decay, operands)
+            })
             .collect();
         match self.spec {
             OptimizerSpec::Sgd { momentum, nesterov } => {
@@ -444,6 +426,73 @@ mod tests {
             );
         }
         w[[0]]
+    }
+
+    #[test]
+    fn factored_gradients_update_as_their_summed_products_do() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let mut random = |shape: (usize, usize)| {
+            ndarray::Array2::from_shape_simple_fn(shape, || rng.gen_range(-1.0f32..1.0))
+        };
+        let (inputs, outputs) = (19, 13);
+        let xs = [random((6, inputs)), random((5, inputs))];
+        let gs = [random((6, outputs)), random((5, outputs))];
+        // The shards' gradients as parts: xᵀ g per shard.
+        let parts: Vec<ArrayD<f32>> = xs
+            .iter()
+            .zip(&gs)
+            .map(|(x, g)| x.t().dot(g).into_dyn())
+            .collect();
+        let start = random((inputs, outputs)).into_dyn();
+        for spec in [
+            OptimizerSpec::Sgd {
+                momentum: 0.9,
+                nesterov: true,
+            },
+            OptimizerSpec::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
+        ] {
+            let (mut by_parts, mut by_factors) = (start.clone(), start.clone());
+            let (mut o1, mut o2) = (Optimizer::new(spec, 5e-4), Optimizer::new(spec, 5e-4));
+            // Two steps, so that the optimiser's state carries from one to the next.
+            for _ in 0..2 {
+                o1.step_summing(
+                    vec![Update {
+                        value: &mut by_parts,
+                        decay: true,
+                        gradient: Gradient::Parts(parts.iter().collect()),
+                    }],
+                    0.05,
+                );
+                let factors = xs
+                    .iter()
+                    .zip(&gs)
+                    .map(|(x, g)| Factors {
+                        x: x.view(),
+                        g: g.view(),
+                    })
+                    .collect();
+                o2.step_summing(
+                    vec![Update {
+                        value: &mut by_factors,
+                        decay: true,
+                        gradient: Gradient::Factors {
+                            parts: factors,
+                            packed: None,
+                        },
+                    }],
+                    0.05,
+                );
+            }
+            assert_ne!(by_parts, start, "{spec:?}: the steps moved the weights");
+            for (a, b) in by_parts.iter().zip(&by_factors) {
+                assert!((a - b).abs() <= 1e-5, "{spec:?}: {a} vs {b}");
+            }
+        }
     }
 
     #[test]

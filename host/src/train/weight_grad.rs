@@ -38,7 +38,7 @@ pub enum Sink<'a> {
     Store(&'a mut [f32]),
     /// Applied to the weights and their momenta; the new weights also written to `packed`
     /// when given, in the panels of 32 columns that a dense layer's forward products read
-    /// (`gemm_in_place::pack_panels`' layout).
+    /// (the layout `gemm_in_place::product_packed` reads).
     Step {
         weights: &'a mut [f32],
         momenta: &'a mut [f32],
@@ -68,6 +68,12 @@ pub const PANEL: usize = 32;
 /// Values of the packed weights of an `[inputs, outputs]` layer.
 pub fn packed_len(inputs: usize, outputs: usize) -> usize {
     inputs * outputs.div_ceil(PANEL) * PANEL
+}
+
+/// Where weight `(row, column)` of a layer with `inputs` rows lies in its packed panels: row
+/// `row` of panel `column / 32`, lane `column % 32`.
+pub fn packed_offset(inputs: usize, row: usize, column: usize) -> usize {
+    ((column / PANEL) * inputs + row) * PANEL + column % PANEL
 }
 
 /// Rows of the gradient per block of work (and per register block of the kernel).
@@ -195,7 +201,7 @@ fn scalar_rows(parts: &[Factors<'_>], first_row: usize, rows: usize, out: SinkRo
             if let Some(p) = packed {
                 for (r, row) in w.chunks_exact(outputs).enumerate() {
                     for (j, &value) in row.iter().enumerate() {
-                        let at = ((j / PANEL) * p.inputs + first_row + r) * PANEL + j % PANEL;
+                        let at = packed_offset(p.inputs, first_row + r, j);
                         // SAFETY: row first_row + r < inputs and column j < outputs, inside the
                         // asserted packed length; this task owns the row (see `PackedPanels`).
                         unsafe { *p.at.add(at) = value };
@@ -210,7 +216,7 @@ fn scalar_rows(parts: &[Factors<'_>], first_row: usize, rows: usize, out: SinkRo
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{Factors, SinkRows, PANEL, ROWS};
+    use super::{packed_offset, Factors, SinkRows, ROWS};
 
     /// 16-lane vectors of columns per register block.
     const VECTORS: usize = 2;
@@ -349,11 +355,13 @@ mod avx512 {
                             _mm512_mask_storeu_ps(wp, masks[v], w);
                             _mm512_mask_storeu_ps(vp, masks[v], buf);
                             if let Some(p) = packed {
-                                // Block columns start at multiples of 32: panel column/32,
-                                // row `row + r`, lanes 16v.. of it (see `PackedPanels`).
-                                let at = ((block.column / PANEL) * p.inputs + block.row + r)
-                                    * PANEL
-                                    + v * LANES;
+                                // Block columns start at multiples of 32, so a vector's
+                                // 16 lanes lie in one panel (see `PackedPanels`).
+                                let at = packed_offset(
+                                    p.inputs,
+                                    block.row + r,
+                                    block.column + v * LANES,
+                                );
                                 _mm512_mask_storeu_ps(p.at.add(at), masks[v], w);
                             }
                         }
@@ -371,7 +379,7 @@ mod avx512 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{Factors, SinkRows, PANEL, ROWS};
+    use super::{packed_offset, Factors, SinkRows, ROWS};
     use crate::train::isa::avx2::first_lanes;
 
     /// Rows of a register block (a task's `ROWS` rows are two of them).
@@ -528,12 +536,13 @@ mod avx2 {
                             _mm256_maskstore_ps(wp, masks[v], w);
                             _mm256_maskstore_ps(vp, masks[v], buf);
                             if let Some(p) = packed {
-                                // Block columns start at multiples of 16: panel column/32,
-                                // row `row + r`, lanes column % 32 + 8v.. of it.
-                                let at = ((block.column / PANEL) * p.inputs + block.row + r)
-                                    * PANEL
-                                    + block.column % PANEL
-                                    + v * LANES;
+                                // Block columns start at multiples of 16, so a vector's
+                                // 8 lanes lie in one panel.
+                                let at = packed_offset(
+                                    p.inputs,
+                                    block.row + r,
+                                    block.column + v * LANES,
+                                );
                                 _mm256_maskstore_ps(p.at.add(at), masks[v], w);
                             }
                         }
@@ -655,9 +664,9 @@ mod tests {
                     (&w_expected, &v_expected),
                     "step, nesterov {nesterov}"
                 );
-                let panel_of = |i: usize, j: usize| ((j / PANEL) * inputs + i) * PANEL + j % PANEL;
                 for ((i, j), &value) in w.indexed_iter() {
-                    assert_eq!(packed[panel_of(i, j)].to_bits(), value.to_bits(), "packed");
+                    let at = packed_offset(inputs, i, j);
+                    assert_eq!(packed[at].to_bits(), value.to_bits(), "packed");
                 }
                 #[cfg(target_arch = "x86_64")]
                 if Isa::Avx2.supported() {

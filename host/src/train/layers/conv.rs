@@ -559,8 +559,8 @@ impl Layer for Conv2d {
 
 #[cfg(test)]
 mod tests {
-    use super::super::conv_direct::Isa;
     use super::*;
+    use crate::train::isa::Isa;
     use rand::SeedableRng;
 
     fn close(a: &ArrayD<f32>, b: &ArrayD<f32>, what: &str) {

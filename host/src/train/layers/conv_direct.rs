@@ -30,13 +30,14 @@
 //! Every output element is one kernel's sum in a fixed order, whatever the thread count. The
 //! AVX2 kernels ([`avx2`]) take the same 16-lane vectors as two halves and add in the same
 //! order, so they give the AVX-512 kernels' bits; only their register blocks are smaller (16
-//! registers instead of 32) and their stores go lane by lane (AVX2 has no compress).
+//! registers instead of 32) and their stores go run by run of consecutive lanes (AVX2 has no
+//! compress).
 
 use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-pub use crate::train::isa::Isa;
+use crate::train::isa::Isa;
 
 /// Output channels × vectors of positions of a forward block.
 const FWD_CHANNELS: usize = 8;

@@ -23,8 +23,6 @@ pub use norm::BatchNorm;
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use simple::{Dropout, Flatten, Relu, Residual};
 
-pub(crate) use super::isa::avx512;
-
 /// `x` in standard (row-major, contiguous) layout, copied only when it is not already: layers
 /// that rewrite their input in place take it as it comes.
 fn into_standard_layout(x: ArrayD<f32>) -> ArrayD<f32> {

@@ -202,7 +202,7 @@ impl Layer for MaxPool2d {
                     if k == 2 && s == 2 {
                         let plane = &src[base..base + h * w];
                         #[cfg(target_arch = "x86_64")]
-                        if super::avx512() {
+                        if crate::train::isa::avx512() {
                             // SAFETY: AVX-512 F is present (checked on the line above).
                             unsafe { kernel::max_pool_2x2(plane, w, base as u32, out, at_out) };
                             continue;
@@ -240,7 +240,7 @@ impl Layer for MaxPool2d {
         let grad = grad.as_slice().expect("standard layout");
         assert_eq!(grad.len(), self.argmax.len(), "max pooling gradient shape");
         #[cfg(target_arch = "x86_64")]
-        if self.window.kernel == 2 && self.window.stride == 2 && super::avx512() {
+        if self.window.kernel == 2 && self.window.stride == 2 && crate::train::isa::avx512() {
             return self.backward_2x2(grad, batch);
         }
         let mut dx = ArrayD::<f32>::zeros(IxDyn(&[batch, c, h, w]));
