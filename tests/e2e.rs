@@ -381,6 +381,8 @@ fn a_plugin_built_against_another_plugin_api_is_refused_clearly() {
         let status = Command::new(env!("CARGO"))
             .current_dir(&ws)
             .env("CARGO_TARGET_DIR", &target)
+            // No debug info: these plugins are only loaded, and CI's disk is small.
+            .env("CARGO_PROFILE_DEV_DEBUG", "0")
             .args(["build", "--quiet", "-p", "kdprune-plugin-random"])
             .status()
             .expect("cargo runs");
@@ -1615,6 +1617,8 @@ fn a_plugin_built_outside_the_workspace_is_dropped_into_a_folder_and_used() {
     let status = Command::new(env!("CARGO"))
         .current_dir(&crate_dir)
         .env("CARGO_TARGET_DIR", &target)
+        // No debug info: these plugins are only loaded, and CI's disk is small.
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
         .args(["build", "--quiet"])
         .status()
         .expect("cargo runs");
