@@ -3047,3 +3047,69 @@ fn the_slurm_and_kubernetes_job_files_run_a_sweep_as_n_processes() {
     // in their output folder, which results name relative to it).
     assert_eq!(slurm_results, k8s_results);
 }
+
+/// Results do not change when the code is reorganised: the golden manifest's `results.jsonl`
+/// (methods with dynamics and embeddings, two teachers, fixed and auto α) equals the one kept
+/// in tests/fixtures/golden, field by field, but for `seconds`, `key` and `config` (the key
+/// holds the plugin libraries' SHA-256, which differ from build to build). The file was made
+/// on the AVX2 path; a CPU whose kernels are AVX-512 sums in another order, so there the test
+/// compares everything but the accuracies (the AVX2 build of scripts/test.sh runs only library
+/// tests). `KDPRUNE_BLESS=1` writes the file instead.
+#[test]
+fn golden_results_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_folder(&[
+        "kdprune_random",
+        "kdprune_el2n",
+        "kdprune_forgetting",
+        "kdprune_herding",
+        "kdprune_nearest_centroid",
+        "kdprune_virtual_teacher",
+    ]);
+    let golden = fixtures().join("golden");
+    let text = std::fs::read_to_string(golden.join("manifest.toml"))
+        .unwrap()
+        .replace("\"OUT\"", &format!("{:?}", dir.path().join("out")))
+        .replace("\"PLUGINS\"", &format!("{:?}", plugins.path()))
+        .replace("\"DIGITS\"", &format!("{:?}", fixtures().join("digits-8x8.csv.gz")));
+    let manifest = dir.path().join("golden.toml");
+    std::fs::write(&manifest, text).unwrap();
+    let out = kdprune(&["run", manifest.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines = |text: &str| -> Vec<serde_json::Map<String, serde_json::Value>> {
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(l).unwrap();
+                for field in ["seconds", "key", "config"] {
+                    v.remove(field);
+                }
+                v
+            })
+            .collect()
+    };
+    let got = lines(&std::fs::read_to_string(dir.path().join("out/results.jsonl")).unwrap());
+    let avx2 = kdprune::train::isa::Isa::detect().map(|i| i.name()) == Some("avx2");
+    let kept = golden.join("results-avx2.jsonl");
+    if std::env::var_os("KDPRUNE_BLESS").is_some() {
+        let text: String = got
+            .iter()
+            .map(|v| serde_json::to_string(v).unwrap() + "\n")
+            .collect();
+        std::fs::write(&kept, text).unwrap();
+        return;
+    }
+    let mut want = lines(&std::fs::read_to_string(&kept).unwrap());
+    let mut got = got;
+    if !avx2 {
+        for v in want.iter_mut().chain(got.iter_mut()) {
+            for field in ["test_accuracy", "teacher_test_accuracy", "alpha_search", "alpha"] {
+                v.remove(field);
+            }
+        }
+    }
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+    }
+}
