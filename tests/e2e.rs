@@ -198,12 +198,12 @@ fn assert_onnx_matches(
             model,
             input: None,
             output: None,
-            provider: manifest::Provider::Cpu,
+            provider: kdprune::teacher::spec::Provider::Cpu,
             allow_cpu_fallback: false,
             ort_library: None,
             threads: 1,
             spin: false,
-            layout: manifest::Layout::Nchw,
+            layout: kdprune::teacher::spec::Layout::Nchw,
             sample_shape,
             num_classes: ours.ncols(),
         })
@@ -437,7 +437,7 @@ fn zoo_teacher_soft_labels_match_python_onnxruntime() {
         kdprune::teacher::Teacher::new(spec, &registry, &csv, &dir.path().join("cache"), 0)
             .unwrap();
     let out = teacher.logits(&subset, "reference").unwrap();
-    assert_eq!(out.kind, kdprune::manifest::OutputKind::Logits);
+    assert_eq!(out.kind, kdprune::teacher::spec::OutputKind::Logits);
     for (i, r) in reference["rows"].as_array().unwrap().iter().enumerate() {
         let expected: Vec<f64> = r["logits"]
             .as_array()
@@ -479,12 +479,12 @@ fn a_fixed_batch_teacher_on_several_sessions_gives_one_sessions_outputs() {
             model: &model,
             input: None,
             output: None,
-            provider: manifest::Provider::Cpu,
+            provider: kdprune::teacher::spec::Provider::Cpu,
             allow_cpu_fallback: false,
             ort_library: None,
             threads,
             spin,
-            layout: manifest::Layout::Nchw,
+            layout: kdprune::teacher::spec::Layout::Nchw,
             sample_shape: &[1, 28, 28],
             num_classes: 10,
         })
@@ -590,7 +590,7 @@ fn mnist_run_end_to_end_resumes_and_keeps_results_on_errors() {
         let kept = r["kept"].as_u64().unwrap() as usize;
         assert_eq!(r["train_size"], 4000);
         assert_eq!(kept, (keep * 4000.0).round() as usize);
-        let indices = kdprune::experiment::results::read_npy_u32(
+        let indices = kdprune::results::read_npy_u32(
             &dir.path().join("out").join(r["indices"].as_str().unwrap()),
         )
         .unwrap();
@@ -771,14 +771,14 @@ fn manifest_errors_name_the_file_line_and_field() {
         &[("epochs = 4", "epochs = 4\nprecision = \"bf16\"")],
     );
     let out = kdprune(&["check", p.to_str().unwrap()]);
-    if let Some(rate) = kdprune::train::gemm_bf16::rate_against_f32() {
+    if let Some(rate) = kdprune::train::kernels::gemm_bf16::rate_against_f32() {
         assert_eq!(out.code, 0, "{}", out.stderr);
         // Accepted, and warned against where this CPU's bf16 instructions do not pay (half
         // the f32 rate on a Xeon with AMX, twice it on an AMD EPYC: far from the threshold).
         let warned = out.stdout.contains("bf16 training will be slower than f32");
         assert_eq!(
             warned,
-            rate < kdprune::train::gemm_bf16::PAYING_RATE,
+            rate < kdprune::train::kernels::gemm_bf16::PAYING_RATE,
             "rate {rate:.2}: {}",
             out.stdout
         );
@@ -965,7 +965,7 @@ fn cnn_student_trains_saves_and_exports_to_onnx() {
         .unwrap();
     let (_, test) = kdprune::data::load(&m.data, 0).unwrap();
     let norm = match &m.data.normalise {
-        manifest::NormaliseSpec::Fixed(n) => n.clone(),
+        kdprune::data::spec::NormaliseSpec::Fixed(n) => n.clone(),
         _ => unreachable!("the manifest gives fixed statistics"),
     };
     let x = norm.apply(test.features.view());
@@ -1059,8 +1059,8 @@ fn resnet_for_32x32_images_exports_to_onnx() {
     });
     let y = [0u32, 1, 2, 3, 4, 5];
     let kd = kdprune::train::Kd {
-        alpha: manifest::Alpha::new(0.0).unwrap(),
-        temperature: manifest::Temperature::new(1.0).unwrap(),
+        alpha: kdprune::train::kd::Alpha::new(0.0).unwrap(),
+        temperature: kdprune::train::kd::Temperature::new(1.0).unwrap(),
     };
     // Training-mode passes move the batch-norm running statistics off their defaults.
     for _ in 0..3 {
@@ -1149,7 +1149,7 @@ fn dynamics_and_embeddings_reach_a_plugin_with_values_computed_a_second_way() {
     // The training set as the proxy saw it.
     let (train, _) = kdprune::data::load(&m.data, 0).unwrap();
     let norm = match &m.data.normalise {
-        manifest::NormaliseSpec::Fixed(n) => n.clone(),
+        kdprune::data::spec::NormaliseSpec::Fixed(n) => n.clone(),
         other => panic!("{other:?}"),
     };
     let x = norm.apply(train.features.view());
@@ -1202,8 +1202,8 @@ fn dynamics_and_embeddings_reach_a_plugin_with_values_computed_a_second_way() {
             num_classes: c,
         };
         let kd = kdprune::train::Kd {
-            alpha: manifest::Alpha::new(0.0).unwrap(),
-            temperature: manifest::Temperature::new(1.0).unwrap(),
+            alpha: kdprune::train::kd::Alpha::new(0.0).unwrap(),
+            temperature: kdprune::train::kd::Temperature::new(1.0).unwrap(),
         };
         let (model, logs) = kdprune::train::train(
             &m.dynamics.proxy,
@@ -1541,10 +1541,8 @@ fn every_method_runs_and_scores_at_two_keep_fractions() {
         });
         for k in keeps {
             let keep = k["keep"].as_f64().unwrap();
-            let kept = kdprune::experiment::results::read_npy_u32(
-                &output.join(k["indices"].as_str().unwrap()),
-            )
-            .unwrap();
+            let kept = kdprune::results::read_npy_u32(&output.join(k["indices"].as_str().unwrap()))
+                .unwrap();
             assert_eq!(kept.len(), (keep * 4000.0).round() as usize, "{name}");
             assert!(
                 kept.windows(2).all(|w| w[0] < w[1]),
@@ -1555,10 +1553,9 @@ fn every_method_runs_and_scores_at_two_keep_fractions() {
                 .iter()
                 .find(|r| r["method"] == name && (r["keep"].as_f64().unwrap() - keep).abs() < 1e-6)
                 .unwrap();
-            let run_kept = kdprune::experiment::results::read_npy_u32(
-                &output.join(ran["indices"].as_str().unwrap()),
-            )
-            .unwrap();
+            let run_kept =
+                kdprune::results::read_npy_u32(&output.join(ran["indices"].as_str().unwrap()))
+                    .unwrap();
             assert_eq!(
                 kept, run_kept,
                 "{name} at {keep}: score and run select the same"
@@ -1745,7 +1742,7 @@ fn plugins_are_pinned_by_sha256_and_writable_folders_refused() {
     use std::os::unix::fs::PermissionsExt;
     let plugins = plugin_folder(&["kdprune_random"]);
     let lib = plugins.path().join(lib_name("kdprune_random"));
-    let sha = kdprune::experiment::sha256_hex(&std::fs::read(&lib).unwrap());
+    let sha = kdprune::hash::sha256_hex(&std::fs::read(&lib).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let pinned = |pin: &str| {
         mnist_manifest(
@@ -1833,7 +1830,7 @@ fn a_second_run_on_a_locked_output_folder_refuses_at_once() {
     let plugins = plugin_folder(&["kdprune_random"]);
     let dir = tempfile::tempdir().unwrap();
     let path = mnist_manifest(dir.path(), plugins.path(), RANDOM_PRUNE, &[]);
-    let _held = kdprune::experiment::results::OutputLock::acquire(&dir.path().join("out")).unwrap();
+    let _held = kdprune::results::OutputLock::acquire(&dir.path().join("out")).unwrap();
     let started = std::time::Instant::now();
     let out = kdprune(&["run", path.to_str().unwrap()]);
     assert_ne!(out.code, 0);

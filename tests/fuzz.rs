@@ -172,7 +172,7 @@ fn npy_reader() {
     fuzz("npy", |dir, bytes| {
         let p = dir.join("i.npy");
         std::fs::write(&p, bytes).unwrap();
-        kdprune::experiment::results::read_npy_u32(&p)
+        kdprune::results::read_npy_u32(&p)
             .err()
             .map(|e| e.to_string())
     });
@@ -184,7 +184,7 @@ fn results_reader() {
         let out = dir.join("out");
         std::fs::create_dir_all(&out).unwrap();
         std::fs::write(out.join("results.jsonl"), bytes).unwrap();
-        kdprune::experiment::ResultStore::open(&out)
+        kdprune::results::ResultStore::open(&out)
             .err()
             .map(|e| e.to_string())
     });

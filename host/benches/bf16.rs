@@ -163,8 +163,9 @@ fn main() {
             println!("no AVX512-BF16 on this CPU: nothing to measure");
             return;
         }
-        let (f32_peak, bf16_peak) = kdprune::train::gemm_bf16::instruction_peaks(20_000_000, 3)
-            .expect("AVX512-BF16 detected above");
+        let (f32_peak, bf16_peak) =
+            kdprune::train::kernels::gemm_bf16::instruction_peaks(20_000_000, 3)
+                .expect("AVX512-BF16 detected above");
         println!("{{\"figure\": \"instruction peak\", \"f32_fma_gflops\": {f32_peak:.1}, \"bf16_dot_gflops\": {bf16_peak:.1}, \"ratio\": {:.2}}}", bf16_peak / f32_peak);
 
         let mut rows = Vec::new();

@@ -11,9 +11,9 @@
 
 use std::time::Instant;
 
-use kdprune::train::gemm;
+use kdprune::train::kernels::gemm;
+use kdprune::train::kernels::weight_grad::Factors;
 use kdprune::train::optim::{Gradient, Optimizer, OptimizerSpec, Update};
-use kdprune::train::weight_grad::Factors;
 use ndarray::{Array2, ArrayD};
 use rand::{Rng, SeedableRng};
 

@@ -9,9 +9,10 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use crate::data;
-use crate::manifest::{Alpha, Manifest};
+use crate::manifest::Manifest;
 use crate::plugins::{self, Registry};
 use crate::teacher::Teacher;
+use crate::train::kd::Alpha;
 use crate::train::{self, Kd, TrainSet};
 use crate::Error;
 
@@ -64,7 +65,7 @@ pub struct BenchReport {
 /// pool, operands row-major. The better is the machine's f32 GEMM rate that the benchmark
 /// divides by.
 pub fn gemm_gflops(n: usize, reps: usize) -> f64 {
-    use crate::train::gemm;
+    use crate::train::kernels::gemm;
     let a = Array2::<f32>::from_shape_fn((n, n), |(i, j)| ((i * 7 + j * 3) % 17) as f32 * 0.01);
     let b = a.t().as_standard_layout().into_owned();
     let mut c = Array2::<f32>::zeros((n, n));
@@ -106,8 +107,8 @@ pub fn run(
     ))?;
     let (raw_train, _) = data::load(&manifest.data, manifest.seeds[0])?;
     let norm = match &manifest.data.normalise {
-        crate::manifest::NormaliseSpec::Fixed(n) => n.clone(),
-        crate::manifest::NormaliseSpec::Standardize { scale } => {
+        crate::data::spec::NormaliseSpec::Fixed(n) => n.clone(),
+        crate::data::spec::NormaliseSpec::Standardize { scale } => {
             data::Normalisation::fit(raw_train.features.view(), *scale)
         }
     };
@@ -179,11 +180,11 @@ pub fn run(
             for at in order {
                 let alpha = rates[at].0;
                 for (i, flush) in [true, false].into_iter().enumerate() {
-                    train::subnormal::set_flushing(flush);
+                    train::kernels::subnormal::set_flushing(flush);
                     let rate = fastest(&time_training(alpha)?.0);
                     rates[at].1[i] = rates[at].1[i].max(rate);
                 }
-                train::subnormal::set_flushing(true);
+                train::kernels::subnormal::set_flushing(true);
             }
         }
         let base = rates[0].1;
@@ -213,7 +214,8 @@ pub fn run(
         + parameters * 4 * (2 + optimiser_buffers)) as u64;
     Ok(BenchReport {
         cpu: cpu_description(),
-        kernels: train::isa::Isa::detect().map_or("portable", train::isa::Isa::name),
+        kernels: train::kernels::isa::Isa::detect()
+            .map_or("portable", train::kernels::isa::Isa::name),
         train_examples: n,
         teacher: manifest.teacher().map(|t| t.name.clone()),
         teacher_images_per_s: teacher_rate,
@@ -341,7 +343,7 @@ pub fn dynamics(manifest: &Manifest) -> Result<DynamicsBench, Error> {
     };
     let kd = Kd {
         alpha: Alpha::new(0.0).expect("valid"),
-        temperature: crate::manifest::Temperature::new(1.0).expect("valid"),
+        temperature: crate::train::kd::Temperature::new(1.0).expect("valid"),
     };
     let (mut plain, mut recorded, mut passes) = (Vec::new(), Vec::new(), Vec::new());
     let mut record_bytes = 0;
@@ -438,7 +440,7 @@ pub fn teacher_pass(
         rates.push(raw_train.len() as f64 / started.elapsed().as_secs_f64());
     }
     let threads = match &spec.source {
-        crate::manifest::TeacherSource::Onnx { threads, .. } => *threads,
+        crate::teacher::spec::TeacherSource::Onnx { threads, .. } => *threads,
         _ => 0,
     };
     Ok(TeacherBench {

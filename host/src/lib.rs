@@ -5,7 +5,7 @@
 //! the methods asked for: [`teacher`] soft labels and embeddings, [`dynamics`] of a proxy, each
 //! cached) → [`plugins`] (a pruning method scores or selects) → [`select`]
 //! (kept indices) → [`train`] (a student with the distillation loss) →
-//! [`experiment::results`] (append-only `results.jsonl`, `.npy` indices) → [`report`].
+//! [`results`] (append-only `results.jsonl`, `.npy` indices) → [`report`].
 //! [`experiment::run`] drives a whole manifest; [`bench`] measures throughput.
 //!
 //! The library prints nothing and never exits the process; it logs through `tracing` and
@@ -15,11 +15,13 @@ pub mod bench;
 pub mod data;
 pub mod dynamics;
 pub mod experiment;
+pub mod hash;
 pub mod inputs;
 pub mod manifest;
 pub mod plugins;
 pub mod progress;
 pub mod report;
+pub mod results;
 pub mod select;
 pub mod shard;
 pub mod suggest;
@@ -57,13 +59,41 @@ pub enum Error {
     #[error(transparent)]
     Plugin(#[from] plugins::PluginError),
     #[error(transparent)]
-    Teacher(#[from] teacher::TeacherError),
+    Teacher(teacher::TeacherError),
     #[error(transparent)]
     Train(#[from] train::TrainError),
     #[error(transparent)]
-    Dynamics(#[from] dynamics::DynamicsError),
+    Dynamics(dynamics::DynamicsError),
     #[error(transparent)]
-    Store(#[from] experiment::results::StoreError),
+    Store(#[from] results::StoreError),
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
+}
+
+impl From<dynamics::DynamicsError> for Error {
+    /// A proxy that fails to train is a training error, whoever trained it.
+    fn from(e: dynamics::DynamicsError) -> Self {
+        match e {
+            dynamics::DynamicsError::Train(t) => Error::Train(t),
+            other => Error::Dynamics(other),
+        }
+    }
+}
+
+impl From<teacher::TeacherError> for Error {
+    /// A teacher kdprune trains fails as training or data does; anything else is the teacher's.
+    fn from(e: teacher::TeacherError) -> Self {
+        match e {
+            teacher::TeacherError::Train(t) => Error::Train(t),
+            teacher::TeacherError::Data(d) => Error::Data(d),
+            other => Error::Teacher(other),
+        }
+    }
+}
+
+impl From<report::ReportError> for Error {
+    fn from(e: report::ReportError) -> Self {
+        let report::ReportError::Io { path, message } = e;
+        Error::Io { path, message }
+    }
 }

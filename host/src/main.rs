@@ -131,7 +131,7 @@ fn main() -> ExitCode {
 /// Prints `value` as JSON, numbers that came from f32 as written.
 fn print_json(value: impl serde::Serialize) -> anyhow::Result<()> {
     let mut value = serde_json::to_value(value)?;
-    kdprune::experiment::results::tidy_floats(&mut value);
+    kdprune::results::tidy_floats(&mut value);
     println!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
 }
@@ -145,307 +145,27 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
         Command::Score {
             manifest,
             plugin_dirs,
-        } => {
-            let manifest = kdprune::manifest::load(&manifest)?;
-            let summary = kdprune::experiment::score(
-                &manifest,
-                &kdprune::experiment::RunOptions {
-                    plugin_dirs,
-                    shard: None,
-                },
-            )?;
-            if json {
-                print_json(&summary)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            for m in &summary.methods {
-                let keeps: Vec<String> = m
-                    .keeps
-                    .iter()
-                    .map(|k| format!("{} ({} kept)", k.keep, k.kept))
-                    .collect();
-                println!(
-                    "{}\tseed {}\t{:.2} s\t{}\t{}",
-                    m.method,
-                    m.seed,
-                    m.seconds,
-                    m.policy,
-                    keeps.join(", ")
-                );
-            }
-            println!("summary in {}", summary.summary_path.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Report { run_dir } => {
-            let results = kdprune::experiment::results::read(&run_dir)?;
-            let mut names: Vec<&str> = results.iter().map(|r| r.experiment.as_str()).collect();
-            names.dedup();
-            names.sort();
-            names.dedup();
-            let title = if names.is_empty() {
-                run_dir.display().to_string()
-            } else {
-                names.join(", ")
-            };
-            let files = kdprune::report::write(&run_dir, &title, &results)?;
-            if json {
-                print_json(serde_json::json!({
-                    "results": results.len(),
-                    "markdown": files.markdown,
-                    "html": files.html,
-                }))?;
-            } else {
-                println!("{}", files.text);
-                println!(
-                    "{} results; report in {} and {}",
-                    results.len(),
-                    files.markdown.display(),
-                    files.html.display()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => cmd_score(manifest, plugin_dirs, json),
+        Command::Report { run_dir } => cmd_report(run_dir, json),
         Command::Prepare {
             manifest,
             plugin_dirs,
             shard,
-        } => {
-            let manifest = kdprune::manifest::load(&manifest)?;
-            let summary = kdprune::experiment::distributed::prepare(
-                &manifest,
-                &kdprune::experiment::RunOptions { plugin_dirs, shard },
-            )?;
-            if json {
-                print_json(serde_json::json!({
-                    "teachers": summary.teachers,
-                    "dynamics_runs": summary.dynamics_runs,
-                    "seconds": summary.seconds,
-                }))?;
-            } else {
-                for (teacher, what) in &summary.teachers {
-                    println!(
-                        "teacher {teacher}: {what} labelled into {}",
-                        manifest.cache_dir.display()
-                    );
-                }
-                if !summary.dynamics_runs.is_empty() {
-                    println!(
-                        "dynamics: proxy runs {:?} recorded into {}",
-                        summary.dynamics_runs,
-                        manifest.cache_dir.display()
-                    );
-                }
-                println!("prepared in {:.1} s", summary.seconds);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Merge { manifest } => {
-            let manifest = kdprune::manifest::load(&manifest)?;
-            let summary = kdprune::experiment::distributed::merge(&manifest)?;
-            let results = kdprune::experiment::results::read(&manifest.output)?;
-            let files = kdprune::report::write(&manifest.output, &manifest.name, &results)?;
-            if json {
-                print_json(serde_json::json!({
-                    "shards": summary.shards,
-                    "merged": summary.merged,
-                    "already": summary.already,
-                    "results_path": summary.results_path,
-                    "report_path": files.markdown,
-                }))?;
-            } else {
-                println!("{}", kdprune::report::accuracy_table(&results));
-                println!(
-                    "{} shards merged: {} results added, {} there already; results in {}, report in {}",
-                    summary.shards,
-                    summary.merged,
-                    summary.already,
-                    summary.results_path.display(),
-                    files.markdown.display()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => cmd_prepare(manifest, plugin_dirs, shard, json),
+        Command::Merge { manifest } => cmd_merge(manifest, json),
         Command::Run {
             manifest,
             plugin_dirs,
             shard,
-        } => {
-            let manifest = kdprune::manifest::load(&manifest)?;
-            let summary = kdprune::experiment::run(
-                &manifest,
-                &kdprune::experiment::RunOptions { plugin_dirs, shard },
-            )?;
-            // A shard reports its own share, in its own folder.
-            let report_dir = summary
-                .results_path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| manifest.output.clone());
-            let files = kdprune::report::write(&report_dir, &manifest.name, &summary.results)?;
-            let report = kdprune::report::accuracy_table(&summary.results);
-            let report_path = files.markdown.clone();
-            if json {
-                print_json(serde_json::json!({
-                    "ran": summary.ran,
-                    "skipped": summary.skipped,
-                    "failed": summary.failed,
-                    "results_path": summary.results_path,
-                    "report_path": report_path,
-                    "teacher_test_accuracy": summary.teacher_test_accuracy,
-                    "time": summary.time,
-                    "results": summary.results,
-                }))?;
-            } else {
-                println!("{report}");
-                println!(
-                    "{} cells run, {} already done; results in {}, report in {} and {}",
-                    summary.ran,
-                    summary.skipped,
-                    summary.results_path.display(),
-                    report_path.display(),
-                    files.html.display()
-                );
-                let t = summary.time;
-                if summary.ran > 0 {
-                    println!(
-                        "time: {:.1} s in all; training {:.1} s ({:.0} %), teacher {:.1} s, dynamics {:.1} s, scoring {:.1} s, the rest (data, plugins, writing) {:.1} s",
-                        t.total,
-                        t.training,
-                        100.0 * t.training / t.total.max(1e-9),
-                        t.teacher,
-                        t.dynamics,
-                        t.scoring,
-                        (t.total - t.training - t.teacher - t.dynamics - t.scoring).max(0.0)
-                    );
-                }
-            }
-            if summary.failed > 0 {
-                eprintln!(
-                    "error: {} cell(s) failed in their plugin and were skipped; see {}",
-                    summary.failed,
-                    manifest.output.join("failures.jsonl").display()
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => cmd_run(manifest, plugin_dirs, shard, json),
         Command::Plugins {
             plugin_dirs,
             verbose,
-        } => {
-            let dirs = kdprune::plugins::plugin_dirs(&[], &plugin_dirs);
-            let registry = kdprune::plugins::Registry::load(&dirs)?;
-            if json {
-                let listed: Vec<serde_json::Value> = registry
-                    .plugins()
-                    .iter()
-                    .map(|p| {
-                        let d = &p.description;
-                        serde_json::json!({
-                            "name": d.name,
-                            "kind": d.kind.as_str(),
-                            "version": d.version,
-                            "file": p.file,
-                            "description": d.description,
-                            "params": kdprune::plugins::describe_params(&d.params),
-                            "inputs": d.inputs.iter().map(|i| serde_json::json!({"name": i.name.to_string(), "required": i.required})).collect::<Vec<_>>(),
-                            "high_is_hard": d.high_is_hard,
-                            "budget_independent": d.budget_independent,
-                            "default_policy": d.default_policy,
-                            "score_meaning": d.score_meaning,
-                        })
-                    })
-                    .collect();
-                let problems: Vec<String> =
-                    registry.problems.iter().map(|p| p.to_string()).collect();
-                print_json(serde_json::json!({ "plugins": listed, "problems": problems }))?;
-                return Ok(if registry.plugins().is_empty() {
-                    ExitCode::FAILURE
-                } else {
-                    ExitCode::SUCCESS
-                });
-            }
-            for p in registry.plugins() {
-                let d = &p.description;
-                println!(
-                    "{}\t{}\t{}\t{}",
-                    d.name,
-                    d.kind.as_str(),
-                    d.version,
-                    p.file.display()
-                );
-                if verbose {
-                    println!("    {}", d.description);
-                    for (name, text) in kdprune::plugins::describe_params(&d.params) {
-                        println!("    param {name}: {text}");
-                    }
-                    if !d.inputs.is_empty() {
-                        let inputs: Vec<String> = d
-                            .inputs
-                            .iter()
-                            .map(|i| {
-                                let optional = if i.required { "" } else { " (optional)" };
-                                format!("{}{optional}", i.name)
-                            })
-                            .collect();
-                        println!("    inputs: {}", inputs.join(", "));
-                    }
-                    if d.kind == kdprune_plugin_api::PluginKind::PruningMethod {
-                        let meaning = if d.score_meaning.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", d.score_meaning)
-                        };
-                        println!(
-                            "    a high score means {}{meaning}; {}; default policy {}",
-                            if d.high_is_hard { "hard" } else { "easy" },
-                            if d.budget_independent {
-                                "scored once for every keep"
-                            } else {
-                                "scored per keep"
-                            },
-                            d.default_policy.as_deref().unwrap_or("hardest"),
-                        );
-                    }
-                }
-            }
-            for problem in &registry.problems {
-                eprintln!("warning: {problem}");
-            }
-            if registry.plugins().is_empty() {
-                eprintln!("no plugins found in {} folder(s); pass --plugin-dir or set KDPRUNE_PLUGIN_PATH", dirs.len());
-                return Ok(ExitCode::FAILURE);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => cmd_plugins(plugin_dirs, verbose, json),
         Command::Check {
             manifest,
             plugin_dirs,
-        } => {
-            let m = kdprune::manifest::load(&manifest)?;
-            let report = kdprune::experiment::check(
-                &m,
-                &kdprune::experiment::RunOptions {
-                    plugin_dirs,
-                    shard: None,
-                },
-            )?;
-            if json {
-                print_json(serde_json::json!({ "ok": true, "checked": report.lines }))?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            for line in &report.lines {
-                println!("  {line}");
-            }
-            println!(
-                "{}: ok — plugins, data, teacher and output checked as `run` does before training ({} method(s), {} alpha(s), {} seed(s))",
-                manifest.display(),
-                m.prune.len(),
-                m.distillation.alphas.len(),
-                m.seeds.len()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => cmd_check(manifest, plugin_dirs, json),
         Command::Bench {
             manifest,
             plugin_dirs,
@@ -454,22 +174,353 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
             teacher_only,
             dynamics,
             alphas,
-        } => {
-            let manifest = kdprune::manifest::load(&manifest)?;
-            if teacher_only {
-                let report = kdprune::bench::teacher_pass(&manifest, &plugin_dirs, 3)?;
-                println!("{}", serde_json::to_string_pretty(&report)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            if dynamics {
-                let report = kdprune::bench::dynamics(&manifest)?;
-                println!("{}", serde_json::to_string_pretty(&report)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let report =
-                kdprune::bench::run(&manifest, &plugin_dirs, epochs, !student_only, alphas)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(ExitCode::SUCCESS)
+        } => cmd_bench(
+            manifest,
+            plugin_dirs,
+            epochs,
+            student_only,
+            teacher_only,
+            dynamics,
+            alphas,
+        ),
+    }
+}
+
+/// `kdprune score`.
+fn cmd_score(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let manifest = kdprune::manifest::load(&manifest)?;
+    let summary = kdprune::experiment::score(
+        &manifest,
+        &kdprune::experiment::RunOptions {
+            plugin_dirs,
+            shard: None,
+        },
+    )?;
+    if json {
+        print_json(&summary)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for m in &summary.methods {
+        let keeps: Vec<String> = m
+            .keeps
+            .iter()
+            .map(|k| format!("{} ({} kept)", k.keep, k.kept))
+            .collect();
+        println!(
+            "{}\tseed {}\t{:.2} s\t{}\t{}",
+            m.method,
+            m.seed,
+            m.seconds,
+            m.policy,
+            keeps.join(", ")
+        );
+    }
+    println!("summary in {}", summary.summary_path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kdprune report`.
+fn cmd_report(run_dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let results = kdprune::results::read(&run_dir)?;
+    let mut names: Vec<&str> = results.iter().map(|r| r.experiment.as_str()).collect();
+    names.dedup();
+    names.sort();
+    names.dedup();
+    let title = if names.is_empty() {
+        run_dir.display().to_string()
+    } else {
+        names.join(", ")
+    };
+    let files = kdprune::report::write(&run_dir, &title, &results)?;
+    if json {
+        print_json(serde_json::json!({
+            "results": results.len(),
+            "markdown": files.markdown,
+            "html": files.html,
+        }))?;
+    } else {
+        println!("{}", files.text);
+        println!(
+            "{} results; report in {} and {}",
+            results.len(),
+            files.markdown.display(),
+            files.html.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kdprune prepare`.
+fn cmd_prepare(
+    manifest: PathBuf,
+    plugin_dirs: Vec<PathBuf>,
+    shard: Option<kdprune::shard::Shard>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let manifest = kdprune::manifest::load(&manifest)?;
+    let summary = kdprune::experiment::distributed::prepare(
+        &manifest,
+        &kdprune::experiment::RunOptions { plugin_dirs, shard },
+    )?;
+    if json {
+        print_json(serde_json::json!({
+            "teachers": summary.teachers,
+            "dynamics_runs": summary.dynamics_runs,
+            "seconds": summary.seconds,
+        }))?;
+    } else {
+        for (teacher, what) in &summary.teachers {
+            println!(
+                "teacher {teacher}: {what} labelled into {}",
+                manifest.cache_dir.display()
+            );
+        }
+        if !summary.dynamics_runs.is_empty() {
+            println!(
+                "dynamics: proxy runs {:?} recorded into {}",
+                summary.dynamics_runs,
+                manifest.cache_dir.display()
+            );
+        }
+        println!("prepared in {:.1} s", summary.seconds);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kdprune merge`.
+fn cmd_merge(manifest: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
+    let manifest = kdprune::manifest::load(&manifest)?;
+    let summary = kdprune::experiment::distributed::merge(&manifest)?;
+    let results = kdprune::results::read(&manifest.output)?;
+    let files = kdprune::report::write(&manifest.output, &manifest.name, &results)?;
+    if json {
+        print_json(serde_json::json!({
+            "shards": summary.shards,
+            "merged": summary.merged,
+            "already": summary.already,
+            "results_path": summary.results_path,
+            "report_path": files.markdown,
+        }))?;
+    } else {
+        println!("{}", kdprune::report::accuracy_table(&results));
+        println!(
+            "{} shards merged: {} results added, {} there already; results in {}, report in {}",
+            summary.shards,
+            summary.merged,
+            summary.already,
+            summary.results_path.display(),
+            files.markdown.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kdprune run`.
+fn cmd_run(
+    manifest: PathBuf,
+    plugin_dirs: Vec<PathBuf>,
+    shard: Option<kdprune::shard::Shard>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let manifest = kdprune::manifest::load(&manifest)?;
+    let summary = kdprune::experiment::run(
+        &manifest,
+        &kdprune::experiment::RunOptions { plugin_dirs, shard },
+    )?;
+    // A shard reports its own share, in its own folder.
+    let report_dir = summary
+        .results_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| manifest.output.clone());
+    let files = kdprune::report::write(&report_dir, &manifest.name, &summary.results)?;
+    let report = kdprune::report::accuracy_table(&summary.results);
+    let report_path = files.markdown.clone();
+    if json {
+        print_json(serde_json::json!({
+            "ran": summary.ran,
+            "skipped": summary.skipped,
+            "failed": summary.failed,
+            "results_path": summary.results_path,
+            "report_path": report_path,
+            "teacher_test_accuracy": summary.teacher_test_accuracy,
+            "time": summary.time,
+            "results": summary.results,
+        }))?;
+    } else {
+        println!("{report}");
+        println!(
+            "{} cells run, {} already done; results in {}, report in {} and {}",
+            summary.ran,
+            summary.skipped,
+            summary.results_path.display(),
+            report_path.display(),
+            files.html.display()
+        );
+        let t = summary.time;
+        if summary.ran > 0 {
+            println!(
+                "time: {:.1} s in all; training {:.1} s ({:.0} %), teacher {:.1} s, dynamics {:.1} s, scoring {:.1} s, the rest (data, plugins, writing) {:.1} s",
+                t.total,
+                t.training,
+                100.0 * t.training / t.total.max(1e-9),
+                t.teacher,
+                t.dynamics,
+                t.scoring,
+                (t.total - t.training - t.teacher - t.dynamics - t.scoring).max(0.0)
+            );
         }
     }
+    if summary.failed > 0 {
+        eprintln!(
+            "error: {} cell(s) failed in their plugin and were skipped; see {}",
+            summary.failed,
+            manifest.output.join("failures.jsonl").display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kdprune plugins`.
+fn cmd_plugins(plugin_dirs: Vec<PathBuf>, verbose: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let dirs = kdprune::plugins::plugin_dirs(&[], &plugin_dirs);
+    let registry = kdprune::plugins::Registry::load(&dirs)?;
+    if json {
+        let listed: Vec<serde_json::Value> = registry
+            .plugins()
+            .iter()
+            .map(|p| {
+                let d = &p.description;
+                serde_json::json!({
+                    "name": d.name,
+                    "kind": d.kind.as_str(),
+                    "version": d.version,
+                    "file": p.file,
+                    "description": d.description,
+                    "params": kdprune::plugins::describe_params(&d.params),
+                    "inputs": d.inputs.iter().map(|i| serde_json::json!({"name": i.name.to_string(), "required": i.required})).collect::<Vec<_>>(),
+                    "high_is_hard": d.high_is_hard,
+                    "budget_independent": d.budget_independent,
+                    "default_policy": d.default_policy,
+                    "score_meaning": d.score_meaning,
+                })
+            })
+            .collect();
+        let problems: Vec<String> = registry.problems.iter().map(|p| p.to_string()).collect();
+        print_json(serde_json::json!({ "plugins": listed, "problems": problems }))?;
+        return Ok(if registry.plugins().is_empty() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    for p in registry.plugins() {
+        let d = &p.description;
+        println!(
+            "{}\t{}\t{}\t{}",
+            d.name,
+            d.kind.as_str(),
+            d.version,
+            p.file.display()
+        );
+        if verbose {
+            println!("    {}", d.description);
+            for (name, text) in kdprune::plugins::describe_params(&d.params) {
+                println!("    param {name}: {text}");
+            }
+            if !d.inputs.is_empty() {
+                let inputs: Vec<String> = d
+                    .inputs
+                    .iter()
+                    .map(|i| {
+                        let optional = if i.required { "" } else { " (optional)" };
+                        format!("{}{optional}", i.name)
+                    })
+                    .collect();
+                println!("    inputs: {}", inputs.join(", "));
+            }
+            if d.kind == kdprune_plugin_api::PluginKind::PruningMethod {
+                let meaning = if d.score_meaning.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", d.score_meaning)
+                };
+                println!(
+                    "    a high score means {}{meaning}; {}; default policy {}",
+                    if d.high_is_hard { "hard" } else { "easy" },
+                    if d.budget_independent {
+                        "scored once for every keep"
+                    } else {
+                        "scored per keep"
+                    },
+                    d.default_policy.as_deref().unwrap_or("hardest"),
+                );
+            }
+        }
+    }
+    for problem in &registry.problems {
+        eprintln!("warning: {problem}");
+    }
+    if registry.plugins().is_empty() {
+        eprintln!(
+            "no plugins found in {} folder(s); pass --plugin-dir or set KDPRUNE_PLUGIN_PATH",
+            dirs.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kdprune check`.
+fn cmd_check(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+    let m = kdprune::manifest::load(&manifest)?;
+    let report = kdprune::experiment::check(
+        &m,
+        &kdprune::experiment::RunOptions {
+            plugin_dirs,
+            shard: None,
+        },
+    )?;
+    if json {
+        print_json(serde_json::json!({ "ok": true, "checked": report.lines }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for line in &report.lines {
+        println!("  {line}");
+    }
+    println!(
+        "{}: ok — plugins, data, teacher and output checked as `run` does before training ({} method(s), {} alpha(s), {} seed(s))",
+        manifest.display(),
+        m.prune.len(),
+        m.distillation.alphas.len(),
+        m.seeds.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kdprune bench`.
+fn cmd_bench(
+    manifest: PathBuf,
+    plugin_dirs: Vec<PathBuf>,
+    epochs: usize,
+    student_only: bool,
+    teacher_only: bool,
+    dynamics: bool,
+    alphas: bool,
+) -> anyhow::Result<ExitCode> {
+    let manifest = kdprune::manifest::load(&manifest)?;
+    if teacher_only {
+        let report = kdprune::bench::teacher_pass(&manifest, &plugin_dirs, 3)?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if dynamics {
+        let report = kdprune::bench::dynamics(&manifest)?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = kdprune::bench::run(&manifest, &plugin_dirs, epochs, !student_only, alphas)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,4 @@
-//! Owned, typed tensors: what the input providers compute, the caches store and the plugins
+//! Owned, typed tensors and the row-wise helpers every stage shares (softmax, argmax): what the input providers compute, the caches store and the plugins
 //! borrow (as `kdprune_plugin_api::Tensor`). Owns the element storage and the conversions to
 //! and from bytes; does not own what a tensor means (the providers in [`crate::inputs`] do).
 
@@ -112,6 +112,34 @@ impl HostTensor {
             bytes: RSlice::from_slice(self.elements.bytes()),
         }
     }
+}
+
+/// Row-wise `softmax(x / tau)` of `x` `[N, C]`.
+pub fn softmax_rows(x: ndarray::ArrayView2<'_, f32>, tau: f32) -> ndarray::Array2<f32> {
+    let mut out = x.to_owned();
+    for mut row in out.rows_mut() {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for v in row.iter_mut() {
+            *v = ((*v - max) / tau).exp();
+            sum += *v;
+        }
+        for v in row.iter_mut() {
+            *v /= sum;
+        }
+    }
+    out
+}
+
+/// The index of the largest value of `row` (the first, on ties; 0 when empty).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
 }
 
 #[cfg(test)]

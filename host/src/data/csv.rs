@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndarray::Array2;
 
-use super::{check_label_range, read_maybe_gz, DataError, Dataset};
+use super::dataset::{check_label_range, read_maybe_gz, DataError, Dataset};
 
 /// Which column holds the label.
 #[derive(Debug, Clone, PartialEq, Eq)]

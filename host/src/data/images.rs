@@ -10,7 +10,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::{DataError, Dataset};
+use super::dataset::{DataError, Dataset};
 
 const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg"];
 

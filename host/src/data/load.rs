@@ -1,11 +1,15 @@
 //! From the manifest's `[data]` to train and test sets: the readers, then the test split
 //! (test files, or a holdout of the training file).
 
-use super::{read_csv, read_idx_pair, CsvOptions, DataError, Dataset};
+use super::csv::{read_csv, CsvOptions};
+use super::dataset::{DataError, Dataset};
+use super::idx::read_idx_pair;
+use super::images::{read_cifar, read_image_folder};
+use super::npy::{read_npy_pair, read_npz};
 
 /// Train and test sets as the manifest describes them, before the student's normalisation.
-pub fn load(spec: &crate::manifest::DataSpec, seed: u64) -> Result<(Dataset, Dataset), DataError> {
-    use crate::manifest::{DataSource, Holdout};
+pub fn load(spec: &super::spec::DataSpec, seed: u64) -> Result<(Dataset, Dataset), DataError> {
+    use super::spec::{DataSource, Holdout};
     let (train, test) = match &spec.source {
         DataSource::Idx {
             train_images,
@@ -24,17 +28,17 @@ pub fn load(spec: &crate::manifest::DataSpec, seed: u64) -> Result<(Dataset, Dat
             train_labels,
             test,
         } => {
-            let train = super::read_npy_pair(train_features, train_labels, spec.num_classes)?;
+            let train = read_npy_pair(train_features, train_labels, spec.num_classes)?;
             let test = match test {
-                Some((x, y)) => Some(super::read_npy_pair(x, y, Some(train.num_classes))?),
+                Some((x, y)) => Some(read_npy_pair(x, y, Some(train.num_classes))?),
                 None => None,
             };
             (train, test)
         }
         DataSource::ImageFolder { train, test, cache } => {
-            let (train_set, classes) = super::read_image_folder(train, None, Some(cache))?;
+            let (train_set, classes) = read_image_folder(train, None, Some(cache))?;
             let test_set = match test {
-                Some(path) => Some(super::read_image_folder(path, Some(&classes), Some(cache))?.0),
+                Some(path) => Some(read_image_folder(path, Some(&classes), Some(cache))?.0),
                 None => None,
             };
             (train_set, test_set)
@@ -45,17 +49,17 @@ pub fn load(spec: &crate::manifest::DataSpec, seed: u64) -> Result<(Dataset, Dat
             label_bytes,
             classes,
         } => {
-            let train_set = super::read_cifar(train, *label_bytes, *classes)?;
+            let train_set = read_cifar(train, *label_bytes, *classes)?;
             let test_set = match test {
-                Some(files) => Some(super::read_cifar(files, *label_bytes, *classes)?),
+                Some(files) => Some(read_cifar(files, *label_bytes, *classes)?),
                 None => None,
             };
             (train_set, test_set)
         }
         DataSource::Npz { train, test } => {
-            let train = super::read_npz(train, spec.num_classes)?;
+            let train = read_npz(train, spec.num_classes)?;
             let test = match test {
-                Some(path) => Some(super::read_npz(path, Some(train.num_classes))?),
+                Some(path) => Some(read_npz(path, Some(train.num_classes))?),
                 None => None,
             };
             (train, test)

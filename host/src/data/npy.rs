@@ -8,7 +8,7 @@ use std::path::Path;
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{NpzReader, ReadNpyError, ReadNpyExt, ReadNpzError, ReadableElement};
 
-use super::{check_label_range, DataError, Dataset};
+use super::dataset::{check_label_range, DataError, Dataset};
 
 /// A `.npy` file or one array of a `.npz`.
 enum Source<'a> {

@@ -24,8 +24,8 @@ use half::f16;
 use ndarray::{s, ArrayView2};
 use rayon::prelude::*;
 
-use crate::manifest::StudentSpec;
 use crate::tensor::{Elements, HostTensor};
+use crate::train::spec::StudentSpec;
 use crate::train::{self, Kd, Network, Observer, TrainError, TrainSet};
 
 /// Where a quantity is taken from (see the module doc).
@@ -248,6 +248,11 @@ pub enum DynamicsError {
     Spec(String),
     #[error(transparent)]
     Train(#[from] TrainError),
+    #[error("{path}: {message}")]
+    Io {
+        path: std::path::PathBuf,
+        message: String,
+    },
 }
 
 /// Per-example quantities of one logits row; `h_sq` is `‖h‖²` of the penultimate
@@ -696,8 +701,8 @@ pub fn record_runs(
     let started = std::time::Instant::now();
     let mut pass_seconds = 0.0;
     let kd = Kd {
-        alpha: crate::manifest::Alpha::new(0.0).expect("0 is a valid alpha"),
-        temperature: crate::manifest::Temperature::new(1.0).expect("1 is a valid temperature"),
+        alpha: crate::train::kd::Alpha::new(0.0).expect("0 is a valid alpha"),
+        temperature: crate::train::kd::Temperature::new(1.0).expect("1 is a valid temperature"),
     };
     let (early, checkpoints) = if request.has_pass() {
         (&spec.early_steps[..], &spec.checkpoint_epochs[..])

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use super::{check_dynamics_memory, check_methods, normalise, RunOptions};
+use super::plan::{check_dynamics_memory, check_methods, normalise, RunOptions};
 use crate::data;
 use crate::inputs::Needs;
 use crate::manifest::Manifest;
@@ -28,8 +28,8 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
     for problem in &registry.problems {
         lines.push(format!("warning: {problem}"));
     }
-    if manifest.student.precision == crate::train::gemm::Precision::Bf16 {
-        if let Some(warning) = crate::train::gemm_bf16::slower_warning() {
+    if manifest.student.precision == crate::train::kernels::gemm::Precision::Bf16 {
+        if let Some(warning) = crate::train::kernels::gemm_bf16::slower_warning() {
             lines.push(format!("warning: {warning}"));
         }
     }
@@ -41,7 +41,7 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             m.spec.method,
             m.plugin.file.display(),
             m.policy.describe(),
-            super::params_json(&m.params),
+            super::plan::params_json(&m.params),
             inputs.join(", ")
         ));
     }
@@ -74,7 +74,7 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
         .iter()
         .any(|a| a.needs_teacher());
     for (i, spec) in manifest.teachers.iter().enumerate() {
-        if let crate::manifest::TeacherSource::Ensemble { members, .. } = &spec.source {
+        if let crate::teacher::spec::TeacherSource::Ensemble { members, .. } = &spec.source {
             // Its members are teachers of the manifest, each opened in this loop.
             lines.push(format!(
                 "teacher {}: an ensemble of {}",
@@ -87,7 +87,7 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             ));
             continue;
         }
-        if let crate::manifest::TeacherSource::Trained {
+        if let crate::teacher::spec::TeacherSource::Trained {
             spec: recipe, seed, ..
         } = &spec.source
         {
@@ -122,7 +122,7 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             teacher.open()?;
             if matches!(
                 spec.source,
-                crate::manifest::TeacherSource::Precomputed { .. }
+                crate::teacher::spec::TeacherSource::Precomputed { .. }
             ) {
                 // Its test file too: `run` reads it before training.
                 teacher.logits(&raw_test, "test")?;
@@ -157,8 +157,8 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             .alphas
             .iter()
             .map(|a| match a {
-                crate::manifest::AlphaChoice::Fixed(a) => a.get().to_string(),
-                crate::manifest::AlphaChoice::Auto => {
+                crate::train::alpha_search::AlphaChoice::Fixed(a) => a.get().to_string(),
+                crate::train::alpha_search::AlphaChoice::Auto => {
                     format!("auto ({})", manifest.distillation.auto.describe())
                 }
             })

@@ -12,13 +12,14 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::results::{self, OutputLock, ResultStore, StoreError};
-use super::{check_methods, needed_teachers, normalise, RunOptions};
+use super::plan::{check_methods, needed_teachers, normalise, RunOptions};
 use crate::data;
 use crate::inputs::Needs;
-use crate::manifest::{Manifest, TeacherSource};
+use crate::manifest::Manifest;
 use crate::plugins::{self, Registry};
+use crate::results::{self, OutputLock, ResultStore, StoreError};
 use crate::shard::Shard;
+use crate::teacher::spec::TeacherSource;
 use crate::teacher::Teacher;
 use crate::Error;
 
@@ -99,7 +100,7 @@ pub fn prepare(manifest: &Manifest, options: &RunOptions) -> Result<PrepareSumma
             }
         }
     }
-    super::check_dynamics_memory(manifest, &needs, &train_set)?;
+    super::plan::check_dynamics_memory(manifest, &needs, &train_set)?;
     let distils = manifest
         .distillation
         .alphas
@@ -157,9 +158,9 @@ pub fn prepare(manifest: &Manifest, options: &RunOptions) -> Result<PrepareSumma
         }
     }
     if !needs.dynamics.is_empty() {
-        let ctx = super::dynamics_context(manifest, &train_set);
+        let ctx = super::plan::dynamics_context(manifest, &train_set);
         summary.dynamics_runs = if shard.count() == 1 {
-            let dynamics = super::dynamics_of(manifest, &train_set, &needs)?;
+            let dynamics = super::plan::dynamics_of(manifest, &train_set, &needs)?;
             let recorded_here = dynamics.train_seconds > 0.0;
             if recorded_here {
                 dynamics.runs

@@ -22,7 +22,7 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::manifest::StudentSpec;
+use crate::train::spec::StudentSpec;
 
 /// What a student's result depends on in `[student]`.
 #[derive(Debug, Clone, Serialize)]
@@ -41,8 +41,8 @@ pub struct StudentKey {
     #[serde(skip_serializing_if = "Option::is_none")]
     init: Option<serde_json::Value>,
     /// Only when not f32, likewise.
-    #[serde(skip_serializing_if = "crate::train::gemm::Precision::is_f32")]
-    precision: crate::train::gemm::Precision,
+    #[serde(skip_serializing_if = "crate::train::kernels::gemm::Precision::is_f32")]
+    precision: crate::train::kernels::gemm::Precision,
 }
 
 fn json<T: Serialize>(value: &T) -> serde_json::Value {
@@ -117,14 +117,6 @@ impl CellKey {
         without_seed.seed = 0;
         hash(&("config-v2", without_seed))
     }
-}
-
-/// Hex SHA-256 of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{cell_key, check_methods, input_stage, normalise, params_json, RunOptions, TimeSplit};
+use super::plan::{check_methods, normalise, params_json, RunOptions};
+use super::stages::{cell_key, input_stage, TimeSplit};
 use crate::data;
 use crate::inputs::Needs;
 use crate::manifest::Manifest;
@@ -75,7 +76,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         tracing::warn!("{problem}");
     }
     let methods = check_methods(manifest, &registry)?;
-    let _lock = crate::experiment::results::OutputLock::acquire(&manifest.output)?;
+    let _lock = crate::results::OutputLock::acquire(&manifest.output)?;
     let (raw_train, raw_test) = data::load(&manifest.data, manifest.seeds[0])?;
     let (train_set, _, student_norm) = normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
     let n = train_set.len();
@@ -85,8 +86,8 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
             needs.add(name);
         }
     }
-    super::check_dynamics_memory(manifest, &needs, &train_set)?;
-    let (needed, teachers, training_teachers) = super::teachers_to_ready(
+    super::plan::check_dynamics_memory(manifest, &needs, &train_set)?;
+    let (needed, teachers, training_teachers) = super::plan::teachers_to_ready(
         manifest,
         &needs,
         &vec![false; manifest.teachers.len()],
@@ -126,7 +127,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         );
         let description = &method.plugin.description;
         let views = stage.inputs.views(&method.inputs);
-        let identity = super::plugin_identity(method, &super::plugin_sha256(method)?);
+        let identity = super::plan::plugin_identity(method, &super::plan::plugin_sha256(method)?);
         for &seed in &manifest.seeds {
             bar.set_message(format!("{} seed {seed}", method.spec.method));
             let started = Instant::now();
@@ -160,7 +161,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
             };
             if let Some(Answer::Scores(values)) = &shared {
                 let rel = format!("scores/{tag}_seed{seed}.scores.npy");
-                crate::experiment::results::write_npy_f32(&manifest.output.join(&rel), values)
+                crate::results::write_npy_f32(&manifest.output.join(&rel), values)
                     .map_err(io_error(manifest.output.join(&rel)))?;
                 entry.scores = Some(rel);
                 entry.high_is_hard = Some(description.high_is_hard);
@@ -178,7 +179,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
                 let mut per_keep_scores = None;
                 if let (None, Answer::Scores(values)) = (&shared, &answer) {
                     let rel = format!("scores/{tag}_keep{:.4}_seed{seed}.scores.npy", keep.get());
-                    crate::experiment::results::write_npy_f32(&manifest.output.join(&rel), values)
+                    crate::results::write_npy_f32(&manifest.output.join(&rel), values)
                         .map_err(io_error(manifest.output.join(&rel)))?;
                     per_keep_scores = Some(rel);
                     entry.high_is_hard = Some(description.high_is_hard);
@@ -194,7 +195,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
                     seed,
                 );
                 let rel = format!("scores/{tag}_keep{:.4}_seed{seed}.npy", keep.get());
-                crate::experiment::results::write_npy_u32(&manifest.output.join(&rel), &kept)
+                crate::results::write_npy_u32(&manifest.output.join(&rel), &kept)
                     .map_err(io_error(manifest.output.join(&rel)))?;
                 entry.keeps.push(KeptFile {
                     keep: keep.get(),
@@ -220,7 +221,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         summary_path: dir.join("summary.json"),
     };
     let mut value = serde_json::to_value(&result).unwrap_or_default();
-    crate::experiment::results::tidy_floats(&mut value);
+    crate::results::tidy_floats(&mut value);
     let text = serde_json::to_string_pretty(&value).unwrap_or_default();
     std::fs::create_dir_all(&dir).map_err(io_error(dir.clone()))?;
     let tmp = dir.join("summary.json.tmp");

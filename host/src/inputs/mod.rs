@@ -18,10 +18,10 @@ use std::time::Instant;
 
 use kdprune_plugin_api::Tensor;
 
+use crate::dynamics::DynamicsError;
 use crate::dynamics::{self, Dynamics, DynamicsSpec, Quantity, Request, Source};
 use crate::tensor::{Elements, HostTensor};
 use crate::train::TrainSet;
-use crate::Error;
 
 /// Name of the teacher's embedding input.
 pub const TEACHER_EMBEDDING: &str = "embeddings/teacher";
@@ -191,7 +191,10 @@ pub struct DynamicsContext<'a> {
 /// parts `kdprune prepare --shard` wrote (joined into one file, the parts removed) with any
 /// run they lack recorded here, otherwise a proxy training that records the union of
 /// `request` and what the cache file held.
-pub fn provide_dynamics(ctx: &DynamicsContext<'_>, request: &Request) -> Result<Dynamics, Error> {
+pub fn provide_dynamics(
+    ctx: &DynamicsContext<'_>,
+    request: &Request,
+) -> Result<Dynamics, DynamicsError> {
     let key = dynamics::cache::DynamicsKey::new(ctx.spec, &ctx.data_hash);
     let path = key.path(ctx.cache_dir);
     let cached = dynamics::cache::read(&path, &key);
@@ -229,11 +232,11 @@ pub fn provide_dynamics(ctx: &DynamicsContext<'_>, request: &Request) -> Result<
         parts.push(record(ctx, &wanted, &missing)?);
     }
     let recorded = dynamics::join_runs(&parts, &wanted, &runs).ok_or_else(|| {
-        Error::Dynamics(dynamics::DynamicsError::Spec(format!(
+        dynamics::DynamicsError::Spec(format!(
             "the cached parts of runs in {} disagree on their records' shapes; remove {}",
             ctx.cache_dir.display(),
             key.run_path(ctx.cache_dir, 0).display()
-        )))
+        ))
     })?;
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
@@ -253,11 +256,12 @@ pub fn provide_dynamics(ctx: &DynamicsContext<'_>, request: &Request) -> Result<
     Ok(recorded)
 }
 
-fn record(ctx: &DynamicsContext<'_>, request: &Request, runs: &[usize]) -> Result<Dynamics, Error> {
-    dynamics::record_runs(ctx.spec, request, &ctx.set, runs).map_err(|e| match e {
-        dynamics::DynamicsError::Train(t) => Error::Train(t),
-        other => Error::Dynamics(other),
-    })
+fn record(
+    ctx: &DynamicsContext<'_>,
+    request: &Request,
+    runs: &[usize],
+) -> Result<Dynamics, DynamicsError> {
+    dynamics::record_runs(ctx.spec, request, &ctx.set, runs)
 }
 
 /// `kdprune prepare --shard i/n`'s share of the dynamics: each proxy run `r` with
@@ -268,7 +272,7 @@ pub fn prepare_dynamics(
     ctx: &DynamicsContext<'_>,
     request: &Request,
     shard: crate::shard::Shard,
-) -> Result<Vec<usize>, Error> {
+) -> Result<Vec<usize>, DynamicsError> {
     let key = dynamics::cache::DynamicsKey::new(ctx.spec, &ctx.data_hash);
     let whole = dynamics::cache::read(&key.path(ctx.cache_dir), &key);
     if whole.is_some_and(|c| c.request.covers(request)) {
@@ -286,9 +290,11 @@ pub fn prepare_dynamics(
             continue;
         }
         let recorded = record(ctx, &wanted, &[run])?;
-        dynamics::cache::write(&part_path, &key, &recorded).map_err(|message| Error::Io {
-            path: part_path.clone(),
-            message,
+        dynamics::cache::write(&part_path, &key, &recorded).map_err(|message| {
+            DynamicsError::Io {
+                path: part_path.clone(),
+                message,
+            }
         })?;
         done.push(run);
     }

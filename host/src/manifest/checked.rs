@@ -7,90 +7,28 @@ use crate::dynamics::DynamicsSpec;
 use crate::select::Policy;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::defaults;
 use toml::Spanned;
 
+use super::error::{line_column, ManifestError};
 use super::raw::{self, RawManifest};
-use super::{line_column, ManifestError};
+use crate::data::spec::{DataSource, DataSpec, Holdout, NormaliseSpec};
 use crate::data::{LabelColumn, Normalisation};
+use crate::plugins::OnPluginError;
+use crate::select::Keep;
+use crate::teacher::spec::{Combine, Layout, OutputKind, TeacherSource, TeacherSpec};
+use crate::train::alpha_search::AlphaChoice;
 use crate::train::augment::Augment;
+use crate::train::kd::{Alpha, Temperature};
 use crate::train::optim::{OptimizerSpec, ScheduleSpec};
-use crate::train::spec::{parse_layer, LayerSpec};
-
-/// Fraction of the training set that is KEPT, in (0, 1]. `1.0` is the full set.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
-pub struct Keep(f32);
-
-impl Keep {
-    pub fn new(value: f32) -> Option<Self> {
-        (value > 0.0 && value <= 1.0).then_some(Self(value))
-    }
-    pub fn get(self) -> f32 {
-        self.0
-    }
-    /// Number of examples kept out of `n`: `round(keep * n)`, at least 1.
-    pub fn budget(self, n: usize) -> usize {
-        ((self.0 as f64 * n as f64).round() as usize).clamp(1, n.max(1))
-    }
-    pub fn is_full(self) -> bool {
-        self.0 >= 1.0
-    }
-}
-
-/// Weight of the distillation term in [0, 1]; 0 is training on hard labels only.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
-pub struct Alpha(f32);
-
-impl Alpha {
-    pub fn new(value: f32) -> Option<Self> {
-        (0.0..=1.0).contains(&value).then_some(Self(value))
-    }
-    pub fn get(self) -> f32 {
-        self.0
-    }
-    pub fn needs_teacher(self) -> bool {
-        self.0 > 0.0
-    }
-}
-
-/// One α of the grid: a fixed weight, or `"auto"`, chosen per cell by a held-out search inside
-/// its kept subset ([`crate::train::alpha_search`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum AlphaChoice {
-    Fixed(Alpha),
-    Auto,
-}
-
-impl AlphaChoice {
-    /// The weight of a fixed choice; `None` for `"auto"`, whose α each cell searches for.
-    pub fn fixed(self) -> Option<Alpha> {
-        match self {
-            AlphaChoice::Fixed(a) => Some(a),
-            AlphaChoice::Auto => None,
-        }
-    }
-    /// Whether some cell of this choice distils (`"auto"` always reads the teacher).
-    pub fn needs_teacher(self) -> bool {
-        match self {
-            AlphaChoice::Fixed(a) => a.needs_teacher(),
-            AlphaChoice::Auto => true,
-        }
-    }
-    /// The search's name for `"auto"` (written in results and the cell key), `None` for a
-    /// number.
-    pub fn rule(self) -> Option<&'static str> {
-        match self {
-            AlphaChoice::Fixed(_) => None,
-            AlphaChoice::Auto => Some(crate::train::alpha_search::RULE),
-        }
-    }
-}
+use crate::train::spec::parse_layer;
+use crate::train::spec::StudentSpec;
 
 fn default_auto_search() -> crate::train::alpha_search::AutoSearch {
     crate::train::alpha_search::AutoSearch {
-        candidates: defaults::AUTO_CANDIDATES.map(Alpha).to_vec(),
+        candidates: defaults::AUTO_CANDIDATES
+            .map(|a| Alpha::new(a).expect("the default candidates are in [0, 1]"))
+            .to_vec(),
         holdout: defaults::AUTO_HOLDOUT,
     }
 }
@@ -144,206 +82,6 @@ fn check_auto_search(
     Ok(search)
 }
 
-/// Softmax temperature τ > 0 of the distillation term.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Temperature(f32);
-
-impl Temperature {
-    pub fn new(value: f32) -> Option<Self> {
-        (value > 0.0 && value.is_finite()).then_some(Self(value))
-    }
-    pub fn get(self) -> f32 {
-        self.0
-    }
-}
-
-/// Where the data come from.
-#[derive(Debug, Clone)]
-pub enum DataSource {
-    Idx {
-        train_images: PathBuf,
-        train_labels: PathBuf,
-        test: Option<(PathBuf, PathBuf)>,
-    },
-    /// Features and labels as two `.npy` files each.
-    Npy {
-        train_features: PathBuf,
-        train_labels: PathBuf,
-        test: Option<(PathBuf, PathBuf)>,
-    },
-    /// torchvision `ImageFolder` trees (`<root>/<class>/<image>`); decoded images cached in
-    /// `cache`.
-    ImageFolder {
-        train: PathBuf,
-        test: Option<PathBuf>,
-        cache: PathBuf,
-    },
-    /// CIFAR binary records: `label_bytes` 1 (CIFAR-10) or 2 (CIFAR-100, fine label).
-    Cifar {
-        train: Vec<PathBuf>,
-        test: Option<Vec<PathBuf>>,
-        label_bytes: usize,
-        classes: usize,
-    },
-    /// Arrays `x` and `y` of a `.npz` file each.
-    Npz {
-        train: PathBuf,
-        test: Option<PathBuf>,
-    },
-    Csv {
-        train: PathBuf,
-        test: Option<PathBuf>,
-        label: LabelColumn,
-        header: Option<bool>,
-        delimiter: u8,
-        classes: Option<Vec<String>>,
-        sample_shape: Option<Vec<usize>>,
-    },
-}
-
-/// How the test set is made when no test file is given.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Holdout {
-    /// A seeded random fraction of the training file.
-    Fraction(f64),
-    /// The last rows of the training file.
-    Last(usize),
-}
-
-/// The student's preprocessing of the data.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NormaliseSpec {
-    Fixed(Normalisation),
-    /// Per-feature mean and std fitted on the training set after `scale`.
-    Standardize {
-        scale: f32,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct DataSpec {
-    pub source: DataSource,
-    pub num_classes: Option<usize>,
-    pub holdout: Option<Holdout>,
-    pub normalise: NormaliseSpec,
-}
-
-/// Memory layout the teacher expects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Layout {
-    /// `[B, D]`.
-    Flat,
-    /// `[B, C, H, W]`, from the data's sample shape.
-    Nchw,
-}
-
-/// What the teacher's output holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputKind {
-    /// Detected from the first batch: rows that sum to 1 are probabilities, rows whose
-    /// exponentials sum to 1 are log-probabilities, anything else logits.
-    Auto,
-    Logits,
-    Probabilities,
-    LogProbabilities,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Provider {
-    Cpu,
-    Cuda,
-}
-
-/// How an ensemble teacher combines its members (each first turned into probabilities at
-/// τ = 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Combine {
-    /// The mean of the members' probabilities (an arithmetic mixture).
-    Probabilities,
-    /// The mean of their log-probabilities (a normalised geometric mean).
-    LogProbabilities,
-}
-
-#[derive(Debug, Clone)]
-pub enum TeacherSource {
-    /// Earlier teachers of the manifest (indices into `Manifest::teachers`), combined.
-    Ensemble {
-        members: Vec<usize>,
-        combine: Combine,
-    },
-    Onnx {
-        model: PathBuf,
-        input: Option<String>,
-        output: Option<String>,
-        provider: Provider,
-        allow_cpu_fallback: bool,
-        ort_library: Option<PathBuf>,
-        threads: usize,
-    },
-    /// Logits (or probabilities) made elsewhere, `.npy` `[N, C]` for the training set as
-    /// loaded (after any holdout split) and for the test set, rows in the sets' order.
-    Precomputed { train: PathBuf, test: PathBuf },
-    /// A network the host trains on the full training set (labels only) and serves as an ONNX
-    /// model (`teacher::trained`); `spec` is the student's, with the table's fields over it.
-    Trained {
-        spec: Box<StudentSpec>,
-        seed: u64,
-        threads: usize,
-    },
-    Plugin {
-        name: String,
-        params: BTreeMap<String, toml::Value>,
-        /// Where the params table is, for errors found once the plugin is known.
-        params_at: (usize, usize),
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct TeacherSpec {
-    /// Label in results (default: the model's file stem or the plugin's name).
-    pub name: String,
-    pub source: TeacherSource,
-    /// The teacher's own preprocessing of the raw data.
-    pub preprocess: Normalisation,
-    pub layout: Layout,
-    pub output_kind: OutputKind,
-    pub batch_size: usize,
-    /// A named intermediate tensor of the ONNX model, served as `embeddings/teacher`.
-    pub embedding: Option<String>,
-}
-
-/// The student and how to train it.
-#[derive(Debug, Clone, Serialize)]
-pub struct StudentSpec {
-    /// The body; kdprune appends `dense num_classes`.
-    pub layers: Vec<LayerSpec>,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f32,
-    pub optimizer: OptimizerSpec,
-    pub weight_decay: f32,
-    pub schedule: ScheduleSpec,
-    pub warmup_epochs: usize,
-    pub clip_grad_norm: Option<f32>,
-    pub augment: Augment,
-    /// How the weights are first drawn.
-    #[serde(skip_serializing_if = "is_default_init")]
-    pub init: crate::train::spec::Init,
-    /// Of the training steps' products (f32 unless `"bf16"`, on CPUs with AVX512-BF16).
-    #[serde(skip_serializing_if = "crate::train::gemm::Precision::is_f32")]
-    pub precision: crate::train::gemm::Precision,
-    /// Save each cell's student as safetensors and ONNX under `<output>/students/`.
-    pub save: bool,
-}
-
-fn is_default_init(init: &crate::train::spec::Init) -> bool {
-    *init == crate::train::spec::Init::He
-}
-
 #[derive(Debug, Clone)]
 pub struct Distillation {
     pub alphas: Vec<AlphaChoice>,
@@ -364,16 +102,6 @@ pub struct PruneSpec {
     pub params: BTreeMap<String, toml::Value>,
     /// Line and column of this `[[prune]]` entry, for errors found once plugins are loaded.
     pub at: (usize, usize),
-}
-
-/// What a run does when a pruning plugin fails in one cell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnPluginError {
-    /// End the run with the plugin's error (results already written stay).
-    Stop,
-    /// Record the cell in `failures.jsonl`, go on with the others, exit non-zero at the end.
-    Continue,
 }
 
 /// A checked manifest.
@@ -574,9 +302,11 @@ pub(super) fn check(
     let distillation = match raw.distillation {
         None => Distillation {
             alphas: defaults::ALPHAS
-                .map(|a| AlphaChoice::Fixed(Alpha(a)))
+                .map(|a| {
+                    AlphaChoice::Fixed(Alpha::new(a).expect("the default alphas are in [0, 1]"))
+                })
                 .to_vec(),
-            temperature: Temperature(1.0),
+            temperature: Temperature::new(1.0).expect("1 is a valid temperature"),
             auto: default_auto_search(),
         },
         Some(d) => {
@@ -614,7 +344,9 @@ pub(super) fn check(
                 ));
             }
             let temperature = match &d.temperature {
-                None => Temperature(defaults::TEMPERATURE),
+                None => {
+                    Temperature::new(defaults::TEMPERATURE).expect("the default temperature is > 0")
+                }
                 Some(t) => Temperature::new(*t.get_ref()).ok_or_else(|| {
                     c.at(
                         t.span(),
@@ -1372,11 +1104,11 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
         augment,
         init: s.init.unwrap_or_default(),
         precision: match &s.precision {
-            None => crate::train::gemm::Precision::F32,
+            None => crate::train::kernels::gemm::Precision::F32,
             Some(p) => {
                 let precision = *p.get_ref();
-                if precision == crate::train::gemm::Precision::Bf16
-                    && !crate::train::gemm_bf16::available()
+                if precision == crate::train::kernels::gemm::Precision::Bf16
+                    && !crate::train::kernels::gemm_bf16::available()
                 {
                     return Err(c.at(
                         p.span(),

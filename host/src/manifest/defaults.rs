@@ -11,9 +11,10 @@ pub const AUTO_CANDIDATES: [f32; 5] = [0.0, 0.25, 0.5, 0.75, 0.9];
 pub const AUTO_HOLDOUT: f32 = 0.2;
 
 pub const TEACHER_BATCH_SIZE: usize = 256;
-pub const TEACHER_PROVIDER: super::Provider = super::Provider::Cpu;
-pub const TEACHER_OUTPUT_KIND: super::OutputKind = super::OutputKind::Auto;
-pub const TEACHER_LAYOUT: super::Layout = super::Layout::Flat;
+pub const TEACHER_PROVIDER: crate::teacher::spec::Provider = crate::teacher::spec::Provider::Cpu;
+pub const TEACHER_OUTPUT_KIND: crate::teacher::spec::OutputKind =
+    crate::teacher::spec::OutputKind::Auto;
+pub const TEACHER_LAYOUT: crate::teacher::spec::Layout = crate::teacher::spec::Layout::Flat;
 pub const TRAINED_TEACHER_SEED: u64 = 0;
 
 pub const STUDENT_BATCH_SIZE: usize = 128;

@@ -17,7 +17,7 @@ pub struct RawManifest {
     #[serde(default)]
     pub plugin_dirs: Vec<String>,
     pub cache_dir: Option<String>,
-    pub on_plugin_error: Option<crate::manifest::OnPluginError>,
+    pub on_plugin_error: Option<crate::plugins::OnPluginError>,
     pub plugin_sha256: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub allow_writable_plugins: bool,
@@ -214,13 +214,13 @@ pub struct RawTeacher {
     pub logits: Option<RawLogits>,
     /// The names of earlier teachers whose outputs this one combines.
     pub ensemble: Option<Vec<String>>,
-    pub combine: Option<crate::manifest::Combine>,
+    pub combine: Option<crate::teacher::spec::Combine>,
     pub plugin: Option<String>,
     pub params: Option<Spanned<toml::Table>>,
     pub input: Option<String>,
     pub output: Option<String>,
-    pub output_kind: Option<crate::manifest::OutputKind>,
-    pub provider: Option<crate::manifest::Provider>,
+    pub output_kind: Option<crate::teacher::spec::OutputKind>,
+    pub provider: Option<crate::teacher::spec::Provider>,
     #[serde(default)]
     pub allow_cpu_fallback: bool,
     pub batch_size: Option<Spanned<usize>>,
@@ -355,7 +355,7 @@ pub struct RawPreprocess {
     pub scale: Option<f32>,
     pub mean: Option<Vec<f32>>,
     pub std: Option<Vec<f32>>,
-    pub layout: Option<crate::manifest::Layout>,
+    pub layout: Option<crate::teacher::spec::Layout>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -378,7 +378,7 @@ pub struct RawStudent {
     pub clip_grad_norm: Option<Spanned<f32>>,
     pub augment: Option<RawAugment>,
     pub init: Option<crate::train::spec::Init>,
-    pub precision: Option<Spanned<crate::train::gemm::Precision>>,
+    pub precision: Option<Spanned<crate::train::kernels::gemm::Precision>>,
     #[serde(default)]
     pub save: bool,
 }

@@ -162,7 +162,7 @@ pub fn check_pin(plugin: &Plugin, pinned: &str) -> Result<(), PluginError> {
         file: plugin.file.clone(),
         message: format!("cannot read: {e}"),
     })?;
-    let actual = crate::experiment::sha256_hex(&bytes);
+    let actual = crate::hash::sha256_hex(&bytes);
     if !actual.eq_ignore_ascii_case(pinned.trim()) {
         return Err(PluginError::Load {
             file: plugin.file.clone(),
@@ -656,4 +656,13 @@ pub fn describe_params(params: &[ParamSpec]) -> BTreeMap<String, String> {
             )
         })
         .collect()
+}
+/// What a run does when a pruning plugin fails in one cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPluginError {
+    /// End the run with the plugin's error (results already written stay).
+    Stop,
+    /// Record the cell in `failures.jsonl`, go on with the others, exit non-zero at the end.
+    Continue,
 }

@@ -11,7 +11,7 @@ pub mod stats;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-use crate::experiment::CellResult;
+use crate::results::CellResult;
 pub use stats::{AlphaLabel, Group, Groups, Verdict};
 
 /// A Markdown table of test accuracy (%) by method and keep (rows) and α and teacher
@@ -92,9 +92,19 @@ pub struct ReportFiles {
     pub text: String,
 }
 
+/// What writing a report can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{path}: {message}")]
+    Io {
+        path: std::path::PathBuf,
+        message: String,
+    },
+}
+
 /// Writes `report.md` and `report.html` for `results` into `dir` (each through a temporary
 /// file and a rename, so a failed write leaves the previous report whole). `title` heads both.
-pub fn write(dir: &Path, title: &str, results: &[CellResult]) -> Result<ReportFiles, crate::Error> {
+pub fn write(dir: &Path, title: &str, results: &[CellResult]) -> Result<ReportFiles, ReportError> {
     let groups = Groups::new(results);
     let mut md = format!("# {title}\n\nTest accuracy (%), mean ± standard deviation over seeds.");
     let teachers = groups.teachers();
@@ -136,8 +146,8 @@ pub fn write(dir: &Path, title: &str, results: &[CellResult]) -> Result<ReportFi
     })
 }
 
-fn replace(path: &Path, bytes: &[u8]) -> Result<(), crate::Error> {
-    let io = |e: std::io::Error| crate::Error::Io {
+fn replace(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
+    let io = |e: std::io::Error| ReportError::Io {
         path: path.to_path_buf(),
         message: crate::io_message(&e),
     };

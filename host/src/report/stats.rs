@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::experiment::CellResult;
+use crate::results::CellResult;
 
 /// The α of a group as the manifest named it: a number, or the `"auto"` rule.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]

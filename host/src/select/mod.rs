@@ -16,6 +16,10 @@
 //! equal (smaller classes give their surplus to the others). Ties are broken by index so that
 //! a selection is reproducible. Methods that return a subset are taken as they are.
 
+mod keep;
+
+pub use keep::Keep;
+
 use std::collections::BTreeMap;
 
 use rand::seq::SliceRandom;

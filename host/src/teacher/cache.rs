@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 
-use super::TeacherError;
+use super::error::TeacherError;
+use super::spec::{OutputKind, TeacherSource, TeacherSpec};
 use crate::data::Dataset;
-use crate::manifest::{OutputKind, TeacherSource, TeacherSpec};
 use crate::plugins::Registry;
 use crate::tensor::{Elements, HostTensor};
 
@@ -53,13 +53,6 @@ impl CacheKey {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// A cached f32 tensor: its shape, its little-endian bytes, the file's metadata.
 type Cached = (Vec<usize>, Vec<u8>, HashMap<String, String>);
 
@@ -73,7 +66,7 @@ fn read_f32(path: &Path, name: &str) -> Option<Cached> {
         let view = file.tensor(name).ok()?;
         let meta = meta.metadata().clone()?;
         let ok = view.dtype() == safetensors::Dtype::F32
-            && meta.get("sha256") == Some(&sha256_hex(view.data()));
+            && meta.get("sha256") == Some(&crate::hash::sha256_hex(view.data()));
         ok.then(|| (view.shape().to_vec(), view.data().to_vec(), meta))
     })();
     if parsed.is_none() {
@@ -93,7 +86,7 @@ fn write_f32(
 ) -> Result<(), String> {
     let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape, bytes)
         .map_err(|e| e.to_string())?;
-    meta.insert("sha256".to_string(), sha256_hex(bytes));
+    meta.insert("sha256".to_string(), crate::hash::sha256_hex(bytes));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the folder: {e}"))?;
     }

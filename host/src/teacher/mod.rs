@@ -8,33 +8,24 @@
 //! every output kind, because for probabilities `p`, `softmax(ln p / τ) ∝ p^(1/τ)`.
 
 mod cache;
+pub mod error;
 pub mod onnx;
 pub mod onnx_graph;
 pub mod runtime;
+pub mod spec;
 pub mod trained;
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 
 use crate::data::Dataset;
-use crate::manifest::{Combine, OutputKind, TeacherSource, TeacherSpec};
 use crate::plugins::{check_params, PluginData, PluginError, PluginTeacher, Registry};
 use crate::progress;
-use crate::tensor::{Elements, HostTensor};
+use crate::tensor::{argmax, softmax_rows, Elements, HostTensor};
+pub use error::TeacherError;
 use kdprune_plugin_api::PluginKind;
-
-#[derive(Debug, thiserror::Error)]
-pub enum TeacherError {
-    #[error("{0}")]
-    Runtime(String),
-    #[error("{model}: {message}")]
-    Model { model: PathBuf, message: String },
-    #[error(transparent)]
-    Plugin(#[from] PluginError),
-    #[error("{path}: soft-label cache: {message}")]
-    Cache { path: PathBuf, message: String },
-}
+use spec::{Combine, OutputKind, TeacherSource, TeacherSpec};
 
 /// A teacher's scores for a data set.
 #[derive(Debug, Clone)]
@@ -119,7 +110,7 @@ pub fn content_keys(
         let key = match &spec.source {
             TeacherSource::Ensemble { members, combine } => {
                 let parts: Vec<&str> = members.iter().map(|&m| keys[m].as_str()).collect();
-                crate::experiment::sha256_hex(
+                crate::hash::sha256_hex(
                     format!("ensemble|{combine:?}|{}", parts.join("|")).as_bytes(),
                 )
             }
@@ -129,33 +120,6 @@ pub fn content_keys(
         keys.push(key);
     }
     Ok(keys)
-}
-
-pub(crate) fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best
-}
-
-/// Row-wise `softmax(x / tau)` of `x` `[N, C]`.
-pub fn softmax_rows(x: ArrayView2<'_, f32>, tau: f32) -> Array2<f32> {
-    let mut out = x.to_owned();
-    for mut row in out.rows_mut() {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for v in row.iter_mut() {
-            *v = ((*v - max) / tau).exp();
-            sum += *v;
-        }
-        for v in row.iter_mut() {
-            *v /= sum;
-        }
-    }
-    out
 }
 
 /// Detects what a batch of raw outputs `[B, C]` holds.

@@ -16,8 +16,9 @@ use ort::logging::LogLevel;
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::{TensorElementType, TensorRef, ValueType};
 
-use super::{runtime, TeacherError};
-use crate::manifest::{Layout, Provider};
+use super::error::TeacherError;
+use super::runtime;
+use super::spec::{Layout, Provider};
 
 /// A session and the options of its runs.
 struct Lane {

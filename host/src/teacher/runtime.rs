@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use super::TeacherError;
+use super::error::TeacherError;
 
 static ENVIRONMENT: OnceLock<Result<(PathBuf, ort::environment::Environment), String>> =
     OnceLock::new();

@@ -11,20 +11,22 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::error::TeacherError;
+use super::spec::{Layout, TeacherSource, TeacherSpec};
 use crate::data::{Dataset, Normalisation};
-use crate::manifest::{Alpha, Layout, StudentSpec, TeacherSource, TeacherSpec, Temperature};
+use crate::train::kd::{Alpha, Temperature};
+use crate::train::spec::StudentSpec;
 use crate::train::{self, Kd, TrainSet};
-use crate::Error;
 
 /// The teacher's identity before it exists: its training settings and seed, hashed.
 pub fn recipe_key(spec: &StudentSpec, seed: u64) -> String {
     let recipe = serde_json::json!({ "trained-teacher": "v1", "spec": spec, "seed": seed });
-    crate::experiment::sha256_hex(recipe.to_string().as_bytes())
+    crate::hash::sha256_hex(recipe.to_string().as_bytes())
 }
 
 /// Where the model of a recipe trained on `train` lives in `cache_dir`.
 pub fn model_path(cache_dir: &Path, recipe: &str, train: &Dataset) -> PathBuf {
-    let data = crate::experiment::sha256_hex(&train.content_hash());
+    let data = crate::hash::sha256_hex(&train.content_hash());
     cache_dir.join(format!(
         "trained-teacher-{}-{}.onnx",
         recipe.get(..16).unwrap_or(recipe),
@@ -42,7 +44,7 @@ pub fn materialise(
     train: &Dataset,
     norm: &Normalisation,
     cache_dir: &Path,
-) -> Result<(Vec<TeacherSpec>, f64), Error> {
+) -> Result<(Vec<TeacherSpec>, f64), TeacherError> {
     let mut seconds = 0.0;
     let mut out = Vec::with_capacity(teachers.len());
     for (spec, &needed) in teachers.iter().zip(needed) {
@@ -71,7 +73,7 @@ pub fn materialise(
             1 => Layout::Flat,
             3 => Layout::Nchw,
             _ => {
-                return Err(Error::Data(crate::data::DataError::Invalid(format!(
+                return Err(TeacherError::Data(crate::data::DataError::Invalid(format!(
                     "[teacher] train: examples of shape {:?} cannot be fed to the exported model; give 1-D or [C, H, W] data",
                     train.sample_shape
                 ))))
@@ -83,7 +85,7 @@ pub fn materialise(
                 model: path,
                 input: None,
                 output: None,
-                provider: crate::manifest::Provider::Cpu,
+                provider: super::spec::Provider::Cpu,
                 allow_cpu_fallback: false,
                 ort_library: None,
                 threads: *threads,
@@ -99,7 +101,7 @@ pub fn materialise(
 }
 
 /// Checks that the recipe builds a network for `train`'s examples, without training it.
-pub fn check(recipe: &StudentSpec, seed: u64, train: &Dataset) -> Result<(), Error> {
+pub fn check(recipe: &StudentSpec, seed: u64, train: &Dataset) -> Result<(), TeacherError> {
     train::Network::build_with_init(
         &recipe.layers,
         &train.sample_shape,
@@ -108,7 +110,7 @@ pub fn check(recipe: &StudentSpec, seed: u64, train: &Dataset) -> Result<(), Err
         recipe.init,
     )
     .map(|_| ())
-    .map_err(|m| Error::Train(train::TrainError::Model(format!("[teacher] train: {m}"))))
+    .map_err(|m| TeacherError::Train(train::TrainError::Model(format!("[teacher] train: {m}"))))
 }
 
 fn train_and_export(
@@ -117,7 +119,7 @@ fn train_and_export(
     seed: u64,
     train: &Dataset,
     path: &Path,
-) -> Result<(), Error> {
+) -> Result<(), TeacherError> {
     tracing::info!(teacher = %name, examples = train.len(), epochs = recipe.epochs, "training the teacher on the full training set");
     let set = TrainSet {
         x: train.features.view(),
@@ -138,7 +140,7 @@ fn train_and_export(
         last_loss = logs.last().map(|l| l.loss),
         "teacher trained"
     );
-    let io = |e: std::io::Error| Error::Io {
+    let io = |e: std::io::Error| TeacherError::Io {
         path: path.to_path_buf(),
         message: crate::io_message(&e),
     };

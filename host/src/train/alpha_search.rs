@@ -19,8 +19,44 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{Kd, OnlineTeacher, TrainError, TrainSet};
-use crate::manifest::{Alpha, Keep, StudentSpec, Temperature};
+use super::error::TrainError;
+use super::fit::{OnlineTeacher, TrainSet};
+use super::kd::{Alpha, Kd, Temperature};
+use super::spec::StudentSpec;
+use crate::select::Keep;
+
+/// One α of the grid: a fixed weight, or `"auto"`, chosen per cell by a held-out search inside
+/// its kept subset ([`crate::train::alpha_search`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AlphaChoice {
+    Fixed(Alpha),
+    Auto,
+}
+
+impl AlphaChoice {
+    /// The weight of a fixed choice; `None` for `"auto"`, whose α each cell searches for.
+    pub fn fixed(self) -> Option<Alpha> {
+        match self {
+            AlphaChoice::Fixed(a) => Some(a),
+            AlphaChoice::Auto => None,
+        }
+    }
+    /// Whether some cell of this choice distils (`"auto"` always reads the teacher).
+    pub fn needs_teacher(self) -> bool {
+        match self {
+            AlphaChoice::Fixed(a) => a.needs_teacher(),
+            AlphaChoice::Auto => true,
+        }
+    }
+    /// The search's name for `"auto"` (written in results and the cell key), `None` for a
+    /// number.
+    pub fn rule(self) -> Option<&'static str> {
+        match self {
+            AlphaChoice::Fixed(_) => None,
+            AlphaChoice::Auto => Some(RULE),
+        }
+    }
+}
 
 /// The name of the search in results and cell keys; a changed search gets a new name, so
 /// students chosen by an older one are not reused.
@@ -148,17 +184,17 @@ pub fn search(
     for &alpha in &search.candidates {
         let kd = Kd { alpha, temperature };
         let label = format!("α search {}", alpha.get());
-        let trained = super::train_observed(
+        let trained = super::fit::train_observed(
             spec,
             &fit_set,
             kd,
             seed,
-            super::lend(&mut online),
+            super::fit::lend(&mut online),
             None,
             &label,
         );
         let holdout_accuracy = match trained {
-            Ok((mut model, _)) => Some(super::evaluate(&mut model, held_x.view(), &held_y)),
+            Ok((mut model, _)) => Some(super::fit::evaluate(&mut model, held_x.view(), &held_y)),
             Err(TrainError::Diverged { .. }) => None,
             Err(e) => return Err(e),
         };

@@ -8,7 +8,7 @@
 
 use ndarray::{Array1, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 
-use super::Kd;
+use super::kd::Kd;
 
 /// A batch's soft labels for the KD term.
 #[derive(Clone, Copy)]
@@ -131,7 +131,8 @@ pub fn kd_loss_and_grad(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Alpha, Temperature};
+    use crate::train::kd::Alpha;
+    use crate::train::kd::Temperature;
     use ndarray::{array, Array2};
 
     fn kd(alpha: f32, tau: f32) -> Kd {
@@ -154,7 +155,7 @@ mod tests {
     #[test]
     fn kl_term_is_zero_when_student_matches_teacher() {
         let logits = array![[1.0f32, 2.0, 0.5]];
-        let t = crate::teacher::softmax_rows(logits.view(), 3.0);
+        let t = crate::tensor::softmax_rows(logits.view(), 3.0);
         let mut g = Array2::zeros((1, 3));
         let loss = kd_loss_and_grad(
             logits.view(),
@@ -171,7 +172,7 @@ mod tests {
     fn a_given_teacher_entropy_changes_the_loss_by_rounding_only_and_the_gradient_not_at_all() {
         let logits = array![[1.0f32, 2.0, 0.5, -1.0], [0.3, -0.2, 4.0, 1.0]];
         let teacher = array![[0.5f32, 0.0, 2.0, 0.1], [1.0, 0.5, -3.0, 0.0]];
-        let t = crate::teacher::softmax_rows(teacher.view(), 2.0);
+        let t = crate::tensor::softmax_rows(teacher.view(), 2.0);
         let e = neg_entropy(t.view());
         for alpha in [0.3f32, 1.0] {
             let mut g1 = Array2::zeros((2, 4));

@@ -19,8 +19,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::elementwise::{self, Operand};
-use super::gemm;
+use super::kd::Kd;
+use super::kernels::elementwise::{self, Operand};
+use super::kernels::gemm;
+use super::kernels::weight_grad::{self, Factors, Sink};
 use super::layers::{
     AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool, Layer, MaxPool2d, Mode,
     ParamRef, Relu, Residual, SharedTensor, WeightFactors,
@@ -28,8 +30,6 @@ use super::layers::{
 use super::loss::{kd_loss_and_grad, SoftLabels};
 use super::optim::{Gradient, Optimizer, Update};
 use super::spec::LayerSpec;
-use super::weight_grad::{self, Factors, Sink};
-use super::Kd;
 
 /// Most rows in one shard of a training batch. Fashion-MNIST's MLP at batch 128 on 2 cores,
 /// the three settings interleaved in one session: 46–50k samples/s with shards of 64 rows,
@@ -348,7 +348,7 @@ impl Network {
 
     /// Every parameter with its gradient, in a fixed order.
     /// The precision of the products of training steps (every layer, replicas included).
-    pub fn set_precision(&mut self, precision: super::gemm::Precision) {
+    pub fn set_precision(&mut self, precision: super::kernels::gemm::Precision) {
         for layer in self
             .layers
             .iter_mut()
@@ -759,7 +759,8 @@ fn execution_order<'a>(specs: &[&'a LayerSpec]) -> Vec<(usize, &'a LayerSpec)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{Alpha, Temperature};
+    use crate::train::kd::Alpha;
+    use crate::train::kd::Temperature;
     use crate::train::optim::OptimizerSpec;
     use crate::train::spec::parse_layer;
     use rand::Rng;
@@ -786,7 +787,7 @@ mod tests {
         let d: usize = input_shape.iter().product();
         let x = Array2::from_shape_simple_fn((batch, d), || rng.gen_range(-1.0f32..1.0));
         let y: Vec<u32> = (0..batch).map(|i| [0u32, 2, 1][i % 3]).collect();
-        let t = crate::teacher::softmax_rows(
+        let t = crate::tensor::softmax_rows(
             Array2::from_shape_simple_fn((batch, 3), || rng.gen_range(-2.0f32..2.0)).view(),
             2.0,
         );
@@ -907,7 +908,7 @@ mod tests {
         let batch = 2 * SHARD_ROWS + 9;
         let x = Array2::from_shape_simple_fn((batch, 6), || rng.gen_range(-1.0f32..1.0));
         let y: Vec<u32> = (0..batch).map(|i| (i % 3) as u32).collect();
-        let t = crate::teacher::softmax_rows(
+        let t = crate::tensor::softmax_rows(
             Array2::from_shape_simple_fn((batch, 3), || rng.gen_range(-2.0f32..2.0)).view(),
             2.0,
         );

@@ -8,9 +8,10 @@
 use ndarray::ArrayD;
 use serde::Serialize;
 
-use super::elementwise::{self, Operand};
+use super::kernels::elementwise::{self, Operand};
+pub use super::kernels::weight_grad::SgdStep;
+use super::kernels::weight_grad::{self, Factors, Sink};
 use super::layers::ParamRef;
-use super::weight_grad::{self, Factors, Sink};
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -199,30 +200,6 @@ impl Optimizer {
     }
 }
 
-/// PyTorch's SGD step on one weight: `g += decay·w; v = μv + g; w -= lr·(nesterov ? g + μv : v)`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SgdStep {
-    pub lr: f32,
-    pub momentum: f32,
-    pub nesterov: bool,
-    pub decay: f32,
-}
-
-impl SgdStep {
-    /// The step on one value, `w` and its momentum `v`, with gradient `g`.
-    #[inline]
-    pub fn apply(&self, w: &mut f32, v: &mut f32, g: f32) {
-        let g = g + self.decay * *w;
-        *v = self.momentum * *v + g;
-        let update = if self.nesterov {
-            g + self.momentum * *v
-        } else {
-            *v
-        };
-        *w -= self.lr * update;
-    }
-}
-
 /// A parameter to update: its value, whether weight decay applies, and its gradient.
 pub struct Update<'a> {
     pub value: &'a mut ArrayD<f32>,
@@ -236,7 +213,7 @@ pub enum Gradient<'a> {
     /// batch, in shard order).
     Parts(Vec<&'a ArrayD<f32>>),
     /// The shards' factors of a dense layer's weight gradient, summed as the update reads
-    /// them ([`super::weight_grad`]); with SGD the new weights are also written to `packed`
+    /// them ([`super::kernels::weight_grad`]); with SGD the new weights are also written to `packed`
     /// when given (the layer's panels for its forward products).
     Factors {
         parts: Vec<Factors<'a>>,

@@ -16,6 +16,9 @@
 
 use serde::Serialize;
 
+use super::augment::Augment;
+use super::optim::{OptimizerSpec, ScheduleSpec};
+
 /// One declared layer.
 /// How a student's weights are first drawn (`[student] init`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
@@ -193,6 +196,34 @@ pub fn mlp(hidden: &[usize]) -> Vec<LayerSpec> {
         .iter()
         .flat_map(|&units| [LayerSpec::Dense { units }, LayerSpec::Relu])
         .collect()
+}
+
+/// The student and how to train it.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudentSpec {
+    /// The body; kdprune appends `dense num_classes`.
+    pub layers: Vec<LayerSpec>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub optimizer: OptimizerSpec,
+    pub weight_decay: f32,
+    pub schedule: ScheduleSpec,
+    pub warmup_epochs: usize,
+    pub clip_grad_norm: Option<f32>,
+    pub augment: Augment,
+    /// How the weights are first drawn.
+    #[serde(skip_serializing_if = "is_default_init")]
+    pub init: Init,
+    /// Of the training steps' products (f32 unless `"bf16"`, on CPUs with AVX512-BF16).
+    #[serde(skip_serializing_if = "crate::train::kernels::gemm::Precision::is_f32")]
+    pub precision: crate::train::kernels::gemm::Precision,
+    /// Save each cell's student as safetensors and ONNX under `<output>/students/`.
+    pub save: bool,
+}
+
+fn is_default_init(init: &Init) -> bool {
+    *init == Init::He
 }
 
 #[cfg(test)]

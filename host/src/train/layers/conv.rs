@@ -16,8 +16,8 @@ use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis, IxDyn};
 use rand::Rng;
 
 use super::conv_direct::Direct;
-use super::{Layer, Mode, ParamRef, SharedTensor};
-use crate::train::gemm::{self, gemm};
+use super::layer::{Layer, Mode, ParamRef, SharedTensor};
+use crate::train::kernels::gemm::{self, gemm};
 use crate::train::onnx_export::{Attr, GraphBuilder};
 
 #[derive(Clone)]
@@ -389,7 +389,7 @@ impl Layer for Conv2d {
     }
 
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        super::take_pending_forward(&mut self.cols_pending);
+        super::layer::take_pending_forward(&mut self.cols_pending);
         let batch = grad.shape()[0];
         let (oh, ow) = self.out_hw();
         let (o, hw) = (self.out_channels, oh * ow);
@@ -560,7 +560,7 @@ impl Layer for Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::isa::Isa;
+    use crate::train::kernels::isa::Isa;
     use rand::SeedableRng;
 
     fn close(a: &ArrayD<f32>, b: &ArrayD<f32>, what: &str) {
@@ -621,7 +621,7 @@ mod tests {
             for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                 close(a, b, &format!("{what}, output {i}"));
             }
-            let one_core = crate::train::gemm::serial(|| pass(&mut direct, &x, &g));
+            let one_core = crate::train::kernels::gemm::serial(|| pass(&mut direct, &x, &g));
             assert_eq!(
                 got, one_core,
                 "{what}: the same bits split over cores or not"

@@ -37,7 +37,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use crate::train::isa::Isa;
+use crate::train::kernels::isa::Isa;
 
 /// Output channels × vectors of positions of a forward block.
 const FWD_CHANNELS: usize = 8;
@@ -160,7 +160,7 @@ impl Wide {
             let input = &padded[b * self.image_len()..];
             self.image(input, &taps, packed, bias, &masks, &firsts, image_out);
         };
-        if crate::train::gemm::is_serial() {
+        if crate::train::kernels::gemm::is_serial() {
             for (b, image_out) in spare.chunks_exact_mut(per_image.max(1)).enumerate() {
                 one(b, image_out);
             }
@@ -282,7 +282,7 @@ fn pad_into(
     };
     let (body, tail) = dst.split_at_mut(planes * hp * wp);
     tail.fill(0.0);
-    if crate::train::gemm::is_serial() {
+    if crate::train::kernels::gemm::is_serial() {
         src.chunks_exact(h * w)
             .zip(body.chunks_exact_mut(hp * wp))
             .for_each(fill);
@@ -595,7 +595,7 @@ impl Direct {
                 #[cfg(not(target_arch = "x86_64"))]
                 let _ = (block, partial, channels);
             };
-            if crate::train::gemm::is_serial() {
+            if crate::train::kernels::gemm::is_serial() {
                 blocks
                     .iter()
                     .zip(partials.chunks_exact_mut(block_len))
@@ -881,7 +881,7 @@ mod avx2 {
     use super::{
         ForwardBlock, WeightBlock, FWD_CHANNELS, FWD_VECTORS, LANES, WGRAD_CHANNELS, WGRAD_TAPS,
     };
-    use crate::train::isa::avx2::first_lanes;
+    use crate::train::kernels::isa::avx2::first_lanes;
 
     /// f32 lanes of a ymm register: a 16-lane vector is two of them.
     const HALF: usize = 8;

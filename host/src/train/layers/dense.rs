@@ -1,11 +1,11 @@
 //! Fully connected layer `y = x W + b`, `W` `[in, out]`.
 
-use crate::train::gemm::{gemm_in, Precision};
-use crate::train::{gemm_in_place, weight_grad};
+use crate::train::kernels::gemm::{gemm_in, Precision};
+use crate::train::kernels::{gemm_in_place, weight_grad};
 use ndarray::{Array1, Array2, ArrayD, Axis, Ix2, IxDyn};
 use rand::Rng;
 
-use super::{Layer, Mode, ParamRef, SharedTensor, WeightFactors};
+use super::layer::{Layer, Mode, ParamRef, SharedTensor, WeightFactors};
 use crate::train::onnx_export::GraphBuilder;
 
 #[derive(Clone)]

@@ -6,7 +6,7 @@
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::{Layer, Mode, ParamRef};
+use super::layer::{Layer, Mode, ParamRef};
 use crate::train::onnx_export::{Attr, GraphBuilder};
 
 const EPS: f32 = 1e-5;
@@ -105,7 +105,7 @@ impl Layer for BatchNorm {
         let b = x.shape()[0];
         let c = self.shape[0];
         let hw = self.spatial();
-        let mut x = super::into_standard_layout(x);
+        let mut x = super::layer::into_standard_layout(x);
         let data = x.as_slice_mut().expect("standard layout");
         assert_eq!(data.len(), b * c * hw, "batch norm input shape");
         let gamma = self.gamma.as_slice().expect("contiguous");
@@ -175,12 +175,12 @@ impl Layer for BatchNorm {
         x
     }
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        super::take_pending_forward(&mut self.xhat_pending);
+        super::layer::take_pending_forward(&mut self.xhat_pending);
         let b = grad.shape()[0];
         let c = self.shape[0];
         let hw = self.spatial();
         let n = (b * hw) as f32;
-        let mut grad = super::into_standard_layout(grad);
+        let mut grad = super::layer::into_standard_layout(grad);
         let g = grad.as_slice_mut().expect("standard layout");
         assert_eq!(g.len(), self.xhat.len(), "batch norm gradient shape");
         let xhat = &self.xhat;

@@ -4,7 +4,7 @@
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
 
-use super::{Layer, Mode};
+use super::layer::{Layer, Mode};
 use crate::train::onnx_export::{Attr, GraphBuilder};
 
 /// A square window sliding over `[C, H, W]` with a stride, without padding.
@@ -92,7 +92,7 @@ impl MaxPool2d {
                     .zip(self.argmax.chunks_exact(plane_out)),
             )
             .enumerate();
-        if crate::train::gemm::is_serial() {
+        if crate::train::kernels::gemm::is_serial() {
             planes.for_each(one);
         } else {
             spare
@@ -202,7 +202,7 @@ impl Layer for MaxPool2d {
                     if k == 2 && s == 2 {
                         let plane = &src[base..base + h * w];
                         #[cfg(target_arch = "x86_64")]
-                        if crate::train::isa::avx512() {
+                        if crate::train::kernels::isa::avx512() {
                             // SAFETY: AVX-512 F is present (checked on the line above).
                             unsafe { kernel::max_pool_2x2(plane, w, base as u32, out, at_out) };
                             continue;
@@ -233,14 +233,17 @@ impl Layer for MaxPool2d {
         y
     }
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        super::take_pending_forward(&mut self.argmax_pending);
+        super::layer::take_pending_forward(&mut self.argmax_pending);
         let [c, h, w] = self.window.in_shape;
         let batch = grad.shape()[0];
         let grad = grad.as_standard_layout();
         let grad = grad.as_slice().expect("standard layout");
         assert_eq!(grad.len(), self.argmax.len(), "max pooling gradient shape");
         #[cfg(target_arch = "x86_64")]
-        if self.window.kernel == 2 && self.window.stride == 2 && crate::train::isa::avx512() {
+        if self.window.kernel == 2
+            && self.window.stride == 2
+            && crate::train::kernels::isa::avx512()
+        {
             return self.backward_2x2(grad, batch);
         }
         let mut dx = ArrayD::<f32>::zeros(IxDyn(&[batch, c, h, w]));
@@ -618,7 +621,7 @@ mod tests {
                 "{c}×{h}×{w}: input gradient"
             );
             // A shard's pass (one core) gives the same.
-            let (y_one, dx_one) = crate::train::gemm::serial(|| {
+            let (y_one, dx_one) = crate::train::kernels::gemm::serial(|| {
                 let y = pool.forward(x.clone(), Mode::Train);
                 (y, pool.backward(g))
             });

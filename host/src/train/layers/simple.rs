@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::{Layer, Mode, ParamRef};
+use super::layer::{Layer, Mode, ParamRef};
 use crate::train::onnx_export::{Attr, GraphBuilder};
 
 /// Element counts from which elementwise work is spread over the cores (below it, the
@@ -53,7 +53,7 @@ impl Layer for Relu {
         self.shape.clone()
     }
     fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
-        let mut x = super::into_standard_layout(x);
+        let mut x = super::layer::into_standard_layout(x);
         let parallel = x.len() >= PARALLEL_LEN;
         let values = x.as_slice_mut().expect("standard layout");
         if mode == Mode::Train {
@@ -79,8 +79,8 @@ impl Layer for Relu {
         x
     }
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        super::take_pending_forward(&mut self.mask_pending);
-        let mut grad = super::into_standard_layout(grad);
+        super::layer::take_pending_forward(&mut self.mask_pending);
+        let mut grad = super::layer::into_standard_layout(grad);
         let g = grad.as_slice_mut().expect("standard layout");
         assert_eq!(g.len(), self.mask.len(), "relu gradient shape");
         // A select rather than a conditional store, over plain slices: the loop vectorises.

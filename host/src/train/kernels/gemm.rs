@@ -15,36 +15,12 @@
 //! single-threaded (measured with `matrixmultiply`). `faer` 0.24 was slower inside the training
 //! step (48–58k against 59–65k samples/s for the MLP on 2 cores).
 
-use std::cell::Cell;
-
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
+pub use super::parallel::{is_serial, serial};
 
 /// Products smaller than this many multiply-adds run on one core: splitting costs more.
 const MIN_SPLIT_WORK: usize = 1 << 16;
-
-thread_local! {
-    static SERIAL: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `work` with the products it makes on this thread left whole (not split across the
-/// cores).
-pub fn serial<R>(work: impl FnOnce() -> R) -> R {
-    /// Restores the flag even when `work` unwinds, so that the thread's later products split.
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            SERIAL.with(|s| s.set(self.0));
-        }
-    }
-    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
-    work()
-}
-
-/// Whether this thread is inside [`serial`] (a shard of a data-parallel step), where work is
-/// not split across the cores.
-pub fn is_serial() -> bool {
-    SERIAL.with(Cell::get)
-}
 
 /// The precision of a training step's products (`[student] precision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

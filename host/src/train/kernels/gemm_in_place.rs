@@ -148,27 +148,27 @@ fn product_in_chunks(
 
 /// Whether [`product_packed`] takes `c += a · b` (`b` packed) on this CPU: the shapes
 /// [`applies`] leaves to `gemm`'s vector-product paths excluded, any width.
-pub(super) fn applies_packed(m: usize, k: usize, n: usize) -> bool {
+pub(crate) fn applies_packed(m: usize, k: usize, n: usize) -> bool {
     m >= 2 && n >= 2 && k >= 3 && Isa::detect().is_some()
 }
 
 /// `c += a · b`, `a` `[M, K]` of any strides, `b` `[K, N]` as panels of 32 columns
-/// ([`super::weight_grad::packed_len`]: `[K, 32]` row-major each, one after another), `c`
+/// ([`super::panels::packed_len`]: `[K, 32]` row-major each, one after another), `c`
 /// `[M, N]` row-major: the `gemm` crate's sums of that product to the bit (its chunks of `k`
 /// for `M × N` outputs, in each panel's product), each step of `k` reading 128 contiguous
 /// bytes of a panel. Only where [`applies_packed`] said so.
-pub(super) fn product_packed(
+pub(crate) fn product_packed(
     a: ArrayView2<'_, f32>,
     packed: &[f32],
     mut c: ArrayViewMut2<'_, f32>,
 ) {
-    const PANEL: usize = super::weight_grad::PANEL;
+    const PANEL: usize = super::panels::PANEL;
     const _: () = assert!(PANEL == MOST_COLUMNS, "a panel is one register block wide");
     let (m, k) = a.dim();
     let n = c.ncols();
     assert_eq!(
         packed.len(),
-        super::weight_grad::packed_len(k, n),
+        super::panels::packed_len(k, n),
         "packed b [K, N]"
     );
     assert!(
@@ -331,7 +331,7 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::Operands;
-    use crate::train::isa::avx2::first_lanes;
+    use crate::train::kernels::isa::avx2::first_lanes;
     use std::arch::x86_64::*;
 
     const ROWS: usize = 6;
@@ -458,14 +458,14 @@ mod tests {
         Array2::from_shape_simple_fn((rows, cols), || rng.gen_range(-1.0f32..1.0))
     }
 
-    /// The `gemm` crate's result for the same call (what [`crate::train::gemm::gemm`] gave before).
+    /// The `gemm` crate's result for the same call (what [`crate::train::kernels::gemm::gemm`] gave before).
     fn by_gemm_crate(
         a: &ArrayView2<'_, f32>,
         b: &ArrayView2<'_, f32>,
         beta: f32,
         c: &mut Array2<f32>,
     ) {
-        crate::train::gemm::gemm_crate_leaf(1.0, a.view(), b.view(), beta, c.view_mut());
+        crate::train::kernels::gemm::gemm_crate_leaf(1.0, a.view(), b.view(), beta, c.view_mut());
     }
 
     #[test]
@@ -490,9 +490,9 @@ mod tests {
             let start = random(m, n, &mut rng);
             let mut expected = start.clone();
             by_gemm_crate(&a, &b.view(), 1.0, &mut expected);
-            let mut packed = vec![0f32; crate::train::weight_grad::packed_len(k, n)];
+            let mut packed = vec![0f32; crate::train::kernels::weight_grad::packed_len(k, n)];
             for ((i, j), &v) in b.indexed_iter() {
-                packed[crate::train::weight_grad::packed_offset(k, i, j)] = v;
+                packed[crate::train::kernels::weight_grad::packed_offset(k, i, j)] = v;
             }
             let mut got = start.clone();
             product_packed(a, &packed, got.view_mut());

@@ -22,7 +22,31 @@ use ndarray::ArrayView2;
 use rayon::prelude::*;
 
 use super::isa::Isa;
-use super::optim::SgdStep;
+pub use super::panels::{packed_len, packed_offset, PANEL};
+
+/// PyTorch's SGD step on one weight: `g += decay·w; v = μv + g; w -= lr·(nesterov ? g + μv : v)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SgdStep {
+    pub lr: f32,
+    pub momentum: f32,
+    pub nesterov: bool,
+    pub decay: f32,
+}
+
+impl SgdStep {
+    /// The step on one value, `w` and its momentum `v`, with gradient `g`.
+    #[inline]
+    pub fn apply(&self, w: &mut f32, v: &mut f32, g: f32) {
+        let g = g + self.decay * *w;
+        *v = self.momentum * *v + g;
+        let update = if self.nesterov {
+            g + self.momentum * *v
+        } else {
+            *v
+        };
+        *w -= self.lr * update;
+    }
+}
 
 /// One shard's factors of a weight gradient `xᵀ g`: `x` `[b, in]` (the layer's input) and `g`
 /// `[b, out]` (the gradient of its output), both row-major.
@@ -61,20 +85,6 @@ struct PackedPanels {
 // pointer between the tasks' threads races on nothing.
 unsafe impl Send for PackedPanels {}
 unsafe impl Sync for PackedPanels {}
-
-/// Columns of a panel of packed weights.
-pub const PANEL: usize = 32;
-
-/// Values of the packed weights of an `[inputs, outputs]` layer.
-pub fn packed_len(inputs: usize, outputs: usize) -> usize {
-    inputs * outputs.div_ceil(PANEL) * PANEL
-}
-
-/// Where weight `(row, column)` of a layer with `inputs` rows lies in its packed panels: row
-/// `row` of panel `column / 32`, lane `column % 32`.
-pub fn packed_offset(inputs: usize, row: usize, column: usize) -> usize {
-    ((column / PANEL) * inputs + row) * PANEL + column % PANEL
-}
 
 /// Rows of the gradient per block of work (and per register block of the kernel).
 const ROWS: usize = 12;
@@ -380,7 +390,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{packed_offset, Factors, SinkRows, ROWS};
-    use crate::train::isa::avx2::first_lanes;
+    use crate::train::kernels::isa::avx2::first_lanes;
 
     /// Rows of a register block (a task's `ROWS` rows are two of them).
     const BLOCK_ROWS: usize = 6;

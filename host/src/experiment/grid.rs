@@ -1,0 +1,268 @@
+//! The grid of a run: every (method, keep, seed) group with its students (one per α and
+//! teacher), each student's cell key, and which are still to run (not in the results).
+//! Groups are numbered over the whole grid, so a shard's share does not depend on what is
+//! done.
+
+use std::collections::HashSet;
+
+use super::distributed;
+use super::key::{self, CellKey, StudentKey};
+use super::plan::{params_json, plugin_sha256, Method};
+use crate::data::Dataset;
+use crate::dynamics::cache::DynamicsKey;
+use crate::hash::sha256_hex;
+use crate::inputs::{InputName, Needs};
+use crate::manifest::Manifest;
+use crate::plugins::Registry;
+use crate::results::ResultStore;
+use crate::select::Keep;
+use crate::shard::Shard;
+use crate::train::alpha_search::AlphaChoice;
+use crate::train::kd::Alpha;
+use crate::Error;
+
+/// One student of a (method, keep, seed) group: its α and the teacher it distils from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Student {
+    pub(crate) choice: AlphaChoice,
+    /// The fixed α; `None` for `"auto"`, searched for when the cell trains.
+    pub(crate) alpha: Option<Alpha>,
+    /// Index into `manifest.teachers`; `None` when α = 0.
+    pub(crate) teacher: Option<usize>,
+}
+
+/// A (method, keep, seed) cell group: one selection, trained for every pending student.
+pub(crate) struct Cell {
+    pub(crate) method: usize,
+    pub(crate) keep: Keep,
+    pub(crate) seed: u64,
+    /// The students not yet in the results.
+    pub(crate) pending: Vec<Student>,
+}
+
+impl Cell {
+    /// Whether the cell calls its plugin (the full set does not).
+    pub(crate) fn is_scored(&self) -> bool {
+        !self.keep.is_full()
+    }
+}
+
+/// What every cell key of a run shares, computed once.
+pub(crate) struct CellKeys {
+    plugin_sha: Vec<String>,
+    pub(crate) params: Vec<serde_json::Value>,
+    pub(crate) policies: Vec<String>,
+    teacher_keys: Vec<String>,
+    student: StudentKey,
+    train_data: String,
+    test_data: String,
+    dynamics: String,
+}
+
+impl CellKeys {
+    /// `train` and `test` are the student's views (`[N, D]`, `[M, D]`).
+    pub(crate) fn new(
+        manifest: &Manifest,
+        registry: &Registry,
+        methods: &[Method<'_>],
+        train: &Dataset,
+        test: &Dataset,
+    ) -> Result<Self, Error> {
+        let data_hash = train.content_hash();
+        Ok(Self {
+            plugin_sha: methods
+                .iter()
+                .map(plugin_sha256)
+                .collect::<Result<_, _>>()?,
+            params: methods.iter().map(|m| params_json(&m.params)).collect(),
+            policies: methods.iter().map(|m| m.policy.describe()).collect(),
+            teacher_keys: crate::teacher::content_keys(&manifest.teachers, registry)?,
+            student: StudentKey::new(&manifest.student),
+            train_data: sha256_hex(&data_hash),
+            test_data: sha256_hex(&test.content_hash()),
+            dynamics: DynamicsKey::new(&manifest.dynamics, &data_hash)
+                .as_str()
+                .to_string(),
+        })
+    }
+
+    /// The plugin identity the score cache keys budget-independent scores by.
+    pub(crate) fn plugin_identities(&self, methods: &[Method<'_>]) -> Vec<serde_json::Value> {
+        methods
+            .iter()
+            .zip(&self.plugin_sha)
+            .map(|(m, sha)| super::plan::plugin_identity(m, sha))
+            .collect()
+    }
+
+    /// What the result of `student` in group (method `m`, `keep`, `seed`) depends on.
+    pub(crate) fn of(
+        &self,
+        manifest: &Manifest,
+        methods: &[Method<'_>],
+        (m, keep, seed): (usize, Keep, u64),
+        student: &Student,
+    ) -> CellKey {
+        let method = &methods[m];
+        let reads_teacher = method
+            .inputs
+            .iter()
+            .any(|i| matches!(i, InputName::SoftLabels | InputName::TeacherEmbedding))
+            && !keep.is_full();
+        let distils = student.choice.needs_teacher();
+        let (teacher, input_teacher) = match student.teacher.filter(|_| distils) {
+            Some(t) => (
+                Some(self.teacher_keys[t].clone()),
+                (reads_teacher && t != 0).then(|| self.teacher_keys[0].clone()),
+            ),
+            None => (reads_teacher.then(|| self.teacher_keys[0].clone()), None),
+        };
+        key::CellKey {
+            method: method.spec.method.clone(),
+            plugin_version: method.plugin.description.version.clone(),
+            plugin_sha256: self.plugin_sha[m].clone(),
+            params: self.params[m].clone(),
+            policy: self.policies[m].clone(),
+            keep: keep.get(),
+            alpha: student.alpha.map(Alpha::get),
+            temperature: distils.then(|| manifest.distillation.temperature.get()),
+            teacher,
+            input_teacher,
+            alpha_rule: student.choice.rule().map(str::to_string),
+            alpha_search: student
+                .alpha
+                .is_none()
+                .then(|| manifest.distillation.auto.clone()),
+            seed,
+            train_data: self.train_data.clone(),
+            test_data: self.test_data.clone(),
+            dynamics: (method.uses_proxy() && !keep.is_full()).then(|| self.dynamics.clone()),
+            student: self.student.clone(),
+        }
+    }
+}
+
+/// The students of one group: one per α = 0, one per (α > 0 or `"auto"`, teacher).
+fn students(manifest: &Manifest) -> Vec<Student> {
+    let mut all = Vec::new();
+    for &choice in &manifest.distillation.alphas {
+        let alpha = choice.fixed();
+        if choice.needs_teacher() {
+            all.extend((0..manifest.teachers.len()).map(|t| Student {
+                choice,
+                alpha,
+                teacher: Some(t),
+            }));
+        } else {
+            all.push(Student {
+                choice,
+                alpha,
+                teacher: None,
+            });
+        }
+    }
+    all
+}
+
+/// The cells of a run.
+pub(crate) struct Grid {
+    /// Groups with students still to train, in grid order.
+    pub(crate) cells: Vec<Cell>,
+    /// Every key of this manifest (of this shard), run now or before: what the report shows.
+    pub(crate) current: HashSet<String>,
+    /// Students whose result is already there.
+    pub(crate) skipped: usize,
+    /// Groups in the whole grid.
+    pub(crate) groups: usize,
+    /// This shard's groups and their keys (for `merge`).
+    pub(crate) share: Vec<distributed::Group>,
+}
+
+impl Grid {
+    /// Plans every group of `manifest` (those `shard` owns), leaving the students whose key is
+    /// in `store` or in `done_before`.
+    pub(crate) fn plan(
+        manifest: &Manifest,
+        methods: &[Method<'_>],
+        keys: &CellKeys,
+        (store, done_before): (&ResultStore, &HashSet<String>),
+        shard: Option<Shard>,
+    ) -> Self {
+        let mut grid = Grid {
+            cells: Vec::new(),
+            current: HashSet::new(),
+            skipped: 0,
+            groups: 0,
+            share: Vec::new(),
+        };
+        let all = students(manifest);
+        for (m, method) in methods.iter().enumerate() {
+            for &keep in &method.spec.keep {
+                for &seed in &manifest.seeds {
+                    let g = grid.groups;
+                    grid.groups += 1;
+                    if shard.is_some_and(|s| !s.owns(g)) {
+                        continue;
+                    }
+                    let group_keys: Vec<String> = all
+                        .iter()
+                        .map(|st| keys.of(manifest, methods, (m, keep, seed), st).key())
+                        .collect();
+                    grid.current.extend(group_keys.iter().cloned());
+                    let pending: Vec<Student> = all
+                        .iter()
+                        .zip(&group_keys)
+                        .filter(|(_, k)| !store.is_done(k) && !done_before.contains(*k))
+                        .map(|(st, _)| *st)
+                        .collect();
+                    grid.share.push(distributed::Group {
+                        group: g,
+                        keys: group_keys,
+                    });
+                    grid.skipped += all.len() - pending.len();
+                    if !pending.is_empty() {
+                        grid.cells.push(Cell {
+                            method: m,
+                            keep,
+                            seed,
+                            pending,
+                        });
+                    }
+                }
+            }
+        }
+        grid
+    }
+
+    /// The inputs the scored cells' methods ask for.
+    pub(crate) fn needs(&self, methods: &[Method<'_>]) -> Needs {
+        let mut needs = Needs::default();
+        for cell in self.cells.iter().filter(|c| c.is_scored()) {
+            for &name in &methods[cell.method].inputs {
+                needs.add(name);
+            }
+        }
+        needs
+    }
+
+    /// For each teacher, whether a pending student distils from it.
+    pub(crate) fn distilling(&self, teachers: usize) -> Vec<bool> {
+        (0..teachers)
+            .map(|t| {
+                self.cells
+                    .iter()
+                    .any(|c| c.pending.iter().any(|st| st.teacher == Some(t)))
+            })
+            .collect()
+    }
+
+    /// The largest budget of a scored group of (method `m`, `seed`): what a
+    /// budget-independent method is scored for.
+    pub(crate) fn largest_budget(&self, m: usize, seed: u64, n: usize) -> Option<usize> {
+        self.cells
+            .iter()
+            .filter(|c| c.method == m && c.seed == seed && c.is_scored())
+            .map(|c| c.keep.budget(n))
+            .max()
+    }
+}

@@ -1,0 +1,394 @@
+//! The training loop: a fresh student trained on a `TrainSet` with the KD loss (an optional
+//! online teacher and `Observer`), and evaluation.
+
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+
+use super::error::TrainError;
+use super::kd::Kd;
+use super::kernels::{gemm, gemm_bf16, subnormal};
+use super::layers::Mode;
+use super::network::Network;
+use super::spec::StudentSpec;
+use super::{loss, optim};
+use crate::progress;
+
+/// What the student learns from.
+pub struct TrainSet<'a> {
+    /// `[K, D]` normalised features of the kept examples.
+    pub x: ArrayView2<'a, f32>,
+    /// Shape of one example, product `D`.
+    pub sample_shape: &'a [usize],
+    /// `[K]` labels.
+    pub y: &'a [u32],
+    /// `[K, C]` teacher log-space scores; required when `alpha > 0`.
+    pub teacher: Option<ArrayView2<'a, f32>>,
+    pub num_classes: usize,
+}
+
+/// Per-epoch record of a run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f32,
+    pub lr: f32,
+    /// Wall time of the epoch's steps (gathering, augmenting, teacher, forward, backward,
+    /// update), seconds.
+    pub seconds: f64,
+}
+
+/// A teacher run on each augmented batch: student-normalised examples `[B, D]` in,
+/// log-space scores `[B, C]` out.
+pub type OnlineTeacher<'a> = &'a mut dyn FnMut(ArrayView2<'_, f32>) -> Result<Array2<f32>, String>;
+
+/// Lends an online teacher to one training run and keeps it for the next.
+pub fn lend<'s>(online: &'s mut Option<OnlineTeacher<'_>>) -> Option<OnlineTeacher<'s>> {
+    match online {
+        Some(teacher) => Some(&mut **teacher),
+        None => None,
+    }
+}
+
+/// Watches a training run (how training dynamics are recorded, by the trainer the students
+/// use): the loop calls it at fixed points and never changes what it trains because of it.
+pub trait Observer: Send {
+    /// Whether [`Observer::on_batch`] wants the logits (copying them costs a little).
+    fn wants_batch_logits(&self) -> bool;
+    /// After the training-mode forward pass of a batch, before its update.
+    ///
+    /// `indices`: `[B]` positions in the training set; `labels`: `[B]`; `logits`: `[B, C]`.
+    fn on_batch(
+        &mut self,
+        epoch: usize,
+        indices: &[usize],
+        labels: &[u32],
+        logits: ArrayView2<'_, f32>,
+    );
+    /// Before update `step` (0: the network as initialised), with the network as it is.
+    fn before_step(&mut self, step: usize, model: &mut Network) -> Result<(), TrainError>;
+    /// After epoch `epoch` (0-based) ends.
+    fn on_epoch_end(&mut self, epoch: usize, model: &mut Network) -> Result<(), TrainError>;
+}
+
+/// Trains a fresh student. Same inputs and seed give the same model.
+///
+/// With `online` (and α > 0) the soft labels of every batch come from running it on the
+/// augmented batch; otherwise from `data.teacher`.
+pub fn train(
+    spec: &StudentSpec,
+    data: &TrainSet<'_>,
+    kd: Kd,
+    seed: u64,
+    online: Option<OnlineTeacher<'_>>,
+) -> Result<(Network, Vec<EpochLog>), TrainError> {
+    train_observed(spec, data, kd, seed, online, None, "student")
+}
+
+/// [`train`] with an [`Observer`]; `label` names the progress bar.
+pub fn train_observed(
+    spec: &StudentSpec,
+    data: &TrainSet<'_>,
+    kd: Kd,
+    seed: u64,
+    online: Option<OnlineTeacher<'_>>,
+    observer: Option<&mut dyn Observer>,
+    label: &str,
+) -> Result<(Network, Vec<EpochLog>), TrainError> {
+    subnormal::apply();
+    // On a worker of rayon's pool: a parallel call from a thread outside the pool hands its
+    // work over and sleeps on a futex until it is done, several times a step; from a worker it
+    // is a join (one-thread MLP 61–63k → 92–96k samples/s, docs/performance.md). An online
+    // teacher (a plugin's model is not `Send`) keeps the loop on this thread.
+    match online {
+        None => rayon::scope(|_| train_loop(spec, data, kd, seed, None, observer, label)),
+        online => train_loop(spec, data, kd, seed, online, observer, label),
+    }
+}
+
+/// The body of [`train_observed`], on whichever thread it chose.
+fn train_loop(
+    spec: &StudentSpec,
+    data: &TrainSet<'_>,
+    kd: Kd,
+    seed: u64,
+    mut online: Option<OnlineTeacher<'_>>,
+    mut observer: Option<&mut dyn Observer>,
+    label: &str,
+) -> Result<(Network, Vec<EpochLog>), TrainError> {
+    let (k, d) = data.x.dim();
+    if data.y.len() != k {
+        return Err(TrainError::Shape(format!(
+            "{k} rows but {} labels",
+            data.y.len()
+        )));
+    }
+    if k == 0 {
+        return Err(TrainError::Shape("no examples to train on".into()));
+    }
+    if data.sample_shape.iter().product::<usize>() != d {
+        return Err(TrainError::Shape(format!(
+            "sample shape {:?} for rows of {d}",
+            data.sample_shape
+        )));
+    }
+    let c = data.num_classes;
+    if !kd.alpha.needs_teacher() {
+        online = None;
+    }
+    let teacher_probs = match (kd.alpha.needs_teacher() && online.is_none(), data.teacher) {
+        (false, _) => None,
+        (true, None) => return Err(TrainError::Shape("alpha > 0 needs teacher scores".into())),
+        (true, Some(t)) => {
+            if t.dim() != (k, c) {
+                return Err(TrainError::Shape(format!(
+                    "teacher scores have shape {:?}, expected [{k}, {c}]",
+                    t.dim()
+                )));
+            }
+            Some(crate::tensor::softmax_rows(t, kd.temperature.get()))
+        }
+    };
+    // The KL term's teacher half, once per example rather than a logarithm per step.
+    let teacher_neg_entropy = teacher_probs.as_ref().map(|t| loss::neg_entropy(t.view()));
+    let image_shape = match data.sample_shape {
+        [c, h, w] => Some([*c, *h, *w]),
+        _ => None,
+    };
+    if spec.augment.is_active() && image_shape.is_none() {
+        return Err(TrainError::Shape(format!(
+            "[student.augment] needs image examples [C, H, W], the data's are {:?}",
+            data.sample_shape
+        )));
+    }
+
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut model = Network::build_with_init(&spec.layers, data.sample_shape, c, seed, spec.init)
+        .map_err(TrainError::Model)?;
+    model.set_precision(spec.precision);
+    if spec.precision == gemm::Precision::Bf16 {
+        // Once per process, not once per cell.
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        if let Some(warning) = gemm_bf16::slower_warning() {
+            WARNED.call_once(|| tracing::warn!("{warning}"));
+        }
+    }
+    let mut opt = optim::Optimizer::new(spec.optimizer, spec.weight_decay);
+    let batch = spec.batch_size.min(k);
+    let steps_per_epoch = k.div_ceil(batch);
+    let schedule = optim::LrSchedule::new(
+        spec.schedule,
+        spec.lr,
+        spec.epochs,
+        steps_per_epoch,
+        spec.warmup_epochs,
+    );
+    let mut order: Vec<usize> = (0..k).collect();
+    let mut xb = Array2::<f32>::zeros((batch, d));
+    let mut tb = Array2::<f32>::zeros((batch, c));
+    let mut eb = ndarray::Array1::<f32>::zeros(batch);
+    let mut yb = vec![0u32; batch];
+    let mut logs = Vec::with_capacity(spec.epochs);
+    let bar = progress::bar((spec.epochs * steps_per_epoch) as u64, label);
+    let keep_logits = observer.as_ref().is_some_and(|o| o.wants_batch_logits());
+    let mut step = 0;
+    for epoch in 0..spec.epochs {
+        order.shuffle(&mut rng);
+        let epoch_started = std::time::Instant::now();
+        let mut epoch_loss = 0.0f64;
+        for chunk in order.chunks(batch) {
+            let b = chunk.len();
+            gather_rows(data.x, chunk, xb.slice_mut(s![..b, ..]));
+            if let (Some(t), Some(e)) = (&teacher_probs, &teacher_neg_entropy) {
+                gather_rows(t.view(), chunk, tb.slice_mut(s![..b, ..]));
+                for (to, &i) in eb.iter_mut().zip(chunk) {
+                    *to = e[i];
+                }
+            }
+            for (label, &i) in yb.iter_mut().zip(chunk) {
+                *label = data.y[i];
+            }
+            if let (true, Some(shape)) = (spec.augment.is_active(), image_shape) {
+                spec.augment
+                    .apply(xb.slice_mut(s![..b, ..]), shape, &mut rng);
+            }
+            if let Some(teacher) = online.as_mut() {
+                let scores = teacher(xb.slice(s![..b, ..])).map_err(TrainError::Teacher)?;
+                if scores.dim() != (b, c) {
+                    return Err(TrainError::Teacher(format!(
+                        "online teacher gave scores of shape {:?} for a batch of {b}",
+                        scores.dim()
+                    )));
+                }
+                let probs = crate::tensor::softmax_rows(scores.view(), kd.temperature.get());
+                tb.slice_mut(s![..b, ..]).assign(&probs);
+                eb.slice_mut(s![..b])
+                    .assign(&loss::neg_entropy(probs.view()));
+            }
+            let t = (teacher_probs.is_some() || online.is_some()).then(|| loss::SoftLabels {
+                probs: tb.slice(s![..b, ..]),
+                neg_entropy: Some(eb.slice(s![..b])),
+            });
+            if let Some(o) = observer.as_mut() {
+                o.before_step(step, &mut model)?;
+            }
+            let (loss, logits) =
+                model.training_step(xb.slice(s![..b, ..]), &yb[..b], t, kd, keep_logits);
+            if let (Some(o), Some(logits)) = (observer.as_mut(), logits) {
+                o.on_batch(epoch, chunk, &yb[..b], logits.view());
+            }
+            match spec.clip_grad_norm {
+                Some(max_norm) => {
+                    let mut params = model.params();
+                    optim::clip_grad_norm(&mut params, max_norm);
+                    opt.step(params, schedule.at(step));
+                }
+                None => model.update(&mut opt, schedule.at(step)),
+            }
+            epoch_loss += loss as f64 * b as f64;
+            step += 1;
+            bar.inc(1);
+        }
+        let loss = (epoch_loss / k as f64) as f32;
+        if !loss.is_finite() {
+            let advice = match spec.clip_grad_norm {
+                None => "lower [student] lr or set clip_grad_norm (e.g. 5.0)".to_string(),
+                Some(c) => {
+                    format!("lower [student] lr, or clip_grad_norm (now {c}), or add warmup_epochs")
+                }
+            };
+            return Err(TrainError::Diverged {
+                epoch,
+                loss,
+                advice,
+            });
+        }
+        let seconds = epoch_started.elapsed().as_secs_f64();
+        if let Some(o) = observer.as_mut() {
+            o.on_epoch_end(epoch, &mut model)?;
+        }
+        logs.push(EpochLog {
+            epoch,
+            loss,
+            lr: schedule.at(step.saturating_sub(1)),
+            seconds,
+        });
+        tracing::debug!(epoch, loss, seconds, "epoch done");
+    }
+    bar.finish_and_clear();
+    Ok((model, logs))
+}
+
+/// Copies rows `indices` of `from` `[N, D]` into `to` `[indices.len(), D]`, rows spread over
+/// the cores (a batch of random rows from a large array waits mostly on memory).
+fn gather_rows(from: ArrayView2<'_, f32>, indices: &[usize], mut to: ArrayViewMut2<'_, f32>) {
+    assert_eq!(
+        to.dim(),
+        (indices.len(), from.ncols()),
+        "gather target shape"
+    );
+    let d = from.ncols();
+    let (Some(src), Some(dst)) = (from.as_slice(), to.as_slice_mut()) else {
+        Zip::from(to.rows_mut())
+            .and(ArrayView1::from(indices))
+            .par_for_each(|mut row, &i| row.assign(&from.row(i)));
+        return;
+    };
+    if d == 0 {
+        return;
+    }
+    // Whole rows by `copy_from_slice`, a few tasks per batch: a task per row cost more in
+    // scheduling than the copy (6 % of an MLP step in a profile).
+    let rows_per_task = indices.len().div_ceil(4).max(1);
+    dst.par_chunks_mut(rows_per_task * d)
+        .zip(indices.par_chunks(rows_per_task))
+        .for_each(|(out, rows)| {
+            for (out, &i) in out.chunks_exact_mut(d).zip(rows) {
+                out.copy_from_slice(&src[i * d..(i + 1) * d]);
+            }
+        });
+}
+
+/// Accuracy of `model` on `x` `[N, D]` against `y` `[N]` (evaluation mode).
+pub fn evaluate(model: &mut Network, x: ArrayView2<'_, f32>, y: &[u32]) -> f64 {
+    let mut correct = 0usize;
+    for start in (0..x.nrows()).step_by(512) {
+        let end = (start + 512).min(x.nrows());
+        let logits = model.forward(x.slice(s![start..end, ..]), Mode::Eval);
+        for (row, &label) in logits.rows().into_iter().zip(&y[start..end]) {
+            if crate::tensor::argmax(row.as_slice().unwrap_or(&[])) == label as usize {
+                correct += 1;
+            }
+        }
+    }
+    correct as f64 / y.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::kd::{Alpha, Temperature};
+
+    /// The same student, bit for bit, whatever the number of cores: products are split by
+    /// blocks of the output, each computed whole by one kernel, and reductions run over
+    /// fixed chunks.
+    #[test]
+    fn training_gives_the_same_bits_on_one_and_on_three_threads() {
+        let manifest = crate::manifest::parse(
+            std::path::Path::new("/tmp/m.toml"),
+            "output = \"out\"\n[data]\nformat = \"csv\"\ntrain = \"t.csv\"\nlabel = -1\nholdout = 0.2\n[student]\nhidden = [96, 64]\nepochs = 2\nbatch_size = 64\nlr = 0.05\nclip_grad_norm = 5.0\n[[prune]]\nmethod = \"random\"\nkeep = [0.5]\n",
+        )
+        .unwrap();
+        let n = 600;
+        let d = 200;
+        let x = Array2::from_shape_fn((n, d), |(i, j)| {
+            (((i * 31 + j * 17) % 97) as f32 / 97.0) - 0.5
+        });
+        let y: Vec<u32> = (0..n).map(|i| (i % 7) as u32).collect();
+        let teacher = Array2::from_shape_fn((n, 7), |(i, c)| if c == i % 7 { 2.0 } else { 0.0 });
+        let set = TrainSet {
+            x: x.view(),
+            sample_shape: &[d],
+            y: &y,
+            teacher: Some(teacher.view()),
+            num_classes: 7,
+        };
+        let kd = Kd {
+            alpha: Alpha::new(0.5).unwrap(),
+            temperature: Temperature::new(4.0).unwrap(),
+        };
+        // Unsharded batches with clipping; sharded ones whose optimiser sums the shards; in f32
+        // and, where the CPU has it, bf16.
+        let mut students = Vec::new();
+        for precision in [gemm::Precision::F32, gemm::Precision::Bf16] {
+            if precision == gemm::Precision::Bf16 && !gemm_bf16::available() {
+                eprintln!("bf16 skipped: no AVX512-BF16 on this CPU");
+                continue;
+            }
+            let mut sharded = manifest.student.clone();
+            sharded.batch_size = 150;
+            sharded.clip_grad_norm = None;
+            for mut student in [manifest.student.clone(), sharded] {
+                student.precision = precision;
+                students.push(student);
+            }
+        }
+        for student in &students {
+            let logits_with = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let (mut model, _) = train(student, &set, kd, 3, None).unwrap();
+                    model.forward(x.view(), Mode::Eval)
+                })
+            };
+            let one = logits_with(1);
+            assert_eq!(one, logits_with(3), "{:?}", student.precision);
+            assert_eq!(one, logits_with(2), "{:?}", student.precision);
+        }
+    }
+}
