@@ -3068,7 +3068,10 @@ fn golden_results_unchanged() {
         .unwrap()
         .replace("\"OUT\"", &format!("{:?}", dir.path().join("out")))
         .replace("\"PLUGINS\"", &format!("{:?}", plugins.path()))
-        .replace("\"DIGITS\"", &format!("{:?}", fixtures().join("digits-8x8.csv.gz")));
+        .replace(
+            "\"DIGITS\"",
+            &format!("{:?}", fixtures().join("digits-8x8.csv.gz")),
+        );
     let manifest = dir.path().join("golden.toml");
     std::fs::write(&manifest, text).unwrap();
     let out = kdprune(&["run", manifest.to_str().unwrap()]);
@@ -3086,7 +3089,7 @@ fn golden_results_unchanged() {
             .collect()
     };
     let got = lines(&std::fs::read_to_string(dir.path().join("out/results.jsonl")).unwrap());
-    let avx2 = kdprune::train::isa::Isa::detect().map(|i| i.name()) == Some("avx2");
+    let avx2 = kdprune::train::kernels::isa::Isa::detect().map(|i| i.name()) == Some("avx2");
     let kept = golden.join("results-avx2.jsonl");
     if std::env::var_os("KDPRUNE_BLESS").is_some() {
         let text: String = got
@@ -3100,7 +3103,12 @@ fn golden_results_unchanged() {
     let mut got = got;
     if !avx2 {
         for v in want.iter_mut().chain(got.iter_mut()) {
-            for field in ["test_accuracy", "teacher_test_accuracy", "alpha_search", "alpha"] {
+            for field in [
+                "test_accuracy",
+                "teacher_test_accuracy",
+                "alpha_search",
+                "alpha",
+            ] {
                 v.remove(field);
             }
         }

@@ -26,6 +26,17 @@ pub(crate) struct StudentData<'a> {
     pub(crate) norm: &'a Normalisation,
 }
 
+/// What the α search of a cell reads.
+#[derive(Clone, Copy)]
+struct SearchContext<'a> {
+    manifest: &'a Manifest,
+    /// The method's name, for the progress bar and the log.
+    method: &'a str,
+    /// The student's view of the whole training set, `[N, D]`.
+    train: &'a Dataset,
+    overall: &'a indicatif::ProgressBar,
+}
+
 /// Everything the cells of a run read, and what they add to as they run.
 pub(crate) struct CellRunner<'a, 'r> {
     pub(crate) manifest: &'a Manifest,
@@ -205,21 +216,20 @@ impl CellRunner<'_, '_> {
     /// kept examples `kept` (positions in the training set), with the teacher's scores on the
     /// whole set `full_teacher` (`[N, C]`).
     fn search_alpha(
-        &self,
+        search: SearchContext<'_>,
         cell: &Cell,
         kept: &[usize],
         full_teacher: Option<&ndarray::Array2<f32>>,
         online: &mut Option<train::OnlineTeacher<'_>>,
     ) -> Result<train::alpha_search::Choice, Error> {
-        let manifest = self.manifest;
-        let method = &self.methods[cell.method];
+        let SearchContext {
+            manifest,
+            method,
+            train: train_set,
+            overall,
+        } = search;
         let (keep, seed) = (cell.keep, cell.seed);
-        self.overall.set_message(format!(
-            "{} keep {} α search",
-            method.spec.method,
-            keep.get()
-        ));
-        let train_set = self.data.train;
+        overall.set_message(format!("{method} keep {} α search", keep.get()));
         let full = TrainSet {
             x: train_set.features.view(),
             sample_shape: &train_set.sample_shape,
@@ -238,7 +248,7 @@ impl CellRunner<'_, '_> {
             train::lend(online),
         )?;
         tracing::info!(
-            method = %method.spec.method, keep = %keep.get(), seed,
+            method = %method, keep = %keep.get(), seed,
             alpha = %choice.alpha.get(),
             trials = ?choice.trials.iter().map(|t| (t.alpha, t.holdout_accuracy)).collect::<Vec<_>>(),
             "alpha = \"auto\": held-out search done"
@@ -263,6 +273,12 @@ impl CellRunner<'_, '_> {
         let (keep, seed) = (cell.keep, cell.seed);
         let kept_usize: Vec<usize> = kept.iter().map(|&i| i as usize).collect();
         let temperature = manifest.distillation.temperature;
+        let search = SearchContext {
+            manifest,
+            method: &method.spec.method,
+            train: self.data.train,
+            overall: self.overall,
+        };
         let ready = student.teacher.and_then(|t| self.teachers[t].as_mut());
         let teacher_subset = ready
             .as_ref()
@@ -303,7 +319,8 @@ impl CellRunner<'_, '_> {
         let (alpha, trials) = match student.alpha {
             Some(alpha) => (alpha, None),
             None => {
-                let choice = self.search_alpha(cell, &kept_usize, full_teacher, &mut online)?;
+                let choice =
+                    Self::search_alpha(search, cell, &kept_usize, full_teacher, &mut online)?;
                 (choice.alpha, Some(choice.trials))
             }
         };
