@@ -76,3 +76,16 @@ pub struct DataSpec {
     pub holdout: Option<Holdout>,
     pub normalise: NormaliseSpec,
 }
+
+impl DataSource {
+    /// Whether test files are named (else the test set is a holdout of the training file).
+    pub fn has_test_files(&self) -> bool {
+        match self {
+            DataSource::Idx { test, .. } | DataSource::Npy { test, .. } => test.is_some(),
+            DataSource::Csv { test, .. }
+            | DataSource::Npz { test, .. }
+            | DataSource::ImageFolder { test, .. } => test.is_some(),
+            DataSource::Cifar { test, .. } => test.is_some(),
+        }
+    }
+}

@@ -21,8 +21,8 @@ use crate::train::alpha_search::AlphaChoice;
 use crate::train::augment::Augment;
 use crate::train::kd::{Alpha, Temperature};
 use crate::train::optim::{OptimizerSpec, ScheduleSpec};
-use crate::train::spec::parse_layer;
 use crate::train::spec::StudentSpec;
+use crate::train::spec::{parse_layer, LayerSpec};
 
 fn default_auto_search() -> crate::train::alpha_search::AutoSearch {
     crate::train::alpha_search::AutoSearch {
@@ -142,7 +142,23 @@ struct Checker<'a> {
     base: PathBuf,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
+    /// A checker of the manifest at `path` with text `source`; relative paths resolve against
+    /// its folder.
+    fn new(path: &'a Path, source: &'a str) -> Self {
+        let base = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p.to_path_buf()
+                }
+            })
+            .unwrap_or_else(|| PathBuf::from("."));
+        Checker { path, source, base }
+    }
+
     fn at(&self, span: Range<usize>, message: impl Into<String>) -> ManifestError {
         let (line, column) = line_column(self.source, span.start);
         ManifestError::At {
@@ -222,19 +238,52 @@ pub(super) fn check(
     source: &str,
     raw: RawManifest,
 ) -> Result<Manifest, ManifestError> {
-    let base = path
-        .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                p.to_path_buf()
-            }
-        })
-        .unwrap_or_else(|| PathBuf::from("."));
-    let c = Checker { path, source, base };
+    let c = Checker::new(path, source);
+    let seeds = check_seeds(&c, &raw.seeds)?;
+    let output = c.resolve(raw.output.get_ref());
+    let plugin_dirs = raw.plugin_dirs.iter().map(|d| c.resolve(d)).collect();
+    let cache_dir = raw
+        .cache_dir
+        .as_deref()
+        .map(|d| c.resolve(d))
+        .unwrap_or_else(|| output.join("cache"));
+    let on_plugin_error = raw.on_plugin_error.unwrap_or(OnPluginError::Stop);
+    let data = check_data(&c, raw.data, &cache_dir)?;
+    let teachers = check_teachers(&c, raw.teacher, &raw.student)?;
+    let dynamics = check_dynamics(&c, raw.dynamics, &raw.student)?;
+    let student = check_student(&c, raw.student)?;
+    let distillation = check_distillation(&c, raw.distillation)?;
+    check_teachers_serve(&c, &teachers, &student, &distillation)?;
+    let prune = check_prunes(&c, raw.prune)?;
+    Ok(Manifest {
+        path: path.to_path_buf(),
+        name: raw.name.unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "experiment".into())
+        }),
+        seeds,
+        output,
+        plugin_dirs,
+        cache_dir,
+        on_plugin_error,
+        plugin_sha256: raw.plugin_sha256.unwrap_or_default(),
+        allow_writable_plugins: raw.allow_writable_plugins,
+        data,
+        teachers,
+        student,
+        distillation,
+        dynamics,
+        prune,
+    })
+}
 
-    let seeds = match &raw.seeds {
+/// `seeds`: at least one, none twice (default `[0]`).
+fn check_seeds(
+    c: &Checker<'_>,
+    seeds: &Option<Spanned<Vec<u64>>>,
+) -> Result<Vec<u64>, ManifestError> {
+    Ok(match seeds {
         Some(s) if s.get_ref().is_empty() => {
             return Err(c.at(s.span(), "seeds is empty; give at least one seed"))
         }
@@ -254,17 +303,17 @@ pub(super) fn check(
             list.clone()
         }
         None => defaults::SEEDS.to_vec(),
-    };
-    let output = c.resolve(raw.output.get_ref());
-    let plugin_dirs = raw.plugin_dirs.iter().map(|d| c.resolve(d)).collect();
-    let cache_dir = raw
-        .cache_dir
-        .as_deref()
-        .map(|d| c.resolve(d))
-        .unwrap_or_else(|| output.join("cache"));
-    let on_plugin_error = raw.on_plugin_error.unwrap_or(OnPluginError::Stop);
-    let data = check_data(&c, raw.data, &cache_dir)?;
-    let teachers = match raw.teacher {
+    })
+}
+
+/// `[teacher]` or `[[teacher]]`: each checked against those above it (ensembles name them),
+/// names distinct.
+fn check_teachers(
+    c: &Checker<'_>,
+    raw: Option<Spanned<raw::RawTeachers>>,
+    student: &raw::RawStudent,
+) -> Result<Vec<TeacherSpec>, ManifestError> {
+    Ok(match raw {
         None => Vec::new(),
         Some(t) => {
             let span = t.span();
@@ -281,7 +330,7 @@ pub(super) fn check(
             };
             let mut teachers: Vec<TeacherSpec> = Vec::new();
             for (span, t) in listed {
-                let spec = check_teacher(&c, span.clone(), t, &teachers, &raw.student)?;
+                let spec = check_teacher(c, span.clone(), t, &teachers, student)?;
                 if teachers.iter().any(|o| o.name == spec.name) {
                     return Err(c.at(
                         span,
@@ -295,11 +344,15 @@ pub(super) fn check(
             }
             teachers
         }
-    };
-    let teacher = teachers.first();
-    let dynamics = check_dynamics(&c, raw.dynamics, &raw.student)?;
-    let student = check_student(&c, raw.student)?;
-    let distillation = match raw.distillation {
+    })
+}
+
+/// `[distillation]`: alphas (numbers in [0, 1] or `"auto"`, none twice), τ, the auto search.
+fn check_distillation(
+    c: &Checker<'_>,
+    raw: Option<raw::RawDistillation>,
+) -> Result<Distillation, ManifestError> {
+    Ok(match raw {
         None => Distillation {
             alphas: defaults::ALPHAS
                 .map(|a| {
@@ -356,7 +409,7 @@ pub(super) fn check(
             };
             let auto = match &d.auto {
                 None => default_auto_search(),
-                Some(a) => check_auto_search(&c, a)?,
+                Some(a) => check_auto_search(c, a)?,
             };
             Distillation {
                 alphas,
@@ -364,7 +417,18 @@ pub(super) fn check(
                 auto,
             }
         }
-    };
+    })
+}
+
+/// What the teachers must serve: a teacher for every α > 0 or `"auto"`, and one that can run
+/// on augmented batches for online distillation.
+fn check_teachers_serve(
+    c: &Checker<'_>,
+    teachers: &[TeacherSpec],
+    student: &StudentSpec,
+    distillation: &Distillation,
+) -> Result<(), ManifestError> {
+    let teacher = teachers.first();
     if student.augment.online_teacher && teacher.is_none() {
         return Err(c.file("[student] augment.teacher = \"online\" needs a [teacher]"));
     }
@@ -390,17 +454,25 @@ pub(super) fn check(
             "[distillation] has an alpha above 0 (or \"auto\") but there is no [teacher]; add a [teacher] or use alphas = [0.0]",
         ));
     }
-    if raw.prune.get_ref().is_empty() {
+    Ok(())
+}
+
+/// `[[prune]]`: at least one entry, no entry repeating another's method, parameters and
+/// policy (its keep fractions belong in the first).
+fn check_prunes(
+    c: &Checker<'_>,
+    raw: Spanned<Vec<Spanned<raw::RawPrune>>>,
+) -> Result<Vec<PruneSpec>, ManifestError> {
+    if raw.get_ref().is_empty() {
         return Err(c.at(
-            raw.prune.span(),
+            raw.span(),
             "no [[prune]] entries; add one, e.g. method = \"random\"",
         ));
     }
     let prune = raw
-        .prune
         .into_inner()
         .into_iter()
-        .map(|p| check_prune(&c, p))
+        .map(|p| check_prune(c, p))
         .collect::<Result<Vec<_>, _>>()?;
     for (i, p) in prune.iter().enumerate() {
         if let Some(first) = prune[..i].iter().find(|q| {
@@ -410,7 +482,7 @@ pub(super) fn check(
                 && q.balance == p.balance
         }) {
             return Err(ManifestError::At {
-                path: path.to_path_buf(),
+                path: c.path.to_path_buf(),
                 line: p.at.0,
                 column: p.at.1,
                 message: format!(
@@ -420,27 +492,7 @@ pub(super) fn check(
             });
         }
     }
-    Ok(Manifest {
-        path: path.to_path_buf(),
-        name: raw.name.unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "experiment".into())
-        }),
-        seeds,
-        output,
-        plugin_dirs,
-        cache_dir,
-        on_plugin_error,
-        plugin_sha256: raw.plugin_sha256.unwrap_or_default(),
-        allow_writable_plugins: raw.allow_writable_plugins,
-        data,
-        teachers,
-        student,
-        distillation,
-        dynamics,
-        prune,
-    })
+    Ok(prune)
 }
 
 /// Parses `"4GiB"`, `"512 MiB"`, `"2000000"` or a number into bytes.
@@ -559,6 +611,45 @@ fn check_data(
     d: raw::RawData,
     cache_dir: &Path,
 ) -> Result<DataSpec, ManifestError> {
+    let source = data_source(c, &d, cache_dir)?;
+    if let Some(s) = &d.sample_shape {
+        if s.get_ref().is_empty() || s.get_ref().contains(&0) {
+            return Err(c.at(
+                s.span(),
+                "sample_shape must be non-empty with positive sizes",
+            ));
+        }
+    }
+    let holdout = check_holdout(c, &d)?;
+    let has_test = source.has_test_files();
+    if has_test && holdout.is_some() {
+        return Err(c.at(
+            d.format.span(),
+            "[data] has test files and a holdout; keep one",
+        ));
+    }
+    if !has_test && holdout.is_none() {
+        return Err(c.at(
+            d.format.span(),
+            "[data] needs a test set: test files, or holdout = 0.2 (a seeded random fraction of train), or holdout_last = N",
+        ));
+    }
+    let sample_shape = d.sample_shape.as_ref().map(|s| s.get_ref().clone());
+    let normalise = check_normalise(c, d.normalise, sample_shape.as_deref())?;
+    Ok(DataSpec {
+        source,
+        num_classes: d.num_classes,
+        holdout,
+        normalise,
+    })
+}
+
+/// `[data]`'s files for its `format`, each required one named when missing.
+fn data_source(
+    c: &Checker<'_>,
+    d: &raw::RawData,
+    cache_dir: &Path,
+) -> Result<DataSource, ManifestError> {
     let format = *d.format.get_ref();
     let need = |v: &Option<String>, field: &str| -> Result<PathBuf, ManifestError> {
         v.as_deref().map(|p| c.resolve(p)).ok_or_else(|| {
@@ -580,27 +671,7 @@ fn check_data(
             )),
         }
     };
-    let cifar_files = |p: PathBuf, pattern: &str| -> Vec<PathBuf> {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
-                .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-                .unwrap_or_default();
-            files.retain(|f| {
-                f.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(pattern) && n.ends_with(".bin"))
-            });
-            files.sort();
-            if files.is_empty() {
-                vec![p]
-            } else {
-                files
-            }
-        } else {
-            vec![p]
-        }
-    };
-    let source = if format == raw::DataFormat::ImageFolder {
+    Ok(if format == raw::DataFormat::ImageFolder {
         DataSource::ImageFolder {
             train: need(&d.train, "train (a folder of class folders)")?,
             test: d.test.as_deref().map(|p| c.resolve(p)),
@@ -637,40 +708,64 @@ fn check_data(
             test,
         }
     } else {
-        let delimiter = match d.delimiter.as_deref() {
-            None => b',',
-            Some(s) if s.len() == 1 => s.as_bytes()[0],
-            Some("\\t") | Some("tab") => b'\t',
-            Some(s) => {
-                return Err(c.at(
-                    d.format.span(),
-                    format!("[data] delimiter {s:?} must be one character"),
-                ))
-            }
-        };
+        let delimiter = csv_delimiter(c, &d)?;
         DataSource::Csv {
             train: need(&d.train, "train")?,
             test: d.test.as_deref().map(|p| c.resolve(p)),
-            label: match d.label {
-                Some(raw::RawLabel::Name(n)) => LabelColumn::Name(n),
-                Some(raw::RawLabel::Index(i)) => LabelColumn::Index(i),
+            label: match &d.label {
+                Some(raw::RawLabel::Name(n)) => LabelColumn::Name(n.clone()),
+                Some(raw::RawLabel::Index(i)) => LabelColumn::Index(*i),
                 None => LabelColumn::Index(-1),
             },
             header: d.header,
             delimiter,
-            classes: d.classes,
+            classes: d.classes.clone(),
             sample_shape: sample_shape.clone(),
         }
-    };
-    if let Some(s) = &d.sample_shape {
-        if s.get_ref().is_empty() || s.get_ref().contains(&0) {
-            return Err(c.at(
-                s.span(),
-                "sample_shape must be non-empty with positive sizes",
-            ));
+    })
+}
+
+/// A CIFAR path: the file itself, or in a folder the `.bin` files whose names start with
+/// `pattern` (the folder itself when none does, for the reader to refuse by name).
+fn cifar_files(p: PathBuf, pattern: &str) -> Vec<PathBuf> {
+    if p.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&p)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|f| {
+            f.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(pattern) && n.ends_with(".bin"))
+        });
+        files.sort();
+        if files.is_empty() {
+            vec![p]
+        } else {
+            files
         }
+    } else {
+        vec![p]
     }
-    let holdout = match (&d.holdout, &d.holdout_last) {
+}
+
+/// `[data] delimiter`: one character (or `"\\t"`, `"tab"`); `,` by default.
+fn csv_delimiter(c: &Checker<'_>, d: &raw::RawData) -> Result<u8, ManifestError> {
+    Ok(match d.delimiter.as_deref() {
+        None => b',',
+        Some(s) if s.len() == 1 => s.as_bytes()[0],
+        Some("\\t") | Some("tab") => b'\t',
+        Some(s) => {
+            return Err(c.at(
+                d.format.span(),
+                format!("[data] delimiter {s:?} must be one character"),
+            ))
+        }
+    })
+}
+
+/// `holdout` (a fraction in (0, 1)) or `holdout_last` (a count), not both.
+fn check_holdout(c: &Checker<'_>, d: &raw::RawData) -> Result<Option<Holdout>, ManifestError> {
+    Ok(match (&d.holdout, &d.holdout_last) {
         (Some(_), Some(l)) => return Err(c.at(l.span(), "give holdout or holdout_last, not both")),
         (Some(f), None) => {
             let v = *f.get_ref();
@@ -681,27 +776,17 @@ fn check_data(
         }
         (None, Some(l)) => Some(Holdout::Last(c.positive(l, "holdout_last")?)),
         (None, None) => None,
-    };
-    let has_test = match &source {
-        DataSource::Idx { test, .. } | DataSource::Npy { test, .. } => test.is_some(),
-        DataSource::Csv { test, .. }
-        | DataSource::Npz { test, .. }
-        | DataSource::ImageFolder { test, .. } => test.is_some(),
-        DataSource::Cifar { test, .. } => test.is_some(),
-    };
-    if has_test && holdout.is_some() {
-        return Err(c.at(
-            d.format.span(),
-            "[data] has test files and a holdout; keep one",
-        ));
-    }
-    if !has_test && holdout.is_none() {
-        return Err(c.at(
-            d.format.span(),
-            "[data] needs a test set: test files, or holdout = 0.2 (a seeded random fraction of train), or holdout_last = N",
-        ));
-    }
-    let normalise = match d.normalise {
+    })
+}
+
+/// `[data.normalise]`: fixed scale, mean and std (checked against `sample_shape` when known),
+/// or `standardize = true`; none is the identity.
+fn check_normalise(
+    c: &Checker<'_>,
+    raw: Option<Spanned<raw::RawNormalise>>,
+    sample_shape: Option<&[usize]>,
+) -> Result<NormaliseSpec, ManifestError> {
+    Ok(match raw {
         None => NormaliseSpec::Fixed(Normalisation::default()),
         Some(n) => {
             let span = n.span();
@@ -718,7 +803,7 @@ fn check_data(
                     mean: n.mean.unwrap_or_else(|| vec![0.0]),
                     std: n.std.unwrap_or_else(|| vec![1.0]),
                 };
-                if let Some(shape) = &sample_shape {
+                if let Some(shape) = sample_shape {
                     norm.check(shape)
                         .map_err(|m| c.at(span.clone(), format!("[data.normalise] {m}")))?;
                 } else if norm.mean.len() != norm.std.len() || norm.scale == 0.0 {
@@ -728,12 +813,6 @@ fn check_data(
                 NormaliseSpec::Fixed(norm)
             }
         }
-    };
-    Ok(DataSpec {
-        source,
-        num_classes: d.num_classes,
-        holdout,
-        normalise,
     })
 }
 
@@ -754,43 +833,80 @@ fn check_teacher(
         ));
     }
     if let Some(names) = &t.ensemble {
-        if t.onnx.is_some() || t.plugin.is_some() || t.logits.is_some() {
-            return Err(c.at(span, "[teacher] an ensemble combines other teachers; give ensemble alone, not with onnx, plugin or logits"));
-        }
-        if names.len() < 2 {
-            return Err(c.at(span, "[teacher] ensemble needs at least two teacher names"));
-        }
-        let members = names
-            .iter()
-            .map(|n| {
-                earlier.iter().position(|e| &e.name == n).ok_or_else(|| {
-                    c.at(
-                        span.clone(),
-                        format!(
-                            "[teacher] ensemble names {n:?}, which is not a [[teacher]] above it; the earlier ones are {:?}",
-                            earlier.iter().map(|e| e.name.as_str()).collect::<Vec<_>>()
-                        ),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if t.preprocess.is_some() || t.embedding.is_some() || t.output_kind.is_some() {
-            return Err(c.at(span, "[teacher] an ensemble takes name, ensemble and combine; each member has its own preprocessing and output settings"));
-        }
-        return Ok(TeacherSpec {
-            name: t.name.clone().unwrap_or_else(|| "ensemble".into()),
-            source: TeacherSource::Ensemble {
-                members,
-                combine: t.combine.unwrap_or(Combine::Probabilities),
-            },
-            preprocess: Normalisation::default(),
-            layout: defaults::TEACHER_LAYOUT,
-            output_kind: OutputKind::LogProbabilities,
-            batch_size: defaults::TEACHER_BATCH_SIZE,
-            embedding: None,
-        });
+        return check_ensemble(c, span, &t, names, earlier);
     }
-    let source = match (&t.onnx, &t.plugin, &t.logits) {
+    let source = teacher_source(c, span, &t)?;
+    let name = t.name.clone().unwrap_or_else(|| source.default_name());
+    let (preprocess, layout) = check_teacher_preprocess(c, t.preprocess)?;
+    let output_kind = t.output_kind.unwrap_or(defaults::TEACHER_OUTPUT_KIND);
+    let batch_size = match &t.batch_size {
+        None => defaults::TEACHER_BATCH_SIZE,
+        Some(b) => c.positive(b, "[teacher] batch_size")?,
+    };
+    let embedding = check_teacher_embedding(c, t.embedding.as_ref(), &source)?;
+    Ok(TeacherSpec {
+        name,
+        source,
+        preprocess,
+        layout,
+        output_kind,
+        batch_size,
+        embedding,
+    })
+}
+
+/// `ensemble = [...]`: at least two teachers named above it, and nothing a member owns.
+fn check_ensemble(
+    c: &Checker<'_>,
+    span: Range<usize>,
+    t: &raw::RawTeacher,
+    names: &[String],
+    earlier: &[TeacherSpec],
+) -> Result<TeacherSpec, ManifestError> {
+    if t.onnx.is_some() || t.plugin.is_some() || t.logits.is_some() {
+        return Err(c.at(span, "[teacher] an ensemble combines other teachers; give ensemble alone, not with onnx, plugin or logits"));
+    }
+    if names.len() < 2 {
+        return Err(c.at(span, "[teacher] ensemble needs at least two teacher names"));
+    }
+    let members = names
+        .iter()
+        .map(|n| {
+            earlier.iter().position(|e| &e.name == n).ok_or_else(|| {
+                c.at(
+                    span.clone(),
+                    format!(
+                        "[teacher] ensemble names {n:?}, which is not a [[teacher]] above it; the earlier ones are {:?}",
+                        earlier.iter().map(|e| e.name.as_str()).collect::<Vec<_>>()
+                    ),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if t.preprocess.is_some() || t.embedding.is_some() || t.output_kind.is_some() {
+        return Err(c.at(span, "[teacher] an ensemble takes name, ensemble and combine; each member has its own preprocessing and output settings"));
+    }
+    Ok(TeacherSpec {
+        name: t.name.clone().unwrap_or_else(|| "ensemble".into()),
+        source: TeacherSource::Ensemble {
+            members,
+            combine: t.combine.unwrap_or(Combine::Probabilities),
+        },
+        preprocess: Normalisation::default(),
+        layout: defaults::TEACHER_LAYOUT,
+        output_kind: OutputKind::LogProbabilities,
+        batch_size: defaults::TEACHER_BATCH_SIZE,
+        embedding: None,
+    })
+}
+
+/// Exactly one of `onnx`, `plugin` and `logits`, with the fields that kind takes.
+fn teacher_source(
+    c: &Checker<'_>,
+    span: Range<usize>,
+    t: &raw::RawTeacher,
+) -> Result<TeacherSource, ManifestError> {
+    Ok(match (&t.onnx, &t.plugin, &t.logits) {
         (None, None, Some(files)) => {
             if t.params.is_some() || t.input.is_some() || t.output.is_some() || t.provider.is_some() {
                 return Err(c.at(span, "[teacher] logits = { ... } serves logits made elsewhere; it takes no params, input, output or provider"));
@@ -830,21 +946,15 @@ fn check_teacher(
                 "[teacher] give exactly one of onnx = \"model.onnx\", plugin = \"name\" or logits = { train = \"train.npy\", test = \"test.npy\" }",
             ))
         }
-    };
-    let name = t.name.clone().unwrap_or_else(|| match &source {
-        TeacherSource::Onnx { model, .. } => model
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "onnx".into()),
-        TeacherSource::Plugin { name, .. } => name.clone(),
-        TeacherSource::Precomputed { train, .. } => train
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "logits".into()),
-        TeacherSource::Ensemble { .. } => "ensemble".into(),
-        TeacherSource::Trained { .. } => "trained".into(),
-    });
-    let (preprocess, layout) = match t.preprocess {
+    })
+}
+
+/// `[teacher.preprocess]`: the teacher's own scaling and layout of the raw data.
+fn check_teacher_preprocess(
+    c: &Checker<'_>,
+    raw: Option<Spanned<raw::RawPreprocess>>,
+) -> Result<(Normalisation, Layout), ManifestError> {
+    Ok(match raw {
         None => (Normalisation::default(), Layout::Flat),
         Some(p) => {
             let pspan = p.span();
@@ -863,14 +973,16 @@ fn check_teacher(
             }
             (norm, layout)
         }
-    };
-    let output_kind = t.output_kind.unwrap_or(defaults::TEACHER_OUTPUT_KIND);
-    let batch_size = match &t.batch_size {
-        None => defaults::TEACHER_BATCH_SIZE,
-        Some(b) => c.positive(b, "[teacher] batch_size")?,
-    };
-    let embedding =
-        match (&t.embedding, &source) {
+    })
+}
+
+/// `[teacher] embedding`: a tensor name, for ONNX teachers only.
+fn check_teacher_embedding(
+    c: &Checker<'_>,
+    embedding: Option<&Spanned<String>>,
+    source: &TeacherSource,
+) -> Result<Option<String>, ManifestError> {
+    Ok(match (embedding, source) {
             (None, _) => None,
             (Some(e), TeacherSource::Onnx { .. }) if !e.get_ref().trim().is_empty() => {
                 Some(e.get_ref().clone())
@@ -891,16 +1003,7 @@ fn check_teacher(
                 e.span(),
                 "[teacher] embedding names a tensor of an ONNX model; a plugin or precomputed teacher has none",
             )),
-        };
-    Ok(TeacherSpec {
-        name,
-        source,
-        preprocess,
-        layout,
-        output_kind,
-        batch_size,
-        embedding,
-    })
+        })
 }
 
 /// `[teacher] train = { ... }`: the student's settings with the table's over them; the teacher
@@ -983,95 +1086,14 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
     if !(lr > 0.0 && lr.is_finite()) {
         return Err(c.at(s.lr.span(), format!("lr = {lr} must be positive")));
     }
-    let layers = match (&s.hidden, &s.layers) {
-        (Some(_), Some(l)) => {
-            return Err(c.at(
-                l.span(),
-                "[student] give hidden (an MLP) or layers, not both",
-            ))
-        }
-        (Some(hidden), None) => {
-            if hidden.contains(&0) {
-                return Err(c.file("[student] hidden layer sizes must be positive"));
-            }
-            crate::train::spec::mlp(hidden)
-        }
-        (None, Some(layers)) => layers
-            .get_ref()
-            .iter()
-            .map(|l| {
-                parse_layer(l.get_ref())
-                    .map_err(|m| c.at(l.span(), format!("[student] layers: {m}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        (None, None) => Vec::new(),
-    };
-    let momentum = match &s.momentum {
-        None => defaults::SGD_MOMENTUM,
-        Some(m) if (0.0..1.0).contains(m.get_ref()) => *m.get_ref(),
-        Some(m) => {
-            return Err(c.at(
-                m.span(),
-                format!("momentum = {} must be in [0, 1)", m.get_ref()),
-            ))
-        }
-    };
-    let optimizer = match s.optimizer {
-        None | Some(raw::OptimizerName::Sgd) => {
-            if let Some(b) = &s.betas {
-                return Err(c.at(b.span(), "betas are for optimizer = \"adamw\""));
-            }
-            OptimizerSpec::Sgd {
-                momentum,
-                nesterov: s.nesterov.unwrap_or(defaults::SGD_NESTEROV),
-            }
-        }
-        Some(raw::OptimizerName::Adamw) => {
-            if s.nesterov.is_some() || s.momentum.is_some() {
-                return Err(c.file("[student] momentum and nesterov are for optimizer = \"sgd\"; adamw takes betas"));
-            }
-            let [beta1, beta2] = s
-                .betas
-                .as_ref()
-                .map(|b| *b.get_ref())
-                .unwrap_or(defaults::ADAMW_BETAS);
-            if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
-                let span = s.betas.as_ref().map(|b| b.span()).unwrap_or(0..0);
-                return Err(c.at(span, "betas must be in [0, 1)"));
-            }
-            OptimizerSpec::AdamW {
-                beta1,
-                beta2,
-                eps: 1e-8,
-            }
-        }
-    };
+    let layers = check_layers(c, &s)?;
+    let optimizer = check_optimizer(c, &s)?;
     let weight_decay = match &s.weight_decay {
         None => defaults::WEIGHT_DECAY,
         Some(w) if *w.get_ref() >= 0.0 => *w.get_ref(),
         Some(w) => return Err(c.at(w.span(), "weight_decay must be >= 0")),
     };
-    let schedule = match s.schedule {
-        None | Some(raw::ScheduleName::Cosine) => ScheduleSpec::Cosine,
-        Some(raw::ScheduleName::Constant) => ScheduleSpec::Constant,
-        Some(raw::ScheduleName::Step) => {
-            let every = s.step_every.as_ref().ok_or_else(|| {
-                c.file("[student] schedule = \"step\" needs step_every (epochs) and step_gamma")
-            })?;
-            let gamma = s
-                .step_gamma
-                .as_ref()
-                .map(|g| *g.get_ref())
-                .unwrap_or(defaults::STEP_GAMMA);
-            if !(gamma > 0.0 && gamma <= 1.0) {
-                return Err(c.file("[student] step_gamma must be in (0, 1]"));
-            }
-            ScheduleSpec::Step {
-                every_epochs: c.positive(every, "step_every")?,
-                gamma,
-            }
-        }
-    };
+    let schedule = check_schedule(c, &s)?;
     let clip_grad_norm = s
         .clip_grad_norm
         .as_ref()
@@ -1103,22 +1125,126 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
         clip_grad_norm,
         augment,
         init: s.init.unwrap_or_default(),
-        precision: match &s.precision {
-            None => crate::train::kernels::gemm::Precision::F32,
-            Some(p) => {
-                let precision = *p.get_ref();
-                if precision == crate::train::kernels::gemm::Precision::Bf16
-                    && !crate::train::kernels::gemm_bf16::available()
-                {
-                    return Err(c.at(
-                        p.span(),
-                        "[student] precision = \"bf16\" needs a CPU with AVX-512 BF16 (vdpbf16ps), which this one lacks; use \"f32\" (the default)",
-                    ));
-                }
-                precision
-            }
-        },
+        precision: check_precision(c, s.precision.as_ref())?,
         save: s.save,
+    })
+}
+
+/// `hidden` (an MLP) or `layers` (spec strings), not both; neither is a linear student.
+fn check_layers(c: &Checker<'_>, s: &raw::RawStudent) -> Result<Vec<LayerSpec>, ManifestError> {
+    Ok(match (&s.hidden, &s.layers) {
+        (Some(_), Some(l)) => {
+            return Err(c.at(
+                l.span(),
+                "[student] give hidden (an MLP) or layers, not both",
+            ))
+        }
+        (Some(hidden), None) => {
+            if hidden.contains(&0) {
+                return Err(c.file("[student] hidden layer sizes must be positive"));
+            }
+            crate::train::spec::mlp(hidden)
+        }
+        (None, Some(layers)) => layers
+            .get_ref()
+            .iter()
+            .map(|l| {
+                parse_layer(l.get_ref())
+                    .map_err(|m| c.at(l.span(), format!("[student] layers: {m}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        (None, None) => Vec::new(),
+    })
+}
+
+/// `optimizer` with the fields it takes: SGD's `momentum` and `nesterov`, AdamW's `betas`.
+fn check_optimizer(c: &Checker<'_>, s: &raw::RawStudent) -> Result<OptimizerSpec, ManifestError> {
+    let momentum = match &s.momentum {
+        None => defaults::SGD_MOMENTUM,
+        Some(m) if (0.0..1.0).contains(m.get_ref()) => *m.get_ref(),
+        Some(m) => {
+            return Err(c.at(
+                m.span(),
+                format!("momentum = {} must be in [0, 1)", m.get_ref()),
+            ))
+        }
+    };
+    Ok(match s.optimizer {
+        None | Some(raw::OptimizerName::Sgd) => {
+            if let Some(b) = &s.betas {
+                return Err(c.at(b.span(), "betas are for optimizer = \"adamw\""));
+            }
+            OptimizerSpec::Sgd {
+                momentum,
+                nesterov: s.nesterov.unwrap_or(defaults::SGD_NESTEROV),
+            }
+        }
+        Some(raw::OptimizerName::Adamw) => {
+            if s.nesterov.is_some() || s.momentum.is_some() {
+                return Err(c.file("[student] momentum and nesterov are for optimizer = \"sgd\"; adamw takes betas"));
+            }
+            let [beta1, beta2] = s
+                .betas
+                .as_ref()
+                .map(|b| *b.get_ref())
+                .unwrap_or(defaults::ADAMW_BETAS);
+            if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) {
+                let span = s.betas.as_ref().map(|b| b.span()).unwrap_or(0..0);
+                return Err(c.at(span, "betas must be in [0, 1)"));
+            }
+            OptimizerSpec::AdamW {
+                beta1,
+                beta2,
+                eps: 1e-8,
+            }
+        }
+    })
+}
+
+/// `schedule`, and for `"step"` its `step_every` and `step_gamma`.
+fn check_schedule(c: &Checker<'_>, s: &raw::RawStudent) -> Result<ScheduleSpec, ManifestError> {
+    Ok(match s.schedule {
+        None | Some(raw::ScheduleName::Cosine) => ScheduleSpec::Cosine,
+        Some(raw::ScheduleName::Constant) => ScheduleSpec::Constant,
+        Some(raw::ScheduleName::Step) => {
+            let every = s.step_every.as_ref().ok_or_else(|| {
+                c.file("[student] schedule = \"step\" needs step_every (epochs) and step_gamma")
+            })?;
+            let gamma = s
+                .step_gamma
+                .as_ref()
+                .map(|g| *g.get_ref())
+                .unwrap_or(defaults::STEP_GAMMA);
+            if !(gamma > 0.0 && gamma <= 1.0) {
+                return Err(c.file("[student] step_gamma must be in (0, 1]"));
+            }
+            ScheduleSpec::Step {
+                every_epochs: c.positive(every, "step_every")?,
+                gamma,
+            }
+        }
+    })
+}
+
+/// `precision`: `"bf16"` only where the CPU has AVX-512 BF16.
+fn check_precision(
+    c: &Checker<'_>,
+    precision: Option<&Spanned<crate::train::kernels::gemm::Precision>>,
+) -> Result<crate::train::kernels::gemm::Precision, ManifestError> {
+    Ok(match precision {
+        None => crate::train::kernels::gemm::Precision::F32,
+        Some(p) => {
+            let precision = *p.get_ref();
+            if precision == crate::train::kernels::gemm::Precision::Bf16
+                && !crate::train::kernels::gemm_bf16::available()
+            {
+                return Err(c.at(
+                    p.span(),
+                    "[student] precision = \"bf16\" needs a CPU with AVX-512 BF16 (vdpbf16ps), which this one lacks; use \"f32\" (the default)",
+                ));
+            }
+            precision
+        }
     })
 }
 

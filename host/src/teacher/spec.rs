@@ -97,3 +97,23 @@ pub struct TeacherSpec {
     /// A named intermediate tensor of the ONNX model, served as `embeddings/teacher`.
     pub embedding: Option<String>,
 }
+
+impl TeacherSource {
+    /// The name a teacher gets when the manifest gives none: the model's or logits file's
+    /// stem, the plugin's name, or `ensemble`/`trained`.
+    pub fn default_name(&self) -> String {
+        match self {
+            TeacherSource::Onnx { model, .. } => model
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "onnx".into()),
+            TeacherSource::Plugin { name, .. } => name.clone(),
+            TeacherSource::Precomputed { train, .. } => train
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "logits".into()),
+            TeacherSource::Ensemble { .. } => "ensemble".into(),
+            TeacherSource::Trained { .. } => "trained".into(),
+        }
+    }
+}
