@@ -1,7 +1,7 @@
 //! The training loop: a fresh student trained on a `TrainSet` with the KD loss (an optional
 //! online teacher and `Observer`), and evaluation.
 
-use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -118,6 +118,90 @@ fn train_loop(
     mut observer: Option<&mut dyn Observer>,
     label: &str,
 ) -> Result<(Network, Vec<EpochLog>), TrainError> {
+    let image_shape = check_train_set(spec, data)?;
+    if !kd.alpha.needs_teacher() {
+        online = None;
+    }
+    let soft = cached_soft_labels(data, kd, online.is_none())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut model = build_model(spec, data, seed)?;
+    let mut opt = optim::Optimizer::new(spec.optimizer, spec.weight_decay);
+    let (k, d) = data.x.dim();
+    let c = data.num_classes;
+    let batch = spec.batch_size.min(k);
+    let steps_per_epoch = k.div_ceil(batch);
+    let schedule = optim::LrSchedule::new(
+        spec.schedule,
+        spec.lr,
+        spec.epochs,
+        steps_per_epoch,
+        spec.warmup_epochs,
+    );
+    let mut order: Vec<usize> = (0..k).collect();
+    let mut buffers = Batch::new(batch, d, c);
+    let mut logs = Vec::with_capacity(spec.epochs);
+    let bar = progress::bar((spec.epochs * steps_per_epoch) as u64, label);
+    let keep_logits = observer.as_ref().is_some_and(|o| o.wants_batch_logits());
+    let mut step = 0;
+    for epoch in 0..spec.epochs {
+        order.shuffle(&mut rng);
+        let epoch_started = std::time::Instant::now();
+        let mut epoch_loss = 0.0f64;
+        for chunk in order.chunks(batch) {
+            let b = chunk.len();
+            buffers.gather(data, chunk, soft.as_ref());
+            if let (true, Some(shape)) = (spec.augment.is_active(), image_shape) {
+                spec.augment
+                    .apply(buffers.x.slice_mut(s![..b, ..]), shape, &mut rng);
+            }
+            if let Some(teacher) = online.as_mut() {
+                buffers.label_online(teacher, b, kd)?;
+            }
+            let t = (soft.is_some() || online.is_some()).then(|| buffers.soft_labels(b));
+            if let Some(o) = observer.as_mut() {
+                o.before_step(step, &mut model)?;
+            }
+            let (loss, logits) = model.training_step(
+                buffers.x.slice(s![..b, ..]),
+                &buffers.y[..b],
+                t,
+                kd,
+                keep_logits,
+            );
+            if let (Some(o), Some(logits)) = (observer.as_mut(), logits) {
+                o.on_batch(epoch, chunk, &buffers.y[..b], logits.view());
+            }
+            update(spec, &mut model, &mut opt, schedule.at(step));
+            epoch_loss += loss as f64 * b as f64;
+            step += 1;
+            bar.inc(1);
+        }
+        let loss = (epoch_loss / k as f64) as f32;
+        if !loss.is_finite() {
+            return Err(diverged(spec, epoch, loss));
+        }
+        let seconds = epoch_started.elapsed().as_secs_f64();
+        if let Some(o) = observer.as_mut() {
+            o.on_epoch_end(epoch, &mut model)?;
+        }
+        logs.push(EpochLog {
+            epoch,
+            loss,
+            lr: schedule.at(step.saturating_sub(1)),
+            seconds,
+        });
+        tracing::debug!(epoch, loss, seconds, "epoch done");
+    }
+    bar.finish_and_clear();
+    Ok((model, logs))
+}
+
+/// Checks the set's shapes against each other and against the augmentation; returns the
+/// image shape `[C, H, W]` when the examples are images.
+fn check_train_set(
+    spec: &StudentSpec,
+    data: &TrainSet<'_>,
+) -> Result<Option<[usize; 3]>, TrainError> {
     let (k, d) = data.x.dim();
     if data.y.len() != k {
         return Err(TrainError::Shape(format!(
@@ -134,25 +218,6 @@ fn train_loop(
             data.sample_shape
         )));
     }
-    let c = data.num_classes;
-    if !kd.alpha.needs_teacher() {
-        online = None;
-    }
-    let teacher_probs = match (kd.alpha.needs_teacher() && online.is_none(), data.teacher) {
-        (false, _) => None,
-        (true, None) => return Err(TrainError::Shape("alpha > 0 needs teacher scores".into())),
-        (true, Some(t)) => {
-            if t.dim() != (k, c) {
-                return Err(TrainError::Shape(format!(
-                    "teacher scores have shape {:?}, expected [{k}, {c}]",
-                    t.dim()
-                )));
-            }
-            Some(crate::tensor::softmax_rows(t, kd.temperature.get()))
-        }
-    };
-    // The KL term's teacher half, once per example rather than a logarithm per step.
-    let teacher_neg_entropy = teacher_probs.as_ref().map(|t| loss::neg_entropy(t.view()));
     let image_shape = match data.sample_shape {
         [c, h, w] => Some([*c, *h, *w]),
         _ => None,
@@ -163,10 +228,51 @@ fn train_loop(
             data.sample_shape
         )));
     }
+    Ok(image_shape)
+}
 
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut model = Network::build_with_init(&spec.layers, data.sample_shape, c, seed, spec.init)
-        .map_err(TrainError::Model)?;
+/// The soft labels of the whole set at τ, `[K, C]`, and each row's negative entropy `[K]`
+/// (the KL term's teacher half, once per example rather than a logarithm per step); `None`
+/// without distillation or when an online teacher labels each batch instead (`cached` false).
+fn cached_soft_labels(
+    data: &TrainSet<'_>,
+    kd: Kd,
+    cached: bool,
+) -> Result<Option<CachedSoftLabels>, TrainError> {
+    let (k, c) = (data.x.nrows(), data.num_classes);
+    match (kd.alpha.needs_teacher() && cached, data.teacher) {
+        (false, _) => Ok(None),
+        (true, None) => Err(TrainError::Shape("alpha > 0 needs teacher scores".into())),
+        (true, Some(t)) => {
+            if t.dim() != (k, c) {
+                return Err(TrainError::Shape(format!(
+                    "teacher scores have shape {:?}, expected [{k}, {c}]",
+                    t.dim()
+                )));
+            }
+            let probs = crate::tensor::softmax_rows(t, kd.temperature.get());
+            let neg_entropy = loss::neg_entropy(probs.view());
+            Ok(Some(CachedSoftLabels { probs, neg_entropy }))
+        }
+    }
+}
+
+/// The whole set's soft labels `[K, C]` and their rows' negative entropies `[K]`.
+struct CachedSoftLabels {
+    probs: Array2<f32>,
+    neg_entropy: Array1<f32>,
+}
+
+/// A fresh network for the set's shapes, drawn by `seed`, at the spec's precision.
+fn build_model(spec: &StudentSpec, data: &TrainSet<'_>, seed: u64) -> Result<Network, TrainError> {
+    let mut model = Network::build_with_init(
+        &spec.layers,
+        data.sample_shape,
+        data.num_classes,
+        seed,
+        spec.init,
+    )
+    .map_err(TrainError::Model)?;
     model.set_precision(spec.precision);
     if spec.precision == gemm::Precision::Bf16 {
         // Once per process, not once per cell.
@@ -175,110 +281,99 @@ fn train_loop(
             WARNED.call_once(|| tracing::warn!("{warning}"));
         }
     }
-    let mut opt = optim::Optimizer::new(spec.optimizer, spec.weight_decay);
-    let batch = spec.batch_size.min(k);
-    let steps_per_epoch = k.div_ceil(batch);
-    let schedule = optim::LrSchedule::new(
-        spec.schedule,
-        spec.lr,
-        spec.epochs,
-        steps_per_epoch,
-        spec.warmup_epochs,
-    );
-    let mut order: Vec<usize> = (0..k).collect();
-    let mut xb = Array2::<f32>::zeros((batch, d));
-    let mut tb = Array2::<f32>::zeros((batch, c));
-    let mut eb = ndarray::Array1::<f32>::zeros(batch);
-    let mut yb = vec![0u32; batch];
-    let mut logs = Vec::with_capacity(spec.epochs);
-    let bar = progress::bar((spec.epochs * steps_per_epoch) as u64, label);
-    let keep_logits = observer.as_ref().is_some_and(|o| o.wants_batch_logits());
-    let mut step = 0;
-    for epoch in 0..spec.epochs {
-        order.shuffle(&mut rng);
-        let epoch_started = std::time::Instant::now();
-        let mut epoch_loss = 0.0f64;
-        for chunk in order.chunks(batch) {
-            let b = chunk.len();
-            gather_rows(data.x, chunk, xb.slice_mut(s![..b, ..]));
-            if let (Some(t), Some(e)) = (&teacher_probs, &teacher_neg_entropy) {
-                gather_rows(t.view(), chunk, tb.slice_mut(s![..b, ..]));
-                for (to, &i) in eb.iter_mut().zip(chunk) {
-                    *to = e[i];
-                }
-            }
-            for (label, &i) in yb.iter_mut().zip(chunk) {
-                *label = data.y[i];
-            }
-            if let (true, Some(shape)) = (spec.augment.is_active(), image_shape) {
-                spec.augment
-                    .apply(xb.slice_mut(s![..b, ..]), shape, &mut rng);
-            }
-            if let Some(teacher) = online.as_mut() {
-                let scores = teacher(xb.slice(s![..b, ..])).map_err(TrainError::Teacher)?;
-                if scores.dim() != (b, c) {
-                    return Err(TrainError::Teacher(format!(
-                        "online teacher gave scores of shape {:?} for a batch of {b}",
-                        scores.dim()
-                    )));
-                }
-                let probs = crate::tensor::softmax_rows(scores.view(), kd.temperature.get());
-                tb.slice_mut(s![..b, ..]).assign(&probs);
-                eb.slice_mut(s![..b])
-                    .assign(&loss::neg_entropy(probs.view()));
-            }
-            let t = (teacher_probs.is_some() || online.is_some()).then(|| loss::SoftLabels {
-                probs: tb.slice(s![..b, ..]),
-                neg_entropy: Some(eb.slice(s![..b])),
-            });
-            if let Some(o) = observer.as_mut() {
-                o.before_step(step, &mut model)?;
-            }
-            let (loss, logits) =
-                model.training_step(xb.slice(s![..b, ..]), &yb[..b], t, kd, keep_logits);
-            if let (Some(o), Some(logits)) = (observer.as_mut(), logits) {
-                o.on_batch(epoch, chunk, &yb[..b], logits.view());
-            }
-            match spec.clip_grad_norm {
-                Some(max_norm) => {
-                    let mut params = model.params();
-                    optim::clip_grad_norm(&mut params, max_norm);
-                    opt.step(params, schedule.at(step));
-                }
-                None => model.update(&mut opt, schedule.at(step)),
-            }
-            epoch_loss += loss as f64 * b as f64;
-            step += 1;
-            bar.inc(1);
+    Ok(model)
+}
+
+/// The optimiser's step at rate `lr`, with the gradient's norm clipped first when asked.
+fn update(spec: &StudentSpec, model: &mut Network, opt: &mut optim::Optimizer, lr: f32) {
+    match spec.clip_grad_norm {
+        Some(max_norm) => {
+            let mut params = model.params();
+            optim::clip_grad_norm(&mut params, max_norm);
+            opt.step(params, lr);
         }
-        let loss = (epoch_loss / k as f64) as f32;
-        if !loss.is_finite() {
-            let advice = match spec.clip_grad_norm {
-                None => "lower [student] lr or set clip_grad_norm (e.g. 5.0)".to_string(),
-                Some(c) => {
-                    format!("lower [student] lr, or clip_grad_norm (now {c}), or add warmup_epochs")
-                }
-            };
-            return Err(TrainError::Diverged {
-                epoch,
-                loss,
-                advice,
-            });
-        }
-        let seconds = epoch_started.elapsed().as_secs_f64();
-        if let Some(o) = observer.as_mut() {
-            o.on_epoch_end(epoch, &mut model)?;
-        }
-        logs.push(EpochLog {
-            epoch,
-            loss,
-            lr: schedule.at(step.saturating_sub(1)),
-            seconds,
-        });
-        tracing::debug!(epoch, loss, seconds, "epoch done");
+        None => model.update(opt, lr),
     }
-    bar.finish_and_clear();
-    Ok((model, logs))
+}
+
+/// The error of a run whose epoch `epoch` ended with a loss that is not finite, with what to
+/// change given what is set.
+fn diverged(spec: &StudentSpec, epoch: usize, loss: f32) -> TrainError {
+    let advice = match spec.clip_grad_norm {
+        None => "lower [student] lr or set clip_grad_norm (e.g. 5.0)".to_string(),
+        Some(c) => format!("lower [student] lr, or clip_grad_norm (now {c}), or add warmup_epochs"),
+    };
+    TrainError::Diverged {
+        epoch,
+        loss,
+        advice,
+    }
+}
+
+/// A batch's buffers, reused by every step: examples `x` `[B, D]`, labels `y` `[B]`, soft
+/// labels `t` `[B, C]` and their negative entropies `e` `[B]`.
+struct Batch {
+    x: Array2<f32>,
+    y: Vec<u32>,
+    t: Array2<f32>,
+    e: Array1<f32>,
+}
+
+impl Batch {
+    fn new(batch: usize, d: usize, c: usize) -> Self {
+        Self {
+            x: Array2::zeros((batch, d)),
+            y: vec![0; batch],
+            t: Array2::zeros((batch, c)),
+            e: Array1::zeros(batch),
+        }
+    }
+
+    /// Rows `chunk` of the set, and of the cached soft labels when there are some.
+    fn gather(&mut self, data: &TrainSet<'_>, chunk: &[usize], soft: Option<&CachedSoftLabels>) {
+        let b = chunk.len();
+        gather_rows(data.x, chunk, self.x.slice_mut(s![..b, ..]));
+        if let Some(soft) = soft {
+            gather_rows(soft.probs.view(), chunk, self.t.slice_mut(s![..b, ..]));
+            for (to, &i) in self.e.iter_mut().zip(chunk) {
+                *to = soft.neg_entropy[i];
+            }
+        }
+        for (label, &i) in self.y.iter_mut().zip(chunk) {
+            *label = data.y[i];
+        }
+    }
+
+    /// The soft labels of the first `b` (augmented) rows from the online teacher.
+    fn label_online(
+        &mut self,
+        teacher: &mut OnlineTeacher<'_>,
+        b: usize,
+        kd: Kd,
+    ) -> Result<(), TrainError> {
+        let c = self.t.ncols();
+        let scores = teacher(self.x.slice(s![..b, ..])).map_err(TrainError::Teacher)?;
+        if scores.dim() != (b, c) {
+            return Err(TrainError::Teacher(format!(
+                "online teacher gave scores of shape {:?} for a batch of {b}",
+                scores.dim()
+            )));
+        }
+        let probs = crate::tensor::softmax_rows(scores.view(), kd.temperature.get());
+        self.t.slice_mut(s![..b, ..]).assign(&probs);
+        self.e
+            .slice_mut(s![..b])
+            .assign(&loss::neg_entropy(probs.view()));
+        Ok(())
+    }
+
+    /// The soft labels of the first `b` rows, as the loss reads them.
+    fn soft_labels(&self, b: usize) -> loss::SoftLabels<'_> {
+        loss::SoftLabels {
+            probs: self.t.slice(s![..b, ..]),
+            neg_entropy: Some(self.e.slice(s![..b])),
+        }
+    }
 }
 
 /// Copies rows `indices` of `from` `[N, D]` into `to` `[indices.len(), D]`, rows spread over
