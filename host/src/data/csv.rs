@@ -41,16 +41,66 @@ pub fn read_csv(
     let text = std::str::from_utf8(&bytes).map_err(|e| {
         DataError::format(path, format!("not UTF-8 text ({e}); is this a CSV file?"))
     })?;
-    let delim = options.delimiter as char;
-    // Records through the `csv` crate: quoted fields (with delimiters or quotes inside),
-    // CRLF line ends; blank lines skipped. Each record keeps its 0-based line number.
+    let records = csv_records(path, text, options.delimiter)?;
+    let first = records
+        .first()
+        .map(|(_, f)| f.as_slice())
+        .ok_or_else(|| DataError::format(path, "the file is empty"))?;
+    let ncols = first.len();
+    if ncols < 2 {
+        return Err(DataError::format(
+            path,
+            format!(
+                "only one column with delimiter {:?}; set [data] delimiter",
+                options.delimiter as char
+            ),
+        ));
+    }
+    let names = has_header(options, first).then(|| {
+        first
+            .iter()
+            .map(|s| s.trim_matches('"').to_string())
+            .collect::<Vec<_>>()
+    });
+    let label_col = label_column(path, &options.label, names.as_deref(), ncols)?;
+    let rows = &records[usize::from(names.is_some())..];
+    let (features, raw_labels) = parse_rows(path, rows, ncols, label_col)?;
+    let n = raw_labels.len();
+    if n == 0 {
+        return Err(DataError::format(path, "no examples after the header"));
+    }
+    let (labels, class_names) = map_labels(path, &raw_labels, options)?;
+    let num_classes = count_classes(path, &labels, class_names.as_deref(), options.num_classes)?;
+    check_label_range(path, labels.iter().map(|&y| y as u64), num_classes)?;
+    let d = ncols - 1;
+    let sample_shape = options.sample_shape.clone().unwrap_or_else(|| vec![d]);
+    if sample_shape.iter().product::<usize>() != d {
+        return Err(DataError::format(
+            path,
+            format!("[data] sample_shape {sample_shape:?} does not hold the {d} feature columns"),
+        ));
+    }
+    let features = Array2::from_shape_vec((n, d), features)
+        .map_err(|e| DataError::format(path, e.to_string()))?;
+    let ds = Dataset::new(features, sample_shape, labels, num_classes)
+        .map_err(|e| DataError::format(path, e.to_string()))?;
+    Ok((ds, class_names))
+}
+
+/// The file's records through the `csv` crate: quoted fields (with delimiters or quotes
+/// inside), CRLF line ends; blank lines skipped. Each record keeps its 0-based line number.
+fn csv_records(
+    path: &Path,
+    text: &str,
+    delimiter: u8,
+) -> Result<Vec<(usize, Vec<String>)>, DataError> {
     let mut reader = ::csv::ReaderBuilder::new()
         .has_headers(false)
-        .delimiter(options.delimiter)
+        .delimiter(delimiter)
         .flexible(true)
         .trim(::csv::Trim::All)
         .from_reader(text.as_bytes());
-    let mut records: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut records = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| {
             DataError::format(path, format!("not readable as CSV: {}", crate::one_line(e)))
@@ -61,43 +111,32 @@ pub fn read_csv(
         let line = record.position().map_or(0, |p| p.line() as usize - 1);
         records.push((line, record.iter().map(str::to_string).collect()));
     }
-    let mut lines = records.iter().map(|(l, f)| (*l, f)).peekable();
-    let first_fields: Vec<&str> = lines
-        .peek()
-        .map(|(_, f)| f.iter().map(String::as_str).collect())
-        .ok_or_else(|| DataError::format(path, "the file is empty"))?;
-    let ncols = first_fields.len();
-    if ncols < 2 {
-        return Err(DataError::format(
-            path,
-            format!("only one column with delimiter {delim:?}; set [data] delimiter"),
-        ));
-    }
-    let header = match options.header {
+    Ok(records)
+}
+
+/// Whether the first record is a header: as the options say, else when the label is named or
+/// more than one field of it is not a number.
+fn has_header(options: &CsvOptions, first: &[String]) -> bool {
+    match options.header {
         Some(h) => h,
         None => {
             matches!(options.label, LabelColumn::Name(_))
-                || first_fields
-                    .iter()
-                    .filter(|f| f.parse::<f64>().is_err())
-                    .count()
-                    > 1
+                || first.iter().filter(|f| f.parse::<f64>().is_err()).count() > 1
         }
-    };
-    let names: Option<Vec<String>> = if header {
-        lines.next();
-        Some(
-            first_fields
-                .iter()
-                .map(|s| s.trim_matches('"').to_string())
-                .collect(),
-        )
-    } else {
-        None
-    };
-    let label_col = match &options.label {
+    }
+}
+
+/// The label column's position among `ncols`, by header name or by (negative from the end)
+/// position.
+fn label_column(
+    path: &Path,
+    label: &LabelColumn,
+    names: Option<&[String]>,
+    ncols: usize,
+) -> Result<usize, DataError> {
+    match label {
         LabelColumn::Name(name) => {
-            let names = names.as_ref().ok_or_else(|| {
+            let names = names.ok_or_else(|| {
                 DataError::format(path, format!("label column {name:?} is named but the file has no header; give its position instead"))
             })?;
             names.iter().position(|n| n == name).ok_or_else(|| {
@@ -105,7 +144,7 @@ pub fn read_csv(
                     path,
                     format!("no column named {name:?}; the header has {names:?}"),
                 )
-            })?
+            })
         }
         LabelColumn::Index(i) => {
             let idx = if *i < 0 { ncols as i64 + i } else { *i };
@@ -115,15 +154,22 @@ pub fn read_csv(
                     format!("label column {i} is outside the {ncols} columns"),
                 ));
             }
-            idx as usize
+            Ok(idx as usize)
         }
-    };
+    }
+}
 
-    let d = ncols - 1;
+/// The rows' features, `N·(ncols − 1)` values row after row, and their raw labels `[N]`; a
+/// row of another width or a field that is not a finite number is refused with its line.
+fn parse_rows<'a>(
+    path: &Path,
+    rows: &'a [(usize, Vec<String>)],
+    ncols: usize,
+    label_col: usize,
+) -> Result<(Vec<f32>, Vec<&'a str>), DataError> {
     let mut features = Vec::new();
-    let mut raw_labels: Vec<&str> = Vec::new();
-    for (line_no, line) in lines {
-        let fields: Vec<&str> = line.iter().map(String::as_str).collect();
+    let mut raw_labels = Vec::new();
+    for (line_no, fields) in rows {
         if fields.len() != ncols {
             return Err(DataError::format(
                 path,
@@ -137,71 +183,61 @@ pub fn read_csv(
         for (j, field) in fields.iter().enumerate() {
             if j == label_col {
                 raw_labels.push(field.trim_matches('"'));
-            } else {
-                let v: f32 = field
-                    .parse()
-                    .ok()
-                    .filter(|v: &f32| v.is_finite())
-                    .ok_or_else(|| {
-                        DataError::format(
-                            path,
-                            format!(
-                                "line {}, column {}: {field:?} is not a finite number; fix or drop the row",
-                                line_no + 1,
-                                j + 1
-                            ),
-                        )
-                    })?;
-                features.push(v);
+                continue;
             }
+            let v: f32 = field
+                .parse()
+                .ok()
+                .filter(|v: &f32| v.is_finite())
+                .ok_or_else(|| {
+                    DataError::format(
+                        path,
+                        format!(
+                            "line {}, column {}: {field:?} is not a finite number; fix or drop the row",
+                            line_no + 1,
+                            j + 1
+                        ),
+                    )
+                })?;
+            features.push(v);
         }
     }
-    let n = raw_labels.len();
-    if n == 0 {
-        return Err(DataError::format(path, "no examples after the header"));
-    }
+    Ok((features, raw_labels))
+}
 
-    let (labels, class_names) = map_labels(path, &raw_labels, options)?;
-    let num_classes = match (&class_names, options.num_classes) {
-        (Some(names), _) => names.len(),
-        (None, Some(c)) => c,
-        (None, None) => {
-            let c = labels.iter().copied().max().unwrap_or(0) as usize + 1;
-            // Integer labels that skip classes (a stray 200 among 0..9) would silently make
-            // empty classes; say so instead, unless the manifest declares the count.
-            let mut seen = vec![false; c];
-            for &y in &labels {
-                seen[y as usize] = true;
-            }
-            if let Some(empty) = seen.iter().position(|s| !s) {
-                let largest = c - 1;
-                let at = labels
-                    .iter()
-                    .position(|&y| y as usize == largest)
-                    .unwrap_or(0);
-                return Err(DataError::format(
-                    path,
-                    format!(
-                        "labels run up to {largest} (example {at}) but class {empty} has no example; check the label column, or set [data] num_classes = {c} if classes are meant to be missing"
-                    ),
-                ));
-            }
-            c
-        }
-    };
-    check_label_range(path, labels.iter().map(|&y| y as u64), num_classes)?;
-    let sample_shape = options.sample_shape.clone().unwrap_or_else(|| vec![d]);
-    if sample_shape.iter().product::<usize>() != d {
+/// The number of classes: of the names, as declared, or the largest label + 1 — refused when
+/// a class below it has no example (a stray 200 among 0..9 would silently make empty
+/// classes), unless the manifest declares the count.
+fn count_classes(
+    path: &Path,
+    labels: &[u32],
+    class_names: Option<&[String]>,
+    declared: Option<usize>,
+) -> Result<usize, DataError> {
+    match (class_names, declared) {
+        (Some(names), _) => return Ok(names.len()),
+        (None, Some(c)) => return Ok(c),
+        (None, None) => {}
+    }
+    let c = labels.iter().copied().max().unwrap_or(0) as usize + 1;
+    let mut seen = vec![false; c];
+    for &y in labels {
+        seen[y as usize] = true;
+    }
+    if let Some(empty) = seen.iter().position(|s| !s) {
+        let largest = c - 1;
+        let at = labels
+            .iter()
+            .position(|&y| y as usize == largest)
+            .unwrap_or(0);
         return Err(DataError::format(
             path,
-            format!("[data] sample_shape {sample_shape:?} does not hold the {d} feature columns"),
+            format!(
+                "labels run up to {largest} (example {at}) but class {empty} has no example; check the label column, or set [data] num_classes = {c} if classes are meant to be missing"
+            ),
         ));
     }
-    let features = Array2::from_shape_vec((n, d), features)
-        .map_err(|e| DataError::format(path, e.to_string()))?;
-    let ds = Dataset::new(features, sample_shape, labels, num_classes)
-        .map_err(|e| DataError::format(path, e.to_string()))?;
-    Ok((ds, class_names))
+    Ok(c)
 }
 
 /// The most classes a numeric label column may imply (a label of 1e9 must not allocate 1e9
