@@ -153,14 +153,7 @@ impl CellRunner<'_, '_> {
         let method = &self.methods[cell.method];
         let budget = cell.keep.budget(n);
         let views = self.inputs.views(&method.inputs);
-        let mut shape = vec![n as u64];
-        shape.extend(train.sample_shape.iter().map(|&s| s as u64));
-        let plugin_data = PluginData {
-            features: train.features.as_slice().unwrap_or(&[]),
-            shape,
-            labels: &train.labels,
-            num_classes: train.num_classes,
-        };
+        let plugin_data = PluginData::of(train);
         let seed = cell.seed;
         if !method.plugin.description.budget_independent {
             return method

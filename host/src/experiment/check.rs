@@ -6,8 +6,10 @@
 
 use std::io::Write;
 
-use super::plan::{check_dynamics_memory, check_methods, normalise, RunOptions};
-use crate::data;
+use super::plan::{
+    check_dynamics_memory, check_methods, needs_of, params_json, Method, RunOptions,
+};
+use super::stages::{load_data, DataStage};
 use crate::inputs::Needs;
 use crate::manifest::Manifest;
 use crate::plugins::{self, Registry};
@@ -34,33 +36,18 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
         }
     }
     let methods = check_methods(manifest, &registry)?;
-    for m in &methods {
-        let inputs: Vec<String> = m.inputs.iter().map(|i| i.to_string()).collect();
-        lines.push(format!(
-            "method {} ({}): policy {}, params {}, inputs [{}]",
-            m.spec.method,
-            m.plugin.file.display(),
-            m.policy.describe(),
-            super::plan::params_json(&m.params),
-            inputs.join(", ")
-        ));
-    }
-    let (raw_train, raw_test) = data::load(&manifest.data, manifest.seeds[0])?;
-    let (train_set, _, _) = normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
+    lines.extend(methods.iter().map(method_line));
+    let data = load_data(manifest)?;
+    let raw_train = &data.raw_train;
     lines.push(format!(
         "data: {} training and {} test examples of shape {:?}, {} classes",
         raw_train.len(),
-        raw_test.len(),
+        data.raw_test.len(),
         raw_train.sample_shape,
         raw_train.num_classes
     ));
-    let mut needs = Needs::default();
-    for m in &methods {
-        for &name in &m.inputs {
-            needs.add(name);
-        }
-    }
-    check_dynamics_memory(manifest, &needs, &train_set)?;
+    let needs = needs_of(&methods);
+    check_dynamics_memory(manifest, &needs, &data.train)?;
     if !needs.dynamics.is_empty() {
         let d = &manifest.dynamics;
         lines.push(format!(
@@ -68,11 +55,46 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             d.runs, d.proxy.epochs, d.proxy.layers, d.checkpoint_epochs, d.early_steps
         ));
     }
+    lines.extend(check_teachers(manifest, &registry, &data, &needs)?);
+    lines.extend(settings_lines(manifest));
+    writable(&manifest.output)?;
+    writable(&manifest.cache_dir)?;
+    lines.push(format!(
+        "output {} and cache {}: writable",
+        manifest.output.display(),
+        manifest.cache_dir.display()
+    ));
+    Ok(CheckReport { lines })
+}
+
+/// A method as checked: its plugin file, policy, parameters and inputs.
+fn method_line(m: &Method<'_>) -> String {
+    let inputs: Vec<String> = m.inputs.iter().map(|i| i.to_string()).collect();
+    format!(
+        "method {} ({}): policy {}, params {}, inputs [{}]",
+        m.spec.method,
+        m.plugin.file.display(),
+        m.policy.describe(),
+        params_json(&m.params),
+        inputs.join(", ")
+    )
+}
+
+/// Opens every teacher `run` would make ready (those distilled from, the first when methods
+/// read its inputs), checks a teacher to train against the data, and describes each.
+fn check_teachers(
+    manifest: &Manifest,
+    registry: &Registry,
+    data: &DataStage,
+    needs: &Needs,
+) -> Result<Vec<String>, Error> {
+    let (raw_train, raw_test, train_set) = (&data.raw_train, &data.raw_test, &data.train);
     let distils = manifest
         .distillation
         .alphas
         .iter()
         .any(|a| a.needs_teacher());
+    let mut lines = Vec::new();
     for (i, spec) in manifest.teachers.iter().enumerate() {
         if let crate::teacher::spec::TeacherSource::Ensemble { members, .. } = &spec.source {
             // Its members are teachers of the manifest, each opened in this loop.
@@ -91,11 +113,11 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             spec: recipe, seed, ..
         } = &spec.source
         {
-            crate::teacher::trained::check(recipe, *seed, &train_set)?;
+            crate::teacher::trained::check(recipe, *seed, train_set)?;
             let model = crate::teacher::trained::model_path(
                 &manifest.cache_dir,
                 &crate::teacher::trained::recipe_key(recipe, *seed),
-                &train_set,
+                train_set,
             );
             lines.push(format!(
                 "teacher {}: {:?}, {} epochs on all {} training examples, seed {seed}; {}",
@@ -114,8 +136,8 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
         if distils || (i == 0 && (needs.soft_labels || needs.teacher_embedding)) {
             let mut teacher = crate::teacher::Teacher::new(
                 spec,
-                &registry,
-                &raw_train,
+                registry,
+                raw_train,
                 &manifest.cache_dir,
                 manifest.seeds[0],
             )?;
@@ -125,7 +147,7 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
                 crate::teacher::spec::TeacherSource::Precomputed { .. }
             ) {
                 // Its test file too: `run` reads it before training.
-                teacher.logits(&raw_test, "test")?;
+                teacher.logits(raw_test, "test")?;
             }
             lines.push(format!(
                 "teacher {}: opened; input, output and {} classes match the data{}",
@@ -138,6 +160,13 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             ));
         }
     }
+    Ok(lines)
+}
+
+/// The settings the run will use, as resolved: student, its input, each teacher's, and the
+/// distillation's.
+fn settings_lines(manifest: &Manifest) -> Vec<String> {
+    let mut lines = Vec::new();
     let st = &manifest.student;
     lines.push(format!(
         "student: {:?}, {} epochs, batch {}, lr {}, {:?}, weight decay {}, {:?}, warm-up {} epochs, clip {:?}, init {:?}, augment {:?}",
@@ -151,7 +180,12 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             t.name, t.preprocess, t.layout, t.output_kind, t.batch_size,
         ));
     }
-    if distils {
+    if manifest
+        .distillation
+        .alphas
+        .iter()
+        .any(|a| a.needs_teacher())
+    {
         let alphas: Vec<String> = manifest
             .distillation
             .alphas
@@ -169,14 +203,7 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             alphas.join(", ")
         ));
     }
-    writable(&manifest.output)?;
-    writable(&manifest.cache_dir)?;
-    lines.push(format!(
-        "output {} and cache {}: writable",
-        manifest.output.display(),
-        manifest.cache_dir.display()
-    ));
-    Ok(CheckReport { lines })
+    lines
 }
 
 /// The folder exists or can be made, and a file can be written and removed in it.

@@ -320,3 +320,14 @@ pub(crate) fn load_registry(manifest: &Manifest, options: &RunOptions) -> Result
     }
     Ok(registry)
 }
+
+/// The inputs every method asks for (`score` and `check`, which look at every keep).
+pub(crate) fn needs_of(methods: &[Method<'_>]) -> Needs {
+    let mut needs = Needs::default();
+    for method in methods {
+        for &name in &method.inputs {
+            needs.add(name);
+        }
+    }
+    needs
+}

@@ -12,12 +12,16 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::plan::{check_methods, normalise, params_json, RunOptions};
-use super::stages::{cell_key, input_stage, TimeSplit};
-use crate::data;
-use crate::inputs::Needs;
+use super::plan::{
+    check_dynamics_memory, check_methods, load_registry, needs_of, params_json, plugin_identity,
+    plugin_sha256, teachers_to_ready, Method, RunOptions,
+};
+use super::score_cache::ScoreCache;
+use super::stages::{cell_key, input_stage, load_data, TimeSplit};
+use crate::data::Dataset;
+use crate::inputs::Inputs;
 use crate::manifest::Manifest;
-use crate::plugins::{self, PluginData, Registry};
+use crate::plugins::PluginData;
 use crate::select::{kept_indices, Answer};
 use crate::Error;
 
@@ -70,141 +74,45 @@ fn io_error(path: PathBuf) -> impl FnOnce(std::io::Error) -> Error {
 
 /// Scores and selects every method of `manifest` at every keep and seed.
 pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, Error> {
-    let dirs = plugins::plugin_dirs(&manifest.plugin_dirs, &options.plugin_dirs);
-    let registry = Registry::load_with(&dirs, manifest.allow_writable_plugins)?;
-    for problem in &registry.problems {
-        tracing::warn!("{problem}");
-    }
+    let registry = load_registry(manifest, options)?;
     let methods = check_methods(manifest, &registry)?;
     let _lock = crate::results::OutputLock::acquire(&manifest.output)?;
-    let (raw_train, raw_test) = data::load(&manifest.data, manifest.seeds[0])?;
-    let (train_set, _, student_norm) = normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
-    let n = train_set.len();
-    let mut needs = Needs::default();
-    for method in &methods {
-        for &name in &method.inputs {
-            needs.add(name);
-        }
-    }
-    super::plan::check_dynamics_memory(manifest, &needs, &train_set)?;
-    let (needed, teachers, training_teachers) = super::plan::teachers_to_ready(
+    let data = load_data(manifest)?;
+    let train_set = &data.train;
+    let needs = needs_of(&methods);
+    check_dynamics_memory(manifest, &needs, train_set)?;
+    let (needed, teachers, training_teachers) = teachers_to_ready(
         manifest,
         &needs,
         &vec![false; manifest.teachers.len()],
-        &train_set,
-        &student_norm,
+        train_set,
+        &data.norm,
     )?;
     let stage = input_stage(
         manifest,
         &teachers,
         &needed,
         &registry,
-        (&raw_train, &raw_test),
-        &train_set,
+        (&data.raw_train, &data.raw_test),
+        train_set,
         &needs,
     )?;
     let mut time = stage.time;
     time.teacher += training_teachers;
-    let mut shape = vec![n as u64];
-    shape.extend(train_set.sample_shape.iter().map(|&s| s as u64));
-    let plugin_data = PluginData {
-        features: train_set.features.as_slice().unwrap_or(&[]),
-        shape,
-        labels: &train_set.labels,
-        num_classes: train_set.num_classes,
+    let mut scorer = Scorer {
+        manifest,
+        train: train_set,
+        plugin_data: PluginData::of(train_set),
+        inputs: &stage.inputs,
+        cache: ScoreCache::new(&manifest.cache_dir, train_set.content_hash()),
     };
-    let dir = manifest.output.join("scores");
     let mut summary = Vec::new();
-    let mut score_cache =
-        super::score_cache::ScoreCache::new(&manifest.cache_dir, train_set.content_hash());
     let bar = crate::progress::bar((methods.len() * manifest.seeds.len()) as u64, "scoring");
     for (m, method) in methods.iter().enumerate() {
-        let params = params_json(&method.params);
-        let tag = format!(
-            "{}_{}",
-            method.spec.method,
-            cell_key(&params).get(..6).unwrap_or("")
-        );
-        let description = &method.plugin.description;
-        let views = stage.inputs.views(&method.inputs);
-        let identity = super::plan::plugin_identity(method, &super::plan::plugin_sha256(method)?);
+        let identity = plugin_identity(method, &plugin_sha256(method)?);
         for &seed in &manifest.seeds {
             bar.set_message(format!("{} seed {seed}", method.spec.method));
-            let started = Instant::now();
-            let mut entry = MethodScores {
-                method: method.spec.method.clone(),
-                version: description.version.clone(),
-                params: params.clone(),
-                policy: method.policy.describe(),
-                seed,
-                high_is_hard: None,
-                score_meaning: description.score_meaning.clone(),
-                scores: None,
-                keeps: Vec::new(),
-                seconds: 0.0,
-            };
-            let largest = method
-                .spec
-                .keep
-                .iter()
-                .map(|k| k.budget(n))
-                .max()
-                .unwrap_or(n);
-            let shared = if description.budget_independent {
-                Some(score_cache.scores(m, &identity, seed, &views, n, || {
-                    method
-                        .plugin
-                        .score(&plugin_data, &views, &method.params, seed, largest)
-                })?)
-            } else {
-                None
-            };
-            if let Some(Answer::Scores(values)) = &shared {
-                let rel = format!("scores/{tag}_seed{seed}.scores.npy");
-                crate::results::write_npy_f32(&manifest.output.join(&rel), values)
-                    .map_err(io_error(manifest.output.join(&rel)))?;
-                entry.scores = Some(rel);
-                entry.high_is_hard = Some(description.high_is_hard);
-            }
-            for &keep in &method.spec.keep {
-                let budget = keep.budget(n);
-                let answer = match &shared {
-                    Some(a) => a.clone(),
-                    None => {
-                        method
-                            .plugin
-                            .score(&plugin_data, &views, &method.params, seed, budget)?
-                    }
-                };
-                let mut per_keep_scores = None;
-                if let (None, Answer::Scores(values)) = (&shared, &answer) {
-                    let rel = format!("scores/{tag}_keep{:.4}_seed{seed}.scores.npy", keep.get());
-                    crate::results::write_npy_f32(&manifest.output.join(&rel), values)
-                        .map_err(io_error(manifest.output.join(&rel)))?;
-                    per_keep_scores = Some(rel);
-                    entry.high_is_hard = Some(description.high_is_hard);
-                }
-                let kept = kept_indices(
-                    &answer,
-                    budget,
-                    method.policy,
-                    description.high_is_hard,
-                    &train_set.labels,
-                    train_set.num_classes,
-                    keep.get() as f64,
-                    seed,
-                );
-                let rel = format!("scores/{tag}_keep{:.4}_seed{seed}.npy", keep.get());
-                crate::results::write_npy_u32(&manifest.output.join(&rel), &kept)
-                    .map_err(io_error(manifest.output.join(&rel)))?;
-                entry.keeps.push(KeptFile {
-                    keep: keep.get(),
-                    kept: kept.len(),
-                    indices: rel,
-                    scores: per_keep_scores,
-                });
-            }
-            entry.seconds = started.elapsed().as_secs_f64();
+            let entry = scorer.method_at_seed((m, method), &identity, seed)?;
             time.scoring += entry.seconds;
             tracing::info!(method = %entry.method, seed, seconds = entry.seconds, "scored");
             summary.push(entry);
@@ -212,20 +120,137 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         }
     }
     bar.finish_and_clear();
+    let dir = manifest.output.join("scores");
     let result = ScoreSummary {
         experiment: manifest.name.clone(),
-        train_size: n,
+        train_size: train_set.len(),
         num_classes: train_set.num_classes,
         methods: summary,
         time,
         summary_path: dir.join("summary.json"),
     };
-    let mut value = serde_json::to_value(&result).unwrap_or_default();
+    write_summary(&dir, &result)?;
+    Ok(result)
+}
+
+/// What scoring a method reads.
+struct Scorer<'a> {
+    manifest: &'a Manifest,
+    /// The student's view of the training set, `[N, D]`.
+    train: &'a Dataset,
+    plugin_data: PluginData<'a>,
+    inputs: &'a Inputs,
+    cache: ScoreCache<'a>,
+}
+
+impl Scorer<'_> {
+    /// One method (its index `m` and itself) at one seed: its scores (once, when they do not
+    /// depend on the budget; else once per keep) and kept indices at every keep, written
+    /// under `scores/`.
+    fn method_at_seed(
+        &mut self,
+        (m, method): (usize, &Method<'_>),
+        identity: &serde_json::Value,
+        seed: u64,
+    ) -> Result<MethodScores, Error> {
+        let started = Instant::now();
+        let n = self.train.len();
+        let params = params_json(&method.params);
+        let tag = format!(
+            "{}_{}",
+            method.spec.method,
+            cell_key(&params).get(..6).unwrap_or("")
+        );
+        let description = &method.plugin.description;
+        let views = self.inputs.views(&method.inputs);
+        let mut entry = MethodScores {
+            method: method.spec.method.clone(),
+            version: description.version.clone(),
+            params,
+            policy: method.policy.describe(),
+            seed,
+            high_is_hard: None,
+            score_meaning: description.score_meaning.clone(),
+            scores: None,
+            keeps: Vec::new(),
+            seconds: 0.0,
+        };
+        let largest = method
+            .spec
+            .keep
+            .iter()
+            .map(|k| k.budget(n))
+            .max()
+            .unwrap_or(n);
+        let plugin_data = &self.plugin_data;
+        let shared = if description.budget_independent {
+            Some(self.cache.scores(m, identity, seed, &views, n, || {
+                method
+                    .plugin
+                    .score(plugin_data, &views, &method.params, seed, largest)
+            })?)
+        } else {
+            None
+        };
+        if let Some(Answer::Scores(values)) = &shared {
+            entry.scores = Some(self.write_f32(&format!("{tag}_seed{seed}.scores.npy"), values)?);
+            entry.high_is_hard = Some(description.high_is_hard);
+        }
+        for &keep in &method.spec.keep {
+            let budget = keep.budget(n);
+            let answer = match &shared {
+                Some(a) => a.clone(),
+                None => method
+                    .plugin
+                    .score(plugin_data, &views, &method.params, seed, budget)?,
+            };
+            let mut per_keep_scores = None;
+            if let (None, Answer::Scores(values)) = (&shared, &answer) {
+                let name = format!("{tag}_keep{:.4}_seed{seed}.scores.npy", keep.get());
+                per_keep_scores = Some(self.write_f32(&name, values)?);
+                entry.high_is_hard = Some(description.high_is_hard);
+            }
+            let kept = kept_indices(
+                &answer,
+                budget,
+                method.policy,
+                description.high_is_hard,
+                &self.train.labels,
+                self.train.num_classes,
+                keep.get() as f64,
+                seed,
+            );
+            let rel = format!("scores/{tag}_keep{:.4}_seed{seed}.npy", keep.get());
+            let path = self.manifest.output.join(&rel);
+            crate::results::write_npy_u32(&path, &kept).map_err(io_error(path))?;
+            entry.keeps.push(KeptFile {
+                keep: keep.get(),
+                kept: kept.len(),
+                indices: rel,
+                scores: per_keep_scores,
+            });
+        }
+        entry.seconds = started.elapsed().as_secs_f64();
+        Ok(entry)
+    }
+
+    /// Writes `values` (`[N]`) as `scores/<name>`; returns that path, relative to the output
+    /// folder.
+    fn write_f32(&self, name: &str, values: &[f32]) -> Result<String, Error> {
+        let rel = format!("scores/{name}");
+        let path = self.manifest.output.join(&rel);
+        crate::results::write_npy_f32(&path, values).map_err(io_error(path))?;
+        Ok(rel)
+    }
+}
+
+/// Writes `summary.json` in `dir` whole or not at all (through a temporary file).
+fn write_summary(dir: &std::path::Path, result: &ScoreSummary) -> Result<(), Error> {
+    let mut value = serde_json::to_value(result).unwrap_or_default();
     crate::results::tidy_floats(&mut value);
     let text = serde_json::to_string_pretty(&value).unwrap_or_default();
-    std::fs::create_dir_all(&dir).map_err(io_error(dir.clone()))?;
+    std::fs::create_dir_all(dir).map_err(io_error(dir.to_path_buf()))?;
     let tmp = dir.join("summary.json.tmp");
     std::fs::write(&tmp, text).map_err(io_error(tmp.clone()))?;
-    std::fs::rename(&tmp, &result.summary_path).map_err(io_error(result.summary_path.clone()))?;
-    Ok(result)
+    std::fs::rename(&tmp, &result.summary_path).map_err(io_error(result.summary_path.clone()))
 }

@@ -440,7 +440,19 @@ pub struct PluginData<'a> {
     pub num_classes: usize,
 }
 
-impl PluginData<'_> {
+impl<'a> PluginData<'a> {
+    /// The whole of `set` (`[N, ...]` features, `[N]` labels), as plugins see it.
+    pub fn of(set: &'a crate::data::Dataset) -> Self {
+        let mut shape = vec![set.len() as u64];
+        shape.extend(set.sample_shape.iter().map(|&s| s as u64));
+        PluginData {
+            features: set.features.as_slice().unwrap_or(&[]),
+            shape,
+            labels: &set.labels,
+            num_classes: set.num_classes,
+        }
+    }
+
     fn view(&self) -> DataView<'_> {
         DataView {
             features: RSlice::from_slice(self.features),

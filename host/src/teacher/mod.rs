@@ -490,14 +490,7 @@ impl<'a> Teacher<'a> {
                                 params_at.0, params_at.1
                             ))
                         })?;
-                    let mut shape = vec![self.train.len() as u64];
-                    shape.extend(self.train.sample_shape.iter().map(|&s| s as u64));
-                    let data = PluginData {
-                        features: self.train.features.as_slice().unwrap_or(&[]),
-                        shape,
-                        labels: &self.train.labels,
-                        num_classes: self.train.num_classes,
-                    };
+                    let data = PluginData::of(self.train);
                     Live::Plugin(plugin.new_teacher(&data, &params, self.seed)?)
                 }
             };
