@@ -193,17 +193,50 @@ pub struct MergeSummary {
 pub fn merge(manifest: &Manifest) -> Result<MergeSummary, Error> {
     let output = &manifest.output;
     let _lock = OutputLock::acquire(output)?;
-    let shards_dir = output.join("shards");
-    let store_err = |path: &Path, message: String| {
-        Error::Store(StoreError {
-            path: path.to_path_buf(),
-            message,
-        })
-    };
-    let mut counts: Vec<usize> = std::fs::read_dir(&shards_dir)
+    let count = shard_count(&output.join("shards"))?;
+    let shards = read_shards(output, count)?;
+    let mut store = ResultStore::open(output)?;
+    // Check everything before writing anything.
+    let order = merge_order(output, &shards, &store, count)?;
+    let planned = shards
+        .groups
+        .iter()
+        .flatten()
+        .map(|g| g.keys.len())
+        .sum::<usize>();
+    for dir in &shards.dirs {
+        for sub in ["indices", "students"] {
+            copy_new_files(&dir.join(sub), &output.join(sub))?;
+        }
+    }
+    for key in &order {
+        let (line, result) = &shards.lines[*key];
+        store.append_line(line, result)?;
+    }
+    append_timings(&shards.dirs, &output.join("timings.jsonl"), &order);
+    Ok(MergeSummary {
+        shards: count,
+        merged: order.len(),
+        already: planned - order.len(),
+        results_path: store.path().to_path_buf(),
+    })
+}
+
+/// A store error naming `path`.
+fn store_error(path: &Path, message: String) -> Error {
+    Error::Store(StoreError {
+        path: path.to_path_buf(),
+        message,
+    })
+}
+
+/// The number of processes the shards of `shards_dir` (folders `i-of-n`) were split into:
+/// one split, or an error saying what to do.
+fn shard_count(shards_dir: &Path) -> Result<usize, Error> {
+    let mut counts: Vec<usize> = std::fs::read_dir(shards_dir)
         .map_err(|e| {
-            store_err(
-                &shards_dir,
+            store_error(
+                shards_dir,
                 format!("cannot read ({e}); run `kdprune run MANIFEST --shard i/n` for each shard first"),
             )
         })?
@@ -214,51 +247,64 @@ pub fn merge(manifest: &Manifest) -> Result<MergeSummary, Error> {
         .collect();
     counts.sort_unstable();
     counts.dedup();
-    let count = match counts.as_slice() {
-        [one] => *one,
-        [] => {
-            return Err(store_err(
-                &shards_dir,
-                "holds no shard folder (i-of-n); run `kdprune run MANIFEST --shard i/n` for each shard first".into(),
-            ))
-        }
-        many => {
-            return Err(store_err(
-                &shards_dir,
-                format!("holds shards of splits into {many:?} processes; keep one split's folders and remove the others"),
-            ))
-        }
+    match counts.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(store_error(
+            shards_dir,
+            "holds no shard folder (i-of-n); run `kdprune run MANIFEST --shard i/n` for each shard first".into(),
+        )),
+        many => Err(store_error(
+            shards_dir,
+            format!("holds shards of splits into {many:?} processes; keep one split's folders and remove the others"),
+        )),
+    }
+}
+
+/// What the shards of one split planned and wrote.
+struct Shards {
+    /// Every group of the grid, as the shard that owns it planned it.
+    groups: Vec<Option<Group>>,
+    /// Every result line the shards wrote, by key: the line as written and its result.
+    lines: HashMap<String, (String, results::CellResult)>,
+    /// The shards' folders, in shard order.
+    dirs: Vec<PathBuf>,
+}
+
+/// Reads every shard's `shard.json` and results; refuses a shard that has not run or that
+/// planned another grid.
+fn read_shards(output: &Path, count: usize) -> Result<Shards, Error> {
+    let mut shards = Shards {
+        groups: Vec::new(),
+        lines: HashMap::new(),
+        dirs: Vec::new(),
     };
-    let mut lines: HashMap<String, (String, results::CellResult)> = HashMap::new();
-    let mut groups: Vec<Option<Group>> = Vec::new();
-    let mut dirs = Vec::new();
     for i in 0..count {
         let shard = Shard::new(i, count).expect("i < count");
         let dir = shard_dir(output, shard);
         let share_path = dir.join("shard.json");
         let text = std::fs::read_to_string(&share_path).map_err(|_| {
-            store_err(
+            store_error(
                 &share_path,
                 format!("missing: shard {shard} has not run; run `kdprune run MANIFEST --shard {shard}`"),
             )
         })?;
         let share: Share = serde_json::from_str(&text).map_err(|e| {
-            store_err(
+            store_error(
                 &share_path,
                 format!("unreadable ({e}); run that shard again"),
             )
         })?;
-        if groups.is_empty() {
-            groups = vec![None; share.groups];
-        } else if groups.len() != share.groups {
-            return Err(store_err(
+        if shards.groups.is_empty() {
+            shards.groups = vec![None; share.groups];
+        } else if shards.groups.len() != share.groups {
+            return Err(store_error(
                 &share_path,
-                format!("this shard planned {} cell groups, another {}: the shards ran different manifests; run them all again with the same one", share.groups, groups.len()),
+                format!("this shard planned {} cell groups, another {}: the shards ran different manifests; run them all again with the same one", share.groups, shards.groups.len()),
             ));
         }
         for g in share.share {
-            let slot = groups.get_mut(g.group).ok_or_else(|| {
-                store_err(
+            let slot = shards.groups.get_mut(g.group).ok_or_else(|| {
+                store_error(
                     &share_path,
                     "names a group outside the grid; run that shard again".into(),
                 )
@@ -267,18 +313,28 @@ pub fn merge(manifest: &Manifest) -> Result<MergeSummary, Error> {
         }
         if dir.join("results.jsonl").exists() {
             for (line, result) in results::read_lines(&dir)? {
-                lines.insert(result.key.clone(), (line, result));
+                shards.lines.insert(result.key.clone(), (line, result));
             }
         }
-        dirs.push((shard, dir));
+        shards.dirs.push(dir);
     }
-    let mut store = ResultStore::open(output)?;
-    // Check everything before writing anything.
-    let mut order: Vec<&str> = Vec::new();
-    for (g, group) in groups.iter().enumerate() {
+    Ok(shards)
+}
+
+/// The keys to append, in the order one process would have written them: every planned key
+/// not yet in `store`; an error when a group was planned by no shard or a key's shard has
+/// not finished.
+fn merge_order<'s>(
+    output: &Path,
+    shards: &'s Shards,
+    store: &ResultStore,
+    count: usize,
+) -> Result<Vec<&'s str>, Error> {
+    let mut order = Vec::new();
+    for (g, group) in shards.groups.iter().enumerate() {
         let group = group.as_ref().ok_or_else(|| {
-            store_err(
-                &shards_dir,
+            store_error(
+                &output.join("shards"),
                 format!("no shard planned cell group {g}; the shards ran different manifests or splits; run them all again"),
             )
         })?;
@@ -286,59 +342,48 @@ pub fn merge(manifest: &Manifest) -> Result<MergeSummary, Error> {
             if store.is_done(key) {
                 continue;
             }
-            if !lines.contains_key(key) {
+            if !shards.lines.contains_key(key) {
                 let owner = Shard::new(g % count, count).expect("g % count < count");
-                return Err(store_err(
+                return Err(store_error(
                     &shard_dir(output, owner).join("results.jsonl"),
                     format!("shard {owner} has not finished (cell {key} missing); run `kdprune run MANIFEST --shard {owner}` again, it resumes"),
                 ));
             }
-            order.push(key);
+            order.push(key.as_str());
         }
     }
-    let already = groups.iter().flatten().map(|g| g.keys.len()).sum::<usize>() - order.len();
-    for (_, dir) in &dirs {
-        for sub in ["indices", "students"] {
-            copy_new_files(&dir.join(sub), &output.join(sub))?;
-        }
-    }
-    let mut timings = String::new();
-    for (_, dir) in &dirs {
-        timings.push_str(&std::fs::read_to_string(dir.join("timings.jsonl")).unwrap_or_default());
-    }
-    for key in &order {
-        let (line, result) = &lines[*key];
-        store.append_line(line, result)?;
-    }
-    let timings_path = output.join("timings.jsonl");
-    let wanted: std::collections::HashSet<&str> = order.iter().copied().collect();
+    Ok(order)
+}
+
+/// Appends to `timings_path` the shards' timing lines of the merged cells `keys`; a failure
+/// loses only the times, with a warning.
+fn append_timings(dirs: &[PathBuf], timings_path: &Path, keys: &[&str]) {
+    let wanted: std::collections::HashSet<&str> = keys.iter().copied().collect();
     let mut kept = String::new();
-    for line in timings.lines() {
-        let key = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v["key"].as_str().map(str::to_string));
-        if key.is_some_and(|k| wanted.contains(k.as_str())) {
-            kept.push_str(line);
-            kept.push('\n');
+    for dir in dirs {
+        let timings = std::fs::read_to_string(dir.join("timings.jsonl")).unwrap_or_default();
+        for line in timings.lines() {
+            let key = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v["key"].as_str().map(str::to_string));
+            if key.is_some_and(|k| wanted.contains(k.as_str())) {
+                kept.push_str(line);
+                kept.push('\n');
+            }
         }
     }
-    if !kept.is_empty() {
-        use std::io::Write;
-        let appended = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&timings_path)
-            .and_then(|mut f| f.write_all(kept.as_bytes()));
-        if let Err(e) = appended {
-            tracing::warn!(file = %timings_path.display(), "{e}; the merged cells' times are not kept");
-        }
+    if kept.is_empty() {
+        return;
     }
-    Ok(MergeSummary {
-        shards: count,
-        merged: order.len(),
-        already,
-        results_path: store.path().to_path_buf(),
-    })
+    use std::io::Write;
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(timings_path)
+        .and_then(|mut f| f.write_all(kept.as_bytes()));
+    if let Err(e) = appended {
+        tracing::warn!(file = %timings_path.display(), "{e}; the merged cells' times are not kept");
+    }
 }
 
 /// Copies the files of `from` that `to` lacks (a file of the same name is the same content:

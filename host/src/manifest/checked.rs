@@ -708,7 +708,7 @@ fn data_source(
             test,
         }
     } else {
-        let delimiter = csv_delimiter(c, &d)?;
+        let delimiter = csv_delimiter(c, d)?;
         DataSource::Csv {
             train: need(&d.train, "train")?,
             test: d.test.as_deref().map(|p| c.resolve(p)),
