@@ -62,142 +62,171 @@ impl Optimizer {
     /// out summed), at learning rate `lr`.
     pub fn step_summing(&mut self, params: Vec<Update<'_>>, lr: f32) {
         if self.state.is_empty() {
-            self.state = params
-                .iter()
-                .map(|p| {
-                    let second = match self.spec {
-                        OptimizerSpec::AdamW { .. } => ArrayD::zeros(p.value.raw_dim()),
-                        OptimizerSpec::Sgd { .. } => ArrayD::zeros(ndarray::IxDyn(&[0])),
-                    };
-                    (ArrayD::zeros(p.value.raw_dim()), second)
-                })
-                .collect();
+            self.state = params.iter().map(|p| self.fresh_state(p.value)).collect();
         }
         self.steps += 1;
-        let wd = self.weight_decay;
-        let adam = matches!(self.spec, OptimizerSpec::AdamW { .. });
-        /// A parameter for the elementwise pass, with its optimiser state and its gradient:
-        /// parts to add, or the sum of its factors (AdamW).
-        struct Pending<'p> {
-            decay: f32,
-            value: &'p mut ArrayD<f32>,
-            state: &'p mut (ArrayD<f32>, ArrayD<f32>),
-            parts: Vec<&'p ArrayD<f32>>,
-            summed: Option<ArrayD<f32>>,
-        }
-        let mut pending: Vec<Pending<'_>> = Vec::new();
-        // Gradients left as factors: SGD sums and applies them block by block; AdamW reads
-        // them summed.
-        for (p, state) in params.into_iter().zip(&mut self.state) {
-            let decay = if p.decay { wd } else { 0.0 };
-            match (p.gradient, self.spec) {
-                (Gradient::Parts(parts), _) => pending.push(Pending {
-                    decay,
-                    value: p.value,
-                    state,
-                    parts,
-                    summed: None,
-                }),
-                (
-                    Gradient::Factors { parts, packed },
-                    OptimizerSpec::Sgd { momentum, nesterov },
-                ) => {
-                    weight_grad::sum(
-                        &parts,
-                        Sink::Step {
-                            weights: p.value.as_slice_mut().expect("standard layout"),
-                            momenta: state.0.as_slice_mut().expect("standard layout"),
-                            step: SgdStep {
-                                lr,
-                                momentum,
-                                nesterov,
-                                decay,
-                            },
-                            packed,
-                        },
-                    );
-                }
-                (Gradient::Factors { parts, .. }, OptimizerSpec::AdamW { .. }) => {
-                    let mut g = ArrayD::zeros(p.value.raw_dim());
-                    weight_grad::sum(
-                        &parts,
-                        Sink::Store(g.as_slice_mut().expect("standard layout")),
-                    );
-                    pending.push(Pending {
-                        decay,
-                        value: p.value,
-                        state,
-                        parts: Vec::new(),
-                        summed: Some(g),
-                    });
-                }
+        let (spec, weight_decay, steps) = (self.spec, self.weight_decay, self.steps);
+        let mut pending = settle_factors(spec, weight_decay, params, &mut self.state, lr);
+        let adam = matches!(spec, OptimizerSpec::AdamW { .. });
+        let tensors = pending.iter_mut().map(|p| p.operands(adam)).collect();
+        match spec {
+            OptimizerSpec::Sgd { momentum, nesterov } => {
+                sgd_pass(tensors, lr, momentum, nesterov);
+            }
+            OptimizerSpec::AdamW { beta1, beta2, eps } => {
+                adamw_pass(tensors, lr, (beta1, beta2, eps), steps);
             }
         }
-        // Operands: value, first state, (second state), then the gradient's parts.
-        let tensors = pending
-            .iter_mut()
-            .map(|p| {
-                let (m, v) = &mut *p.state;
-                let mut operands = vec![Operand::write(p.value), Operand::write(m)];
-                if adam {
-                    operands.push(Operand::write(v));
-                }
-                operands.extend(p.parts.iter().map(|g| Operand::read(g)));
-                operands.extend(p.summed.iter().map(Operand::read));
-                (p.decay, operands)
-            })
-            .collect();
-        match self.spec {
-            OptimizerSpec::Sgd { momentum, nesterov } => {
-                elementwise::for_each_chunk(tensors, |&decay, operands| {
-                    let (state, parts) = operands.split_at_mut(2);
-                    let [Operand::Write(w), Operand::Write(buf)] = state else {
-                        unreachable!("SGD operands: value, momentum, gradient parts")
-                    };
-                    for_gradient_blocks(parts, |at, g| {
-                        let range = at..at + g.len();
-                        let step = SgdStep {
+    }
+
+    /// Zeroed state for a parameter of `value`'s shape: the momentum (or first moment), and
+    /// AdamW's second moment (empty for SGD).
+    fn fresh_state(&self, value: &ArrayD<f32>) -> (ArrayD<f32>, ArrayD<f32>) {
+        let second = match self.spec {
+            OptimizerSpec::AdamW { .. } => ArrayD::zeros(value.raw_dim()),
+            OptimizerSpec::Sgd { .. } => ArrayD::zeros(ndarray::IxDyn(&[0])),
+        };
+        (ArrayD::zeros(value.raw_dim()), second)
+    }
+}
+
+/// A parameter for the elementwise pass, with its optimiser state and its gradient: parts to
+/// add, or the sum of its factors (AdamW).
+struct Pending<'v, 's> {
+    decay: f32,
+    value: &'v mut ArrayD<f32>,
+    state: &'s mut (ArrayD<f32>, ArrayD<f32>),
+    parts: Vec<&'v ArrayD<f32>>,
+    summed: Option<ArrayD<f32>>,
+}
+
+impl Pending<'_, '_> {
+    /// Operands of the elementwise pass: value, first state, (second state), then the
+    /// gradient's parts; tagged with the parameter's weight decay.
+    fn operands(&mut self, adam: bool) -> (f32, Vec<Operand<'_>>) {
+        let (m, v) = &mut *self.state;
+        let mut operands = vec![Operand::write(self.value), Operand::write(m)];
+        if adam {
+            operands.push(Operand::write(v));
+        }
+        operands.extend(self.parts.iter().map(|g| Operand::read(g)));
+        operands.extend(self.summed.iter().map(Operand::read));
+        (self.decay, operands)
+    }
+}
+
+/// Gradients left as factors: SGD sums and applies them block by block here
+/// ([`weight_grad::sum`] with the step fused); AdamW reads them summed. Returns the
+/// parameters the elementwise pass updates.
+fn settle_factors<'v, 's>(
+    spec: OptimizerSpec,
+    weight_decay: f32,
+    params: Vec<Update<'v>>,
+    state: &'s mut [(ArrayD<f32>, ArrayD<f32>)],
+    lr: f32,
+) -> Vec<Pending<'v, 's>> {
+    let mut pending = Vec::new();
+    for (p, state) in params.into_iter().zip(state) {
+        let decay = if p.decay { weight_decay } else { 0.0 };
+        match (p.gradient, spec) {
+            (Gradient::Parts(parts), _) => pending.push(Pending {
+                decay,
+                value: p.value,
+                state,
+                parts,
+                summed: None,
+            }),
+            (Gradient::Factors { parts, packed }, OptimizerSpec::Sgd { momentum, nesterov }) => {
+                weight_grad::sum(
+                    &parts,
+                    Sink::Step {
+                        weights: p.value.as_slice_mut().expect("standard layout"),
+                        momenta: state.0.as_slice_mut().expect("standard layout"),
+                        step: SgdStep {
                             lr,
                             momentum,
                             nesterov,
                             decay,
-                        };
-                        for ((w, &g), buf) in w[range.clone()]
-                            .iter_mut()
-                            .zip(g)
-                            .zip(buf[range].iter_mut())
-                        {
-                            step.apply(w, buf, g);
-                        }
-                    });
-                });
+                        },
+                        packed,
+                    },
+                );
             }
-            OptimizerSpec::AdamW { beta1, beta2, eps } => {
-                let c1 = 1.0 - beta1.powi(self.steps);
-                let c2 = 1.0 - beta2.powi(self.steps);
-                elementwise::for_each_chunk(tensors, |&decay, operands| {
-                    let (state, parts) = operands.split_at_mut(3);
-                    let [Operand::Write(w), Operand::Write(m1), Operand::Write(m2)] = state else {
-                        unreachable!("AdamW operands: value, two moments, gradient parts")
-                    };
-                    for_gradient_blocks(parts, |at, g| {
-                        let range = at..at + g.len();
-                        for (((w, &g), m1), m2) in w[range.clone()]
-                            .iter_mut()
-                            .zip(g)
-                            .zip(m1[range.clone()].iter_mut())
-                            .zip(m2[range].iter_mut())
-                        {
-                            *w -= lr * decay * *w;
-                            *m1 = beta1 * *m1 + (1.0 - beta1) * g;
-                            *m2 = beta2 * *m2 + (1.0 - beta2) * g * g;
-                            *w -= lr * (*m1 / c1) / ((*m2 / c2).sqrt() + eps);
-                        }
-                    });
+            (Gradient::Factors { parts, .. }, OptimizerSpec::AdamW { .. }) => {
+                let mut g = ArrayD::zeros(p.value.raw_dim());
+                weight_grad::sum(
+                    &parts,
+                    Sink::Store(g.as_slice_mut().expect("standard layout")),
+                );
+                pending.push(Pending {
+                    decay,
+                    value: p.value,
+                    state,
+                    parts: Vec::new(),
+                    summed: Some(g),
                 });
             }
         }
     }
+    pending
+}
+
+/// SGD over every parameter's operands (value, momentum, gradient parts), in fixed chunks.
+fn sgd_pass(tensors: Vec<(f32, Vec<Operand<'_>>)>, lr: f32, momentum: f32, nesterov: bool) {
+    elementwise::for_each_chunk(tensors, |&decay, operands| {
+        let (state, parts) = operands.split_at_mut(2);
+        let [Operand::Write(w), Operand::Write(buf)] = state else {
+            unreachable!("SGD operands: value, momentum, gradient parts")
+        };
+        for_gradient_blocks(parts, |at, g| {
+            let range = at..at + g.len();
+            let step = SgdStep {
+                lr,
+                momentum,
+                nesterov,
+                decay,
+            };
+            for ((w, &g), buf) in w[range.clone()]
+                .iter_mut()
+                .zip(g)
+                .zip(buf[range].iter_mut())
+            {
+                step.apply(w, buf, g);
+            }
+        });
+    });
+}
+
+/// AdamW (decoupled decay) at step `steps` over every parameter's operands (value, two
+/// moments, gradient parts), in fixed chunks.
+fn adamw_pass(
+    tensors: Vec<(f32, Vec<Operand<'_>>)>,
+    lr: f32,
+    (beta1, beta2, eps): (f32, f32, f32),
+    steps: i32,
+) {
+    let c1 = 1.0 - beta1.powi(steps);
+    let c2 = 1.0 - beta2.powi(steps);
+    elementwise::for_each_chunk(tensors, |&decay, operands| {
+        let (state, parts) = operands.split_at_mut(3);
+        let [Operand::Write(w), Operand::Write(m1), Operand::Write(m2)] = state else {
+            unreachable!("AdamW operands: value, two moments, gradient parts")
+        };
+        for_gradient_blocks(parts, |at, g| {
+            let range = at..at + g.len();
+            for (((w, &g), m1), m2) in w[range.clone()]
+                .iter_mut()
+                .zip(g)
+                .zip(m1[range.clone()].iter_mut())
+                .zip(m2[range].iter_mut())
+            {
+                *w -= lr * decay * *w;
+                *m1 = beta1 * *m1 + (1.0 - beta1) * g;
+                *m2 = beta2 * *m2 + (1.0 - beta2) * g * g;
+                *w -= lr * (*m1 / c1) / ((*m2 / c2).sqrt() + eps);
+            }
+        });
+    });
 }
 
 /// A parameter to update: its value, whether weight decay applies, and its gradient.
