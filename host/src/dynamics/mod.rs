@@ -656,24 +656,8 @@ pub fn record_runs(
     if runs.is_empty() {
         return Err(DynamicsError::Spec("no run to record".into()));
     }
+    let steps_per_epoch = check_record_points(spec, set.y.len())?;
     let (n, c) = (set.y.len(), set.num_classes);
-    let steps_per_epoch = n.div_ceil(spec.proxy.batch_size.min(n).max(1));
-    let total_steps = steps_per_epoch * spec.proxy.epochs;
-    if let Some(&bad) = spec.early_steps.iter().find(|&&s| s >= total_steps) {
-        return Err(DynamicsError::Spec(format!(
-            "early_steps has step {bad}, but the proxy trains {total_steps} steps ({steps_per_epoch} per epoch)"
-        )));
-    }
-    if let Some(&bad) = spec
-        .checkpoint_epochs
-        .iter()
-        .find(|&&e| e == 0 || e > spec.proxy.epochs)
-    {
-        return Err(DynamicsError::Spec(format!(
-            "checkpoints has epoch {bad}, outside 1..={}",
-            spec.proxy.epochs
-        )));
-    }
     let width = if request.embedding {
         embedding_width(spec, set.sample_shape, c)?
     } else {
@@ -684,19 +668,7 @@ pub fn record_runs(
         runs: runs.len(),
         ..extent(spec, n, c, width)
     };
-    let pass_records = if request.has_pass() {
-        extent.checkpoints
-    } else {
-        0
-    };
-    let mut batch = Vec::new();
-    let mut pass = Vec::new();
-    for &(source, quantity) in &request.recorded {
-        match source {
-            Source::Batch => batch.push(Store::new(source, quantity, extent.epochs, extent)),
-            Source::Pass => pass.push(Store::new(source, quantity, pass_records, extent)),
-        }
-    }
+    let (mut batch, mut pass) = stores_for(request, extent);
     let mut embedding = None;
     let started = std::time::Instant::now();
     let mut pass_seconds = 0.0;
@@ -746,6 +718,73 @@ pub fn record_runs(
         batch = recorder.batch;
         pass = recorder.pass;
     }
+    let mut tensors = into_tensors(spec, request, (batch, pass), extent, steps_per_epoch);
+    if let Some(e) = embedding {
+        tensors.push((
+            PROXY_EMBEDDING.to_string(),
+            HostTensor::new(vec![n as u64, width as u64], Elements::F32(e)).expect("[N, H]"),
+        ));
+    }
+    Ok(Dynamics {
+        tensors,
+        request: request.clone(),
+        runs: runs.to_vec(),
+        train_seconds: started.elapsed().as_secs_f64(),
+        pass_seconds,
+    })
+}
+
+/// Checks the early steps and checkpoint epochs against the proxy's training on `n`
+/// examples; returns its steps per epoch.
+fn check_record_points(spec: &DynamicsSpec, n: usize) -> Result<usize, DynamicsError> {
+    let steps_per_epoch = n.div_ceil(spec.proxy.batch_size.min(n).max(1));
+    let total_steps = steps_per_epoch * spec.proxy.epochs;
+    if let Some(&bad) = spec.early_steps.iter().find(|&&s| s >= total_steps) {
+        return Err(DynamicsError::Spec(format!(
+            "early_steps has step {bad}, but the proxy trains {total_steps} steps ({steps_per_epoch} per epoch)"
+        )));
+    }
+    if let Some(&bad) = spec
+        .checkpoint_epochs
+        .iter()
+        .find(|&&e| e == 0 || e > spec.proxy.epochs)
+    {
+        return Err(DynamicsError::Spec(format!(
+            "checkpoints has epoch {bad}, outside 1..={}",
+            spec.proxy.epochs
+        )));
+    }
+    Ok(steps_per_epoch)
+}
+
+/// Empty stores for every recorded quantity: batch records (one per epoch) and pass records
+/// (one per early step and checkpoint, when any is asked for).
+fn stores_for(request: &Request, extent: Extent) -> (Vec<Store>, Vec<Store>) {
+    let pass_records = if request.has_pass() {
+        extent.checkpoints
+    } else {
+        0
+    };
+    let mut batch = Vec::new();
+    let mut pass = Vec::new();
+    for &(source, quantity) in &request.recorded {
+        match source {
+            Source::Batch => batch.push(Store::new(source, quantity, extent.epochs, extent)),
+            Source::Pass => pass.push(Store::new(source, quantity, pass_records, extent)),
+        }
+    }
+    (batch, pass)
+}
+
+/// The stores as named tensors, with the pass records' epochs (fractional for early steps)
+/// when there are pass records.
+fn into_tensors(
+    spec: &DynamicsSpec,
+    request: &Request,
+    (batch, pass): (Vec<Store>, Vec<Store>),
+    extent: Extent,
+    steps_per_epoch: usize,
+) -> Vec<(String, HostTensor)> {
     let mut tensors: Vec<(String, HostTensor)> = batch
         .into_iter()
         .chain(pass)
@@ -763,19 +802,7 @@ pub fn record_runs(
             HostTensor::new(vec![epochs.len() as u64], Elements::F32(epochs)).expect("1-d"),
         ));
     }
-    if let Some(e) = embedding {
-        tensors.push((
-            PROXY_EMBEDDING.to_string(),
-            HostTensor::new(vec![n as u64, width as u64], Elements::F32(e)).expect("[N, H]"),
-        ));
-    }
-    Ok(Dynamics {
-        tensors,
-        request: request.clone(),
-        runs: runs.to_vec(),
-        train_seconds: started.elapsed().as_secs_f64(),
-        pass_seconds,
-    })
+    tensors
 }
 
 #[cfg(test)]
