@@ -6,11 +6,18 @@ use super::dataset::{DataError, Dataset};
 use super::idx::read_idx_pair;
 use super::images::{read_cifar, read_image_folder};
 use super::npy::{read_npy_pair, read_npz};
+use super::spec::{DataSource, DataSpec, Holdout};
 
 /// Train and test sets as the manifest describes them, before the student's normalisation.
-pub fn load(spec: &super::spec::DataSpec, seed: u64) -> Result<(Dataset, Dataset), DataError> {
-    use super::spec::{DataSource, Holdout};
-    let (train, test) = match &spec.source {
+pub fn load(spec: &DataSpec, seed: u64) -> Result<(Dataset, Dataset), DataError> {
+    let (train, test) = read_sets(spec)?;
+    test_split(train, test, spec.holdout, seed)
+}
+
+/// The training set and, when files are named, the test set, each by its format's reader
+/// (the test set read with the training set's classes).
+fn read_sets(spec: &DataSpec) -> Result<(Dataset, Option<Dataset>), DataError> {
+    Ok(match &spec.source {
         DataSource::Idx {
             train_images,
             train_labels,
@@ -92,8 +99,18 @@ pub fn load(spec: &super::spec::DataSpec, seed: u64) -> Result<(Dataset, Dataset
             };
             (train_set, test_set)
         }
-    };
-    match (test, spec.holdout) {
+    })
+}
+
+/// The test set: the test files' (shapes checked against training), or a holdout of the
+/// training file — its last `k` rows, or a fraction drawn by `seed`.
+fn test_split(
+    train: Dataset,
+    test: Option<Dataset>,
+    holdout: Option<Holdout>,
+    seed: u64,
+) -> Result<(Dataset, Dataset), DataError> {
+    match (test, holdout) {
         (Some(test), _) => {
             if test.sample_shape != train.sample_shape {
                 return Err(DataError::Invalid(format!(
