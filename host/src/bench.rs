@@ -106,32 +106,19 @@ pub fn run(
         extra_plugin_dirs,
     ))?;
     let (raw_train, _) = data::load(&manifest.data, manifest.seeds[0])?;
-    let norm = match &manifest.data.normalise {
-        crate::data::spec::NormaliseSpec::Fixed(n) => n.clone(),
-        crate::data::spec::NormaliseSpec::Standardize { scale } => {
-            data::Normalisation::fit(raw_train.features.view(), *scale)
-        }
-    };
+    let norm = manifest.data.normalise.resolve(&raw_train);
     let features = norm.apply(raw_train.features.view());
 
-    let (teacher_rate, teacher_logits) = match (&manifest.teacher(), with_teacher) {
+    let (teacher_rate, teacher_logits) = match (manifest.teacher(), with_teacher) {
         (Some(spec), true) => {
-            let mut teacher = Teacher::new(spec, &registry, &raw_train, &manifest.cache_dir, 0)?;
-            teacher.set_bulk(true);
-            // One small batch first, so that session creation is not timed.
-            let warm = raw_train
-                .subset(&(0..spec.batch_size.min(raw_train.len()) as u32).collect::<Vec<_>>());
-            teacher.run(&warm, "warm-up")?;
+            let mut teacher = warm_teacher(manifest, spec, &registry, &raw_train)?;
             let started = Instant::now();
             let (logits, _) = teacher.run(&raw_train, "bench")?;
-            (
-                Some(raw_train.len() as f64 / started.elapsed().as_secs_f64()),
-                Some(logits),
-            )
+            let rate = raw_train.len() as f64 / started.elapsed().as_secs_f64();
+            (Some(rate), Some(logits))
         }
         _ => (None, None),
     };
-
     let mut student = manifest.student.clone();
     student.epochs = epochs;
     let n = raw_train.len();
@@ -163,42 +150,11 @@ pub fn run(
         Some(_) => Some(fastest(&time_training(0.5)?.0)),
         None => None,
     };
-    let mut kd_by_alpha = Vec::new();
-    if alphas && teacher_logits.is_some() {
-        // Rounds over every α, in forward then reverse order, each α's figure the fastest
-        // epoch of all its rounds: a slow minute of a shared host then lands on every α
-        // rather than deciding one ratio.
-        let alphas_measured = [0.0f32, 0.1, 0.5, 0.9, 1.0];
-        let mut rates: Vec<(f32, [f64; 2])> =
-            alphas_measured.iter().map(|&a| (a, [0.0; 2])).collect();
-        for round in 0..ALPHA_ROUNDS {
-            let order: Vec<usize> = if round % 2 == 0 {
-                (0..rates.len()).collect()
-            } else {
-                (0..rates.len()).rev().collect()
-            };
-            for at in order {
-                let alpha = rates[at].0;
-                for (i, flush) in [true, false].into_iter().enumerate() {
-                    train::kernels::subnormal::set_flushing(flush);
-                    let rate = fastest(&time_training(alpha)?.0);
-                    rates[at].1[i] = rates[at].1[i].max(rate);
-                }
-                train::kernels::subnormal::set_flushing(true);
-            }
-        }
-        let base = rates[0].1;
-        kd_by_alpha = rates
-            .iter()
-            .map(|&(alpha, [flushed, ieee])| AlphaCost {
-                alpha,
-                samples_per_s_flushed: flushed,
-                samples_per_s_ieee: ieee,
-                cost_vs_labels_only_flushed: base[0] / flushed,
-                cost_vs_labels_only_ieee: base[1] / ieee,
-            })
-            .collect();
-    }
+    let kd_by_alpha = if alphas && teacher_logits.is_some() {
+        alpha_sweep(&|alpha| Ok(fastest(&time_training(alpha)?.0)))?
+    } else {
+        Vec::new()
+    };
     let parameters = model.num_parameters();
     let (forward, conv_forward) = model.flops_per_example();
     let student_gflops = hard * 3.0 * forward as f64 / 1e9;
@@ -235,6 +191,57 @@ pub fn run(
         peak_rss_bytes: peak_rss(),
         accounted_bytes: accounted,
     })
+}
+
+/// `kdprune bench --alphas`: the KD step at α = 0, 0.1, 0.5, 0.9 and 1, with subnormals flushed
+/// and kept, `rate(α)` giving samples/s. Rounds over every α, in forward then reverse order,
+/// each α's figure the fastest of all its rounds: a slow minute of a shared host then lands
+/// on every α rather than deciding one ratio.
+fn alpha_sweep(rate: &dyn Fn(f32) -> Result<f64, Error>) -> Result<Vec<AlphaCost>, Error> {
+    let alphas_measured = [0.0f32, 0.1, 0.5, 0.9, 1.0];
+    let mut rates: Vec<(f32, [f64; 2])> = alphas_measured.iter().map(|&a| (a, [0.0; 2])).collect();
+    for round in 0..ALPHA_ROUNDS {
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..rates.len()).collect()
+        } else {
+            (0..rates.len()).rev().collect()
+        };
+        for at in order {
+            let alpha = rates[at].0;
+            for (i, flush) in [true, false].into_iter().enumerate() {
+                train::kernels::subnormal::set_flushing(flush);
+                let measured = rate(alpha)?;
+                rates[at].1[i] = rates[at].1[i].max(measured);
+            }
+            train::kernels::subnormal::set_flushing(true);
+        }
+    }
+    let base = rates[0].1;
+    Ok(rates
+        .iter()
+        .map(|&(alpha, [flushed, ieee])| AlphaCost {
+            alpha,
+            samples_per_s_flushed: flushed,
+            samples_per_s_ieee: ieee,
+            cost_vs_labels_only_flushed: base[0] / flushed,
+            cost_vs_labels_only_ieee: base[1] / ieee,
+        })
+        .collect())
+}
+
+/// The manifest's teacher `spec` on `train`, bulk-labelling, after one warm-up batch (so
+/// that session creation is not timed).
+fn warm_teacher<'a>(
+    manifest: &'a Manifest,
+    spec: &'a crate::teacher::spec::TeacherSpec,
+    registry: &'a Registry,
+    train: &'a data::Dataset,
+) -> Result<Teacher<'a>, Error> {
+    let mut teacher = Teacher::new(spec, registry, train, &manifest.cache_dir, 0)?;
+    teacher.set_bulk(true);
+    let warm = train.subset(&(0..spec.batch_size.min(train.len()) as u32).collect::<Vec<_>>());
+    teacher.run(&warm, "warm-up")?;
+    Ok(teacher)
 }
 
 /// Rounds of the α sweep of `kdprune bench --alphas`.
@@ -428,11 +435,7 @@ pub fn teacher_pass(
         ))
     })?;
     let (raw_train, _) = data::load(&manifest.data, manifest.seeds[0])?;
-    let mut teacher = Teacher::new(spec, &registry, &raw_train, &manifest.cache_dir, 0)?;
-    teacher.set_bulk(true);
-    let warm =
-        raw_train.subset(&(0..spec.batch_size.min(raw_train.len()) as u32).collect::<Vec<_>>());
-    teacher.run(&warm, "warm-up")?;
+    let mut teacher = warm_teacher(manifest, spec, &registry, &raw_train)?;
     let mut rates = Vec::with_capacity(passes);
     for _ in 0..passes.max(1) {
         let started = Instant::now();

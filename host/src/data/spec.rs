@@ -89,3 +89,15 @@ impl DataSource {
         }
     }
 }
+
+impl NormaliseSpec {
+    /// The normalisation itself: the fixed one, or mean and std fitted on `train` `[N, D]`.
+    pub fn resolve(&self, train: &super::dataset::Dataset) -> Normalisation {
+        match self {
+            NormaliseSpec::Fixed(n) => n.clone(),
+            NormaliseSpec::Standardize { scale } => {
+                Normalisation::fit(train.features.view(), *scale)
+            }
+        }
+    }
+}

@@ -178,10 +178,7 @@ pub(crate) fn normalise(
     train: &Dataset,
     test: &Dataset,
 ) -> Result<(Dataset, Dataset, Normalisation), Error> {
-    let norm = match spec {
-        NormaliseSpec::Fixed(n) => n.clone(),
-        NormaliseSpec::Standardize { scale } => Normalisation::fit(train.features.view(), *scale),
-    };
+    let norm = spec.resolve(train);
     norm.check(&train.sample_shape)
         .map_err(|m| Error::Data(data::DataError::Invalid(format!("[data.normalise] {m}"))))?;
     let apply = |d: &Dataset| Dataset {
