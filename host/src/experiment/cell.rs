@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use super::failures;
-use super::grid::{Cell, CellKeys, Grid, Student};
+use super::grid::{work_of, Cell, CellKeys, Grid, Student};
 use super::plan::Method;
 use super::score_cache::ScoreCache;
 use super::stages::{cell_key, save_student, ReadyTeacher, TimeSplit};
@@ -60,18 +60,6 @@ pub(crate) struct CellRunner<'a, 'r> {
 }
 
 impl CellRunner<'_, '_> {
-    /// The work of one student, in examples × epochs (an `"auto"` student weighs its search
-    /// too), for the overall progress bar.
-    pub(crate) fn work_of(manifest: &Manifest, n: usize, cell: &Cell, student: &Student) -> u64 {
-        let one = (cell.keep.budget(n) * manifest.student.epochs) as f64;
-        let auto_weight = 1.0 + manifest.distillation.auto.relative_cost();
-        (if student.alpha.is_none() {
-            one * auto_weight
-        } else {
-            one
-        }) as u64
-    }
-
     /// Stages 3 to 6 for one group: its kept indices, then each pending student. A plugin
     /// failure under `on_plugin_error = "continue"` is recorded and the group skipped.
     pub(crate) fn run(&mut self, cell: &Cell) -> Result<(), Error> {
@@ -84,12 +72,8 @@ impl CellRunner<'_, '_> {
             let result = self.train_student(cell, student, &kept, &subset, &indices)?;
             self.store.append(&result)?;
             self.ran += 1;
-            self.overall.inc(Self::work_of(
-                self.manifest,
-                self.data.train.len(),
-                cell,
-                student,
-            ));
+            self.overall
+                .inc(work_of(self.manifest, self.data.train.len(), cell, student));
             let left = self.overall.eta().as_secs_f64();
             tracing::info!(
                 cell = %format!("{}/{}", self.ran, self.students_total),

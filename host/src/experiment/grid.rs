@@ -256,6 +256,31 @@ impl Grid {
             .collect()
     }
 
+    /// The students still to train.
+    pub(crate) fn students(&self) -> usize {
+        self.cells.iter().map(|c| c.pending.len()).sum()
+    }
+
+    /// Their work in examples × epochs ([`work_of`]), for the overall progress bar.
+    pub(crate) fn work(&self, manifest: &Manifest, n: usize) -> u64 {
+        self.cells
+            .iter()
+            .flat_map(|c| c.pending.iter().map(move |st| (c, st)))
+            .map(|(c, st)| work_of(manifest, n, c, st))
+            .sum()
+    }
+
+    /// This grid's results in `store` (other configurations' lines in the same file stay
+    /// there, untouched, but are not reported beside these).
+    pub(crate) fn results_in(&self, store: &ResultStore) -> Vec<crate::results::CellResult> {
+        store
+            .results()
+            .iter()
+            .filter(|r| self.current.contains(&r.key))
+            .cloned()
+            .collect()
+    }
+
     /// The largest budget of a scored group of (method `m`, `seed`): what a
     /// budget-independent method is scored for.
     pub(crate) fn largest_budget(&self, m: usize, seed: u64, n: usize) -> Option<usize> {
@@ -265,4 +290,16 @@ impl Grid {
             .map(|c| c.keep.budget(n))
             .max()
     }
+}
+
+/// The work of one student, in examples × epochs (an `"auto"` student weighs its search
+/// too), for the overall progress bar.
+pub(crate) fn work_of(manifest: &Manifest, n: usize, cell: &Cell, student: &Student) -> u64 {
+    let one = (cell.keep.budget(n) * manifest.student.epochs) as f64;
+    let auto_weight = 1.0 + manifest.distillation.auto.relative_cost();
+    (if student.alpha.is_none() {
+        one * auto_weight
+    } else {
+        one
+    }) as u64
 }

@@ -116,14 +116,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         .map(|t| t.test_accuracy);
 
     // Stages 3 to 6, cell group by cell group.
-    let n = data.train.len();
-    let total_work: u64 = grid
-        .cells
-        .iter()
-        .flat_map(|c| c.pending.iter().map(move |st| (c, st)))
-        .map(|(c, st)| CellRunner::work_of(manifest, n, c, st))
-        .sum();
-    let overall = crate::progress::bar(total_work, "cells");
+    let overall = crate::progress::bar(grid.work(manifest, data.train.len()), "cells");
     let mut runner = CellRunner {
         manifest,
         methods: &methods,
@@ -144,7 +137,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         identities: keys.plugin_identities(&methods),
         ran: 0,
         failed: 0,
-        students_total: grid.cells.iter().map(|c| c.pending.len()).sum(),
+        students_total: grid.students(),
     };
     for cell in &grid.cells {
         runner.run(cell)?;
@@ -156,12 +149,7 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     Ok(RunSummary {
         // Only this manifest's cells: results of other configurations in the same file stay
         // there, untouched, but are not reported beside these.
-        results: store
-            .results()
-            .iter()
-            .filter(|r| grid.current.contains(&r.key))
-            .cloned()
-            .collect(),
+        results: grid.results_in(&store),
         ran,
         skipped: grid.skipped,
         results_path: store.path().to_path_buf(),
