@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Functions of host/src longer than a limit (default 120 lines), longest first, tests left
-out: `python3 scripts/long-functions.py [LIMIT]`."""
+out: `python3 scripts/long-functions.py [LIMIT] [--check]`; with `--check`, exit 1 when there
+is one (scripts/test.sh runs it)."""
 import os, re, sys
 
-LIMIT = int(sys.argv[1]) if len(sys.argv) > 1 else 120
+ARGS = [a for a in sys.argv[1:] if a != "--check"]
+LIMIT = int(ARGS[0]) if ARGS else 120
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "host", "src")
 found = []
 for d, _, fs in os.walk(ROOT):
@@ -25,6 +27,9 @@ for d, _, fs in os.walk(ROOT):
                 i = j
             i += 1
 found.sort(reverse=True)
-for n, p, line, name in found:
-    if n > LIMIT:
-        print(f"{n:5} {p}:{line} {name}")
+over = [f for f in found if f[0] > LIMIT]
+for n, p, line, name in over:
+    print(f"{n:5} {p}:{line} {name}")
+if "--check" in sys.argv and over:
+    print(f"{len(over)} function(s) over {LIMIT} lines; cut them into stages a reader can hold")
+    sys.exit(1)

@@ -11,6 +11,8 @@ scripts/setup.sh --runtime
 cargo fmt --all -- --check
 # The host's import graph: no cycles, no upward imports beyond those docs/architecture.md names.
 python3 scripts/imports.py --check
+# No function of host/src over 120 lines.
+python3 scripts/long-functions.py --check
 cargo clippy --workspace --all-targets -- -D warnings
 # CUDA support is compiled (not run: CI has no GPU) so that it cannot rot.
 cargo check -p kdprune --features cuda
