@@ -20,7 +20,7 @@ use crate::Error;
 pub struct BenchReport {
     /// The CPU ([`cpu_description`]), so that every figure says what made it.
     pub cpu: String,
-    /// The instruction set of the trainer's own kernels (`train::isa`): `avx512`, `avx2` or
+    /// The instruction set of the trainer's own kernels (`train::kernels::isa`): `avx512`, `avx2` or
     /// `portable`.
     pub kernels: &'static str,
     pub train_examples: usize,
@@ -49,7 +49,7 @@ pub struct BenchReport {
     /// Of which in convolutions.
     pub conv_gflops: f64,
     /// f32 GEMM rate of this machine: 1024³ products through the trainer's own product
-    /// (`train::gemm`, both cores), best of 5 right before and 5 right after the timed
+    /// (`train::kernels::gemm`, both cores), best of 5 right before and 5 right after the timed
     /// hard-label training.
     pub gemm_peak_gflops: f64,
     pub fraction_of_gemm_peak: f64,
@@ -60,7 +60,7 @@ pub struct BenchReport {
 }
 
 /// GFLOP/s of `n × n × n` f32 matrix products, best of `reps` of each of kdprune's two ways:
-/// its split over the cores (`train::gemm::gemm`, what training uses) and the `gemm` crate's
+/// its split over the cores (`train::kernels::gemm::gemm`, what training uses) and the `gemm` crate's
 /// own threads (faster for large square products on some CPUs), both on a worker of rayon's
 /// pool, operands row-major. The better is the machine's f32 GEMM rate that the benchmark
 /// divides by.

@@ -1,5 +1,6 @@
-//! Owned, typed tensors and the row-wise helpers every stage shares (softmax, argmax): what the input providers compute, the caches store and the plugins
-//! borrow (as `kdprune_plugin_api::Tensor`). Owns the element storage and the conversions to
+//! Owned, typed tensors and the row-wise helpers every stage shares (softmax, argmax): what the
+//! input providers compute, the caches store and the plugins borrow (as
+//! `kdprune_plugin_api::Tensor`). Owns the element storage and the conversions to
 //! and from bytes; does not own what a tensor means (the providers in [`crate::inputs`] do).
 
 use abi_stable::nonexhaustive_enum::NonExhaustive;

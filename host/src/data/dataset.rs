@@ -215,34 +215,6 @@ pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::normalise::Normalisation;
-    use ndarray::array;
-
-    #[test]
-    fn normalisation_per_channel() {
-        // Two channels of two values each.
-        let x = array![[255.0f32, 0.0, 127.5, 255.0]];
-        let norm = Normalisation {
-            scale: 255.0,
-            mean: vec![0.5, 0.0],
-            std: vec![0.5, 2.0],
-        };
-        norm.check(&[2, 1, 2]).unwrap();
-        let y = norm.apply(x.view());
-        assert_eq!(y, array![[1.0f32, -1.0, 0.25, 0.5]]);
-        assert_eq!(norm.invert(y.view()), x);
-    }
-
-    #[test]
-    fn fitted_standardisation_has_zero_mean_unit_std() {
-        let x = array![[1.0f32, 5.0], [3.0, 5.0], [5.0, 5.0]];
-        let norm = Normalisation::fit(x.view(), 1.0);
-        let y = norm.apply(x.view());
-        let col0: Vec<f32> = y.column(0).to_vec();
-        assert!((col0.iter().sum::<f32>()).abs() < 1e-6);
-        assert!((col0.iter().map(|v| v * v).sum::<f32>() / 3.0 - 1.0).abs() < 1e-5);
-        assert!(y.column(1).iter().all(|&v| v == 0.0));
-    }
 
     #[test]
     fn dataset_rejects_label_out_of_range() {

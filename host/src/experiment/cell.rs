@@ -8,8 +8,10 @@ use super::failures;
 use super::grid::{work_of, Cell, CellKeys, Grid, Student};
 use super::plan::Method;
 use super::score_cache::ScoreCache;
-use super::stages::{cell_key, save_student, ReadyTeacher, TimeSplit};
-use crate::data::{Dataset, Normalisation};
+use super::stages::DataStage;
+use super::stages::{save_student, ReadyTeacher, TimeSplit};
+use crate::data::Dataset;
+use crate::hash::json_digest;
 use crate::inputs::Inputs;
 use crate::manifest::Manifest;
 use crate::plugins::{OnPluginError, PluginData};
@@ -18,12 +20,16 @@ use crate::select::Answer;
 use crate::train::{self, Kd, TrainSet};
 use crate::Error;
 
-/// The student's view of the data: `[N, D]` training and `[M, D]` test sets, normalised by
-/// `norm`.
-pub(crate) struct StudentData<'a> {
-    pub(crate) train: &'a Dataset,
-    pub(crate) test: &'a Dataset,
-    pub(crate) norm: &'a Normalisation,
+/// A group's kept subset, shared by its students.
+struct Kept {
+    /// `[K]` positions in the training set, sorted.
+    indices: Vec<u32>,
+    /// The same as `usize`, for selecting rows.
+    positions: Vec<usize>,
+    /// Rows `indices` of the student's view of the training set, `[K, D]`.
+    subset: Dataset,
+    /// Where `indices` were written, relative to the output folder.
+    file: String,
 }
 
 /// What the α search of a cell reads.
@@ -43,7 +49,10 @@ pub(crate) struct CellRunner<'a, 'r> {
     pub(crate) methods: &'a [Method<'r>],
     pub(crate) grid: &'a Grid,
     pub(crate) keys: &'a CellKeys,
-    pub(crate) data: StudentData<'a>,
+    /// The data; students read its normalised views.
+    pub(crate) data: &'a DataStage,
+    /// The student's view of the training set as plugins see it.
+    pub(crate) plugin_data: PluginData<'a>,
     pub(crate) inputs: &'a Inputs,
     pub(crate) teachers: &'a mut [Option<ReadyTeacher<'r>>],
     pub(crate) store: &'a mut ResultStore,
@@ -56,27 +65,32 @@ pub(crate) struct CellRunner<'a, 'r> {
     pub(crate) identities: Vec<serde_json::Value>,
     pub(crate) ran: usize,
     pub(crate) failed: usize,
-    pub(crate) students_total: usize,
+    /// `[student]` as results record it.
+    pub(crate) student_json: serde_json::Value,
 }
 
 impl CellRunner<'_, '_> {
     /// Stages 3 to 6 for one group: its kept indices, then each pending student. A plugin
     /// failure under `on_plugin_error = "continue"` is recorded and the group skipped.
     pub(crate) fn run(&mut self, cell: &Cell) -> Result<(), Error> {
-        let Some(kept) = self.select(cell)? else {
+        let Some(indices) = self.select(cell)? else {
             return Ok(());
         };
-        let indices = self.write_indices(cell, &kept)?;
-        let subset = self.data.train.subset(&kept);
+        let kept = Kept {
+            file: self.write_indices(cell, &indices)?,
+            positions: indices.iter().map(|&i| i as usize).collect(),
+            subset: self.data.train.subset(&indices),
+            indices,
+        };
         for student in &cell.pending {
-            let result = self.train_student(cell, student, &kept, &subset, &indices)?;
+            let result = self.train_student(cell, student, &kept)?;
             self.store.append(&result)?;
             self.ran += 1;
             self.overall
                 .inc(work_of(self.manifest, self.data.train.len(), cell, student));
             let left = self.overall.eta().as_secs_f64();
             tracing::info!(
-                cell = %format!("{}/{}", self.ran, self.students_total),
+                cell = %format!("{}/{}", self.ran, self.grid.students()),
                 method = %result.method, keep = %result.keep, alpha = %result.alpha,
                 auto = result.alpha_rule.is_some(),
                 teacher = result.teacher.as_deref().unwrap_or("-"), seed = result.seed,
@@ -116,7 +130,8 @@ impl CellRunner<'_, '_> {
         };
         self.time.scoring += started.elapsed().as_secs_f64();
         let method = &self.methods[cell.method];
-        let train = self.data.train;
+        let data = self.data;
+        let train = &data.train;
         Ok(Some(crate::select::kept_indices(
             &answer,
             cell.keep.budget(n),
@@ -132,17 +147,18 @@ impl CellRunner<'_, '_> {
     /// The plugin's answer for the group: budget-independent scores once per (method, seed),
     /// scored for the largest budget; otherwise scored for this budget.
     fn score(&mut self, cell: &Cell) -> Result<Answer, crate::plugins::PluginError> {
-        let train = self.data.train;
+        let data = self.data;
+        let train = &data.train;
         let n = train.len();
         let method = &self.methods[cell.method];
         let budget = cell.keep.budget(n);
         let views = self.inputs.views(&method.inputs);
-        let plugin_data = PluginData::of(train);
+        let plugin_data = &self.plugin_data;
         let seed = cell.seed;
         if !method.plugin.description.budget_independent {
             return method
                 .plugin
-                .score(&plugin_data, &views, &method.params, seed, budget);
+                .score(plugin_data, &views, &method.params, seed, budget);
         }
         if let Some(a) = self.shared_scores.get(&(cell.method, seed)) {
             return Ok(a.clone());
@@ -160,7 +176,7 @@ impl CellRunner<'_, '_> {
             || {
                 method
                     .plugin
-                    .score(&plugin_data, &views, &method.params, seed, largest)
+                    .score(plugin_data, &views, &method.params, seed, largest)
             },
         )?;
         self.shared_scores
@@ -175,7 +191,7 @@ impl CellRunner<'_, '_> {
         let rel = format!(
             "indices/{}_{}_keep{:.4}_seed{}.npy",
             method.spec.method,
-            cell_key(&self.keys.params[cell.method])
+            json_digest(&self.keys.params[cell.method])
                 .get(..6)
                 .unwrap_or(""),
             cell.keep.get(),
@@ -233,33 +249,30 @@ impl CellRunner<'_, '_> {
         Ok(choice)
     }
 
-    /// Stage 5 and the record of stage 6: one student on the kept `subset` (`[K, D]`, rows
-    /// `kept` of the training set), its α searched for when `"auto"`, evaluated on the test
-    /// set.
+    /// Stage 5 and the record of stage 6: one student on the group's kept subset, its α
+    /// searched for when `"auto"`, evaluated on the test set.
     fn train_student(
         &mut self,
         cell: &Cell,
         student: &Student,
-        kept: &[u32],
-        subset: &Dataset,
-        indices: &str,
+        kept: &Kept,
     ) -> Result<CellResult, Error> {
         let started = Instant::now();
         let manifest = self.manifest;
         let method = &self.methods[cell.method];
         let (keep, seed) = (cell.keep, cell.seed);
-        let kept_usize: Vec<usize> = kept.iter().map(|&i| i as usize).collect();
+        let subset = &kept.subset;
         let temperature = manifest.distillation.temperature;
         let search = SearchContext {
             manifest,
             method: &method.spec.method,
-            train: self.data.train,
+            train: &self.data.train,
             overall: self.overall,
         };
         let ready = student.teacher.and_then(|t| self.teachers[t].as_mut());
         let teacher_subset = ready
             .as_ref()
-            .map(|t| t.train.logits.select(ndarray::Axis(0), &kept_usize));
+            .map(|t| t.train.logits.select(ndarray::Axis(0), &kept.positions));
         let this_teacher_accuracy = ready.as_ref().map(|t| t.test_accuracy);
         // The whole set's scores (the α search) and the live model (online distillation).
         let (full_teacher, mut live_teacher) = match ready {
@@ -275,7 +288,7 @@ impl CellRunner<'_, '_> {
         };
         let sample_shape = subset.sample_shape.clone();
         let num_classes = subset.num_classes;
-        let norm = self.data.norm;
+        let norm = &self.data.norm;
         let mut teacher_seconds = 0.0f64;
         let mut online = |batch: ndarray::ArrayView2<'_, f32>| {
             let started = Instant::now();
@@ -297,7 +310,7 @@ impl CellRunner<'_, '_> {
             Some(alpha) => (alpha, None),
             None => {
                 let choice =
-                    Self::search_alpha(search, cell, &kept_usize, full_teacher, &mut online)?;
+                    Self::search_alpha(search, cell, &kept.positions, full_teacher, &mut online)?;
                 (choice.alpha, Some(choice.trials))
             }
         };
@@ -316,7 +329,7 @@ impl CellRunner<'_, '_> {
                 "online distillation: time spent running the teacher"
             );
         }
-        let test = self.data.test;
+        let test = &self.data.test;
         let accuracy = train::evaluate(&mut model, test.features.view(), &test.labels);
         let cell_key = self
             .keys
@@ -341,14 +354,14 @@ impl CellRunner<'_, '_> {
                 .filter(|_| student.choice.needs_teacher())
                 .map(|t| manifest.teachers[t].name.clone()),
             seed,
-            kept: kept.len(),
+            kept: kept.indices.len(),
             train_size: self.data.train.len(),
             test_accuracy: accuracy,
             teacher_test_accuracy: this_teacher_accuracy,
             // Milliseconds are all a cell's time means; more digits are noise in the logs.
             seconds: (started.elapsed().as_secs_f64() * 1e3).round() / 1e3,
-            indices: indices.to_string(),
-            student: serde_json::to_value(&manifest.student).unwrap_or_default(),
+            indices: kept.file.clone(),
+            student: self.student_json.clone(),
             key,
             config: cell_key.config(),
         })

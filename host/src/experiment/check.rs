@@ -89,11 +89,7 @@ fn check_teachers(
     needs: &Needs,
 ) -> Result<Vec<String>, Error> {
     let (raw_train, raw_test, train_set) = (&data.raw_train, &data.raw_test, &data.train);
-    let distils = manifest
-        .distillation
-        .alphas
-        .iter()
-        .any(|a| a.needs_teacher());
+    let distils = manifest.distillation.distils();
     let mut lines = Vec::new();
     for (i, spec) in manifest.teachers.iter().enumerate() {
         if let crate::teacher::spec::TeacherSource::Ensemble { members, .. } = &spec.source {
@@ -180,12 +176,7 @@ fn settings_lines(manifest: &Manifest) -> Vec<String> {
             t.name, t.preprocess, t.layout, t.output_kind, t.batch_size,
         ));
     }
-    if manifest
-        .distillation
-        .alphas
-        .iter()
-        .any(|a| a.needs_teacher())
-    {
+    if manifest.distillation.distils() {
         let alphas: Vec<String> = manifest
             .distillation
             .alphas

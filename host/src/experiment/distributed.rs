@@ -12,11 +12,9 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{check_methods, needed_teachers, normalise, RunOptions};
-use crate::data;
-use crate::inputs::Needs;
+use super::plan::{check_methods, load_registry, needed_teachers, needs_of, RunOptions};
+use super::stages::load_data;
 use crate::manifest::Manifest;
-use crate::plugins::{self, Registry};
 use crate::results::{self, OutputLock, ResultStore, StoreError};
 use crate::shard::Shard;
 use crate::teacher::spec::TeacherSource;
@@ -87,25 +85,18 @@ pub fn prepare(manifest: &Manifest, options: &RunOptions) -> Result<PrepareSumma
     let started = Instant::now();
     let shard = options.shard.unwrap_or(Shard::new(0, 1).expect("0/1"));
     let first = shard.index() == 0;
-    let dirs = plugins::plugin_dirs(&manifest.plugin_dirs, &options.plugin_dirs);
-    let registry = Registry::load_with(&dirs, manifest.allow_writable_plugins)?;
+    let registry = load_registry(manifest, options)?;
     let methods = check_methods(manifest, &registry)?;
-    let (raw_train, raw_test) = data::load(&manifest.data, manifest.seeds[0])?;
-    let (train_set, _, student_norm) = normalise(&manifest.data.normalise, &raw_train, &raw_test)?;
-    let mut needs = Needs::default();
-    for m in &methods {
-        if m.spec.keep.iter().any(|k| !k.is_full()) {
-            for &name in &m.inputs {
-                needs.add(name);
-            }
-        }
-    }
-    super::plan::check_dynamics_memory(manifest, &needs, &train_set)?;
-    let distils = manifest
-        .distillation
-        .alphas
-        .iter()
-        .any(|a| a.needs_teacher());
+    let data = load_data(manifest)?;
+    let (raw_train, raw_test, train_set) = (&data.raw_train, &data.raw_test, &data.train);
+    // Inputs are read only by scored cells: those of a keep below 1.
+    let needs = needs_of(
+        methods
+            .iter()
+            .filter(|m| m.spec.keep.iter().any(|k| !k.is_full())),
+    );
+    super::plan::check_dynamics_memory(manifest, &needs, train_set)?;
+    let distils = manifest.distillation.distils();
     let mut needed = needed_teachers(
         &manifest.teachers,
         &needs,
@@ -118,8 +109,8 @@ pub fn prepare(manifest: &Manifest, options: &RunOptions) -> Result<PrepareSumma
     let (teachers, _) = crate::teacher::trained::materialise(
         &manifest.teachers,
         &needed,
-        &train_set,
-        &student_norm,
+        train_set,
+        &data.norm,
         &manifest.cache_dir,
     )?;
     let mut summary = PrepareSummary::default();
@@ -135,32 +126,32 @@ pub fn prepare(manifest: &Manifest, options: &RunOptions) -> Result<PrepareSumma
         let mut teacher = Teacher::new(
             spec,
             &registry,
-            &raw_train,
+            raw_train,
             &manifest.cache_dir,
             manifest.seeds[0],
         )?;
         teacher.set_bulk(true);
         let whole = trained(i) || shard.count() == 1;
         if whole {
-            teacher.logits(&raw_train, "train")?;
-            teacher.logits(&raw_test, "test")?;
+            teacher.logits(raw_train, "train")?;
+            teacher.logits(raw_test, "test")?;
             summary.teachers.push((spec.name.clone(), "whole".into()));
         } else {
-            teacher.label_part(&raw_train, "train", shard)?;
-            teacher.label_part(&raw_test, "test", shard)?;
+            teacher.label_part(raw_train, "train", shard)?;
+            teacher.label_part(raw_test, "test", shard)?;
             summary.teachers.push((
                 spec.name.clone(),
                 format!("shard {shard} of train and test"),
             ));
         }
         if i == 0 && first && needs.teacher_embedding {
-            teacher.embedding(&raw_train)?;
+            teacher.embedding(raw_train)?;
         }
     }
     if !needs.dynamics.is_empty() {
-        let ctx = super::plan::dynamics_context(manifest, &train_set);
+        let ctx = super::plan::dynamics_context(manifest, train_set);
         summary.dynamics_runs = if shard.count() == 1 {
-            let dynamics = super::plan::dynamics_of(manifest, &train_set, &needs)?;
+            let dynamics = super::plan::dynamics_of(manifest, train_set, &needs)?;
             let recorded_here = dynamics.train_seconds > 0.0;
             if recorded_here {
                 dynamics.runs

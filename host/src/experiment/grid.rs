@@ -54,6 +54,7 @@ pub(crate) struct CellKeys {
     pub(crate) policies: Vec<String>,
     teacher_keys: Vec<String>,
     student: StudentKey,
+    train_hash: [u8; 32],
     train_data: String,
     test_data: String,
     dynamics: String,
@@ -68,22 +69,34 @@ impl CellKeys {
         train: &Dataset,
         test: &Dataset,
     ) -> Result<Self, Error> {
+        // In the order the checks of a run have always come: the teachers' files before the
+        // plugin libraries'.
         let data_hash = train.content_hash();
+        let test_data = sha256_hex(&test.content_hash());
+        let dynamics = DynamicsKey::new(&manifest.dynamics, &data_hash)
+            .as_str()
+            .to_string();
+        let teacher_keys = crate::teacher::content_keys(&manifest.teachers, registry)?;
+        let plugin_sha = methods
+            .iter()
+            .map(plugin_sha256)
+            .collect::<Result<_, _>>()?;
         Ok(Self {
-            plugin_sha: methods
-                .iter()
-                .map(plugin_sha256)
-                .collect::<Result<_, _>>()?,
+            plugin_sha,
             params: methods.iter().map(|m| params_json(&m.params)).collect(),
             policies: methods.iter().map(|m| m.policy.describe()).collect(),
-            teacher_keys: crate::teacher::content_keys(&manifest.teachers, registry)?,
+            teacher_keys,
             student: StudentKey::new(&manifest.student),
+            train_hash: data_hash,
             train_data: sha256_hex(&data_hash),
-            test_data: sha256_hex(&test.content_hash()),
-            dynamics: DynamicsKey::new(&manifest.dynamics, &data_hash)
-                .as_str()
-                .to_string(),
+            test_data,
+            dynamics,
         })
+    }
+
+    /// The content hash of the student's view of the training set.
+    pub(crate) fn train_hash(&self) -> [u8; 32] {
+        self.train_hash
     }
 
     /// The plugin identity the score cache keys budget-independent scores by.
@@ -236,13 +249,12 @@ impl Grid {
 
     /// The inputs the scored cells' methods ask for.
     pub(crate) fn needs(&self, methods: &[Method<'_>]) -> Needs {
-        let mut needs = Needs::default();
-        for cell in self.cells.iter().filter(|c| c.is_scored()) {
-            for &name in &methods[cell.method].inputs {
-                needs.add(name);
-            }
-        }
-        needs
+        super::plan::needs_of(
+            self.cells
+                .iter()
+                .filter(|c| c.is_scored())
+                .map(|c| &methods[c.method]),
+        )
     }
 
     /// For each teacher, whether a pending student distils from it.

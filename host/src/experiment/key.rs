@@ -19,8 +19,8 @@
 //! its value for a fixed cell. [`CellKey::config`] is the same without the seed: the report
 //! averages over seeds only results of one configuration.
 
+use crate::hash::json_digest;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::train::spec::StudentSpec;
 
@@ -99,23 +99,17 @@ pub struct CellKey {
     pub student: StudentKey,
 }
 
-fn hash(value: &impl Serialize) -> String {
-    let text = serde_json::to_string(value).unwrap_or_default();
-    let digest = Sha256::digest(text.as_bytes());
-    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
-}
-
 impl CellKey {
     /// The cell's key: 24 hex digits.
     pub fn key(&self) -> String {
-        hash(&("cell-v2", self))
+        json_digest(&("cell-v2", self))
     }
 
     /// The key of the cell's configuration, the seed left out.
     pub fn config(&self) -> String {
         let mut without_seed = self.clone();
         without_seed.seed = 0;
-        hash(&("config-v2", without_seed))
+        json_digest(&("config-v2", without_seed))
     }
 }
 

@@ -5,9 +5,10 @@
 //! select, train, record — with results appended as each cell ends and cells already in
 //! `results.jsonl` skipped (resume).
 //!
-//! Owns the order of the work and what is checked before any of it starts (every method
-//! exists, is a pruning method, takes the given parameters, gets the inputs it asks for, and
-//! the dynamics fit in memory).
+//! Owns the order of the work: [`run`] is the list of stages; `plan` checks what can
+//! be refused before any work (every method exists, is a pruning method, takes the given
+//! parameters, gets the inputs it asks for, and the dynamics fit in memory), `grid` lays out
+//! the cells, `stages` and `cell` do the work.
 
 mod cell;
 mod check;
@@ -29,9 +30,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::manifest::Manifest;
+use crate::plugins::PluginData;
 use crate::results::{self, CellResult, ResultStore};
 use crate::Error;
-use cell::{CellRunner, StudentData};
+use cell::CellRunner;
 use grid::{CellKeys, Grid};
 pub(crate) use plan::normalise;
 pub use plan::RunOptions;
@@ -122,22 +124,19 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         methods: &methods,
         grid: &grid,
         keys: &keys,
-        data: StudentData {
-            train: &data.train,
-            test: &data.test,
-            norm: &data.norm,
-        },
+        data: &data,
+        plugin_data: PluginData::of(&data.train),
         inputs: &inputs,
         teachers: &mut teachers,
         store: &mut store,
         time: &mut time,
         overall: &overall,
         shared_scores: HashMap::new(),
-        score_cache: ScoreCache::new(&manifest.cache_dir, data.train.content_hash()),
+        score_cache: ScoreCache::new(&manifest.cache_dir, keys.train_hash()),
         identities: keys.plugin_identities(&methods),
         ran: 0,
         failed: 0,
-        students_total: grid.students(),
+        student_json: serde_json::to_value(&manifest.student).unwrap_or_default(),
     };
     for cell in &grid.cells {
         runner.run(cell)?;

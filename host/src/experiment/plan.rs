@@ -23,7 +23,7 @@ pub struct RunOptions {
     /// Extra plugin folders (`--plugin-dir`).
     pub plugin_dirs: Vec<PathBuf>,
     /// Run only this share of the cells, into `<output>/shards/i-of-n/` (`--shard i/n`);
-    /// [`merge`] joins the shares.
+    /// [`super::distributed::merge`] joins the shares.
     pub shard: Option<crate::shard::Shard>,
 }
 
@@ -233,8 +233,6 @@ pub(crate) fn needed_teachers(
     needed
 }
 
-/// The proxy's records `needs` asks for, on the student's view of the training set (from the
-/// cache, or by training the proxy).
 /// The SHA-256 of a method's plugin library, hex: part of every key made of the plugin.
 pub(crate) fn plugin_sha256(method: &Method<'_>) -> Result<String, Error> {
     std::fs::read(&method.plugin.file)
@@ -256,6 +254,8 @@ pub(crate) fn plugin_identity(method: &Method<'_>, sha256: &str) -> serde_json::
     })
 }
 
+/// The proxy's records `needs` asks for, on the student's view of the training set
+/// `train_set` (`[N, D]`): from the cache, or by training the proxy.
 pub(crate) fn dynamics_of(
     manifest: &Manifest,
     train_set: &Dataset,
@@ -318,8 +318,8 @@ pub(crate) fn load_registry(manifest: &Manifest, options: &RunOptions) -> Result
     Ok(registry)
 }
 
-/// The inputs every method asks for (`score` and `check`, which look at every keep).
-pub(crate) fn needs_of(methods: &[Method<'_>]) -> Needs {
+/// The inputs `methods` ask for, each once.
+pub(crate) fn needs_of<'m, 'r: 'm>(methods: impl IntoIterator<Item = &'m Method<'r>>) -> Needs {
     let mut needs = Needs::default();
     for method in methods {
         for &name in &method.inputs {

@@ -10,6 +10,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use kdprune_plugin_api::Tensor;
 use serde::Serialize;
 
 use super::plan::{
@@ -17,9 +18,9 @@ use super::plan::{
     plugin_sha256, teachers_to_ready, Method, RunOptions,
 };
 use super::score_cache::ScoreCache;
-use super::stages::{cell_key, input_stage, load_data, TimeSplit};
+use super::stages::{input_stage, load_data, TimeSplit};
 use crate::data::Dataset;
-use crate::inputs::Inputs;
+use crate::hash::json_digest;
 use crate::manifest::Manifest;
 use crate::plugins::PluginData;
 use crate::select::{kept_indices, Answer};
@@ -103,16 +104,15 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         manifest,
         train: train_set,
         plugin_data: PluginData::of(train_set),
-        inputs: &stage.inputs,
         cache: ScoreCache::new(&manifest.cache_dir, train_set.content_hash()),
     };
     let mut summary = Vec::new();
     let bar = crate::progress::bar((methods.len() * manifest.seeds.len()) as u64, "scoring");
     for (m, method) in methods.iter().enumerate() {
-        let identity = plugin_identity(method, &plugin_sha256(method)?);
+        let prepared = Prepared::new(m, method, stage.inputs.views(&method.inputs), train_set)?;
         for &seed in &manifest.seeds {
             bar.set_message(format!("{} seed {seed}", method.spec.method));
-            let entry = scorer.method_at_seed((m, method), &identity, seed)?;
+            let entry = scorer.method_at_seed(&prepared, seed)?;
             time.scoring += entry.seconds;
             tracing::info!(method = %entry.method, seed, seconds = entry.seconds, "scored");
             summary.push(entry);
@@ -139,34 +139,81 @@ struct Scorer<'a> {
     /// The student's view of the training set, `[N, D]`.
     train: &'a Dataset,
     plugin_data: PluginData<'a>,
-    inputs: &'a Inputs,
     cache: ScoreCache<'a>,
 }
 
+/// What scoring a method needs at every seed, made once per method.
+struct Prepared<'m, 'r> {
+    /// The method's index in the plan, and the method.
+    m: usize,
+    method: &'m Method<'r>,
+    /// What the score cache keys its scores by.
+    identity: serde_json::Value,
+    params: serde_json::Value,
+    /// `<method>_<6 hex digits of the parameters>`, the start of its files' names.
+    tag: String,
+    /// The inputs it asked for.
+    views: Vec<Tensor<'m>>,
+    /// The largest of its budgets, what a budget-independent method is scored for.
+    largest: usize,
+}
+
+impl<'m, 'r> Prepared<'m, 'r> {
+    fn new(
+        m: usize,
+        method: &'m Method<'r>,
+        views: Vec<Tensor<'m>>,
+        train: &Dataset,
+    ) -> Result<Self, Error> {
+        let n = train.len();
+        let params = params_json(&method.params);
+        Ok(Self {
+            m,
+            method,
+            identity: plugin_identity(method, &plugin_sha256(method)?),
+            tag: format!(
+                "{}_{}",
+                method.spec.method,
+                json_digest(&params).get(..6).unwrap_or("")
+            ),
+            params,
+            views,
+            largest: method
+                .spec
+                .keep
+                .iter()
+                .map(|k| k.budget(n))
+                .max()
+                .unwrap_or(n),
+        })
+    }
+}
+
 impl Scorer<'_> {
-    /// One method (its index `m` and itself) at one seed: its scores (once, when they do not
-    /// depend on the budget; else once per keep) and kept indices at every keep, written
-    /// under `scores/`.
+    /// One method at one seed: its scores (once, when they do not depend on the budget; else
+    /// once per keep) and kept indices at every keep, written under `scores/`.
     fn method_at_seed(
         &mut self,
-        (m, method): (usize, &Method<'_>),
-        identity: &serde_json::Value,
+        prepared: &Prepared<'_, '_>,
         seed: u64,
     ) -> Result<MethodScores, Error> {
         let started = Instant::now();
         let n = self.train.len();
-        let params = params_json(&method.params);
-        let tag = format!(
-            "{}_{}",
-            method.spec.method,
-            cell_key(&params).get(..6).unwrap_or("")
-        );
+        let Prepared {
+            m,
+            method,
+            identity,
+            params,
+            tag,
+            views,
+            largest,
+        } = prepared;
+        let (m, largest) = (*m, *largest);
         let description = &method.plugin.description;
-        let views = self.inputs.views(&method.inputs);
         let mut entry = MethodScores {
             method: method.spec.method.clone(),
             version: description.version.clone(),
-            params,
+            params: params.clone(),
             policy: method.policy.describe(),
             seed,
             high_is_hard: None,
@@ -175,19 +222,12 @@ impl Scorer<'_> {
             keeps: Vec::new(),
             seconds: 0.0,
         };
-        let largest = method
-            .spec
-            .keep
-            .iter()
-            .map(|k| k.budget(n))
-            .max()
-            .unwrap_or(n);
         let plugin_data = &self.plugin_data;
         let shared = if description.budget_independent {
-            Some(self.cache.scores(m, identity, seed, &views, n, || {
+            Some(self.cache.scores(m, identity, seed, views, n, || {
                 method
                     .plugin
-                    .score(plugin_data, &views, &method.params, seed, largest)
+                    .score(plugin_data, views, &method.params, seed, largest)
             })?)
         } else {
             None
@@ -202,7 +242,7 @@ impl Scorer<'_> {
                 Some(a) => a.clone(),
                 None => method
                     .plugin
-                    .score(plugin_data, &views, &method.params, seed, budget)?,
+                    .score(plugin_data, views, &method.params, seed, budget)?,
             };
             let mut per_keep_scores = None;
             if let (None, Answer::Scores(values)) = (&shared, &answer) {

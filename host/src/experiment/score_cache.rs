@@ -24,10 +24,6 @@ const FORMAT: &str = "kdprune-scores-1";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScoreKey(String);
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The SHA-256 of the input tensors a plugin receives, in order (name, dtype, shape, bytes).
 pub fn inputs_hash(inputs: &[Tensor<'_>]) -> [u8; 32] {
     let mut h = Sha256::new();
@@ -60,7 +56,7 @@ impl ScoreKey {
         h.update(seed.to_le_bytes());
         h.update(data_hash);
         h.update(inputs);
-        Self(hex(&h.finalize()))
+        Self(crate::hash::hex(&h.finalize()))
     }
 
     pub fn path(&self, dir: &Path) -> PathBuf {
@@ -83,7 +79,7 @@ pub fn read(path: &Path, key: &ScoreKey, n: usize) -> Option<Vec<f32>> {
         let view = file.tensor("scores").ok()?;
         let ok = view.dtype() == safetensors::Dtype::F32
             && view.shape() == [n]
-            && meta.get("sha256") == Some(&hex(&Sha256::digest(view.data())));
+            && meta.get("sha256") == Some(&crate::hash::sha256_hex(view.data()));
         ok.then(|| {
             view.data()
                 .chunks_exact(4)
@@ -107,7 +103,7 @@ pub fn write(path: &Path, key: &ScoreKey, scores: &[f32]) -> Result<(), String> 
     let meta = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("key".to_string(), key.0.clone()),
-        ("sha256".to_string(), hex(&Sha256::digest(&bytes))),
+        ("sha256".to_string(), crate::hash::sha256_hex(&bytes)),
     ]);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the folder: {e}"))?;

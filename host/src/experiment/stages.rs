@@ -1,9 +1,8 @@
-//! The stages of a run after its plan: the inputs stage (teachers made ready, inputs computed
-//! once), and what a cell writes (its key, its student). Shared by `run` and `score`.
+//! The stages of a run after its plan: the data (read, and the student's views), the inputs
+//! (teachers made ready, inputs computed once), and a cell's saved student. Shared by `run`,
+//! `score`, `check` and `prepare`.
 
 use std::time::Instant;
-
-use sha2::{Digest, Sha256};
 
 use super::plan::dynamics_of;
 use crate::data::Dataset;
@@ -14,11 +13,6 @@ use crate::teacher::spec::{TeacherSource, TeacherSpec};
 use crate::teacher::{Teacher, TeacherLogits};
 use crate::train;
 use crate::Error;
-
-pub(crate) fn cell_key(parts: &serde_json::Value) -> String {
-    let digest = Sha256::digest(parts.to_string().as_bytes());
-    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
-}
 
 /// Writes a cell's student as `students/<key>.safetensors` and `students/<key>.onnx`.
 pub(crate) fn save_student(
@@ -65,7 +59,7 @@ pub(crate) struct InputStage<'a> {
     pub(crate) time: TimeSplit,
 }
 
-/// Stage 2: the `needed` teachers ([`needed_teachers`]; `teachers` are the manifest's with
+/// Stage 2: the `needed` teachers ([`super::plan::needed_teachers`]; `teachers` are the manifest's with
 /// trained ones made into models) and every input `needs` names, each computed once (and
 /// cached by content).
 pub(crate) fn input_stage<'a>(

@@ -90,6 +90,13 @@ pub struct Distillation {
     pub auto: crate::train::alpha_search::AutoSearch,
 }
 
+impl Distillation {
+    /// Whether some student distils (an α above 0, or `"auto"`).
+    pub fn distils(&self) -> bool {
+        self.alphas.iter().any(|a| a.needs_teacher())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PruneSpec {
     pub method: String,
@@ -449,7 +456,7 @@ fn check_teachers_serve(
             "[student] augment.teacher = \"online\" without crop_padding or flip runs the teacher on the same images as the cache; drop it",
         ));
     }
-    if distillation.alphas.iter().any(|a| a.needs_teacher()) && teacher.is_none() {
+    if distillation.distils() && teacher.is_none() {
         return Err(c.file(
             "[distillation] has an alpha above 0 (or \"auto\") but there is no [teacher]; add a [teacher] or use alphas = [0.0]",
         ));
@@ -659,7 +666,6 @@ fn data_source(
             )
         })
     };
-    let sample_shape = d.sample_shape.as_ref().map(|s| s.get_ref().clone());
     // The test files of the formats that come as (features, labels) pairs.
     let test_pair = || -> Result<Option<(PathBuf, PathBuf)>, ManifestError> {
         match (&d.test_images, &d.test_labels) {
@@ -720,7 +726,7 @@ fn data_source(
             header: d.header,
             delimiter,
             classes: d.classes.clone(),
-            sample_shape: sample_shape.clone(),
+            sample_shape: d.sample_shape.as_ref().map(|s| s.get_ref().clone()),
         }
     })
 }
@@ -982,28 +988,22 @@ fn check_teacher_embedding(
     embedding: Option<&Spanned<String>>,
     source: &TeacherSource,
 ) -> Result<Option<String>, ManifestError> {
-    Ok(match (embedding, source) {
-            (None, _) => None,
-            (Some(e), TeacherSource::Onnx { .. }) if !e.get_ref().trim().is_empty() => {
-                Some(e.get_ref().clone())
-            }
-            (Some(e), TeacherSource::Onnx { .. }) => {
-                return Err(c.at(
-                    e.span(),
-                    "[teacher] embedding is empty; name a tensor of the model",
-                ))
-            }
-            (
-                Some(e),
-                TeacherSource::Plugin { .. }
-                | TeacherSource::Precomputed { .. }
-                | TeacherSource::Ensemble { .. }
-                | TeacherSource::Trained { .. },
-            ) => return Err(c.at(
-                e.span(),
-                "[teacher] embedding names a tensor of an ONNX model; a plugin or precomputed teacher has none",
-            )),
-        })
+    let Some(e) = embedding else {
+        return Ok(None);
+    };
+    if !matches!(source, TeacherSource::Onnx { .. }) {
+        return Err(c.at(
+            e.span(),
+            "[teacher] embedding names a tensor of an ONNX model; a plugin or precomputed teacher has none",
+        ));
+    }
+    if e.get_ref().trim().is_empty() {
+        return Err(c.at(
+            e.span(),
+            "[teacher] embedding is empty; name a tensor of the model",
+        ));
+    }
+    Ok(Some(e.get_ref().clone()))
 }
 
 /// `[teacher] train = { ... }`: the student's settings with the table's over them; the teacher

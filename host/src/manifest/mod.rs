@@ -1,7 +1,9 @@
 //! The experiment manifest: TOML read into [`raw`] serde types (unknown fields rejected with
-//! file:line:column), then checked into [`Manifest`], whose values are valid by type
-//! ([`Keep`], [`Alpha`], [`Temperature`]) and whose paths are resolved against the manifest's
-//! folder. Owns the schema and its defaults; does not open data files or plugins.
+//! file:line:column), then each section checked into the spec of the stage that owns it
+//! ([`crate::data::spec`], [`crate::teacher::spec`], [`crate::train::spec`], the α and τ of
+//! [`crate::train::kd`], [`crate::select::Keep`]) and composed into [`Manifest`], whose paths
+//! are resolved against the manifest's folder. Owns the schema and its defaults; does not open
+//! data files or plugins, and no stage imports it.
 
 mod checked;
 pub mod defaults;

@@ -25,8 +25,7 @@ use super::kd::{Alpha, Kd, Temperature};
 use super::spec::StudentSpec;
 use crate::select::Keep;
 
-/// One α of the grid: a fixed weight, or `"auto"`, chosen per cell by a held-out search inside
-/// its kept subset ([`crate::train::alpha_search`]).
+/// One α of the grid: a fixed weight, or `"auto"`, chosen per cell by the held-out [`search`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AlphaChoice {
     Fixed(Alpha),

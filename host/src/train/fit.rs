@@ -118,11 +118,12 @@ fn train_loop(
     mut observer: Option<&mut dyn Observer>,
     label: &str,
 ) -> Result<(Network, Vec<EpochLog>), TrainError> {
-    let image_shape = check_train_set(spec, data)?;
+    check_train_set(data)?;
     if !kd.alpha.needs_teacher() {
         online = None;
     }
     let soft = cached_soft_labels(data, kd, online.is_none())?;
+    let image_shape = image_shape(spec, data)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut model = build_model(spec, data, seed)?;
     let mut opt = optim::Optimizer::new(spec.optimizer, spec.weight_decay);
@@ -196,12 +197,8 @@ fn train_loop(
     Ok((model, logs))
 }
 
-/// Checks the set's shapes against each other and against the augmentation; returns the
-/// image shape `[C, H, W]` when the examples are images.
-fn check_train_set(
-    spec: &StudentSpec,
-    data: &TrainSet<'_>,
-) -> Result<Option<[usize; 3]>, TrainError> {
+/// Checks the set's shapes against each other: rows, labels and the sample shape.
+fn check_train_set(data: &TrainSet<'_>) -> Result<(), TrainError> {
     let (k, d) = data.x.dim();
     if data.y.len() != k {
         return Err(TrainError::Shape(format!(
@@ -218,6 +215,12 @@ fn check_train_set(
             data.sample_shape
         )));
     }
+    Ok(())
+}
+
+/// The image shape `[C, H, W]` when the examples are images; an error when augmentation asks
+/// for images and they are not.
+fn image_shape(spec: &StudentSpec, data: &TrainSet<'_>) -> Result<Option<[usize; 3]>, TrainError> {
     let image_shape = match data.sample_shape {
         [c, h, w] => Some([*c, *h, *w]),
         _ => None,

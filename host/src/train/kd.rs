@@ -1,5 +1,5 @@
-//! The distillation term's settings: the weight `Alpha` in [0, 1] and the temperature `Temperature` > 0,
-//! valid by construction, and `Kd`, the pair one training run uses.
+//! The distillation term's settings: the weight `Alpha` in [0, 1] and the temperature
+//! `Temperature` > 0, valid by construction, and `Kd`, the pair one training run uses.
 
 use serde::Serialize;
 

@@ -14,7 +14,7 @@
 //! The sums are those of the products they replace, to the bit: per shard, one fused
 //! multiply-add chain over the shard's rows from zero, in order (the `gemm` crate's sum for
 //! `k` ≤ 512, and [`super::gemm_in_place`]'s), then the shards added in shard order, as the
-//! optimiser added their gradients. The update is [`super::optim`]'s SGD formula, operation
+//! optimiser added their gradients. The update is [`SgdStep`] (the optimiser's SGD formula), operation
 //! for operation (no fused multiply-add, which Rust does not contract either). Tests check
 //! both against the code they replace.
 

@@ -1,4 +1,5 @@
-//! Layers with forward and backward passes, and the spec language that declares them.
+//! Layers with forward and backward passes, one file per kind, the `Layer` trait in
+//! [`layer`]; the spec language that declares them is [`crate::train::spec`].
 //!
 //! Every layer takes and returns a batch `[B, ...]` as an owned `ArrayD<f32>` (standard
 //! layout). A layer keeps what its backward pass needs (its input, a mask, argmax positions)
