@@ -7,6 +7,62 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+/// The training fields `[dynamics]` and `[teacher] train` may set over the `[student]`'s,
+/// declared once: handed, after the tokens given, to the macro named.
+macro_rules! with_training_fields {
+    ($then:ident! { $($before:tt)* }) => {
+        $then! {
+            $($before)*
+            hidden: Option<Vec<usize>>,
+            layers: Option<Spanned<Vec<Spanned<String>>>>,
+            epochs: Option<Spanned<usize>>,
+            batch_size: Option<Spanned<usize>>,
+            lr: Option<Spanned<f32>>,
+            optimizer: Option<OptimizerName>,
+            momentum: Option<Spanned<f32>>,
+            nesterov: Option<bool>,
+            weight_decay: Option<Spanned<f32>>,
+            schedule: Option<ScheduleName>,
+            warmup_epochs: Option<usize>,
+            clip_grad_norm: Option<Spanned<f32>>,
+        }
+    };
+}
+
+/// A raw table with fields of its own and the training fields, which `take_training` lifts
+/// out as a [`TrainingOverlay`].
+macro_rules! training_table {
+    ($(#[$meta:meta])* $name:ident { $($own:ident: $own_ty:ty,)* }) => {
+        with_training_fields!(training_table! { @fields $(#[$meta])* $name { $($own: $own_ty,)* } });
+    };
+    (@fields $(#[$meta:meta])* $name:ident { $($own:ident: $own_ty:ty,)* } $($field:ident: $ty:ty,)*) => {
+        $(#[$meta])*
+        pub struct $name {
+            $(pub $own: $own_ty,)*
+            $(pub $field: $ty,)*
+        }
+
+        impl $name {
+            /// Takes the training fields out of the table.
+            pub fn take_training(&mut self) -> TrainingOverlay {
+                TrainingOverlay {
+                    $($field: self.$field.take(),)*
+                }
+            }
+        }
+    };
+}
+
+/// [`TrainingOverlay`] from the list of [`with_training_fields`].
+macro_rules! overlay_struct {
+    ($($field:ident: $ty:ty,)*) => {
+        /// The training fields `[dynamics]` and `[teacher] train` may set over the `[student]`'s.
+        pub struct TrainingOverlay {
+            $(pub $field: $ty,)*
+        }
+    };
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawManifest {
@@ -29,28 +85,18 @@ pub struct RawManifest {
     pub prune: Spanned<Vec<Spanned<RawPrune>>>,
 }
 
-/// `[dynamics]`: the proxy model (fields as in `[student]`, each defaulting to the
-/// student's) and what is recorded.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDynamics {
-    pub runs: Option<Spanned<usize>>,
-    pub seed: Option<u64>,
-    pub checkpoints: Option<Spanned<Vec<usize>>>,
-    pub early_steps: Option<Spanned<Vec<usize>>>,
-    pub max_memory: Option<Spanned<RawBytes>>,
-    pub hidden: Option<Vec<usize>>,
-    pub layers: Option<Spanned<Vec<Spanned<String>>>>,
-    pub epochs: Option<Spanned<usize>>,
-    pub batch_size: Option<Spanned<usize>>,
-    pub lr: Option<Spanned<f32>>,
-    pub optimizer: Option<OptimizerName>,
-    pub momentum: Option<Spanned<f32>>,
-    pub nesterov: Option<bool>,
-    pub weight_decay: Option<Spanned<f32>>,
-    pub schedule: Option<ScheduleName>,
-    pub warmup_epochs: Option<usize>,
-    pub clip_grad_norm: Option<Spanned<f32>>,
+training_table! {
+    /// `[dynamics]`: the proxy model (fields as in `[student]`, each defaulting to the
+    /// student's) and what is recorded.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    RawDynamics {
+        runs: Option<Spanned<usize>>,
+        seed: Option<u64>,
+        checkpoints: Option<Spanned<Vec<usize>>>,
+        early_steps: Option<Spanned<Vec<usize>>>,
+        max_memory: Option<Spanned<RawBytes>>,
+    }
 }
 
 /// `[data] format`: the reader.
@@ -233,42 +279,18 @@ pub struct RawTeacher {
     pub train: Option<Spanned<RawTrainedTeacher>>,
 }
 
-/// `[teacher] train = { ... }`: the fields of `[student]` that change training, each
-/// defaulting to the student's (`train = {}` is the student's own architecture: the
-/// self-distillation setting), and the seed of the teacher's training.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTrainedTeacher {
-    pub seed: Option<u64>,
-    pub hidden: Option<Vec<usize>>,
-    pub layers: Option<Spanned<Vec<Spanned<String>>>>,
-    pub epochs: Option<Spanned<usize>>,
-    pub batch_size: Option<Spanned<usize>>,
-    pub lr: Option<Spanned<f32>>,
-    pub optimizer: Option<OptimizerName>,
-    pub momentum: Option<Spanned<f32>>,
-    pub nesterov: Option<bool>,
-    pub weight_decay: Option<Spanned<f32>>,
-    pub schedule: Option<ScheduleName>,
-    pub warmup_epochs: Option<usize>,
-    pub clip_grad_norm: Option<Spanned<f32>>,
+training_table! {
+    /// `[teacher] train = { ... }`: the fields of `[student]` that change training, each
+    /// defaulting to the student's (`train = {}` is the student's own architecture: the
+    /// self-distillation setting), and the seed of the teacher's training.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    RawTrainedTeacher {
+        seed: Option<u64>,
+    }
 }
 
-/// The training fields `[dynamics]` and `[teacher] train` may set over the `[student]`'s.
-pub struct TrainingOverlay {
-    pub hidden: Option<Vec<usize>>,
-    pub layers: Option<Spanned<Vec<Spanned<String>>>>,
-    pub epochs: Option<Spanned<usize>>,
-    pub batch_size: Option<Spanned<usize>>,
-    pub lr: Option<Spanned<f32>>,
-    pub optimizer: Option<OptimizerName>,
-    pub momentum: Option<Spanned<f32>>,
-    pub nesterov: Option<bool>,
-    pub weight_decay: Option<Spanned<f32>>,
-    pub schedule: Option<ScheduleName>,
-    pub warmup_epochs: Option<usize>,
-    pub clip_grad_norm: Option<Spanned<f32>>,
-}
+with_training_fields!(overlay_struct! {});
 
 impl TrainingOverlay {
     /// `student` with these fields over its own; a new architecture or optimiser replaces the
@@ -310,42 +332,9 @@ impl RawTrainedTeacher {
         self.hidden.is_some() || self.layers.is_some()
     }
     /// The seed, and the training fields.
-    pub fn split(self) -> (Option<u64>, TrainingOverlay) {
-        let overlay = TrainingOverlay {
-            hidden: self.hidden,
-            layers: self.layers,
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            optimizer: self.optimizer,
-            momentum: self.momentum,
-            nesterov: self.nesterov,
-            weight_decay: self.weight_decay,
-            schedule: self.schedule,
-            warmup_epochs: self.warmup_epochs,
-            clip_grad_norm: self.clip_grad_norm,
-        };
+    pub fn split(mut self) -> (Option<u64>, TrainingOverlay) {
+        let overlay = self.take_training();
         (self.seed, overlay)
-    }
-}
-
-impl RawDynamics {
-    /// Takes the proxy's training fields out of the table.
-    pub fn take_training(&mut self) -> TrainingOverlay {
-        TrainingOverlay {
-            hidden: self.hidden.take(),
-            layers: self.layers.take(),
-            epochs: self.epochs.take(),
-            batch_size: self.batch_size.take(),
-            lr: self.lr.take(),
-            optimizer: self.optimizer.take(),
-            momentum: self.momentum.take(),
-            nesterov: self.nesterov.take(),
-            weight_decay: self.weight_decay.take(),
-            schedule: self.schedule.take(),
-            warmup_epochs: self.warmup_epochs.take(),
-            clip_grad_norm: self.clip_grad_norm.take(),
-        }
     }
 }
 
