@@ -100,7 +100,11 @@ impl Quantity {
         match self {
             Quantity::Correct => 1,
             Quantity::Logits => 2 * num_classes,
-            _ => 2,
+            Quantity::Loss
+            | Quantity::TrueProb
+            | Quantity::Margin
+            | Quantity::El2n
+            | Quantity::GradNorm => 2,
         }
     }
 }
@@ -350,7 +354,11 @@ impl Store {
                     Quantity::TrueProb => stats.true_prob,
                     Quantity::Margin => stats.margin,
                     Quantity::El2n => stats.el2n,
-                    _ => stats.grad_norm,
+                    Quantity::GradNorm => stats.grad_norm,
+                    // A new quantity must say here which statistic it stores.
+                    Quantity::Correct | Quantity::Logits => {
+                        unreachable!("Correct is stored as u8, Logits as whole rows")
+                    }
                 })
             }
             _ => unreachable!("stores hold u8 or f16"),
