@@ -23,10 +23,8 @@ use super::kd::Kd;
 use super::kernels::elementwise::{self, Operand};
 use super::kernels::gemm;
 use super::kernels::weight_grad::{self, Factors, Sink};
-use super::layers::{
-    AvgPool2d, BatchNorm, Conv2d, Dense, Dropout, Flatten, GlobalAvgPool, Layer, MaxPool2d, Mode,
-    ParamRef, Relu, Residual, SharedTensor, WeightFactors,
-};
+use super::layers::build;
+use super::layers::{Layer, Mode, ParamRef, SharedTensor, Site, WeightFactors};
 use super::loss::{kd_loss_and_grad, SoftLabels};
 use super::optim::{Gradient, Optimizer, Update};
 use super::spec::LayerSpec;
@@ -51,38 +49,6 @@ pub struct Network {
     /// Shape of one input example, `[D]` or `[C, H, W]`.
     input_shape: Vec<usize>,
     num_classes: usize,
-}
-
-fn image_shape(shape: &[usize], index: usize, spec: &LayerSpec) -> Result<[usize; 3], String> {
-    match shape {
-        [c, h, w] => Ok([*c, *h, *w]),
-        _ => Err(format!(
-            "layer {} ({spec:?}) needs image input [C, H, W] but gets {shape:?}; set [data] sample_shape or put it before any dense layer",
-            index + 1
-        )),
-    }
-}
-
-fn basic_block(in_shape: [usize; 3], out: usize, stride: usize, rng: &mut ChaCha8Rng) -> Residual {
-    let conv1 = Conv2d::new(in_shape, out, 3, stride, 1, false, rng);
-    let mid = conv1.output_shape();
-    let mid3 = [mid[0], mid[1], mid[2]];
-    let body: Vec<Box<dyn Layer>> = vec![
-        Box::new(conv1),
-        Box::new(BatchNorm::new(mid.clone())),
-        Box::new(Relu::new(mid.clone())),
-        Box::new(Conv2d::new(mid3, out, 3, 1, 1, false, rng)),
-        Box::new(BatchNorm::new(mid.clone())),
-    ];
-    let shortcut: Vec<Box<dyn Layer>> = if stride != 1 || in_shape[0] != out {
-        vec![
-            Box::new(Conv2d::new(in_shape, out, 1, stride, 0, false, rng)),
-            Box::new(BatchNorm::new(mid)),
-        ]
-    } else {
-        Vec::new()
-    };
-    Residual::new(format!("res {out} s{stride}"), body, shortcut)
 }
 
 /// Logits `[B, C]` of `layers` for `x` `[B, D]` (rows of examples of `input_shape`).
@@ -228,78 +194,23 @@ impl Network {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut shape = input_shape.to_vec();
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
-        let flatten_if_needed = |shape: &mut Vec<usize>, layers: &mut Vec<Box<dyn Layer>>| {
-            if shape.len() > 1 {
-                let f = Flatten::new(shape.clone());
-                *shape = f.output_shape();
-                layers.push(Box::new(f));
-            }
-        };
         let classifier = LayerSpec::Dense { units: num_classes };
         let all: Vec<&LayerSpec> = specs.iter().chain(std::iter::once(&classifier)).collect();
-        for (i, spec) in execution_order(&all) {
-            let layer: Box<dyn Layer> = match spec {
-                LayerSpec::Dense { units } => {
-                    flatten_if_needed(&mut shape, &mut layers);
-                    Box::new(Dense::new(shape[0], *units, &mut rng))
-                }
-                LayerSpec::Relu => Box::new(Relu::new(shape.clone())),
-                LayerSpec::Flatten => Box::new(Flatten::new(shape.clone())),
-                LayerSpec::Bn => Box::new(BatchNorm::new(shape.clone())),
-                LayerSpec::Dropout { p } => Box::new(Dropout::new(
-                    *p,
-                    shape.clone(),
-                    seed ^ ((i as u64 + 1) * 0x9E37_79B9),
-                )),
-                LayerSpec::Conv {
-                    out,
-                    kernel,
-                    stride,
-                    padding,
-                    bias,
-                } => {
-                    let s = image_shape(&shape, i, spec)?;
-                    if s[1] + 2 * padding < *kernel || s[2] + 2 * padding < *kernel {
-                        return Err(format!(
-                            "layer {} ({spec:?}): kernel larger than the padded input {s:?}",
-                            i + 1
-                        ));
-                    }
-                    Box::new(Conv2d::new(
-                        s, *out, *kernel, *stride, *padding, *bias, &mut rng,
-                    ))
-                }
-                LayerSpec::MaxPool { kernel, stride } | LayerSpec::AvgPool { kernel, stride } => {
-                    let s = image_shape(&shape, i, spec)?;
-                    if s[1] < *kernel || s[2] < *kernel {
-                        return Err(format!(
-                            "layer {} ({spec:?}): window larger than the input {s:?}",
-                            i + 1
-                        ));
-                    }
-                    if matches!(spec, LayerSpec::MaxPool { .. }) {
-                        Box::new(MaxPool2d::new(s, *kernel, *stride))
-                    } else {
-                        Box::new(AvgPool2d::new(s, *kernel, *stride))
-                    }
-                }
-                LayerSpec::Gap => Box::new(GlobalAvgPool::new(image_shape(&shape, i, spec)?)),
-                LayerSpec::Res { out, stride } => {
-                    let s = image_shape(&shape, i, spec)?;
-                    let block = basic_block(s, *out, *stride, &mut rng);
-                    let out_shape = block.output_shape();
-                    layers.push(Box::new(block));
-                    Box::new(Relu::new(out_shape))
-                }
+        for (index, spec) in execution_order(&all) {
+            let mut site = Site {
+                shape: &shape,
+                index,
+                spec,
+                seed,
+                rng: &mut rng,
             };
-            shape = layer.output_shape();
-            if shape.contains(&0) {
-                return Err(format!(
-                    "layer {} ({spec:?}) leaves an empty output {shape:?}",
-                    i + 1
-                ));
+            let built = build::build(&mut site)?;
+            let out = built.last().expect("a spec builds a layer").output_shape();
+            if out.contains(&0) {
+                return Err(site.error(format!("leaves an empty output {out:?}")));
             }
-            layers.push(layer);
+            shape = out;
+            layers.extend(built);
         }
         // Layers before the first one with parameters do nothing to learn from: stop the
         // backward pass there.

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::kernels::elementwise::{self, Operand};
 pub use super::kernels::weight_grad::SgdStep;
 use super::kernels::weight_grad::{self, Factors, Sink};
-use super::layers::ParamRef;
+use super::layers::layer::ParamRef;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]

@@ -83,6 +83,28 @@ fn valid_outputs(
     (lo.min(hi), hi)
 }
 
+/// `conv out kK sS pP [nobias]` from its spec, refused when the kernel is larger than the
+/// padded input.
+pub(super) fn from_spec(site: &mut super::layer::Site<'_>) -> Result<Box<dyn Layer>, String> {
+    let super::spec::LayerSpec::Conv {
+        out,
+        kernel,
+        stride,
+        padding,
+        bias,
+    } = *site.spec
+    else {
+        unreachable!("dispatched on its kind")
+    };
+    let s = site.image()?;
+    if s[1] + 2 * padding < kernel || s[2] + 2 * padding < kernel {
+        return Err(site.error(format!("kernel larger than the padded input {s:?}")));
+    }
+    Ok(Box::new(Conv2d::new(
+        s, out, kernel, stride, padding, bias, site.rng,
+    )))
+}
+
 impl Conv2d {
     /// He-uniform weights `U(±sqrt(6 / (C·K·K)))`, zero bias.
     pub fn new(

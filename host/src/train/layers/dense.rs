@@ -35,6 +35,19 @@ pub struct Dense {
     packed_fresh: bool,
 }
 
+/// `dense units` from its spec: a `[C, H, W]` input is flattened first.
+pub(super) fn from_spec(units: usize, site: &mut super::layer::Site<'_>) -> Vec<Box<dyn Layer>> {
+    let mut layers: Vec<Box<dyn Layer>> = Vec::new();
+    let mut inputs = site.shape[0];
+    if site.shape.len() > 1 {
+        let flatten = super::simple::Flatten::new(site.shape.to_vec());
+        inputs = flatten.output_shape()[0];
+        layers.push(Box::new(flatten));
+    }
+    layers.push(Box::new(Dense::new(inputs, units, site.rng)));
+    layers
+}
+
 impl Dense {
     /// He-uniform weights `U(±sqrt(6 / in))`, zero bias.
     pub fn new(inputs: usize, outputs: usize, rng: &mut impl Rng) -> Self {

@@ -198,3 +198,33 @@ pub trait Layer: Send + CloneLayer {
         prefix: &str,
     ) -> String;
 }
+
+/// Where a layer is built: the shape it receives, its place in the list, the draws.
+pub struct Site<'a> {
+    /// One example as the layer receives it, `[D]` or `[C, H, W]`.
+    pub shape: &'a [usize],
+    /// 0-based position in the list of specs (messages and per-layer seeds).
+    pub index: usize,
+    pub spec: &'a super::spec::LayerSpec,
+    /// The network's seed (layers that draw per step, such as dropout, seed from it).
+    pub seed: u64,
+    /// The initial weights' draws, shared in list order.
+    pub rng: &'a mut rand_chacha::ChaCha8Rng,
+}
+
+impl Site<'_> {
+    /// The `[C, H, W]` input of a layer that needs an image.
+    pub fn image(&self) -> Result<[usize; 3], String> {
+        match self.shape {
+            [c, h, w] => Ok([*c, *h, *w]),
+            shape => Err(self.error(format!(
+                "needs image input [C, H, W] but gets {shape:?}; set [data] sample_shape or put it before any dense layer"
+            ))),
+        }
+    }
+
+    /// `layer <i> (<spec>): <what>`.
+    pub fn error(&self, what: String) -> String {
+        format!("layer {} ({:?}): {what}", self.index + 1, self.spec)
+    }
+}

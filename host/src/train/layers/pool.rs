@@ -58,6 +58,25 @@ pub struct MaxPool2d {
     argmax_pending: bool,
 }
 
+/// `maxpool`/`avgpool K sS` from its spec, refused when the window is larger than the input.
+pub(super) fn from_spec(site: &super::layer::Site<'_>) -> Result<Box<dyn Layer>, String> {
+    use super::spec::LayerSpec;
+    let (LayerSpec::MaxPool { kernel, stride } | LayerSpec::AvgPool { kernel, stride }) =
+        *site.spec
+    else {
+        unreachable!("dispatched on its kind")
+    };
+    let s = site.image()?;
+    if s[1] < kernel || s[2] < kernel {
+        return Err(site.error(format!("window larger than the input {s:?}")));
+    }
+    Ok(if matches!(site.spec, LayerSpec::MaxPool { .. }) {
+        Box::new(MaxPool2d::new(s, kernel, stride))
+    } else {
+        Box::new(AvgPool2d::new(s, kernel, stride))
+    })
+}
+
 impl MaxPool2d {
     pub fn new(in_shape: [usize; 3], kernel: usize, stride: usize) -> Self {
         Self {

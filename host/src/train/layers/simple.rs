@@ -203,6 +203,49 @@ pub struct Residual {
     label: String,
 }
 
+/// `dropout p`: its masks are drawn from the network's seed and the layer's place.
+pub(super) fn dropout_from_spec(p: f32, site: &super::layer::Site<'_>) -> Box<dyn Layer> {
+    Box::new(Dropout::new(
+        p,
+        site.shape.to_vec(),
+        site.seed ^ ((site.index as u64 + 1) * 0x9E37_79B9),
+    ))
+}
+
+/// `res out sS`: ResNet's basic block (conv 3×3 stride S, BN, ReLU, conv 3×3, BN; a 1×1
+/// conv and BN on the shortcut when the shape changes), then its ReLU.
+pub(super) fn residual_from_spec(
+    out: usize,
+    stride: usize,
+    site: &mut super::layer::Site<'_>,
+) -> Result<Vec<Box<dyn Layer>>, String> {
+    use super::conv::Conv2d;
+    use super::norm::BatchNorm;
+    let in_shape = site.image()?;
+    let rng = &mut *site.rng;
+    let conv1 = Conv2d::new(in_shape, out, 3, stride, 1, false, rng);
+    let mid = conv1.output_shape();
+    let mid3 = [mid[0], mid[1], mid[2]];
+    let body: Vec<Box<dyn Layer>> = vec![
+        Box::new(conv1),
+        Box::new(BatchNorm::new(mid.clone())),
+        Box::new(Relu::new(mid.clone())),
+        Box::new(Conv2d::new(mid3, out, 3, 1, 1, false, rng)),
+        Box::new(BatchNorm::new(mid.clone())),
+    ];
+    let shortcut: Vec<Box<dyn Layer>> = if stride != 1 || in_shape[0] != out {
+        vec![
+            Box::new(Conv2d::new(in_shape, out, 1, stride, 0, false, rng)),
+            Box::new(BatchNorm::new(mid)),
+        ]
+    } else {
+        Vec::new()
+    };
+    let block = Residual::new(format!("res {out} s{stride}"), body, shortcut);
+    let relu = Relu::new(block.output_shape());
+    Ok(vec![Box::new(block), Box::new(relu)])
+}
+
 impl Residual {
     pub fn new(label: String, body: Vec<Box<dyn Layer>>, shortcut: Vec<Box<dyn Layer>>) -> Self {
         Self {
