@@ -129,7 +129,7 @@ fn check_teachers(
             ));
             continue;
         }
-        if distils || (i == 0 && (needs.soft_labels || needs.teacher_embedding)) {
+        if distils || (i == 0 && needs.reads_teacher()) {
             let mut teacher = crate::teacher::Teacher::new(
                 spec,
                 registry,

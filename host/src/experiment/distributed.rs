@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::plan::{check_methods, load_registry, needed_teachers, needs_of, RunOptions};
 use super::stages::load_data;
+use crate::inputs::InputName;
 use crate::manifest::Manifest;
 use crate::results::{self, OutputLock, ResultStore, StoreError};
 use crate::shard::Shard;
@@ -144,7 +145,7 @@ pub fn prepare(manifest: &Manifest, options: &RunOptions) -> Result<PrepareSumma
                 format!("shard {shard} of train and test"),
             ));
         }
-        if i == 0 && first && needs.teacher_embedding {
+        if i == 0 && first && needs.names.contains(&InputName::TeacherEmbedding) {
             teacher.embedding(raw_train)?;
         }
     }

@@ -11,7 +11,7 @@ use super::plan::{params_json, plugin_sha256, Method};
 use crate::data::Dataset;
 use crate::dynamics::cache::DynamicsKey;
 use crate::hash::sha256_hex;
-use crate::inputs::{InputName, Needs};
+use crate::inputs::{InputKind, Needs};
 use crate::manifest::Manifest;
 use crate::plugins::Registry;
 use crate::results::ResultStore;
@@ -117,11 +117,8 @@ impl CellKeys {
         student: &Student,
     ) -> CellKey {
         let method = &methods[m];
-        let reads_teacher = method
-            .inputs
-            .iter()
-            .any(|i| matches!(i, InputName::SoftLabels | InputName::TeacherEmbedding))
-            && !keep.is_full();
+        let reads_teacher =
+            method.inputs.iter().any(|i| i.kind() == InputKind::Teacher) && !keep.is_full();
         let distils = student.choice.needs_teacher();
         let (teacher, input_teacher) = match student.teacher.filter(|_| distils) {
             Some(t) => (

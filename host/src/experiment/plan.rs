@@ -56,11 +56,14 @@ pub(crate) fn check_methods<'r>(
             message,
         })
     };
-    let onnx_teacher = matches!(
-        manifest.teacher().map(|t| &t.source),
-        Some(TeacherSource::Onnx { .. })
-    );
-    let teacher_embedding = manifest.teacher().is_some_and(|t| t.embedding.is_some());
+    let offer = crate::inputs::Offer {
+        teacher: manifest.teacher().is_some(),
+        onnx_teacher: matches!(
+            manifest.teacher().map(|t| &t.source),
+            Some(TeacherSource::Onnx { .. })
+        ),
+        teacher_embedding: manifest.teacher().is_some_and(|t| t.embedding.is_some()),
+    };
     for (name, pinned) in &manifest.plugin_sha256 {
         let plugin = registry
             .plugins()
@@ -114,16 +117,7 @@ pub(crate) fn check_methods<'r>(
                 .inputs_for(&params)
                 .map_err(|e| at(spec, format!("[[prune]] params: {e}")))?;
             for request in &requested {
-                let missing = match request.name {
-                    InputName::SoftLabels if manifest.teacher().is_none() => Some("add a [teacher]"),
-                    InputName::TeacherEmbedding if !onnx_teacher => {
-                        Some("add an ONNX [teacher] with embedding = \"<tensor name>\"")
-                    }
-                    InputName::TeacherEmbedding if !teacher_embedding => {
-                        Some("set [teacher] embedding = \"<tensor name>\" (a tensor of the model)")
-                    }
-                    _ => None,
-                };
+                let missing = request.name.unmet(&offer);
                 match (missing, request.required) {
                     (None, _) => inputs.push(request.name),
                     (Some(what), true) => {
@@ -221,7 +215,7 @@ pub(crate) fn needed_teachers(
     distilling: &[bool],
 ) -> Vec<bool> {
     let mut needed: Vec<bool> = (0..teachers.len())
-        .map(|i| distilling[i] || (i == 0 && (needs.soft_labels || needs.teacher_embedding)))
+        .map(|i| distilling[i] || (i == 0 && needs.reads_teacher()))
         .collect();
     for (i, spec) in teachers.iter().enumerate().rev() {
         if let (true, TeacherSource::Ensemble { members, .. }) = (needed[i], &spec.source) {
@@ -320,11 +314,5 @@ pub(crate) fn load_registry(manifest: &Manifest, options: &RunOptions) -> Result
 
 /// The inputs `methods` ask for, each once.
 pub(crate) fn needs_of<'m, 'r: 'm>(methods: impl IntoIterator<Item = &'m Method<'r>>) -> Needs {
-    let mut needs = Needs::default();
-    for method in methods {
-        for &name in &method.inputs {
-            needs.add(name);
-        }
-    }
-    needs
+    Needs::of(methods.into_iter().flat_map(|m| m.inputs.iter().copied()))
 }

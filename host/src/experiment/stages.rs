@@ -4,11 +4,12 @@
 
 use std::time::Instant;
 
-use super::plan::dynamics_of;
+use super::plan::dynamics_context;
 use crate::data::Dataset;
-use crate::inputs::{InputName, Inputs, Needs};
+use crate::inputs::{Inputs, Needs};
 use crate::manifest::Manifest;
 use crate::plugins::Registry;
+use crate::teacher::inputs::TeacherInputs;
 use crate::teacher::spec::{TeacherSource, TeacherSpec};
 use crate::teacher::{Teacher, TeacherLogits};
 use crate::train;
@@ -77,7 +78,6 @@ pub(crate) fn input_stage<'a>(
         time: TimeSplit::default(),
     };
     for (i, spec) in teachers.iter().enumerate() {
-        let reads_inputs = i == 0 && (needs.soft_labels || needs.teacher_embedding);
         if !needed[i] {
             stage.teachers.push(None);
             continue;
@@ -98,12 +98,6 @@ pub(crate) fn input_stage<'a>(
             let on_test = TeacherLogits::combine(&tests, *combine);
             let accuracy = on_test.accuracy(&raw_test.labels);
             tracing::info!(teacher = %spec.name, members = ready.len(), combine = ?combine, test_accuracy = accuracy, "ensemble ready");
-            if reads_inputs && needs.soft_labels {
-                stage.inputs.insert(
-                    InputName::SoftLabels,
-                    crate::inputs::soft_labels_tensor(&on_train.probabilities(1.0)),
-                );
-            }
             stage.teachers.push(Some(ReadyTeacher {
                 live: None,
                 train: on_train,
@@ -132,16 +126,6 @@ pub(crate) fn input_stage<'a>(
             test_accuracy = accuracy,
             "teacher ready"
         );
-        if reads_inputs && needs.soft_labels {
-            stage.inputs.insert(
-                InputName::SoftLabels,
-                crate::inputs::soft_labels_tensor(&on_train.probabilities(1.0)),
-            );
-        }
-        if reads_inputs && needs.teacher_embedding {
-            let embedding = teacher.embedding(raw_train)?;
-            stage.inputs.insert(InputName::TeacherEmbedding, embedding);
-        }
         stage.teachers.push(Some(ReadyTeacher {
             live: Some(teacher),
             train: on_train,
@@ -150,12 +134,24 @@ pub(crate) fn input_stage<'a>(
         }));
         stage.time.teacher += started.elapsed().as_secs_f64();
     }
-    if !needs.dynamics.is_empty() {
-        let started = Instant::now();
-        let recorded = dynamics_of(manifest, train_set, needs)?;
-        crate::inputs::add_dynamics(&mut stage.inputs, needs, recorded);
-        stage.time.dynamics += started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    if needs.reads_teacher() {
+        let first = stage.teachers[0]
+            .as_mut()
+            .expect("the first teacher is made ready when a method reads it");
+        let provider = TeacherInputs {
+            live: first.live.as_mut(),
+            train: &first.train,
+            set: raw_train,
+        };
+        stage.inputs.gather(needs, provider)?;
     }
+    stage.time.teacher += started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    stage
+        .inputs
+        .gather(needs, &dynamics_context(manifest, train_set))?;
+    stage.time.dynamics += started.elapsed().as_secs_f64();
     Ok(stage)
 }
 

@@ -11,8 +11,11 @@
 //! | `embeddings/proxy` | f32 `[N, H]` | the proxy, run 0, after training |
 //! | `embeddings/teacher` | f32 `[N, H]` | the ONNX teacher's `[teacher] embedding` tensor |
 //!
-//! Adding an input kind touches this module (a name, a provider) and the plugin-api table,
-//! nothing else.
+//! Each kind of input has one [`Provider`]: the proxy's ([`DynamicsContext`], here) and the
+//! teacher's (`teacher::TeacherInputs`); the inputs stage hands each its names
+//! ([`Inputs::gather`]). Adding an input kind is its names here (an [`InputName`] variant,
+//! its [`InputKind`] and what the manifest must offer for it, [`InputName::unmet`]), a
+//! provider, and the plugin-api table.
 
 use std::time::Instant;
 
@@ -20,7 +23,7 @@ use kdprune_plugin_api::Tensor;
 
 use crate::dynamics::DynamicsError;
 use crate::dynamics::{self, Dynamics, DynamicsSpec, Quantity, Request, Source};
-use crate::tensor::{Elements, HostTensor};
+use crate::tensor::HostTensor;
 use crate::train::TrainSet;
 
 /// Name of the teacher's embedding input.
@@ -74,13 +77,69 @@ impl InputName {
             })
     }
 
+    /// The provider that computes it.
+    pub fn kind(self) -> InputKind {
+        match self {
+            InputName::SoftLabels | InputName::TeacherEmbedding => InputKind::Teacher,
+            InputName::Dynamics(..) | InputName::PassEpochs | InputName::ProxyEmbedding => {
+                InputKind::Proxy
+            }
+        }
+    }
+
     /// Whether the proxy must be trained for it.
     pub fn needs_proxy(self) -> bool {
-        matches!(
-            self,
-            InputName::Dynamics(..) | InputName::PassEpochs | InputName::ProxyEmbedding
-        )
+        self.kind() == InputKind::Proxy
     }
+
+    /// What the manifest must add for this input, when `offer` lacks it (`None`: it can be
+    /// computed).
+    pub fn unmet(self, offer: &Offer) -> Option<&'static str> {
+        match self {
+            InputName::SoftLabels if !offer.teacher => Some("add a [teacher]"),
+            InputName::TeacherEmbedding if !offer.onnx_teacher => {
+                Some("add an ONNX [teacher] with embedding = \"<tensor name>\"")
+            }
+            InputName::TeacherEmbedding if !offer.teacher_embedding => {
+                Some("set [teacher] embedding = \"<tensor name>\" (a tensor of the model)")
+            }
+            InputName::SoftLabels
+            | InputName::TeacherEmbedding
+            | InputName::Dynamics(..)
+            | InputName::PassEpochs
+            | InputName::ProxyEmbedding => None,
+        }
+    }
+}
+
+/// Which provider computes an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// The first teacher: its soft labels and embeddings.
+    Teacher,
+    /// The proxy's training: dynamics and its embedding.
+    Proxy,
+}
+
+/// What a manifest offers the providers (for [`InputName::unmet`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Offer {
+    /// A `[teacher]` is declared.
+    pub teacher: bool,
+    /// The first teacher is an ONNX model.
+    pub onnx_teacher: bool,
+    /// The first teacher names an `embedding` tensor.
+    pub teacher_embedding: bool,
+}
+
+/// One kind of input's computation, handed the names of its kind that the planned methods
+/// need.
+pub trait Provider {
+    type Error;
+    /// The kind of the names it computes.
+    const KIND: InputKind;
+    /// The `wanted` inputs (all of [`Self::KIND`]), each over the training set (`[N, ...]`).
+    fn provide(self, wanted: &[InputName]) -> Result<Vec<(InputName, HostTensor)>, Self::Error>;
 }
 
 impl std::fmt::Display for InputName {
@@ -98,16 +157,32 @@ impl std::fmt::Display for InputName {
 /// What the planned methods need, gathered before any work.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Needs {
-    pub soft_labels: bool,
+    /// Every input asked for.
+    pub names: std::collections::BTreeSet<InputName>,
+    /// What the proxy must record for the names of [`InputKind::Proxy`].
     pub dynamics: Request,
-    pub teacher_embedding: bool,
 }
 
 impl Needs {
+    /// The needs of `names`.
+    pub fn of(names: impl IntoIterator<Item = InputName>) -> Needs {
+        let mut needs = Needs::default();
+        for name in names {
+            needs.add(name);
+        }
+        needs
+    }
+
+    /// Whether any input comes from the first teacher.
+    pub fn reads_teacher(&self) -> bool {
+        self.names.iter().any(|n| n.kind() == InputKind::Teacher)
+    }
+
     /// Adds one plugin's input.
     pub fn add(&mut self, name: InputName) {
+        self.names.insert(name);
         match name {
-            InputName::SoftLabels => self.soft_labels = true,
+            InputName::SoftLabels | InputName::TeacherEmbedding => {}
             InputName::Dynamics(s, q) => {
                 self.dynamics.recorded.insert((s, q));
             }
@@ -125,7 +200,6 @@ impl Needs {
                 }
             }
             InputName::ProxyEmbedding => self.dynamics.embedding = true,
-            InputName::TeacherEmbedding => self.teacher_embedding = true,
         }
     }
 }
@@ -152,6 +226,24 @@ impl Inputs {
             .map(|(_, t)| t)
     }
 
+    /// Computes with `provider` the inputs of its kind that `needs` names (nothing when it
+    /// names none).
+    pub fn gather<P: Provider>(&mut self, needs: &Needs, provider: P) -> Result<(), P::Error> {
+        let wanted: Vec<InputName> = needs
+            .names
+            .iter()
+            .copied()
+            .filter(|n| n.kind() == P::KIND)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        for (name, tensor) in provider.provide(&wanted)? {
+            self.insert(name, tensor);
+        }
+        Ok(())
+    }
+
     /// The borrowed tensors for a plugin that asked for `names` (those the run has).
     pub fn views(&self, names: &[InputName]) -> Vec<Tensor<'_>> {
         names
@@ -165,16 +257,6 @@ impl Inputs {
             })
             .collect()
     }
-}
-
-/// The soft labels input from the teacher's probabilities at τ = 1, `[N, C]`.
-pub fn soft_labels_tensor(probabilities: &ndarray::Array2<f32>) -> HostTensor {
-    let (n, c) = probabilities.dim();
-    HostTensor::new(
-        vec![n as u64, c as u64],
-        Elements::F32(probabilities.iter().copied().collect()),
-    )
-    .expect("[N, C]")
 }
 
 /// Where the dynamics provider looks and what it trains on.
@@ -301,26 +383,30 @@ pub fn prepare_dynamics(
     Ok(done)
 }
 
-/// Moves the tensors of `dynamics` that `needs` names into `inputs` (records a cache file held
-/// beyond the request are dropped, not copied).
-pub fn add_dynamics(inputs: &mut Inputs, needs: &Needs, dynamics: Dynamics) {
-    for (name, tensor) in dynamics.tensors {
-        let Ok(input) = InputName::parse(&name) else {
-            continue;
-        };
-        let wanted = match input {
-            InputName::Dynamics(s, q) => needs.dynamics.recorded.contains(&(s, q)),
-            InputName::PassEpochs => needs
-                .dynamics
-                .recorded
-                .iter()
-                .any(|(s, _)| *s == Source::Pass),
-            InputName::ProxyEmbedding => needs.dynamics.embedding,
-            _ => false,
-        };
-        if wanted {
-            inputs.insert(input, tensor);
-        }
+/// The proxy's inputs: recorded (or read from the cache) by [`provide_dynamics`]; records a
+/// cache file held beyond the request are dropped, not copied.
+impl Provider for &DynamicsContext<'_> {
+    type Error = DynamicsError;
+    const KIND: InputKind = InputKind::Proxy;
+
+    fn provide(self, wanted: &[InputName]) -> Result<Vec<(InputName, HostTensor)>, DynamicsError> {
+        let needs = Needs::of(wanted.iter().copied());
+        let recorded = provide_dynamics(self, &needs.dynamics)?;
+        Ok(recorded
+            .tensors
+            .into_iter()
+            .filter_map(|(name, tensor)| {
+                let input = InputName::parse(&name).ok()?;
+                let with_pass = needs
+                    .dynamics
+                    .recorded
+                    .iter()
+                    .any(|(s, _)| *s == Source::Pass);
+                let kept =
+                    needs.names.contains(&input) || (input == InputName::PassEpochs && with_pass);
+                kept.then_some((input, tensor))
+            })
+            .collect())
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod cache;
 pub mod error;
+pub mod inputs;
 pub mod onnx;
 pub mod onnx_graph;
 pub mod runtime;
