@@ -13,7 +13,7 @@
 //! | `alpha_rule` | `"auto-v4"` (the search's name) and `alpha_search` (its candidates and held-out share) when α came from `alpha = "auto"`, whose key has no `alpha` | the search may change; a fixed α of the same value is another cell |
 //! | `train_data`, `test_data` | SHA-256 of the student's view of each set (features, labels, shape, classes) | data edited in place, or another holdout |
 //! | `dynamics` | the dynamics cache key, when the method reads the proxy | |
-//! | `student` | the fields of `[student]` that change training: layers, epochs, batch size, lr, optimiser, weight decay, schedule, warm-up, clipping, augmentation, online teacher | `save` does not change the result; a field added to `[student]` joins this list only when it is set to something other than its default, so existing keys stay valid |
+//! | `student` | the checked `[student]` ([`StudentSpec`]'s serde form) but `save`, which does not change the result | a field added to `[student]` joins by itself; skipped in its serde form while at its default, it leaves existing keys valid |
 //!
 //! The key is the first 24 hex digits of the SHA-256 of the JSON of [`CellKey`]; a test pins
 //! its value for a fixed cell. [`CellKey::config`] is the same without the seed: the report
@@ -24,47 +24,80 @@ use serde::Serialize;
 
 use crate::train::spec::StudentSpec;
 
-/// What a student's result depends on in `[student]`.
-#[derive(Debug, Clone, Serialize)]
-pub struct StudentKey {
-    layers: serde_json::Value,
-    epochs: usize,
-    batch_size: usize,
-    lr: f32,
-    optimizer: serde_json::Value,
-    weight_decay: f32,
-    schedule: serde_json::Value,
-    warmup_epochs: usize,
-    clip_grad_norm: Option<f32>,
-    augment: serde_json::Value,
-    /// Only when not the default (He), so keys from before it existed stay valid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    init: Option<serde_json::Value>,
-    /// Only when not f32, likewise.
-    #[serde(skip_serializing_if = "crate::train::kernels::gemm::Precision::is_f32")]
-    precision: crate::train::kernels::gemm::Precision,
-}
+/// What a student's result depends on in `[student]`: the checked [`StudentSpec`]'s serde
+/// form, every field but those of [`NOT_IN_KEY`]. A field added to the spec joins the key by
+/// itself; one whose serde form is skipped at its default (as `init` and `precision` are)
+/// leaves existing keys valid. Top-level fields keep the spec's order and serde's text;
+/// nested tables are `serde_json::Value`s (keys sorted, f32 widened to f64), which is how cell
+/// keys have always written them.
+#[derive(Debug, Clone)]
+pub struct StudentKey(Vec<(String, serde_json::Value)>);
 
-fn json<T: Serialize>(value: &T) -> serde_json::Value {
-    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
-}
+/// Fields of `[student]` that do not change a result: `save` only writes the student out.
+pub const NOT_IN_KEY: &[&str] = &["save"];
 
 impl StudentKey {
     pub fn new(spec: &StudentSpec) -> Self {
-        Self {
-            layers: json(&spec.layers),
-            epochs: spec.epochs,
-            batch_size: spec.batch_size,
-            lr: spec.lr,
-            optimizer: json(&spec.optimizer),
-            weight_decay: spec.weight_decay,
-            schedule: json(&spec.schedule),
-            warmup_epochs: spec.warmup_epochs,
-            clip_grad_norm: spec.clip_grad_norm,
-            augment: json(&spec.augment),
-            init: (spec.init != crate::train::spec::Init::He).then(|| json(&spec.init)),
-            precision: spec.precision,
+        let text = serde_json::to_string(spec).expect("a spec serialises");
+        let Ordered(in_order) = serde_json::from_str(&text).expect("its own JSON reads back");
+        let nested = serde_json::to_value(spec).expect("a spec serialises");
+        Self(
+            in_order
+                .into_iter()
+                .filter(|(field, _)| !NOT_IN_KEY.contains(&field.as_str()))
+                .map(|(field, value)| {
+                    let value = if value.is_object() || value.is_array() {
+                        nested[&field].clone()
+                    } else {
+                        value
+                    };
+                    (field, value)
+                })
+                .collect(),
+        )
+    }
+
+    /// The field `name` as the key holds it.
+    #[cfg(test)]
+    fn get_mut(&mut self, name: &str) -> Option<&mut serde_json::Value> {
+        self.0.iter_mut().find(|(f, _)| f == name).map(|(_, v)| v)
+    }
+}
+
+impl Serialize for StudentKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (field, value) in &self.0 {
+            map.serialize_entry(field, value)?;
         }
+        map.end()
+    }
+}
+
+/// A JSON object's fields in the order they are written.
+struct Ordered(Vec<(String, serde_json::Value)>);
+
+impl<'de> serde::Deserialize<'de> for Ordered {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Ordered;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Ordered, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    fields.push(entry);
+                }
+                Ok(Ordered(fields))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 
@@ -144,6 +177,53 @@ mod tests {
         }
     }
 
+    /// The hand-written list the key was before it was derived from the spec: the derived
+    /// one must write the same JSON, so that no finished cell of any user runs again.
+    fn hand_written(spec: &StudentSpec) -> String {
+        fn json<T: Serialize>(value: &T) -> serde_json::Value {
+            serde_json::to_value(value).unwrap()
+        }
+        let mut text = format!(
+            "{{\"layers\":{},\"epochs\":{},\"batch_size\":{},\"lr\":{},\"optimizer\":{},\"weight_decay\":{},\"schedule\":{},\"warmup_epochs\":{},\"clip_grad_norm\":{},\"augment\":{}",
+            json(&spec.layers),
+            spec.epochs,
+            spec.batch_size,
+            serde_json::to_string(&spec.lr).unwrap(),
+            json(&spec.optimizer),
+            serde_json::to_string(&spec.weight_decay).unwrap(),
+            json(&spec.schedule),
+            spec.warmup_epochs,
+            serde_json::to_string(&spec.clip_grad_norm).unwrap(),
+            json(&spec.augment),
+        );
+        if spec.init != crate::train::spec::Init::He {
+            text += &format!(",\"init\":{}", json(&spec.init));
+        }
+        if !spec.precision.is_f32() {
+            text += &format!(
+                ",\"precision\":{}",
+                serde_json::to_string(&spec.precision).unwrap()
+            );
+        }
+        text + "}"
+    }
+
+    #[test]
+    fn the_derived_student_key_writes_what_the_hand_list_wrote() {
+        let manifests = [
+            "[student]\nhidden = [8]\nepochs = 2\nlr = 0.1\n",
+            "[student]\nlayers = [\"conv 8\", \"relu\", \"maxpool 2\", \"dropout 0.3\"]\nepochs = 3\nlr = 0.05\nweight_decay = 5e-4\nmomentum = 0.9\nnesterov = true\nschedule = \"cosine\"\nwarmup_epochs = 1\nclip_grad_norm = 2.5\ninit = \"torch\"\nsave = true\naugment = { crop_padding = 2, flip = true }\n",
+            "[student]\nhidden = [16, 8]\nepochs = 1\noptimizer = \"adamw\"\nlr = 3e-4\nbatch_size = 64\n",
+        ];
+        for student in manifests {
+            let text = format!("output = \"out\"\n[data]\nformat = \"csv\"\ntrain = \"t.csv\"\nlabel = -1\nholdout = 0.2\nsample_shape = [1, 8, 8]\n{student}[[prune]]\nmethod = \"random\"\nkeep = [0.5]\n");
+            let manifest = crate::manifest::parse(std::path::Path::new("/tmp/m.toml"), &text)
+                .unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let derived = serde_json::to_string(&StudentKey::new(&manifest.student)).unwrap();
+            assert_eq!(derived, hand_written(&manifest.student), "{student}");
+        }
+    }
+
     #[test]
     fn the_key_is_pinned_and_moves_with_what_the_result_depends_on() {
         let k = key();
@@ -165,7 +245,7 @@ mod tests {
         other.teacher = Some("t".into());
         assert_ne!(other.key(), k.key());
         let mut other = k;
-        other.student.epochs = 3;
+        *other.student.get_mut("epochs").unwrap() = 3.into();
         assert_ne!(other.config(), key().config());
     }
 }
