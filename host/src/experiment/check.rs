@@ -6,13 +6,13 @@
 
 use std::io::Write;
 
-use super::plan::{
-    check_dynamics_memory, check_methods, needs_of, params_json, Method, RunOptions,
-};
-use super::stages::{load_data, DataStage};
-use crate::inputs::Needs;
+use std::collections::HashSet;
+
+use super::plan::{load_registry, needed_teachers, params_json, Method, RunOptions};
+use super::plan_stage::plan_stage;
+use super::stages::DataStage;
 use crate::manifest::Manifest;
-use crate::plugins::{self, Registry};
+use crate::plugins::Registry;
 use crate::Error;
 
 /// What `check` found, for the user to read.
@@ -22,11 +22,11 @@ pub struct CheckReport {
     pub lines: Vec<String>,
 }
 
-/// Checks `manifest` as `run` would before its first cell.
+/// Checks `manifest` as `run` would before its first cell: `run`'s stage 1 itself
+/// ([`plan_stage`]), then the teachers `run` would make ready, opened.
 pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, Error> {
     let mut lines = Vec::new();
-    let dirs = plugins::plugin_dirs(&manifest.plugin_dirs, &options.plugin_dirs);
-    let registry = Registry::load_with(&dirs, manifest.allow_writable_plugins)?;
+    let registry = load_registry(manifest, options)?;
     for problem in &registry.problems {
         lines.push(format!("warning: {problem}"));
     }
@@ -35,35 +35,45 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             lines.push(format!("warning: {warning}"));
         }
     }
-    let methods = check_methods(manifest, &registry)?;
-    lines.extend(methods.iter().map(method_line));
-    let data = load_data(manifest)?;
-    let raw_train = &data.raw_train;
+    let plan = plan_stage(manifest, &registry, &HashSet::new(), None)?;
+    lines.extend(plan.methods.iter().map(method_line));
+    let raw_train = &plan.data.raw_train;
     lines.push(format!(
         "data: {} training and {} test examples of shape {:?}, {} classes",
         raw_train.len(),
-        data.raw_test.len(),
+        plan.data.raw_test.len(),
         raw_train.sample_shape,
         raw_train.num_classes
     ));
-    let needs = needs_of(&methods);
-    check_dynamics_memory(manifest, &needs, &data.train)?;
-    if !needs.dynamics.is_empty() {
+    lines.push(format!(
+        "cells: {} student(s) to train in {} group(s); {} already in {}",
+        plan.grid.students(),
+        plan.grid.cells.len(),
+        plan.grid.skipped,
+        plan.store.path().display()
+    ));
+    if !plan.needs.dynamics.is_empty() {
         let d = &manifest.dynamics;
         lines.push(format!(
             "dynamics: {} run(s) × {} epochs of the proxy {:?}, pass records at epochs {:?} and steps {:?}",
             d.runs, d.proxy.epochs, d.proxy.layers, d.checkpoint_epochs, d.early_steps
         ));
     }
-    lines.extend(check_teachers(manifest, &registry, &data, &needs)?);
+    let needed = needed_teachers(
+        &manifest.teachers,
+        &plan.needs,
+        &plan.grid.distilling(manifest.teachers.len()),
+    );
+    lines.extend(check_teachers(manifest, &registry, &plan.data, &needed)?);
     lines.extend(settings_lines(manifest));
-    writable(&manifest.output)?;
-    writable(&manifest.cache_dir)?;
     lines.push(format!(
-        "output {} and cache {}: writable",
-        manifest.output.display(),
-        manifest.cache_dir.display()
+        "output {}: not in use by another run; results.jsonl readable and writable",
+        manifest.output.display()
     ));
+    lines.push(match writable(&manifest.cache_dir) {
+        Ok(()) => format!("cache {}: writable", manifest.cache_dir.display()),
+        Err(e) => format!("warning: {e}; run computes what it would cache each time"),
+    });
     Ok(CheckReport { lines })
 }
 
@@ -80,18 +90,24 @@ fn method_line(m: &Method<'_>) -> String {
     )
 }
 
-/// Opens every teacher `run` would make ready (those distilled from, the first when methods
-/// read its inputs), checks a teacher to train against the data, and describes each.
+/// Opens every teacher `run` would make ready (`needed`, [`needed_teachers`]), checks a
+/// teacher to train against the data, and describes each.
 fn check_teachers(
     manifest: &Manifest,
     registry: &Registry,
     data: &DataStage,
-    needs: &Needs,
+    needed: &[bool],
 ) -> Result<Vec<String>, Error> {
     let (raw_train, raw_test, train_set) = (&data.raw_train, &data.raw_test, &data.train);
-    let distils = manifest.distillation.distils();
     let mut lines = Vec::new();
     for (i, spec) in manifest.teachers.iter().enumerate() {
+        if !needed[i] {
+            lines.push(format!(
+                "teacher {}: not needed by the cells still to run",
+                spec.name
+            ));
+            continue;
+        }
         if let crate::teacher::spec::TeacherSource::Ensemble { members, .. } = &spec.source {
             // Its members are teachers of the manifest, each opened in this loop.
             lines.push(format!(
@@ -129,7 +145,7 @@ fn check_teachers(
             ));
             continue;
         }
-        if distils || (i == 0 && needs.reads_teacher()) {
+        {
             let mut teacher = crate::teacher::Teacher::new(
                 spec,
                 registry,

@@ -17,6 +17,7 @@ mod failures;
 mod grid;
 mod key;
 mod plan;
+mod plan_stage;
 mod score;
 pub mod score_cache;
 mod stages;
@@ -31,13 +32,13 @@ use std::time::Instant;
 
 use crate::manifest::Manifest;
 use crate::plugins::PluginData;
-use crate::results::{self, CellResult, ResultStore};
+use crate::results::{self, CellResult};
 use crate::Error;
 use cell::CellRunner;
-use grid::{CellKeys, Grid};
 pub(crate) use plan::normalise;
+use plan::teachers_to_ready;
 pub use plan::RunOptions;
-use plan::{check_dynamics_memory, check_methods, teachers_to_ready};
+use plan_stage::{plan_stage, PlanStage};
 use score_cache::ScoreCache;
 pub use stages::TimeSplit;
 use stages::{input_stage, InputStage};
@@ -70,24 +71,18 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
     let (manifest, done_before) = shard_view(manifest, options.shard)?;
     let manifest = manifest.as_ref();
     let registry = plan::load_registry(manifest, options)?;
-    let methods = check_methods(manifest, &registry)?;
-    let _lock = results::OutputLock::acquire(&manifest.output)?;
-    let mut store = ResultStore::open(&manifest.output)?;
-    store.check_writable()?;
-    let data = stages::load_data(manifest)?;
-    let keys = CellKeys::new(manifest, &registry, &methods, &data.train, &data.test)?;
-    let grid = Grid::plan(
-        manifest,
-        &methods,
-        &keys,
-        (&store, &done_before),
-        options.shard,
-    );
+    let PlanStage {
+        methods,
+        lock: _lock,
+        mut store,
+        data,
+        keys,
+        grid,
+        needs,
+    } = plan_stage(manifest, &registry, &done_before, options.shard)?;
     if let Some(shard) = options.shard {
         distributed::write_share(&manifest.output, shard, grid.groups, &grid.share)?;
     }
-    let needs = grid.needs(&methods);
-    check_dynamics_memory(manifest, &needs, &data.train)?;
     tracing::info!(
         cells = grid.cells.len(),
         skipped = grid.skipped,
