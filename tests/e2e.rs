@@ -1665,7 +1665,7 @@ fn check_refuses_what_run_refuses_before_training() {
                 format!("{}/mnist-5k.csv.gz", fx.display()),
                 fx.display().to_string(),
             )],
-            "cannot read",
+            "a folder, not a data file",
         ),
         (
             "missing teacher",
@@ -1700,6 +1700,14 @@ fn check_refuses_what_run_refuses_before_training() {
                 "batch_size = 64\nembedding = \"nowhere\"\n".into(),
             )],
             "has no tensor named \"nowhere\"",
+        ),
+        (
+            "output kind declared wrong (run refuses it on the first batch)",
+            vec![(
+                "batch_size = 64\n".into(),
+                "batch_size = 64\noutput_kind = \"probabilities\"\n".into(),
+            )],
+            "output_kind = \"probabilities\" but the first batch",
         ),
     ];
     for (case, edits, expected) in cases {
@@ -3081,14 +3089,34 @@ fn golden_results_unchanged() {
             .map(|l| {
                 let mut v: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_str(l).unwrap();
-                for field in ["seconds", "key", "config"] {
+                // The indices' file name holds the plugins' SHA-256 too; its uniqueness is
+                // held below.
+                for field in ["seconds", "key", "config", "indices"] {
                     v.remove(field);
                 }
                 v
             })
             .collect()
     };
-    let got = lines(&std::fs::read_to_string(dir.path().join("out/results.jsonl")).unwrap());
+    let text = std::fs::read_to_string(dir.path().join("out/results.jsonl")).unwrap();
+    // One indices file per selection (method, policy, keep, seed), there and of its size.
+    let mut names = std::collections::HashMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let group = format!(
+            "{} {} {} {}",
+            v["method"], v["policy"], v["keep"], v["seed"]
+        );
+        let name = v["indices"].as_str().unwrap_or("").to_string();
+        let kept = kdprune::results::read_npy_u32(&dir.path().join("out").join(&name)).unwrap();
+        assert_eq!(kept.len() as u64, v["kept"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            names.entry(name.clone()).or_insert(group.clone()),
+            &group,
+            "{name} shared"
+        );
+    }
+    let got = lines(&text);
     let avx2 = kdprune::train::kernels::isa::Isa::detect().map(|i| i.name()) == Some("avx2");
     let kept = golden.join("results-avx2.jsonl");
     if std::env::var_os("KDPRUNE_BLESS").is_some() {
@@ -3117,4 +3145,207 @@ fn golden_results_unchanged() {
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w);
     }
+}
+
+/// `kdprune run manifest` for at most `seconds`; `None` when it was still working then
+/// (it is killed).
+fn run_for(manifest: &Path, seconds: u64) -> Option<Output> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kdprune"))
+        .args(["run", manifest.to_str().unwrap()])
+        .env_remove("KDPRUNE_PLUGIN_PATH")
+        .env("KDPRUNE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("kdprune runs");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed().as_secs() >= seconds {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    Some(Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// `check` is `run`'s first stage: on mutants of a small manifest (every field set to
+/// out-of-range and wrong-typed values or removed; data paths missing, a device, a folder,
+/// empty; the output a file; results.jsonl damaged or a folder), `check` and `run` agree on
+/// every one: both pass, or both refuse with the same error line. Only what training itself
+/// finds (a diverging loss) may pass `check` and fail `run`.
+#[test]
+fn check_and_run_agree_on_mutated_manifests() {
+    let plugins = plugin_folder(&["kdprune_el2n", "kdprune_random", "kdprune_nearest_centroid"]);
+    let base = format!(
+        r#"name = "agree"
+seeds = [0]
+output = "OUT"
+plugin_dirs = [{plugins:?}]
+
+[data]
+format = "csv"
+train = {digits:?}
+label = -1
+header = false
+holdout = 0.25
+
+[data.normalise]
+scale = 16.0
+
+[[teacher]]
+plugin = "nearest-centroid"
+
+[student]
+hidden = [8]
+epochs = 1
+batch_size = 64
+lr = 0.05
+
+[distillation]
+alphas = [0.0, 0.5]
+temperature = 4.0
+
+[dynamics]
+runs = 1
+epochs = 1
+hidden = [8]
+
+[[prune]]
+method = "el2n"
+keep = [0.3]
+"#,
+        plugins = plugins.path(),
+        digits = fixtures().join("digits-8x8.csv.gz"),
+    );
+    let scratch = tempfile::tempdir().unwrap();
+    let empty = scratch.path().join("empty.csv");
+    std::fs::write(&empty, "").unwrap();
+    let values = [
+        "-1",
+        "0",
+        "1e-9",
+        "1e30",
+        "\"x\"",
+        "[]",
+        "true",
+        "nan",
+        "4294967296",
+        "[2000000000]",
+    ];
+    let mut mutants: Vec<(String, String, Option<&[u8]>)> = Vec::new();
+    for (i, line) in base.lines().enumerate() {
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        let with = |value: &str| {
+            let mut lines: Vec<String> = base.lines().map(str::to_string).collect();
+            lines[i] = format!("{key} = {value}");
+            lines.join("\n") + "\n"
+        };
+        let mut removed: Vec<&str> = base.lines().collect();
+        removed.remove(i);
+        mutants.push((format!("{key} removed"), removed.join("\n") + "\n", None));
+        for value in values {
+            mutants.push((format!("{key} = {value}"), with(value), None));
+        }
+        if key == "train" {
+            for path in [
+                Path::new("/dev/zero"),
+                scratch.path(),
+                empty.as_path(),
+                &scratch.path().join("missing.csv"),
+            ] {
+                mutants.push((
+                    format!("train = {path:?}"),
+                    with(&format!("{path:?}")),
+                    None,
+                ));
+            }
+        }
+    }
+    // The output folder's state.
+    let results: [(&str, &[u8]); 3] = [
+        ("a damaged middle line", b"{\"not\": \"a result\"}\n\n{}\n"),
+        ("NUL bytes", b"\0\0\0\0\n{}\n"),
+        ("invalid UTF-8", b"\xff\xfe{\n"),
+    ];
+    for (what, bytes) in results {
+        mutants.push((
+            format!("results.jsonl with {what}"),
+            base.clone(),
+            Some(bytes),
+        ));
+    }
+    let mut disagree = Vec::new();
+    for (case, text, results_bytes) in &mutants {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let text = text.replace("\"OUT\"", &format!("{out:?}"));
+        let manifest = dir.path().join("m.toml");
+        std::fs::write(&manifest, &text).unwrap();
+        if let Some(bytes) = results_bytes {
+            std::fs::create_dir_all(&out).unwrap();
+            std::fs::write(out.join("results.jsonl"), bytes).unwrap();
+        }
+        let check = kdprune(&["check", manifest.to_str().unwrap()]);
+        // The first seconds of run: one still training then has refused nothing.
+        let Some(run) = run_for(&manifest, 20) else {
+            if let Some(c) = check.code.ne(&0).then(|| error_line(&check)) {
+                disagree.push(format!("{case}:\n  check: {c}\n  run:   still training"));
+            }
+            continue;
+        };
+        let line = |o: &Output| {
+            (o.code != 0).then(|| {
+                o.stderr
+                    .lines()
+                    .rev()
+                    .find(|l| l.starts_with("error:"))
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        format!(
+                            "exit {} without an error line: {}",
+                            o.code,
+                            o.stderr
+                                .lines()
+                                .find(|l| l.contains("panicked"))
+                                .unwrap_or("")
+                        )
+                    })
+            })
+        };
+        let (c, r) = (line(&check), line(&run));
+        let trained_then_failed =
+            c.is_none() && r.as_deref().is_some_and(|l| l.contains("diverged"));
+        if c != r && !trained_then_failed {
+            disagree.push(format!("{case}:\n  check: {c:?}\n  run:   {r:?}"));
+        }
+    }
+    // A folder in place of results.jsonl.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(out.join("results.jsonl")).unwrap();
+    let manifest = dir.path().join("m.toml");
+    std::fs::write(&manifest, base.replace("\"OUT\"", &format!("{out:?}"))).unwrap();
+    let check = error_line(&kdprune(&["check", manifest.to_str().unwrap()]));
+    let run = error_line(&kdprune(&["run", manifest.to_str().unwrap()]));
+    if check != run {
+        disagree.push(format!(
+            "results.jsonl a folder:\n  check: {check}\n  run:   {run}"
+        ));
+    }
+    assert!(
+        disagree.is_empty(),
+        "{} of {} mutants:\n{}",
+        disagree.len(),
+        mutants.len() + 1,
+        disagree.join("\n")
+    );
 }

@@ -97,7 +97,31 @@ pub fn read(dir: &Path) -> Result<Vec<CellResult>, StoreError> {
         message: format!("cannot read: {e}; is this a kdprune output folder?"),
     })?;
     let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
-    parse_lines(&path, &bytes[..whole])
+    Ok(once_per_key(&path, parse_lines(&path, &bytes[..whole])?))
+}
+
+/// The results with a line written twice (the same key: a copy pasted in, two files
+/// concatenated) kept once, at its first place, and a warning naming the lines left out; a
+/// report must not count one result as two seeds.
+fn once_per_key(path: &Path, results: Vec<CellResult>) -> Vec<CellResult> {
+    let mut seen = HashSet::new();
+    let mut repeated = Vec::new();
+    let mut kept = Vec::with_capacity(results.len());
+    for (line, result) in results.into_iter().enumerate() {
+        if seen.insert(result.key.clone()) {
+            kept.push(result);
+        } else {
+            repeated.push(line + 1);
+        }
+    }
+    if !repeated.is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            lines = ?repeated,
+            "results.jsonl repeats earlier results (same key) on these lines; each is counted once"
+        );
+    }
+    kept
 }
 
 impl ResultStore {
@@ -131,7 +155,7 @@ impl ResultStore {
                     message: format!("cannot drop the torn last line: {e}"),
                 })?;
             }
-            existing = parse_lines(&path, &bytes[..whole])?;
+            existing = once_per_key(&path, parse_lines(&path, &bytes[..whole])?);
         }
         let done = existing.iter().map(|c| c.key.clone()).collect();
         Ok(Self {
@@ -409,6 +433,24 @@ mod tests {
         // Read back, the same f32.
         let back = ResultStore::open(dir.path()).unwrap();
         assert_eq!(back.results()[0].keep, 0.1f32);
+    }
+
+    #[test]
+    fn a_line_written_twice_is_one_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ResultStore::open(dir.path()).unwrap();
+        store.append(&cell("a")).unwrap();
+        store.append(&cell("b")).unwrap();
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        let first = text.lines().next().unwrap();
+        std::fs::write(store.path(), format!("{text}{first}\n")).unwrap();
+        let keys: Vec<String> = read(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|c| c.key)
+            .collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(ResultStore::open(dir.path()).unwrap().results().len(), 2);
     }
 
     #[test]

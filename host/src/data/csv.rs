@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndarray::Array2;
 
-use super::dataset::{check_label_range, read_maybe_gz, DataError, Dataset};
+use super::dataset::{check_label_range, infer_classes, read_maybe_gz, DataError, Dataset};
 
 /// Which column holds the label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,39 +205,17 @@ fn parse_rows<'a>(
     Ok((features, raw_labels))
 }
 
-/// The number of classes: of the names, as declared, or the largest label + 1 — refused when
-/// a class below it has no example (a stray 200 among 0..9 would silently make empty
-/// classes), unless the manifest declares the count.
+/// The number of classes: of the names, else [`infer_classes`].
 fn count_classes(
     path: &Path,
     labels: &[u32],
     class_names: Option<&[String]>,
     declared: Option<usize>,
 ) -> Result<usize, DataError> {
-    match (class_names, declared) {
-        (Some(names), _) => return Ok(names.len()),
-        (None, Some(c)) => return Ok(c),
-        (None, None) => {}
+    match class_names {
+        Some(names) => Ok(names.len()),
+        None => infer_classes(path, labels, declared),
     }
-    let c = labels.iter().copied().max().unwrap_or(0) as usize + 1;
-    let mut seen = vec![false; c];
-    for &y in labels {
-        seen[y as usize] = true;
-    }
-    if let Some(empty) = seen.iter().position(|s| !s) {
-        let largest = c - 1;
-        let at = labels
-            .iter()
-            .position(|&y| y as usize == largest)
-            .unwrap_or(0);
-        return Err(DataError::format(
-            path,
-            format!(
-                "labels run up to {largest} (example {at}) but class {empty} has no example; check the label column, or set [data] num_classes = {c} if classes are meant to be missing"
-            ),
-        ));
-    }
-    Ok(c)
 }
 
 /// The most classes a numeric label column may imply (a label of 1e9 must not allocate 1e9

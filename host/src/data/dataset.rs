@@ -189,9 +189,74 @@ pub(crate) fn check_label_range(
     }
 }
 
+/// The number of classes: as declared, or the largest label + 1, refused when a class below
+/// it has no example (a stray 200 among 0..9 would silently make empty classes) or when it
+/// passes 65 536, unless the manifest declares the count. The same for every format.
+pub(crate) fn infer_classes(
+    path: &Path,
+    labels: &[u32],
+    declared: Option<usize>,
+) -> Result<usize, DataError> {
+    if let Some(c) = declared {
+        return Ok(c);
+    }
+    let largest = labels.iter().copied().max().unwrap_or(0);
+    if largest >= 1 << 16 {
+        return Err(DataError::format(
+            path,
+            format!("a label of {largest}: more than 65536 classes; check the labels or set [data] num_classes"),
+        ));
+    }
+    let c = largest as usize + 1;
+    let mut seen = vec![false; c];
+    for &y in labels {
+        seen[y as usize] = true;
+    }
+    if let Some(empty) = seen.iter().position(|s| !s) {
+        let at = labels.iter().position(|&y| y == largest).unwrap_or(0);
+        return Err(DataError::format(
+            path,
+            format!(
+                "labels run up to {largest} (example {at}) but class {empty} has no example; check the labels, or set [data] num_classes = {c} if classes are meant to be missing"
+            ),
+        ));
+    }
+    Ok(c)
+}
+
+/// Refuses what is not a regular file (a device such as `/dev/zero`, a FIFO, a folder),
+/// which a reader would read without end or block on.
+pub(crate) fn regular_file(path: &Path) -> Result<(), DataError> {
+    let meta = std::fs::metadata(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_file() {
+        return Ok(());
+    }
+    let what = if meta.is_dir() {
+        "a folder"
+    } else {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_char_device() || t.is_block_device() {
+            "a device"
+        } else {
+            "not a regular file"
+        }
+    };
+    Err(DataError::format(
+        path,
+        format!("{what}, not a data file; name the file itself"),
+    ))
+}
+
 /// Opens a file, decompressing it when it starts with the gzip magic bytes.
 pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     use std::io::Read;
+    regular_file(path)?;
     let raw = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use ndarray::Array2;
 
-use super::dataset::{check_label_range, read_maybe_gz, DataError, Dataset};
+use super::dataset::{check_label_range, infer_classes, read_maybe_gz, DataError, Dataset};
 
 const TYPE_U8: u8 = 0x08;
 
@@ -73,7 +73,7 @@ fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxTensor, DataError> {
 /// Reads an IDX images file (`[N, H, W]` or `[N, D]`) and its labels file (`[N]`).
 ///
 /// Returns a data set with features `[N, H*W]` (raw 0..255 values) and sample shape
-/// `[1, H, W]`. `num_classes`: given, or one more than the largest label.
+/// `[1, H, W]`. `num_classes`: given, or [`infer_classes`].
 pub fn read_idx_pair(
     images: &Path,
     labels: &Path,
@@ -114,12 +114,11 @@ pub fn read_idx_pair(
         x.dims[1..].to_vec()
     };
     let d: usize = sample_shape.iter().product();
-    let max_label = y.values.iter().copied().max().unwrap_or(0) as usize;
-    let num_classes = num_classes.unwrap_or(max_label + 1);
+    let labels_u32: Vec<u32> = y.values.iter().map(|&v| v as u32).collect();
+    let num_classes = infer_classes(labels, &labels_u32, num_classes)?;
     check_label_range(labels, y.values.iter().map(|&v| v as u64), num_classes)?;
     let features = Array2::from_shape_vec((n, d), x.values.iter().map(|&v| v as f32).collect())
         .map_err(|e| DataError::format(images, e.to_string()))?;
-    let labels_u32 = y.values.iter().map(|&v| v as u32).collect();
     Dataset::new(features, sample_shape, labels_u32, num_classes)
 }
 

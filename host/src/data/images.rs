@@ -249,6 +249,7 @@ pub fn read_cifar(
     let mut pixels = Vec::new();
     let mut labels = Vec::new();
     for path in files {
+        super::dataset::regular_file(path)?;
         let bytes = std::fs::read(path).map_err(|source| DataError::Io {
             path: path.clone(),
             source,

@@ -8,7 +8,7 @@ use std::path::Path;
 use ndarray::{ArrayD, IxDyn};
 use ndarray_npy::{NpzReader, ReadNpyError, ReadNpyExt, ReadNpzError, ReadableElement};
 
-use super::dataset::{check_label_range, DataError, Dataset};
+use super::dataset::{check_label_range, infer_classes, regular_file, DataError, Dataset};
 
 /// A `.npy` file or one array of a `.npz`.
 enum Source<'a> {
@@ -36,6 +36,7 @@ impl Source<'_> {
         let err = |m: String| DataError::format(path, format!("{}{m}", self.what()));
         match self {
             Source::Npy(p) => {
+                regular_file(p)?;
                 let file = File::open(p).map_err(|source| DataError::Io {
                     path: p.to_path_buf(),
                     source,
@@ -50,6 +51,7 @@ impl Source<'_> {
                 }
             }
             Source::Npz(p, name) => {
+                regular_file(p)?;
                 let file = File::open(p).map_err(|source| DataError::Io {
                     path: p.to_path_buf(),
                     source,
@@ -167,26 +169,22 @@ fn dataset(
     }
     let sample_shape = x.shape()[1..].to_vec();
     let d: usize = sample_shape.iter().product();
-    let classes = match num_classes {
-        Some(c) => c,
-        None => {
-            let largest = y.iter().copied().max().unwrap_or(0);
-            if largest >= 1 << 16 {
-                return Err(DataError::format(
-                    y_path,
-                    format!("a label of {largest}: more than 65536 classes; check the labels or set [data] num_classes"),
-                ));
-            }
-            largest as usize + 1
+    let labels: Vec<u32> = match y.iter().find(|&&v| v > u32::MAX as i64) {
+        Some(v) => {
+            return Err(DataError::format(
+                y_path,
+                format!("a label of {v}: more than 65536 classes; check the labels or set [data] num_classes"),
+            ))
         }
+        None => y.iter().map(|&v| v as u32).collect(),
     };
+    let classes = infer_classes(y_path, &labels, num_classes)?;
     check_label_range(y_path, y.iter().map(|&v| v as u64), classes)?;
     let features = x
         .as_standard_layout()
         .into_owned()
         .into_shape_with_order((n, d))
         .map_err(|e| DataError::format(x_path, e.to_string()))?;
-    let labels = y.iter().map(|&v| v as u32).collect();
     Dataset::new(features, sample_shape, labels, classes)
         .map_err(|e| DataError::format(x_path, e.to_string()))
 }

@@ -212,9 +212,14 @@ pub fn memory_needed(request: &Request, extent: Extent) -> (u64, String) {
     )
 }
 
-/// Half of the memory available now (`MemAvailable` in `/proc/meminfo`), or 8 GiB where
-/// that cannot be read.
+/// Half of the memory available now ([`available_memory`]).
 pub fn default_max_memory() -> u64 {
+    available_memory() / 2
+}
+
+/// The memory available now (`MemAvailable` in `/proc/meminfo`), or 16 GiB where that
+/// cannot be read.
+pub fn available_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
@@ -223,8 +228,8 @@ pub fn default_max_memory() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
-        .map(|kb| kb * 1024 / 2)
-        .unwrap_or(8 << 30)
+        .map(|kb| kb * 1024)
+        .unwrap_or(16 << 30)
 }
 
 /// Bytes as a short human figure.

@@ -11,7 +11,6 @@ use super::score_cache::ScoreCache;
 use super::stages::DataStage;
 use super::stages::{save_student, ReadyTeacher, TimeSplit};
 use crate::data::Dataset;
-use crate::hash::json_digest;
 use crate::inputs::Inputs;
 use crate::manifest::Manifest;
 use crate::plugins::{OnPluginError, PluginData};
@@ -189,12 +188,10 @@ impl CellRunner<'_, '_> {
     fn write_indices(&self, cell: &Cell, kept: &[u32]) -> Result<String, Error> {
         let method = &self.methods[cell.method];
         let rel = format!(
-            "indices/{}_{}_keep{:.4}_seed{}.npy",
+            "indices/{}_{}_keep{}_seed{}.npy",
             method.spec.method,
-            json_digest(&self.keys.params[cell.method])
-                .get(..6)
-                .unwrap_or(""),
-            cell.keep.get(),
+            self.keys.selection_tag(self.methods, cell.method),
+            cell.keep.in_full(),
             cell.seed
         );
         let path = self.manifest.output.join(&rel);

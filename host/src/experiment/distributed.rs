@@ -96,6 +96,7 @@ pub fn prepare(manifest: &Manifest, options: &RunOptions) -> Result<PrepareSumma
             .iter()
             .filter(|m| m.spec.keep.iter().any(|k| !k.is_full())),
     );
+    super::plan::check_training_memory(manifest, &needs, train_set)?;
     super::plan::check_dynamics_memory(manifest, &needs, train_set)?;
     let distils = manifest.distillation.distils();
     let mut needed = needed_teachers(

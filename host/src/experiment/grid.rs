@@ -94,6 +94,24 @@ impl CellKeys {
         })
     }
 
+    /// Eight hex digits naming what the kept examples of method `m` depend on besides keep and
+    /// seed: its plugin, parameters and policy, the training data, and the first teacher or
+    /// the proxy when the method reads them. In the indices' file names, so that no two
+    /// selections, of this run or of an earlier one in the same folder, share a file.
+    pub(crate) fn selection_tag(&self, methods: &[Method<'_>], m: usize) -> String {
+        let method = &methods[m];
+        let reads_teacher = method.inputs.iter().any(|i| i.kind() == InputKind::Teacher);
+        let tag = crate::hash::json_digest(&(
+            &self.plugin_sha[m],
+            &self.params[m],
+            &self.policies[m],
+            &self.train_data,
+            reads_teacher.then(|| &self.teacher_keys[0]),
+            method.uses_proxy().then_some(&self.dynamics),
+        ));
+        tag[..8].to_string()
+    }
+
     /// The content hash of the student's view of the training set.
     pub(crate) fn train_hash(&self) -> [u8; 32] {
         self.train_hash

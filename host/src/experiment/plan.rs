@@ -166,6 +166,52 @@ pub(crate) fn check_dynamics_memory(
     Ok(())
 }
 
+/// Refuses, before any network is built, one that training could not hold in the memory
+/// available now ([`crate::train::memory`]): the student, the proxy when dynamics are
+/// recorded, and each teacher kdprune trains. `train`: the student's view, `[N, ...]`.
+pub(crate) fn check_training_memory(
+    manifest: &Manifest,
+    needs: &Needs,
+    train: &Dataset,
+) -> Result<(), Error> {
+    let mut networks = vec![("[student]", &manifest.student)];
+    if !needs.dynamics.is_empty() {
+        networks.push(("[dynamics]", &manifest.dynamics.proxy));
+    }
+    for teacher in &manifest.teachers {
+        if let TeacherSource::Trained { spec, .. } = &teacher.source {
+            networks.push(("[teacher] train", spec));
+        }
+    }
+    let available = dynamics::available_memory();
+    let shards = rayon::current_num_threads();
+    for (table, spec) in networks {
+        // A shape the build refuses is named by the build.
+        let Some((bytes, size)) = crate::train::memory::training_bytes(
+            spec,
+            &train.sample_shape,
+            train.num_classes,
+            shards,
+        ) else {
+            continue;
+        };
+        if bytes > available {
+            return Err(Error::Manifest(crate::manifest::ManifestError::File {
+                path: manifest.path.clone(),
+                message: format!(
+                    "{table} would take about {} to train ({} parameters with their gradients and optimiser state, {} values of activations per example at batch_size {}) but {} is available; use fewer or narrower layers, or a smaller batch_size",
+                    dynamics::human_bytes(bytes),
+                    size.parameters,
+                    size.activations,
+                    spec.batch_size,
+                    dynamics::human_bytes(available)
+                ),
+            }));
+        }
+    }
+    Ok(())
+}
+
 /// The student's view of a data set: features normalised as the manifest says.
 pub(crate) fn normalise(
     spec: &NormaliseSpec,
@@ -310,6 +356,28 @@ pub(crate) fn load_registry(manifest: &Manifest, options: &RunOptions) -> Result
         tracing::warn!("{problem}");
     }
     Ok(registry)
+}
+
+/// Refuses a keep of `methods` that keeps no example of the `n` training examples, at its
+/// `[[prune]]` entry.
+pub(crate) fn refuse_empty_keeps(
+    manifest: &Manifest,
+    methods: &[Method<'_>],
+    n: usize,
+) -> Result<(), Error> {
+    for method in methods {
+        for keep in &method.spec.keep {
+            keep.refuse_empty(n).map_err(|message| {
+                Error::Manifest(crate::manifest::ManifestError::At {
+                    path: manifest.path.clone(),
+                    line: method.spec.at.0,
+                    column: method.spec.at.1,
+                    message: format!("[[prune]] {message}"),
+                })
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The inputs `methods` ask for, each once.

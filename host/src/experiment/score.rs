@@ -80,7 +80,9 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
     let _lock = crate::results::OutputLock::acquire(&manifest.output)?;
     let data = load_data(manifest)?;
     let train_set = &data.train;
+    super::plan::refuse_empty_keeps(manifest, &methods, train_set.len())?;
     let needs = needs_of(&methods);
+    super::plan::check_training_memory(manifest, &needs, train_set)?;
     check_dynamics_memory(manifest, &needs, train_set)?;
     let (needed, teachers, training_teachers) = teachers_to_ready(
         manifest,
@@ -246,7 +248,7 @@ impl Scorer<'_> {
             };
             let mut per_keep_scores = None;
             if let (None, Answer::Scores(values)) = (&shared, &answer) {
-                let name = format!("{tag}_keep{:.4}_seed{seed}.scores.npy", keep.get());
+                let name = format!("{tag}_keep{}_seed{seed}.scores.npy", keep.in_full());
                 per_keep_scores = Some(self.write_f32(&name, values)?);
                 entry.high_is_hard = Some(description.high_is_hard);
             }
@@ -260,7 +262,7 @@ impl Scorer<'_> {
                 keep.get() as f64,
                 seed,
             );
-            let rel = format!("scores/{tag}_keep{:.4}_seed{seed}.npy", keep.get());
+            let rel = format!("scores/{tag}_keep{}_seed{seed}.npy", keep.in_full());
             let path = self.manifest.output.join(&rel);
             crate::results::write_npy_u32(&path, &kept).map_err(io_error(path))?;
             entry.keeps.push(KeptFile {

@@ -410,7 +410,11 @@ fn check_distillation(
                 Some(t) => Temperature::new(*t.get_ref()).ok_or_else(|| {
                     c.at(
                         t.span(),
-                        format!("temperature {} must be positive", t.get_ref()),
+                        format!(
+                            "temperature {} is out of range: τ must be in (0, {}] (the KD term is scaled by τ²; papers use 1 to 20)",
+                            t.get_ref(),
+                            Temperature::MAX
+                        ),
                     )
                 })?,
             };

@@ -175,11 +175,25 @@ pub fn check_pin(plugin: &Plugin, pinned: &str) -> Result<(), PluginError> {
     Ok(())
 }
 
-fn is_library(path: &Path) -> bool {
-    path.is_file()
-        && path
-            .extension()
-            .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
+fn has_library_name(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e == std::env::consts::DLL_EXTENSION)
+}
+
+/// Why a file named like a library cannot be loaded before it is opened: a broken or
+/// looping symbolic link, or no regular file (a folder, a device, a FIFO).
+fn not_a_library_file(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => None,
+        Ok(_) => Some("not a regular file; remove it from the plugin folder".into()),
+        Err(e) => Some(match std::fs::read_link(path) {
+            Ok(target) => format!(
+                "a broken or looping symbolic link (to {}: {e}); remove it or point it at a plugin library",
+                target.display()
+            ),
+            Err(_) => format!("cannot read: {e}"),
+        }),
+    }
 }
 
 impl Registry {
@@ -218,10 +232,14 @@ impl Registry {
             };
             let mut files: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| is_library(p))
+                .filter(|p| has_library_name(p))
                 .collect();
             files.sort();
             for file in files {
+                if let Some(message) = not_a_library_file(&file) {
+                    registry.problems.push(LoadProblem { file, message });
+                    continue;
+                }
                 if !allow_writable && writable_by_others(&file) {
                     registry.problems.push(LoadProblem {
                         file,

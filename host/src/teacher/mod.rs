@@ -297,14 +297,22 @@ impl<'a> Teacher<'a> {
     }
 
     /// Opens the teacher (an ONNX model through ONNX Runtime, with every check against the
-    /// data; a plugin teacher made from the training set) without running it over the data,
-    /// and checks that its `[teacher] embedding` tensor exists.
+    /// data; a plugin teacher made from the training set) and, unless its outputs on the
+    /// training set are cached, runs it on the first batch (its declared output kind and
+    /// finite values checked, as [`Teacher::logits`] would); checks that its
+    /// `[teacher] embedding` tensor exists.
     pub fn open(&mut self) -> Result<(), TeacherError> {
         if let Some(file) = self.precomputed_file(self.train) {
             self.read_precomputed(file, self.train)?;
             return Ok(());
         }
         self.start()?;
+        let cached = self.key_base.key_for(self.train).path(&self.cache_dir);
+        if !cached.exists() && !self.train.is_empty() {
+            let rows = self.batch()?.min(self.train.len());
+            let first = self.train.features.slice(ndarray::s![..rows, ..]);
+            self.batch_scores(first, &self.train.sample_shape, self.train.num_classes)?;
+        }
         if let (Some(tensor), Some(options)) = (self.spec.embedding.clone(), self.onnx_options()) {
             let bytes = std::fs::read(options.model).map_err(|e| TeacherError::Model {
                 model: options.model.to_path_buf(),
@@ -537,9 +545,10 @@ impl<'a> Teacher<'a> {
                 .map_err(|m| TeacherError::Runtime(format!("teacher {}: {m}", spec.name)))?;
             self.kind_checked = true;
         }
-        if values.iter().any(|v| v.is_nan()) {
+        // -inf is a log-probability of 0; NaN and +inf are no score at all.
+        if let Some(bad) = values.iter().find(|v| v.is_nan() || **v == f32::INFINITY) {
             return Err(TeacherError::Runtime(format!(
-                "teacher {} output NaN",
+                "teacher {} output {bad}; check its model and [teacher] preprocess",
                 spec.name
             )));
         }
@@ -611,7 +620,7 @@ impl<'a> Teacher<'a> {
             let scores = self
                 .batch_scores(raw, &data.sample_shape, c)
                 .map_err(|e| match e {
-                    TeacherError::Runtime(m) if m.contains("output NaN") => {
+                    TeacherError::Runtime(m) if m.contains("; check its model") => {
                         TeacherError::Runtime(format!("{m} (batch starting at example {start})"))
                     }
                     other => other,

@@ -140,7 +140,8 @@ fn train_loop(
     );
     let mut order: Vec<usize> = (0..k).collect();
     let mut buffers = Batch::new(batch, d, c);
-    let mut logs = Vec::with_capacity(spec.epochs);
+    // Grown as epochs end: `epochs` is the user's number, not a size to allocate up front.
+    let mut logs = Vec::new();
     let bar = progress::bar((spec.epochs * steps_per_epoch) as u64, label);
     let keep_logits = observer.as_ref().is_some_and(|o| o.wants_batch_logits());
     let mut step = 0;

@@ -19,13 +19,17 @@ impl Alpha {
     }
 }
 
-/// Softmax temperature τ > 0 of the distillation term.
+/// Softmax temperature τ of the distillation term, in (0, [`Temperature::MAX`]].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Temperature(f32);
 
 impl Temperature {
+    /// The largest τ: the KD term is scaled by τ², and much past this the soft labels of any
+    /// teacher are uniform to f32 (papers use 1 to 20).
+    pub const MAX: f32 = 100.0;
+
     pub fn new(value: f32) -> Option<Self> {
-        (value > 0.0 && value.is_finite()).then_some(Self(value))
+        (value > 0.0 && value <= Self::MAX).then_some(Self(value))
     }
     pub fn get(self) -> f32 {
         self.0

@@ -17,6 +17,7 @@ pub mod kd;
 pub mod kernels;
 pub mod layers;
 pub mod loss;
+pub mod memory;
 pub mod network;
 pub mod onnx_export;
 pub mod optim;
