@@ -1,5 +1,6 @@
 """Summary of a scripts/bench-trainer.sh output: per round, kdprune's samples/s, its share of
-the machine's f32 GEMM rate and its ratio to each peer; then the median over rounds.
+the machine's f32 GEMM rate and its ratio to each peer (and to an earlier build, `x before`,
+when the script ran one); then the median over rounds.
 
 The GEMM rate of a round is the higher of kdprune's own 1024³ product (measured right before
 and after its timed training) and OpenBLAS's (numpy-gemm), so the share is not flattered by a
@@ -14,12 +15,16 @@ import sys
 def rounds(lines):
     found = []
     current = None
+    before = False
     for line in lines:
         if line.startswith("## round"):
-            current = {"ours": [], "peers": {}}
+            current = {"ours": [], "before": [], "peers": {}}
             found.append(current)
+        elif line.startswith("## "):
+            # The sections of KDPRUNE_BEFORE's binary, beside this one's.
+            before = line.startswith("## before")
         elif current is not None and line.startswith("{") and '"train_examples"' in line:
-            current["ours"].append(json.loads(line))
+            current["before" if before else "ours"].append(json.loads(line))
         elif current is not None and line.startswith('{"peer'):
             d = json.loads(line)
             current["peers"][d["peer"]] = d
@@ -51,6 +56,12 @@ def main():
             if peer in peers:
                 row[f"{peer} samples/s"] = peers[peer]["samples_per_s"]
                 row[f"x {peer}"] = model["student_samples_per_s_hard"] / peers[peer]["samples_per_s"]
+        if r["before"]:
+            b_mlp, b_cnn = r["before"]
+            row["before mlp samples/s"] = b_mlp["student_samples_per_s_hard"]
+            row["x before mlp"] = mlp["student_samples_per_s_hard"] / b_mlp["student_samples_per_s_hard"]
+            row["before cnn samples/s"] = b_cnn["student_samples_per_s_hard"]
+            row["x before cnn"] = cnn["student_samples_per_s_hard"] / b_cnn["student_samples_per_s_hard"]
         row["mlp peak RSS MiB"] = mlp["peak_rss_bytes"] / 2**20
         row["mlp accounted MiB"] = mlp["accounted_bytes"] / 2**20
         row["cnn peak RSS MiB"] = cnn["peak_rss_bytes"] / 2**20

@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 CNN_LIMIT=${CNN_LIMIT:-10000}
 
-scripts/setup.sh >/dev/null
+# KDPRUNE: a kdprune binary to measure (an earlier build, say) instead of this checkout's,
+# which setup builds.
+[ -n "${KDPRUNE:-}" ] || scripts/setup.sh >/dev/null
 if [ ! -x .venv-bench/bin/python ]; then
   python3 -m venv .venv-bench
   .venv-bench/bin/pip install --quiet --disable-pip-version-check numpy scikit-learn "jax[cpu]"
@@ -24,7 +26,7 @@ SIMD=${SIMD:-native}
 case "$SIMD" in
   native)
     unset OPENBLAS_CORETYPE
-    KDPRUNE=target/release/kdprune
+    KDPRUNE=${KDPRUNE:-target/release/kdprune}
     ;;
   avx2)
     export OPENBLAS_CORETYPE=Haswell
@@ -38,6 +40,9 @@ case "$SIMD" in
     ;;
 esac
 ROUNDS=${ROUNDS:-3}
+# Another kdprune binary (an earlier commit's release build) to run in every round beside this
+# one, for a before/after comparison on one machine: rows "x before" = this / that.
+KDPRUNE_BEFORE=${KDPRUNE_BEFORE:-}
 # Epochs (passes) per MLP measurement, kdprune's and the peers' alike; the fastest counts.
 PASSES=${PASSES:-3}
 # Epochs of the CNN measurement (60 000 images each); the fastest counts, as the GEMM peak is
@@ -53,13 +58,19 @@ one_line() {
 # kdprune and all peers back to back, ratios are taken within a round, and the summary gives
 # each round and the median over rounds.
 {
-  echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads=$THREADS, rounds=$ROUNDS, passes=$PASSES, cnn_passes=$CNN_PASSES, simd=$SIMD"
+  echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads=$THREADS, rounds=$ROUNDS, passes=$PASSES, cnn_passes=$CNN_PASSES, simd=$SIMD${KDPRUNE_BEFORE:+, before=$KDPRUNE_BEFORE}"
   for round in $(seq 1 "$ROUNDS"); do
     echo "## round $round"
     echo "## kdprune MLP"
     "$KDPRUNE" bench bench/mlp.toml --epochs "$PASSES" --student-only 2>/dev/null | one_line
     echo "## kdprune CNN"
     "$KDPRUNE" bench bench/cnn.toml --epochs "$CNN_PASSES" --student-only 2>/dev/null | one_line
+    if [ -n "${KDPRUNE_BEFORE:-}" ]; then
+      echo "## before MLP"
+      "$KDPRUNE_BEFORE" bench bench/mlp.toml --epochs "$PASSES" --student-only 2>/dev/null | one_line
+      echo "## before CNN"
+      "$KDPRUNE_BEFORE" bench bench/cnn.toml --epochs "$CNN_PASSES" --student-only 2>/dev/null | one_line
+    fi
     echo "## peers"
     .venv-bench/bin/python bench/peers.py build/fashion-mnist "$CNN_LIMIT" "" "$PASSES"
   done

@@ -6,6 +6,21 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// `println!` that ends the program quietly when the reader of stdout has gone
+/// (`kdprune plugins --verbose | head`), as Unix tools do, instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write to stdout: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "kdprune",
@@ -132,7 +147,7 @@ fn main() -> ExitCode {
 fn print_json(value: impl serde::Serialize) -> anyhow::Result<()> {
     let mut value = serde_json::to_value(value)?;
     kdprune::results::tidy_floats(&mut value);
-    println!("{}", serde_json::to_string_pretty(&value)?);
+    out!("{}", serde_json::to_string_pretty(&value)?);
     Ok(())
 }
 
@@ -206,7 +221,7 @@ fn cmd_score(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow
             .iter()
             .map(|k| format!("{} ({} kept)", k.keep, k.kept))
             .collect();
-        println!(
+        out!(
             "{}\tseed {}\t{:.2} s\t{}\t{}",
             m.method,
             m.seed,
@@ -215,7 +230,7 @@ fn cmd_score(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow
             keeps.join(", ")
         );
     }
-    println!("summary in {}", summary.summary_path.display());
+    out!("summary in {}", summary.summary_path.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -239,8 +254,8 @@ fn cmd_report(run_dir: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
             "html": files.html,
         }))?;
     } else {
-        println!("{}", files.text);
-        println!(
+        out!("{}", files.text);
+        out!(
             "{} results; report in {} and {}",
             results.len(),
             files.markdown.display(),
@@ -270,19 +285,19 @@ fn cmd_prepare(
         }))?;
     } else {
         for (teacher, what) in &summary.teachers {
-            println!(
+            out!(
                 "teacher {teacher}: {what} labelled into {}",
                 manifest.cache_dir.display()
             );
         }
         if !summary.dynamics_runs.is_empty() {
-            println!(
+            out!(
                 "dynamics: proxy runs {:?} recorded into {}",
                 summary.dynamics_runs,
                 manifest.cache_dir.display()
             );
         }
-        println!("prepared in {:.1} s", summary.seconds);
+        out!("prepared in {:.1} s", summary.seconds);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -302,8 +317,8 @@ fn cmd_merge(manifest: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
             "report_path": files.markdown,
         }))?;
     } else {
-        println!("{}", kdprune::report::accuracy_table(&results));
-        println!(
+        out!("{}", kdprune::report::accuracy_table(&results));
+        out!(
             "{} shards merged: {} results added, {} there already; results in {}, report in {}",
             summary.shards,
             summary.merged,
@@ -348,8 +363,8 @@ fn cmd_run(
             "results": summary.results,
         }))?;
     } else {
-        println!("{report}");
-        println!(
+        out!("{report}");
+        out!(
             "{} cells run, {} already done; results in {}, report in {} and {}",
             summary.ran,
             summary.skipped,
@@ -359,7 +374,7 @@ fn cmd_run(
         );
         let t = summary.time;
         if summary.ran > 0 {
-            println!(
+            out!(
                 "time: {:.1} s in all; training {:.1} s ({:.0} %), teacher {:.1} s, dynamics {:.1} s, scoring {:.1} s, the rest (data, plugins, writing) {:.1} s",
                 t.total,
                 t.training,
@@ -417,7 +432,7 @@ fn cmd_plugins(plugin_dirs: Vec<PathBuf>, verbose: bool, json: bool) -> anyhow::
     }
     for p in registry.plugins() {
         let d = &p.description;
-        println!(
+        out!(
             "{}\t{}\t{}\t{}",
             d.name,
             d.kind.as_str(),
@@ -425,9 +440,9 @@ fn cmd_plugins(plugin_dirs: Vec<PathBuf>, verbose: bool, json: bool) -> anyhow::
             p.file.display()
         );
         if verbose {
-            println!("    {}", d.description);
+            out!("    {}", d.description);
             for (name, text) in kdprune::plugins::describe_params(&d.params) {
-                println!("    param {name}: {text}");
+                out!("    param {name}: {text}");
             }
             if !d.inputs.is_empty() {
                 let inputs: Vec<String> = d
@@ -438,7 +453,7 @@ fn cmd_plugins(plugin_dirs: Vec<PathBuf>, verbose: bool, json: bool) -> anyhow::
                         format!("{}{optional}", i.name)
                     })
                     .collect();
-                println!("    inputs: {}", inputs.join(", "));
+                out!("    inputs: {}", inputs.join(", "));
             }
             if d.kind == kdprune_plugin_api::PluginKind::PruningMethod {
                 let meaning = if d.score_meaning.is_empty() {
@@ -446,7 +461,7 @@ fn cmd_plugins(plugin_dirs: Vec<PathBuf>, verbose: bool, json: bool) -> anyhow::
                 } else {
                     format!(": {}", d.score_meaning)
                 };
-                println!(
+                out!(
                     "    a high score means {}{meaning}; {}; default policy {}",
                     if d.high_is_hard { "hard" } else { "easy" },
                     if d.budget_independent {
@@ -487,9 +502,9 @@ fn cmd_check(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow
         return Ok(ExitCode::SUCCESS);
     }
     for line in &report.lines {
-        println!("  {line}");
+        out!("  {line}");
     }
-    println!(
+    out!(
         "{}: ok — plugins, data, teacher and output checked as `run` does before training ({} method(s), {} alpha(s), {} seed(s))",
         manifest.display(),
         m.prune.len(),
@@ -512,15 +527,15 @@ fn cmd_bench(
     let manifest = kdprune::manifest::load(&manifest)?;
     if teacher_only {
         let report = kdprune::bench::teacher_pass(&manifest, &plugin_dirs, 3)?;
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     if dynamics {
         let report = kdprune::bench::dynamics(&manifest)?;
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        out!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
     let report = kdprune::bench::run(&manifest, &plugin_dirs, epochs, !student_only, alphas)?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    out!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -411,7 +411,7 @@ fn check_distillation(
                     c.at(
                         t.span(),
                         format!(
-                            "temperature {} is out of range: τ must be in (0, {}] (the KD term is scaled by τ²; papers use 1 to 20)",
+                            "temperature {:?} is out of range: τ must be in (0, {}] (the KD term is scaled by τ²; papers use 1 to 20)",
                             t.get_ref(),
                             Temperature::MAX
                         ),

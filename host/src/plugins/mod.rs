@@ -696,3 +696,39 @@ pub enum OnPluginError {
     /// Record the cell in `failures.jsonl`, go on with the others, exit non-zero at the end.
     Continue,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_link_or_a_folder_named_like_a_library_is_a_named_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let ext = std::env::consts::DLL_EXTENSION;
+        std::os::unix::fs::symlink(
+            "/nowhere/libx.so",
+            dir.path().join(format!("libbroken.{ext}")),
+        )
+        .unwrap();
+        let looping = dir.path().join(format!("libloop.{ext}"));
+        std::os::unix::fs::symlink(&looping, &looping).unwrap();
+        std::fs::create_dir(dir.path().join(format!("libfolder.{ext}"))).unwrap();
+        let registry = Registry::load_with(&[dir.path().to_path_buf()], true).unwrap();
+        let problems: Vec<String> = registry.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .filter(|p| p.contains("a broken or looping symbolic link"))
+                .count()
+                == 2,
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("libfolder") && p.contains("not a regular file")),
+            "{problems:?}"
+        );
+    }
+}

@@ -24,7 +24,7 @@ impl Keep {
     pub fn refuse_empty(self, n: usize) -> Result<usize, String> {
         match self.budget(n) {
             0 => Err(format!(
-                "keep {} keeps round({} × {n}) = 0 examples; the smallest keep for these {n} examples is {}",
+                "keep {:?} keeps round({:?} × {n}) = 0 examples; the smallest keep for these {n} examples is {}",
                 self.0,
                 self.0,
                 Keep::smallest(n)

@@ -168,6 +168,16 @@ pub fn check_declared_kind(
     }
 }
 
+/// A batch's bad outputs located at the batch's first example.
+fn at_batch(e: TeacherError, start: usize) -> TeacherError {
+    match e {
+        TeacherError::Runtime(m) if m.contains("; check its model") => {
+            TeacherError::Runtime(format!("{m} (batch starting at example {start})"))
+        }
+        other => other,
+    }
+}
+
 /// Turns raw outputs of `kind` into log-space scores, in place.
 fn to_log_space(values: &mut [f32], kind: OutputKind) {
     if kind == OutputKind::Probabilities {
@@ -311,7 +321,8 @@ impl<'a> Teacher<'a> {
         if !cached.exists() && !self.train.is_empty() {
             let rows = self.batch()?.min(self.train.len());
             let first = self.train.features.slice(ndarray::s![..rows, ..]);
-            self.batch_scores(first, &self.train.sample_shape, self.train.num_classes)?;
+            self.batch_scores(first, &self.train.sample_shape, self.train.num_classes)
+                .map_err(|e| at_batch(e, 0))?;
         }
         if let (Some(tensor), Some(options)) = (self.spec.embedding.clone(), self.onnx_options()) {
             let bytes = std::fs::read(options.model).map_err(|e| TeacherError::Model {
@@ -619,12 +630,7 @@ impl<'a> Teacher<'a> {
             let raw = data.features.slice(ndarray::s![start..start + rows, ..]);
             let scores = self
                 .batch_scores(raw, &data.sample_shape, c)
-                .map_err(|e| match e {
-                    TeacherError::Runtime(m) if m.contains("; check its model") => {
-                        TeacherError::Runtime(format!("{m} (batch starting at example {start})"))
-                    }
-                    other => other,
-                })?;
+                .map_err(|e| at_batch(e, start))?;
             out.extend(scores.iter());
             bar.inc(rows as u64);
         }

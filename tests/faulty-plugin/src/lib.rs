@@ -1,6 +1,7 @@
 //! Test fixture, not a pruning method: plugins that misbehave in the ways a real plugin can,
 //! so the end-to-end tests can check that the host turns each into a clear error.
-//! Selected by name: `faulty-panics`, `faulty-out-of-range`, `faulty-teacher-panics`.
+//! Selected by name: `faulty-panics`, `faulty-out-of-range`, `faulty-teacher-panics`,
+//! `faulty-teacher-infinite`.
 
 use kdprune_plugin_api::{
     export_plugins, BatchView, PluginError, PluginInfo, ScoreRequest, Scorer, Selection, Teacher,
@@ -54,7 +55,29 @@ impl Teacher for TeacherPanics {
     }
 }
 
+/// Answers +inf for every class of every example.
+pub struct TeacherInfinite {
+    classes: usize,
+    dim: usize,
+}
+
+impl Teacher for TeacherInfinite {
+    fn info() -> PluginInfo {
+        PluginInfo::teacher("faulty-teacher-infinite", "0.0.1", "answers +inf logits")
+    }
+    fn new(init: &TeacherInit<'_>) -> Result<Self, PluginError> {
+        let dim = init.train.shape.iter().skip(1).product::<u64>() as usize;
+        Ok(Self {
+            classes: init.train.num_classes as usize,
+            dim,
+        })
+    }
+    fn logits(&mut self, batch: BatchView<'_>) -> Result<Vec<f32>, PluginError> {
+        Ok(vec![f32::INFINITY; batch.rows(self.dim)? * self.classes])
+    }
+}
+
 export_plugins! {
     scorers: [Panics, OutOfRange],
-    teachers: [TeacherPanics],
+    teachers: [TeacherPanics, TeacherInfinite],
 }
