@@ -1521,10 +1521,34 @@ fn every_method_runs_and_scores_at_two_keep_fractions() {
             .unwrap();
     let scored = summary["methods"].as_array().unwrap();
     assert_eq!(scored.len(), methods.len());
-    let labels = {
+    let (labels, test_labels) = {
         let m = manifest::load(&path).unwrap();
-        kdprune::data::load(&m.data, 0).unwrap().0.labels
+        let (train, test) = kdprune::data::load(&m.data, 0).unwrap();
+        (train.labels, test.labels)
     };
+    // The teacher's outputs, for a training loop of the user's: log-probabilities `[N, C]`
+    // in the data's order, their accuracy the teacher's.
+    let teacher = &summary["teachers"][0];
+    for (set, rows, truth) in [("train", 4000, &labels), ("test", 1000, &test_labels)] {
+        let values: ndarray::Array2<f32> =
+            ndarray_npy::read_npy(output.join(teacher[set].as_str().unwrap())).unwrap();
+        assert_eq!(values.dim(), (rows, 10), "{set}");
+        let mut right = 0;
+        for (row, &y) in values.rows().into_iter().zip(truth.iter()) {
+            let total: f32 = row.iter().map(|v| v.exp()).sum();
+            assert!((total - 1.0).abs() < 1e-4, "{set}: {total}");
+            let best = row
+                .iter()
+                .enumerate()
+                .fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
+            right += usize::from(best.0 == y as usize);
+        }
+        if set == "test" {
+            let accuracy = right as f64 / rows as f64;
+            assert!((accuracy - teacher["test_accuracy"].as_f64().unwrap()).abs() < 1e-9);
+        }
+        assert!(right as f64 > 0.9 * rows as f64, "{set}: {right}");
+    }
     for m in scored {
         let name = m["method"].as_str().unwrap();
         let keeps = m["keeps"].as_array().unwrap();

@@ -351,10 +351,15 @@ pub fn write_npy_f32(path: &Path, values: &[f32]) -> std::io::Result<()> {
     write_npy(path, &ndarray::ArrayView1::from(values))
 }
 
+/// Writes `values` (`[N, C]`, say) as an f32 `.npy` file of its shape, atomically.
+pub fn write_npy_f32_2d(path: &Path, values: &ndarray::ArrayView2<'_, f32>) -> std::io::Result<()> {
+    write_npy(path, values)
+}
+
 /// Through `ndarray-npy`, into a temporary file renamed into place.
-fn write_npy<T: ndarray_npy::WritableElement>(
+fn write_npy<T: ndarray_npy::WritableElement, D: ndarray::Dimension>(
     path: &Path,
-    values: &ndarray::ArrayView1<'_, T>,
+    values: &ndarray::ArrayView<'_, T, D>,
 ) -> std::io::Result<()> {
     use ndarray_npy::WriteNpyExt;
     if let Some(dir) = path.parent() {

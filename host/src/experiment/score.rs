@@ -54,12 +54,33 @@ pub struct MethodScores {
     pub seconds: f64,
 }
 
+/// A teacher's outputs, written for a training loop of the user's.
+#[derive(Debug, Clone, Serialize)]
+pub struct TeacherOutputs {
+    pub name: String,
+    /// f32 `[N, C]` on the training set, relative to the output folder.
+    pub train: String,
+    /// f32 `[M, C]` on the test set.
+    pub test: String,
+    /// What the files hold.
+    pub values: &'static str,
+    /// The rows' order.
+    pub rows: &'static str,
+    /// What the teacher's raw outputs were read as (`logits`, `probabilities`, ...).
+    pub output_kind: crate::teacher::spec::OutputKind,
+    /// The manifest's τ: a loss like kdprune's uses `softmax(values / temperature)`.
+    pub temperature: f32,
+    pub test_accuracy: f64,
+}
+
 /// What `kdprune score` wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScoreSummary {
     pub experiment: String,
     pub train_size: usize,
     pub num_classes: usize,
+    /// Every teacher's outputs.
+    pub teachers: Vec<TeacherOutputs>,
     pub methods: Vec<MethodScores>,
     pub time: TimeSplit,
     #[serde(skip)]
@@ -84,10 +105,11 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
     let needs = needs_of(&methods);
     super::plan::check_training_memory(manifest, &needs, train_set)?;
     check_dynamics_memory(manifest, &needs, train_set)?;
+    // Every teacher, so that its outputs are written for the user's own training loop.
     let (needed, teachers, training_teachers) = teachers_to_ready(
         manifest,
         &needs,
-        &vec![false; manifest.teachers.len()],
+        &vec![true; manifest.teachers.len()],
         train_set,
         &data.norm,
     )?;
@@ -102,6 +124,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
     )?;
     let mut time = stage.time;
     time.teacher += training_teachers;
+    let teacher_outputs = write_teachers(manifest, &stage.teachers)?;
     let mut scorer = Scorer {
         manifest,
         train: train_set,
@@ -127,12 +150,43 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         experiment: manifest.name.clone(),
         train_size: train_set.len(),
         num_classes: train_set.num_classes,
+        teachers: teacher_outputs,
         methods: summary,
         time,
         summary_path: dir.join("summary.json"),
     };
     write_summary(&dir, &result)?;
     Ok(result)
+}
+
+/// Writes each ready teacher's log-probabilities on the training and test sets as
+/// `<output>/scores/teachers/<name>.{train,test}.npy`.
+fn write_teachers(
+    manifest: &Manifest,
+    ready: &[Option<super::stages::ReadyTeacher<'_>>],
+) -> Result<Vec<TeacherOutputs>, Error> {
+    let mut written = Vec::new();
+    for (spec, teacher) in manifest.teachers.iter().zip(ready) {
+        let Some(teacher) = teacher else { continue };
+        let file = |set: &str, logits: &crate::teacher::TeacherLogits| {
+            let rel = format!("scores/teachers/{}.{set}.npy", spec.name);
+            let path = manifest.output.join(&rel);
+            crate::results::write_npy_f32_2d(&path, &logits.log_probabilities().view())
+                .map_err(io_error(path))?;
+            Ok::<String, Error>(rel)
+        };
+        written.push(TeacherOutputs {
+            name: spec.name.clone(),
+            train: file("train", &teacher.train)?,
+            test: file("test", &teacher.test)?,
+            values: "log-probabilities at τ = 1 (log_softmax of the teacher's outputs), float32 [N, C]; the soft label at τ is softmax(values / τ)",
+            rows: "the training set's examples in the order kdprune numbers them (the data as loaded, after any holdout split: what indices/*.npy and scores/*.npy index); the test set's likewise",
+            output_kind: teacher.train.kind,
+            temperature: manifest.distillation.temperature.get(),
+            test_accuracy: teacher.test_accuracy,
+        });
+    }
+    Ok(written)
 }
 
 /// What scoring a method reads.

@@ -57,6 +57,19 @@ impl TeacherLogits {
         softmax_rows(self.logits.view(), tau)
     }
 
+    /// `[N, C]` log-probabilities at τ = 1 (`log_softmax` of the scores, each row shifted by
+    /// its own constant): `softmax(values / τ)` is the soft label at any τ.
+    pub fn log_probabilities(&self) -> Array2<f32> {
+        let mut out = self.logits.clone();
+        for mut row in out.rows_mut() {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+            let shift = max + sum.ln();
+            row.mapv_inplace(|v| v - shift);
+        }
+        out
+    }
+
     /// An ensemble of `members` (each `[N, C]`, one data set): every member's scores turned
     /// into log-probabilities at τ = 1, then the log of their mean probability
     /// ([`Combine::Probabilities`]) or their mean log-probability
