@@ -125,6 +125,7 @@ fn main() -> ExitCode {
     };
     kdprune::progress::set_quiet(cli.quiet);
     tracing_subscriber::fmt()
+        .fmt_fields(RoundedFields)
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -140,6 +141,89 @@ fn main() -> ExitCode {
             eprintln!("error: {err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Log fields as `name=value`, floats rounded to what they mean: seconds to the millisecond,
+/// anything else to 4 significant digits (`train_accuracy=0.9647`, not 0.9647166666666667).
+struct RoundedFields;
+
+impl<'a> tracing_subscriber::field::MakeVisitor<tracing_subscriber::fmt::format::Writer<'a>>
+    for RoundedFields
+{
+    type Visitor = Rounded<'a>;
+
+    fn make_visitor(&self, writer: tracing_subscriber::fmt::format::Writer<'a>) -> Rounded<'a> {
+        Rounded {
+            writer,
+            result: Ok(()),
+            first: true,
+        }
+    }
+}
+
+struct Rounded<'a> {
+    writer: tracing_subscriber::fmt::format::Writer<'a>,
+    result: std::fmt::Result,
+    first: bool,
+}
+
+impl Rounded<'_> {
+    fn put(&mut self, name: &str, value: std::fmt::Arguments<'_>) {
+        if self.result.is_err() {
+            return;
+        }
+        let gap = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = if name == "message" {
+            write!(self.writer, "{gap}{value}")
+        } else {
+            write!(self.writer, "{gap}{name}={value}")
+        };
+    }
+}
+
+/// `value` as a log line shows it.
+fn rounded(name: &str, value: f64) -> String {
+    if !value.is_finite() || value == 0.0 {
+        return value.to_string();
+    }
+    let decimals = if name.ends_with("seconds") {
+        3
+    } else {
+        (3 - value.abs().log10().floor() as i32).clamp(0, 8) as usize
+    };
+    format!("{value:.decimals$}")
+}
+
+impl tracing::field::Visit for Rounded<'_> {
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        let text = rounded(field.name(), value);
+        self.put(field.name(), format_args!("{text}"));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.put("message", format_args!("{value}"));
+        } else {
+            self.put(field.name(), format_args!("{value:?}"));
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.put(field.name(), format_args!("{value:?}"));
+    }
+}
+
+impl tracing_subscriber::field::VisitOutput<std::fmt::Result> for Rounded<'_> {
+    fn finish(self) -> std::fmt::Result {
+        self.result
+    }
+}
+
+impl tracing_subscriber::field::VisitFmt for Rounded<'_> {
+    fn writer(&mut self) -> &mut dyn std::fmt::Write {
+        &mut self.writer
     }
 }
 

@@ -16,13 +16,26 @@ pub fn set_quiet(quiet: bool) {
 /// A bar of `len` steps labelled `message`; hidden when stderr is not a terminal or the
 /// command is quiet.
 pub fn bar(len: u64, message: &str) -> ProgressBar {
+    styled(
+        len,
+        message,
+        "{msg:>16} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+    )
+}
+
+/// A bar that advances by work (examples × epochs, so that its eta weighs a long cell as
+/// long) but shows no count of it: its message says which item of how many is running
+/// (`cell 3/24: el2n keep 0.3 α 0.5`).
+pub fn work_bar(work: u64, message: &str) -> ProgressBar {
+    styled(work, message, "{msg} [{bar:30}] {percent}% eta {eta}")
+}
+
+fn styled(len: u64, message: &str, template: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() || QUIET.load(Ordering::Relaxed) {
         return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
     }
     let bar = ProgressBar::new(len);
-    if let Ok(style) =
-        ProgressStyle::with_template("{msg:>16} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-    {
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(message.to_string());

@@ -313,7 +313,9 @@ impl CellRunner<'_, '_> {
         };
         let kd = Kd { alpha, temperature };
         self.overall.set_message(format!(
-            "{} keep {} α {}",
+            "cell {}/{}: {} keep {} α {}",
+            self.ran + 1,
+            self.grid.students(),
             method.spec.method,
             keep.get(),
             alpha.get()

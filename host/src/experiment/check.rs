@@ -55,8 +55,12 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
     if !plan.needs.dynamics.is_empty() {
         let d = &manifest.dynamics;
         lines.push(format!(
-            "dynamics: {} run(s) × {} epochs of the proxy {:?}, pass records at epochs {:?} and steps {:?}",
-            d.runs, d.proxy.epochs, d.proxy.layers, d.checkpoint_epochs, d.early_steps
+            "dynamics: {} run(s) × {} epochs of the proxy [{}], pass records at epochs {:?} and steps {:?}",
+            d.runs,
+            d.proxy.epochs,
+            d.proxy.layers.iter().map(|l| format!("{:?}", l.to_string())).collect::<Vec<_>>().join(", "),
+            d.checkpoint_epochs,
+            d.early_steps
         ));
     }
     let needed = needed_teachers(
@@ -175,22 +179,31 @@ fn check_teachers(
     Ok(lines)
 }
 
-/// The settings the run will use, as resolved: student, its input, each teacher's, and the
-/// distillation's.
+/// The settings the run will use, as resolved, in the manifest's own words (TOML inline
+/// values): the student, its input, each teacher's, and the distillation's.
 fn settings_lines(manifest: &Manifest) -> Vec<String> {
     let mut lines = Vec::new();
     let st = &manifest.student;
-    lines.push(format!(
-        "student: {:?}, {} epochs, batch {}, lr {}, {:?}, weight decay {}, {:?}, warm-up {} epochs, clip {:?}, init {:?}, augment {:?}",
-        st.layers, st.epochs, st.batch_size, st.lr, st.optimizer, st.weight_decay, st.schedule,
-        st.warmup_epochs, st.clip_grad_norm, st.init, st.augment
-    ));
-    lines.push(format!("student input: {:?}", manifest.data.normalise));
+    let mut student = serde_json::to_value(st).unwrap_or_default();
+    student["layers"] = st.layers.iter().map(|l| l.to_string()).collect();
+    lines.push(format!("[student] {}", inline_toml(student)));
+    lines.push(match &manifest.data.normalise {
+        crate::data::spec::NormaliseSpec::Fixed(n) => format!(
+            "[data.normalise] {}",
+            inline_toml(serde_json::to_value(n).unwrap_or_default())
+        ),
+        crate::data::spec::NormaliseSpec::Standardize { scale } => format!(
+            "[data.normalise] standardize: divide by {scale}, then each feature by the mean and std of the training set"
+        ),
+    });
     for t in &manifest.teachers {
-        lines.push(format!(
-            "teacher {}: preprocess {:?}, layout {:?}, output kind {:?}, batch {}",
-            t.name, t.preprocess, t.layout, t.output_kind, t.batch_size,
-        ));
+        let settings = serde_json::json!({
+            "preprocess": t.preprocess,
+            "layout": t.layout,
+            "output_kind": t.output_kind,
+            "batch_size": t.batch_size,
+        });
+        lines.push(format!("[teacher] {}: {}", t.name, inline_toml(settings)));
     }
     if manifest.distillation.distils() {
         let alphas: Vec<String> = manifest
@@ -200,17 +213,37 @@ fn settings_lines(manifest: &Manifest) -> Vec<String> {
             .map(|a| match a {
                 crate::train::alpha_search::AlphaChoice::Fixed(a) => a.get().to_string(),
                 crate::train::alpha_search::AlphaChoice::Auto => {
-                    format!("auto ({})", manifest.distillation.auto.describe())
+                    format!("\"auto\" ({})", manifest.distillation.auto.describe())
                 }
             })
             .collect();
         lines.push(format!(
-            "distillation: τ = {}, alphas [{}]",
+            "[distillation] temperature = {}, alphas = [{}]",
             manifest.distillation.temperature.get(),
             alphas.join(", ")
         ));
     }
     lines
+}
+
+/// `value` (a JSON object of a spec's serde form) as a TOML inline table, numbers that came
+/// from f32 as written and unset (null) fields left out.
+fn inline_toml(mut value: serde_json::Value) -> String {
+    fn drop_nulls(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.retain(|_, v| !v.is_null());
+                map.values_mut().for_each(drop_nulls);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+            _ => {}
+        }
+    }
+    crate::results::tidy_floats(&mut value);
+    drop_nulls(&mut value);
+    toml::Value::try_from(&value)
+        .map(|v| v.to_string())
+        .unwrap_or_else(|_| value.to_string())
 }
 
 /// The folder exists or can be made, and a file can be written and removed in it.

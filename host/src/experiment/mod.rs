@@ -113,7 +113,10 @@ pub fn run(manifest: &Manifest, options: &RunOptions) -> Result<RunSummary, Erro
         .map(|t| t.test_accuracy);
 
     // Stages 3 to 6, cell group by cell group.
-    let overall = crate::progress::bar(grid.work(manifest, data.train.len()), "cells");
+    let overall = crate::progress::work_bar(
+        grid.work(manifest, data.train.len()),
+        &format!("cell 1/{}", grid.students()),
+    );
     let mut runner = CellRunner {
         manifest,
         methods: &methods,

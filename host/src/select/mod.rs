@@ -233,9 +233,13 @@ pub fn kept_indices(
                 values.iter().map(|v| -v).collect()
             };
             let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5e1e_c7ed);
+            let ranked = Ranked {
+                hardness: &hardness,
+                tie: tie_order(hardness.len(), seed),
+            };
             let all: Vec<u32> = (0..hardness.len() as u32).collect();
             match policy.balance {
-                Balance::None => apply(policy.rule, &hardness, all, budget, keep, &mut rng),
+                Balance::None => apply(policy.rule, &ranked, all, budget, keep, &mut rng),
                 balance => {
                     let mut by_class: Vec<Vec<u32>> = vec![Vec::new(); num_classes];
                     for (i, &y) in labels.iter().enumerate() {
@@ -250,7 +254,7 @@ pub fn kept_indices(
                         .into_iter()
                         .zip(quotas)
                         .flat_map(|(members, q)| {
-                            apply(policy.rule, &hardness, members, q, keep, &mut rng)
+                            apply(policy.rule, &ranked, members, q, keep, &mut rng)
                         })
                         .collect()
                 }
@@ -261,21 +265,40 @@ pub fn kept_indices(
     kept
 }
 
-/// `k` of `candidates` by `rule` on `hardness` `[N]`.
+/// Hardness `[N]` and the order that breaks its ties.
+struct Ranked<'a> {
+    hardness: &'a [f32],
+    /// `[N]`: a seeded random permutation; of two examples equally hard, the one with the
+    /// smaller `tie` ranks as the harder.
+    tie: Vec<u32>,
+}
+
+/// A random permutation of `0..n` drawn from `seed` (its own stream, apart from CCS's
+/// draws): equal scores are ranked at random, not by their position in the file, where a
+/// score with many ties (forgetting after a short proxy: most examples never forgotten) would
+/// keep the examples that come first.
+fn tie_order(n: usize, seed: u64) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x71e5_b4ea));
+    order
+}
+
+/// `k` of `candidates` by `rule` on `ranked`.
 fn apply(
     rule: Rule,
-    hardness: &[f32],
+    ranked: &Ranked<'_>,
     mut candidates: Vec<u32>,
     k: usize,
     keep: f64,
     rng: &mut ChaCha8Rng,
 ) -> Vec<u32> {
     let k = k.min(candidates.len());
-    // Hardest first; ties: smaller index first.
+    let hardness = ranked.hardness;
+    // Hardest first; ties by the seeded random order.
     candidates.sort_by(|&a, &b| {
         hardness[b as usize]
             .total_cmp(&hardness[a as usize])
-            .then(a.cmp(&b))
+            .then(ranked.tie[a as usize].cmp(&ranked.tie[b as usize]))
     });
     match rule {
         Rule::Hardest => {
@@ -455,6 +478,27 @@ mod tests {
         assert_eq!(ccs_default_beta(0.1), 0.3);
         assert_eq!(ccs_default_beta(0.3), 0.1);
         assert_eq!(ccs_default_beta(0.7), 0.0);
+    }
+
+    #[test]
+    fn equal_scores_are_kept_by_a_seeded_random_order_not_by_position() {
+        let ties = Answer::Scores(vec![0.0; 1000]);
+        let hardest = policy("hardest", None);
+        let kept = |seed| kept_indices(&ties, 300, hardest, true, &[0; 1000], 1, 0.3, seed);
+        assert_eq!(kept(0), kept(0), "seeded");
+        assert_ne!(kept(0), kept(1));
+        assert_ne!(
+            kept(0),
+            (0..300).collect::<Vec<u32>>(),
+            "not the first in the file"
+        );
+        // Spread over the file: a quarter of the kept in each quarter, within noise.
+        let first_quarter = kept(0).iter().filter(|&&i| i < 250).count();
+        assert!((50..100).contains(&first_quarter), "{first_quarter}");
+        // Distinct scores still decide alone.
+        let distinct = Answer::Scores((0..1000).map(|i| i as f32).collect());
+        let top = kept_indices(&distinct, 10, hardest, true, &[0; 1000], 1, 0.01, 5);
+        assert_eq!(top, (990..1000).collect::<Vec<u32>>());
     }
 
     #[test]

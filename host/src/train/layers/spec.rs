@@ -57,6 +57,37 @@ fn number<T: std::str::FromStr>(token: &str, what: &str) -> Result<T, String> {
         .map_err(|_| format!("{what} {token:?} is not a valid number"))
 }
 
+/// The spec as `[student] layers` writes it, every option spelled out (`parse_layer` reads it
+/// back to the same spec).
+impl std::fmt::Display for LayerSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            LayerSpec::Dense { units } => write!(f, "dense {units}"),
+            LayerSpec::Relu => f.write_str("relu"),
+            LayerSpec::Conv {
+                out,
+                kernel,
+                stride,
+                padding,
+                bias,
+            } => {
+                write!(f, "conv {out} k{kernel} s{stride} p{padding}")?;
+                if !bias {
+                    f.write_str(" nobias")?;
+                }
+                Ok(())
+            }
+            LayerSpec::MaxPool { kernel, stride } => write!(f, "maxpool {kernel} s{stride}"),
+            LayerSpec::AvgPool { kernel, stride } => write!(f, "avgpool {kernel} s{stride}"),
+            LayerSpec::Gap => f.write_str("gap"),
+            LayerSpec::Bn => f.write_str("bn"),
+            LayerSpec::Dropout { p } => write!(f, "dropout {p}"),
+            LayerSpec::Flatten => f.write_str("flatten"),
+            LayerSpec::Res { out, stride } => write!(f, "res {out} s{stride}"),
+        }
+    }
+}
+
 /// Parses one spec such as `"conv 32 k3 s1 p1"`.
 pub fn parse_layer(text: &str) -> Result<LayerSpec, String> {
     let tokens: Vec<&str> = text.split_whitespace().collect();
@@ -229,5 +260,21 @@ mod tests {
             .contains("unknown option"));
         assert!(parse_layer("lstm 3").unwrap_err().contains("unknown layer"));
         assert!(parse_layer("dropout 1.5").is_err());
+        for text in [
+            "dense 8",
+            "relu",
+            "conv 8 k5 s2 p0 nobias",
+            "conv 3",
+            "maxpool 2",
+            "avgpool 3 s1",
+            "gap",
+            "bn",
+            "dropout 0.3",
+            "flatten",
+            "res 64 s2",
+        ] {
+            let spec = parse_layer(text).unwrap();
+            assert_eq!(parse_layer(&spec.to_string()).unwrap(), spec, "{text}");
+        }
     }
 }
