@@ -3415,3 +3415,46 @@ fn a_closed_pipe_ends_output_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// `--set section.field=value` changes one setting for one command, checked like the file.
+#[test]
+fn set_changes_one_setting_and_is_checked_like_the_file() {
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("m.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "output = {:?}\nplugin_dirs = [{:?}]\n\n[data]\nformat = \"csv\"\ntrain = {:?}\nlabel = -1\nheader = false\nholdout = 0.25\n\n[student]\nhidden = [8]\nepochs = 3\nlr = 0.05\n\n[[prune]]\nmethod = \"random\"\nkeep = [0.5]\n",
+            dir.path().join("out"),
+            plugins.path(),
+            fixtures().join("digits-8x8.csv.gz"),
+        ),
+    )
+    .unwrap();
+    let m = manifest.to_str().unwrap();
+    let line = error_line(&kdprune(&["check", m, "--set", "student.epohcs=1"]));
+    assert!(
+        line.contains("unknown field `epohcs`") && line.contains("did you mean \"epochs\""),
+        "{line}"
+    );
+    let line = error_line(&kdprune(&["check", m, "--set", "prune.2.keep=[0.1]"]));
+    assert!(line.contains("[[prune]] has 1 entries"), "{line}");
+    let other = dir.path().join("other");
+    let out = kdprune(&[
+        "run",
+        m,
+        "--set",
+        "student.epochs=1",
+        "--set",
+        &format!("output={}", other.display()),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(other.join("results.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["student"]["epochs"], 1);
+    assert!(
+        !dir.path().join("out/results.jsonl").exists(),
+        "the file's output is untouched"
+    );
+}

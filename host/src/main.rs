@@ -36,6 +36,21 @@ struct Cli {
     /// Print the command's outcome as JSON on stdout (run, score, check, plugins).
     #[arg(long, global = true)]
     json: bool,
+    /// Change one manifest setting for this command (repeatable), checked like the file:
+    /// `--set student.epochs=5`, `--set output=runs/try`, `--set prune.0.keep=[0.1]`.
+    #[arg(long = "set", global = true, value_name = "SECTION.FIELD=VALUE")]
+    set: Vec<kdprune::manifest::overrides::Override>,
+}
+
+/// The `--set` overrides of this command, for every manifest it reads.
+static OVERRIDES: std::sync::OnceLock<Vec<kdprune::manifest::overrides::Override>> =
+    std::sync::OnceLock::new();
+
+/// The manifest at `path` with this command's `--set` overrides.
+fn load_manifest(
+    path: &Path,
+) -> Result<kdprune::manifest::Manifest, kdprune::manifest::ManifestError> {
+    kdprune::manifest::load_with(path, OVERRIDES.get().map_or(&[], Vec::as_slice))
 }
 
 #[derive(Subcommand)]
@@ -124,6 +139,7 @@ fn main() -> ExitCode {
         EnvFilter::try_from_env("KDPRUNE_LOG").unwrap_or_else(|_| EnvFilter::new("info,ort=warn"))
     };
     kdprune::progress::set_quiet(cli.quiet);
+    let _ = OVERRIDES.set(cli.set);
     tracing_subscriber::fmt()
         .fmt_fields(RoundedFields)
         .with_env_filter(filter)
@@ -287,7 +303,7 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
 
 /// `kdprune score`.
 fn cmd_score(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
-    let manifest = kdprune::manifest::load(&manifest)?;
+    let manifest = load_manifest(&manifest)?;
     let summary = kdprune::experiment::score(
         &manifest,
         &kdprune::experiment::RunOptions {
@@ -356,7 +372,7 @@ fn cmd_prepare(
     shard: Option<kdprune::shard::Shard>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let manifest = kdprune::manifest::load(&manifest)?;
+    let manifest = load_manifest(&manifest)?;
     let summary = kdprune::experiment::distributed::prepare(
         &manifest,
         &kdprune::experiment::RunOptions { plugin_dirs, shard },
@@ -388,7 +404,7 @@ fn cmd_prepare(
 
 /// `kdprune merge`.
 fn cmd_merge(manifest: PathBuf, json: bool) -> anyhow::Result<ExitCode> {
-    let manifest = kdprune::manifest::load(&manifest)?;
+    let manifest = load_manifest(&manifest)?;
     let summary = kdprune::experiment::distributed::merge(&manifest)?;
     let results = kdprune::results::read(&manifest.output)?;
     let files = kdprune::report::write(&manifest.output, &manifest.name, &results)?;
@@ -421,7 +437,7 @@ fn cmd_run(
     shard: Option<kdprune::shard::Shard>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let manifest = kdprune::manifest::load(&manifest)?;
+    let manifest = load_manifest(&manifest)?;
     let summary = kdprune::experiment::run(
         &manifest,
         &kdprune::experiment::RunOptions { plugin_dirs, shard },
@@ -573,7 +589,7 @@ fn cmd_plugins(plugin_dirs: Vec<PathBuf>, verbose: bool, json: bool) -> anyhow::
 
 /// `kdprune check`.
 fn cmd_check(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
-    let m = kdprune::manifest::load(&manifest)?;
+    let m = load_manifest(&manifest)?;
     let report = kdprune::experiment::check(
         &m,
         &kdprune::experiment::RunOptions {
@@ -608,7 +624,7 @@ fn cmd_bench(
     dynamics: bool,
     alphas: bool,
 ) -> anyhow::Result<ExitCode> {
-    let manifest = kdprune::manifest::load(&manifest)?;
+    let manifest = load_manifest(&manifest)?;
     if teacher_only {
         let report = kdprune::bench::teacher_pass(&manifest, &plugin_dirs, 3)?;
         out!("{}", serde_json::to_string_pretty(&report)?);

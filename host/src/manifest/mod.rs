@@ -8,6 +8,7 @@
 mod checked;
 pub mod defaults;
 mod error;
+pub mod overrides;
 mod raw;
 
 use std::path::Path;
@@ -18,9 +19,18 @@ pub use error::ManifestError;
 
 /// Reads, parses and checks a manifest.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    load_with(path, &[])
+}
+
+/// [`load`] with `--set` overrides applied to the text first ([`overrides`]).
+pub fn load_with(path: &Path, sets: &[overrides::Override]) -> Result<Manifest, ManifestError> {
     let source = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
         path: path.to_path_buf(),
         source,
+    })?;
+    let source = overrides::apply(&source, sets).map_err(|message| ManifestError::File {
+        path: path.to_path_buf(),
+        message,
     })?;
     parse(path, &source)
 }
