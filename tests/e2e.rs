@@ -3458,3 +3458,60 @@ fn set_changes_one_setting_and_is_checked_like_the_file() {
         "the file's output is untouched"
     );
 }
+
+/// A report of `alpha = "auto"` cells only (beside α = 0): a real browser draws its plots.
+#[test]
+fn a_report_of_auto_alpha_cells_draws_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for (k, keep) in [0.1f64, 0.3, 0.5].into_iter().enumerate() {
+        for seed in 0..2u64 {
+            for auto in [false, true] {
+                let line = serde_json::json!({
+                    "experiment": "auto", "method": "random", "params": {}, "policy": "hardest",
+                    "keep": keep, "alpha": if auto { 0.5 } else { 0.0 },
+                    "alpha_rule": if auto { Some(kdprune::train::alpha_search::RULE) } else { None },
+                    "temperature": 4.0, "teacher": if auto { Some("big") } else { None },
+                    "seed": seed, "kept": 10, "train_size": 100,
+                    "test_accuracy": 0.7 + 0.05 * k as f64 + if auto { 0.03 } else { 0.0 },
+                    "teacher_test_accuracy": if auto { Some(0.9) } else { None },
+                    "indices": "", "student": {},
+                    "key": format!("{keep}{seed}{auto}"), "config": format!("{keep}{auto}"),
+                });
+                lines += &format!("{line}\n");
+            }
+        }
+    }
+    std::fs::write(dir.path().join("results.jsonl"), lines).unwrap();
+    let out = kdprune(&["report", dir.path().to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let page = dir.path().join("report.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert_eq!(
+        html.matches("<svg").count(),
+        2,
+        "accuracy and best α against keep"
+    );
+    assert!(html.contains("Not drawn: accuracy against teacher capacity"));
+    let shot = dir.path().join("shot.png");
+    let status = Command::new(browser())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1000,1400",
+            &format!("--screenshot={}", shot.display()),
+            &format!("file://{}", page.display()),
+        ])
+        .output()
+        .expect("the browser starts");
+    assert!(
+        shot.is_file(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    // The method's colour (Okabe–Ito blue) draws its lines, bands and markers.
+    let blue = pixels_near(&shot, [0, 114, 178]);
+    assert!(blue > 300, "blue {blue}");
+}

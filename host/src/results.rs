@@ -15,6 +15,9 @@ pub struct CellResult {
     pub method: String,
     pub params: serde_json::Value,
     pub policy: String,
+    /// The parameters the policy chose at this keep (CCS's β and bins), when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_params: Option<serde_json::Value>,
     pub keep: f32,
     /// The α trained with (for `"auto"`, the one its search chose).
     pub alpha: f32,
@@ -402,6 +405,7 @@ mod tests {
             method: "random".into(),
             params: serde_json::json!({}),
             policy: "hardest".into(),
+            policy_params: None,
             keep: 0.5,
             alpha: 0.0,
             alpha_rule: None,

@@ -343,6 +343,7 @@ impl CellRunner<'_, '_> {
             method: method.spec.method.clone(),
             params: self.keys.params[cell.method].clone(),
             policy: self.keys.policies[cell.method].clone(),
+            policy_params: method.policy.chosen_params(keep.get() as f64),
             keep: keep.get(),
             alpha: alpha.get(),
             alpha_rule: student.choice.rule().map(str::to_string),

@@ -30,6 +30,9 @@ use crate::Error;
 #[derive(Debug, Clone, Serialize)]
 pub struct KeptFile {
     pub keep: f32,
+    /// The parameters the policy chose at this keep (CCS's β and bins), when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_params: Option<serde_json::Value>,
     pub kept: usize,
     /// Relative to the output folder.
     pub indices: String,
@@ -321,6 +324,7 @@ impl Scorer<'_> {
             crate::results::write_npy_u32(&path, &kept).map_err(io_error(path))?;
             entry.keeps.push(KeptFile {
                 keep: keep.get(),
+                policy_params: method.policy.chosen_params(keep.get() as f64),
                 kept: kept.len(),
                 indices: rel,
                 scores: per_keep_scores,

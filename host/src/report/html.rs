@@ -12,8 +12,15 @@ td{text-align:right}td:first-child{text-align:left}th{background:#f3f3f3}\
 figure{margin:2em 0}figcaption{font-weight:600;margin-bottom:0.5em}svg{max-width:100%;height:auto}";
 
 /// The page: `head` (Markdown: title and introduction), the figures (so the plots are what a
-/// reader sees first), then `body` (Markdown: tables and findings).
-pub fn page(title: &str, head: &str, body: &str, figures: &[Figure]) -> String {
+/// reader sees first) and why any other was not drawn (`left_out`), then `body` (Markdown:
+/// tables and findings).
+pub fn page(
+    title: &str,
+    head: &str,
+    body: &str,
+    figures: &[Figure],
+    left_out: &[String],
+) -> String {
     let markdown = |text: &str| {
         let mut html_text = String::new();
         html::push_html(
@@ -38,6 +45,12 @@ pub fn page(title: &str, head: &str, body: &str, figures: &[Figure]) -> String {
             ));
         }
         out.push_str("</section>\n");
+    }
+    if !left_out.is_empty() {
+        out.push_str("<p class=\"left-out\">Not drawn: ");
+        let reasons: Vec<String> = left_out.iter().map(|r| escape(r)).collect();
+        out.push_str(&reasons.join("; "));
+        out.push_str(".</p>\n");
     }
     out.push_str(&markdown(body));
     out.push_str("</body></html>\n");

@@ -133,8 +133,8 @@ pub fn write(dir: &Path, title: &str, results: &[CellResult]) -> Result<ReportFi
         let _ = write!(body, "\n{findings}");
     }
     let _ = write!(md, "\n\n{body}");
-    let figures = plots::all(&groups);
-    let html = html::page(title, &head, &body, &figures);
+    let (figures, left_out) = plots::all(&groups);
+    let html = html::page(title, &head, &body, &figures, &left_out);
     let markdown = dir.join("report.md");
     let page = dir.join("report.html");
     replace(&markdown, md.as_bytes())?;
@@ -169,6 +169,7 @@ mod tests {
             method: method.into(),
             params: serde_json::json!({}),
             policy: "hardest".into(),
+            policy_params: None,
             keep,
             alpha,
             alpha_rule: None,
@@ -219,6 +220,47 @@ mod tests {
         c.key = format!("{method}{keep}{alpha}{teacher}{seed}");
         c.config = format!("{method}{keep}{alpha}{teacher}");
         c
+    }
+
+    /// Results of `alpha = "auto"` only (with α = 0), at three keeps, one teacher.
+    pub(crate) fn auto_only() -> Vec<CellResult> {
+        let mut results = Vec::new();
+        for (k, keep) in [0.1f32, 0.3, 0.5].into_iter().enumerate() {
+            for seed in 0..2 {
+                results.push(cell("random", keep, 0.0, seed, 0.7 + 0.05 * k as f64));
+                let mut auto = kd(
+                    "random",
+                    keep,
+                    0.5 + 0.1 * k as f32,
+                    "big",
+                    seed,
+                    0.75 + 0.05 * k as f64,
+                );
+                auto.alpha_rule = Some(crate::train::alpha_search::RULE.to_string());
+                auto.key = format!("auto{keep}{seed}");
+                auto.config = format!("auto{keep}");
+                results.push(auto);
+            }
+        }
+        results
+    }
+
+    #[test]
+    fn auto_alpha_cells_are_drawn_and_a_plot_left_out_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write(dir.path(), "auto", &auto_only()).unwrap();
+        let html = std::fs::read_to_string(files.html).unwrap();
+        assert_eq!(
+            html.matches("<svg").count(),
+            2,
+            "accuracy and best α against keep"
+        );
+        assert!(html.contains("auto"), "the auto series is labelled");
+        assert!(
+            html.contains("Not drawn: accuracy against teacher capacity: it needs two teachers"),
+            "{}",
+            &html[html.find("Not drawn").unwrap_or(0)..]
+        );
     }
 
     #[test]

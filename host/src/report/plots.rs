@@ -16,15 +16,44 @@ pub struct Figure {
 
 const SIZE: (u32, u32) = (760, 440);
 
-/// Every figure the results allow.
-pub fn all(groups: &Groups) -> Vec<Figure> {
+/// Every figure the results allow, and for each one they do not, why (shown on the page).
+pub fn all(groups: &Groups) -> (Vec<Figure>, Vec<String>) {
     let mut figures = Vec::new();
-    for (teacher, _) in groups.teachers() {
-        figures.extend(accuracy_against_keep(groups, &teacher));
+    let mut left_out = Vec::new();
+    let teachers = groups.teachers();
+    let one_keep = groups.keeps().len() < 2;
+    if teachers.is_empty() {
+        left_out.push("accuracy against keep and best α: no cell distils (α = 0 only); the table has every figure".to_string());
     }
-    figures.extend(best_alpha_against_keep(groups));
-    figures.extend(accuracy_against_teacher(groups));
-    figures
+    for (teacher, _) in &teachers {
+        match accuracy_against_keep(groups, teacher) {
+            Some(f) => figures.push(f),
+            None if one_keep => left_out.push(format!(
+                "accuracy against keep ({teacher}): the results hold one kept fraction"
+            )),
+            None => left_out.push(format!(
+                "accuracy against keep ({teacher}): no method has cells at two kept fractions"
+            )),
+        }
+    }
+    match best_alpha_against_keep(groups) {
+        Some(f) => figures.push(f),
+        None if !teachers.is_empty() => left_out.push(
+            "best α against keep: no method has a fixed α > 0 or \"auto\" at two kept fractions"
+                .to_string(),
+        ),
+        None => {}
+    }
+    let teacher_figures = accuracy_against_teacher(groups);
+    if teacher_figures.is_empty() && !teachers.is_empty() {
+        left_out.push(if teachers.len() < 2 {
+            "accuracy against teacher capacity: it needs two teachers (the results have one)".to_string()
+        } else {
+            "accuracy against teacher capacity: a teacher's test accuracy is unknown, or no method has two teachers at one keep".to_string()
+        });
+    }
+    figures.extend(teacher_figures);
+    (figures, left_out)
 }
 
 fn colour(i: usize) -> RGBColor {
@@ -120,7 +149,7 @@ fn band(points: &[(f64, f64, f64)]) -> Vec<(f64, f64)> {
 fn accuracy_against_keep(groups: &Groups, teacher: &str) -> Option<Figure> {
     let keeps = groups.keeps();
     let methods = groups.methods();
-    let lines: Vec<(usize, String, Points, Points)> = methods
+    let lines: Vec<(usize, String, Points, Points, Points)> = methods
         .iter()
         .enumerate()
         .map(|(i, m)| {
@@ -134,16 +163,21 @@ fn accuracy_against_keep(groups: &Groups, teacher: &str) -> Option<Figure> {
                     .iter()
                     .filter_map(|&k| groups.best_kd(m, k, teacher).map(|g| (k as f64, g))),
             );
-            (i, m.clone(), plain, kd)
+            let auto = series(
+                keeps
+                    .iter()
+                    .filter_map(|&k| groups.auto_kd(m, k, teacher).map(|g| (k as f64, g))),
+            );
+            (i, m.clone(), plain, kd, auto)
         })
-        .filter(|(_, _, _, kd)| !kd.is_empty())
+        .filter(|(_, _, _, kd, auto)| kd.len() > 1 || auto.len() > 1)
         .collect();
     if lines.is_empty() || keeps.len() < 2 {
         return None;
     }
     let all = lines
         .iter()
-        .flat_map(|(_, _, p, k)| p.iter().chain(k))
+        .flat_map(|(_, _, p, k, a)| p.iter().chain(k).chain(a))
         .flat_map(|&(_, m, s)| [m - s, m + s]);
     let (ylo, yhi) = span(all)?;
     let (xlo, xhi) = (keeps[0] as f64 * 0.85, *keeps.last()? as f64 * 1.15);
@@ -161,22 +195,41 @@ fn accuracy_against_keep(groups: &Groups, teacher: &str) -> Option<Figure> {
             .x_label_formatter(&|x| format!("{x:.2}"))
             .y_desc("test accuracy (%)")
             .draw()?;
-        for (i, name, plain, kd) in &lines {
+        for (i, name, plain, kd, auto) in &lines {
             let c = colour(*i);
-            for s in [plain, kd] {
+            for s in [plain, kd, auto] {
                 if s.len() > 1 {
                     chart.draw_series(std::iter::once(Polygon::new(band(s), c.mix(0.12))))?;
                 }
             }
-            chart
-                .draw_series(LineSeries::new(
-                    kd.iter().map(|&(x, m, _)| (x, m)),
-                    c.stroke_width(2),
-                ))?
-                .label(format!("{name}, best KD"))
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
-                });
+            if !kd.is_empty() {
+                chart
+                    .draw_series(LineSeries::new(
+                        kd.iter().map(|&(x, m, _)| (x, m)),
+                        c.stroke_width(2),
+                    ))?
+                    .label(format!("{name}, best fixed α"))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                    });
+            }
+            if !auto.is_empty() {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        auto.iter().map(|&(x, m, _)| (x, m)),
+                        2,
+                        3,
+                        c.stroke_width(2),
+                    ))?
+                    .label(format!("{name}, α = \"auto\" (dotted, triangles)"))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2))
+                    });
+                chart.draw_series(
+                    auto.iter()
+                        .map(|&(x, m, _)| TriangleMarker::new((x, m), 4, c.filled())),
+                )?;
+            }
             if !plain.is_empty() {
                 chart
                     .draw_series(DashedLineSeries::new(
@@ -215,6 +268,24 @@ fn best_alpha_against_keep(groups: &Groups) -> Option<Figure> {
                 .collect();
             if points.len() > 1 {
                 lines.push((i, t, format!("{m} ({teacher})"), points));
+            }
+            // What "auto" chose, the mean over seeds.
+            let chosen: Vec<(f64, f64)> = keeps
+                .iter()
+                .filter_map(|&k| {
+                    let g = groups.auto_kd(m, k, teacher)?;
+                    let mean = g.chosen.iter().map(|&a| a as f64).sum::<f64>()
+                        / g.chosen.len().max(1) as f64;
+                    Some((k as f64, mean))
+                })
+                .collect();
+            if chosen.len() > 1 {
+                lines.push((
+                    i,
+                    1,
+                    format!("{m} ({teacher}), \"auto\"'s choice (dashed)"),
+                    chosen,
+                ));
             }
         }
     }

@@ -51,7 +51,8 @@ impl std::fmt::Display for AlphaLabel {
 /// The test accuracies (%) of the seeds of one configuration.
 #[derive(Debug, Clone)]
 pub struct Group {
-    /// The method, with its parameters and policy when the results hold several variants,
+    /// The method, with its policy unless `hardest`, its parameters when the results hold
+    /// several variants,
     /// and the setup when they hold several students or data sets.
     pub method: String,
     pub keep: f32,
@@ -162,7 +163,13 @@ impl Groups {
             }
         }
         let label = |r: &CellResult| {
-            let mut label = r.method.clone();
+            // The policy always, unless it is the usual `hardest` (el2n under CCS is not el2n);
+            // the parameters too when the method has several variants.
+            let mut label = if r.policy == "hardest" {
+                r.method.clone()
+            } else {
+                format!("{} ({})", r.method, r.policy)
+            };
             if variants[r.method.as_str()].len() > 1 {
                 label = format!("{} {} {}", r.method, r.params, r.policy);
             }
@@ -299,6 +306,11 @@ impl Groups {
                     && !g.alpha.is_auto()
             })
             .max_by(|a, b| a.mean().total_cmp(&b.mean()))
+    }
+
+    /// The `alpha = "auto"` group of (method, keep, teacher).
+    pub fn auto_kd(&self, method: &str, keep: f32, teacher: &str) -> Option<&Group> {
+        self.find(method, keep, Some(teacher), AlphaLabel::Auto(0.0))
     }
 
     /// The best group of fixed α of (method, keep) for `teacher`, α = 0 (no teacher) included:

@@ -207,6 +207,21 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The parameters the policy used at `keep` that the manifest may leave to it (CCS's β,
+    /// chosen by keep when not given, and its bins), for the results; `None` for rules
+    /// without parameters.
+    pub fn chosen_params(&self, keep: f64) -> Option<serde_json::Value> {
+        match self.rule {
+            Rule::Ccs { beta, bins } => Some(serde_json::json!({
+                "beta": beta.unwrap_or_else(|| ccs_default_beta(keep)),
+                "bins": bins,
+            })),
+            Rule::Hardest | Rule::Easiest | Rule::Moderate => None,
+        }
+    }
+}
+
 /// The kept indices, sorted ascending, `[K]`.
 ///
 /// `answer`: scores `[N]` or a subset; `high_is_hard`: what the method said of its scores;
