@@ -2140,6 +2140,17 @@ fn a_method_written_in_numpy_runs_through_the_external_plugin() {
         let out = kdprune(&["run", path.to_str().unwrap()]);
         assert_ne!(out.code, 0);
         let line = error_line(&out);
+        // The input folder is kept for a rerun by hand, and named.
+        let kept = line
+            .split("its input folder is kept: ")
+            .nth(1)
+            .map(|f| PathBuf::from(f.trim()));
+        assert!(
+            kept.as_ref()
+                .is_some_and(|f| f.join("request.json").is_file()),
+            "{line}"
+        );
+        std::fs::remove_dir_all(kept.unwrap()).ok();
         assert!(
             line.contains("plugin \"external\"") && line.contains(expected),
             "{line}"
@@ -3440,6 +3451,14 @@ fn set_changes_one_setting_and_is_checked_like_the_file() {
     );
     let line = error_line(&kdprune(&["check", m, "--set", "prune.2.keep=[0.1]"]));
     assert!(line.contains("[[prune]] has 1 entries"), "{line}");
+    // check says how many cells and about how long their training takes.
+    let out = kdprune(&["check", m, "--set", "student.epochs=1"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("cells: 1 student(s) to train") && out.stdout.contains("time: about"),
+        "{}",
+        out.stdout
+    );
     let other = dir.path().join("other");
     let out = kdprune(&[
         "run",

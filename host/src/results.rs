@@ -173,12 +173,24 @@ impl ResultStore {
     }
 
     /// Fails now, before any work, when the results file could not be appended to.
+    /// Leaves no file behind: a results file not there yet is tried as a probe beside it,
+    /// removed at once (`check` runs this too).
     pub fn check_writable(&self) -> Result<(), StoreError> {
+        let exists = self.path.exists();
+        let probe = if exists {
+            self.path.clone()
+        } else {
+            self.path.with_extension("jsonl.write-check")
+        };
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.path)
-            .map(|_| ())
+            .open(&probe)
+            .map(|_| {
+                if !exists {
+                    let _ = std::fs::remove_file(&probe);
+                }
+            })
             .map_err(|e| StoreError {
                 path: self.path.clone(),
                 message: format!(

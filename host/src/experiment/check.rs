@@ -52,6 +52,7 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
         plan.grid.skipped,
         plan.store.path().display()
     ));
+    lines.extend(training_estimate(manifest, &plan)?);
     if !plan.needs.dynamics.is_empty() {
         let d = &manifest.dynamics;
         lines.push(format!(
@@ -79,6 +80,77 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
         Err(e) => format!("warning: {e}; run computes what it would cache each time"),
     });
     Ok(CheckReport { lines })
+}
+
+/// About how long the pending students take to train, from a short measured pass: the
+/// student trained two epochs on the first (at most) four batches of the training set, the
+/// second epoch's time per step times every pending student's steps (`ceil(K / batch) × epochs`; an
+/// `"auto"` student trains once per candidate α on part of its subset, then once more). Not
+/// counted: teachers, dynamics, scoring.
+fn training_estimate(
+    manifest: &Manifest,
+    plan: &super::plan_stage::PlanStage<'_>,
+) -> Result<Option<String>, Error> {
+    let spec = &manifest.student;
+    let n = plan.data.train.len();
+    if plan.grid.students() == 0 || n == 0 {
+        return Ok(None);
+    }
+    let rows: Vec<u32> = (0..(4 * spec.batch_size).min(n) as u32).collect();
+    let sample = plan.data.train.subset(&rows);
+    let set = crate::train::TrainSet {
+        x: sample.features.view(),
+        sample_shape: &sample.sample_shape,
+        y: &sample.labels,
+        teacher: None,
+        num_classes: sample.num_classes,
+    };
+    // Two epochs: the second is timed, the first pays for the start (buffers, threads).
+    let two_epochs = crate::train::spec::StudentSpec {
+        epochs: 2,
+        warmup_epochs: 0,
+        ..spec.clone()
+    };
+    let kd = crate::train::Kd {
+        alpha: crate::train::kd::Alpha::new(0.0).expect("0 is a valid α"),
+        temperature: manifest.distillation.temperature,
+    };
+    let (_, logs) = crate::train::train(&two_epochs, &set, kd, 0, None)?;
+    let measured_steps = rows.len().div_ceil(spec.batch_size) as f64;
+    let per_step = logs.last().map_or(0.0, |l| l.seconds) / measured_steps;
+    let candidates = manifest.distillation.auto.candidates.len() as f64;
+    let steps: f64 = plan
+        .grid
+        .cells
+        .iter()
+        .flat_map(|cell| cell.pending.iter().map(move |st| (cell, st)))
+        .map(|(cell, student)| {
+            let k = cell.keep.budget(n);
+            let one = (k.div_ceil(spec.batch_size) * spec.epochs) as f64;
+            if student.alpha.is_none() {
+                one * (candidates + 1.0)
+            } else {
+                one
+            }
+        })
+        .sum();
+    Ok(Some(format!(
+        "time: about {} of training for the students still to run ({:.1} ms per step of batch {}, measured on {} steps; teachers, dynamics and scoring not counted)",
+        human_seconds(steps * per_step),
+        per_step * 1e3,
+        spec.batch_size,
+        measured_steps
+    )))
+}
+
+fn human_seconds(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 5400.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
 }
 
 /// A method as checked: its plugin file, policy, parameters and inputs.

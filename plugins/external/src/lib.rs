@@ -6,7 +6,8 @@
 //! - `request.json`: `budget`, `seed`, `num_classes`, and the file of each input,
 //!
 //! then runs `command` with the folder as its last argument (also `KDPRUNE_FOLDER`), and reads
-//! back `scores.npy` (float `[N]`) or `indices.npy` (integers `[K]`). The command's failure (with the last line of its stderr),
+//! back `scores.npy` (float `[N]`) or `indices.npy` (integers `[K]`). The folder is removed
+//! after an answer and kept (and named) after a failure. The command's failure (with the last line of its stderr),
 //! the time limit, and a missing or malformed answer are each one error line naming the
 //! command. Scores are oriented high = hard: a method whose low score means hard writes the
 //! negated scores.
@@ -125,9 +126,18 @@ impl Scorer for External {
             request.seed
         ));
         std::fs::create_dir_all(&folder).map_err(|e| fail(format!("{}: {e}", folder.display())))?;
-        let result = run_in(&folder, &command, timeout, request);
-        let _ = std::fs::remove_dir_all(&folder);
-        result
+        // Removed after an answer; kept after a failure, so the command can be run again by
+        // hand on the same input.
+        match run_in(&folder, &command, timeout, request) {
+            Ok(selection) => {
+                let _ = std::fs::remove_dir_all(&folder);
+                Ok(selection)
+            }
+            Err(e) => Err(fail(format!(
+                "{e}; its input folder is kept: {}",
+                folder.display()
+            ))),
+        }
     }
 }
 
