@@ -3451,6 +3451,16 @@ fn set_changes_one_setting_and_is_checked_like_the_file() {
     );
     let line = error_line(&kdprune(&["check", m, "--set", "prune.2.keep=[0.1]"]));
     assert!(line.contains("[[prune]] has 1 entries"), "{line}");
+    // `--json`: the same as structured fields, the `--set` value among the settings.
+    let out = kdprune(&["check", m, "--json", "--set", "student.epochs=2"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let facts: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(facts["ok"], true);
+    assert_eq!(facts["cells"]["to_train"], 1);
+    assert_eq!(facts["settings"]["student"]["epochs"], 2);
+    assert_eq!(facts["settings"]["student"]["layers"][0], "dense 8");
+    assert_eq!(facts["methods"][0]["method"], "random");
+    assert!(facts["training_estimate_seconds"].as_f64().is_some());
     // check says how many cells and about how long their training takes.
     let out = kdprune(&["check", m, "--set", "student.epochs=1"]);
     assert_eq!(out.code, 0, "{}", out.stderr);

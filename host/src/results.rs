@@ -120,8 +120,8 @@ fn once_per_key(path: &Path, results: Vec<CellResult>) -> Vec<CellResult> {
     if !repeated.is_empty() {
         tracing::warn!(
             file = %path.display(),
-            lines = ?repeated,
-            "results.jsonl repeats earlier results (same key) on these lines; each is counted once"
+            results = ?repeated,
+            "results.jsonl repeats earlier results (same key): these results (1-based, blank lines not counted) are each counted once"
         );
     }
     kept

@@ -20,6 +20,9 @@ use crate::Error;
 pub struct CheckReport {
     /// One line each: what was checked and the settings it resolved to.
     pub lines: Vec<String>,
+    /// The same as structured fields (`--json`): `warnings`, `methods`, `data`, `cells`,
+    /// `training_estimate_seconds`, `teachers`, `settings`, `output`.
+    pub facts: serde_json::Value,
 }
 
 /// Checks `manifest` as `run` would before its first cell: `run`'s stage 1 itself
@@ -27,13 +30,9 @@ pub struct CheckReport {
 pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, Error> {
     let mut lines = Vec::new();
     let registry = load_registry(manifest, options)?;
-    for problem in &registry.problems {
-        lines.push(format!("warning: {problem}"));
-    }
+    let mut warnings: Vec<String> = registry.problems.iter().map(|p| p.to_string()).collect();
     if manifest.student.precision == crate::train::kernels::gemm::Precision::Bf16 {
-        if let Some(warning) = crate::train::kernels::gemm_bf16::slower_warning() {
-            lines.push(format!("warning: {warning}"));
-        }
+        warnings.extend(crate::train::kernels::gemm_bf16::slower_warning());
     }
     let plan = plan_stage(manifest, &registry, &HashSet::new(), None)?;
     lines.extend(plan.methods.iter().map(method_line));
@@ -52,7 +51,13 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
         plan.grid.skipped,
         plan.store.path().display()
     ));
-    lines.extend(training_estimate(manifest, &plan)?);
+    // Only an estimate: what its short pass runs into (a loss that needs warm-up, say) is for
+    // the run itself to meet, not a refusal here.
+    let estimate = training_estimate(manifest, &plan).unwrap_or_else(|e| {
+        warnings.push(format!("no time estimate: the measured pass stopped: {e}"));
+        None
+    });
+    lines.extend(estimate.as_ref().map(|(line, _)| line.clone()));
     if !plan.needs.dynamics.is_empty() {
         let d = &manifest.dynamics;
         lines.push(format!(
@@ -69,17 +74,46 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
         &plan.needs,
         &plan.grid.distilling(manifest.teachers.len()),
     );
-    lines.extend(check_teachers(manifest, &registry, &plan.data, &needed)?);
+    let teachers = check_teachers(manifest, &registry, &plan.data, &needed)?;
+    lines.extend(teachers.iter().cloned());
     lines.extend(settings_lines(manifest));
     lines.push(format!(
         "output {}: not in use by another run; results.jsonl readable and writable",
         manifest.output.display()
     ));
-    lines.push(match writable(&manifest.cache_dir) {
-        Ok(()) => format!("cache {}: writable", manifest.cache_dir.display()),
-        Err(e) => format!("warning: {e}; run computes what it would cache each time"),
+    let cache = writable(&manifest.cache_dir);
+    match &cache {
+        Ok(()) => lines.push(format!("cache {}: writable", manifest.cache_dir.display())),
+        Err(e) => warnings.push(format!("{e}; run computes what it would cache each time")),
+    }
+    let facts = serde_json::json!({
+        "warnings": warnings,
+        "methods": plan.methods.iter().map(|m| serde_json::json!({
+            "method": m.spec.method,
+            "plugin": m.plugin.file,
+            "policy": m.policy.describe(),
+            "params": params_json(&m.params),
+            "inputs": m.inputs.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "data": {
+            "train": plan.data.raw_train.len(),
+            "test": plan.data.raw_test.len(),
+            "sample_shape": plan.data.raw_train.sample_shape,
+            "classes": plan.data.raw_train.num_classes,
+        },
+        "cells": {
+            "to_train": plan.grid.students(),
+            "groups": plan.grid.cells.len(),
+            "done": plan.grid.skipped,
+            "results": plan.store.path(),
+        },
+        "training_estimate_seconds": estimate.map(|(_, seconds)| seconds),
+        "teachers": teachers,
+        "settings": settings_json(manifest),
+        "output": { "folder": manifest.output, "cache": manifest.cache_dir, "cache_writable": cache.is_ok() },
     });
-    Ok(CheckReport { lines })
+    lines.splice(0..0, warnings.iter().map(|w| format!("warning: {w}")));
+    Ok(CheckReport { lines, facts })
 }
 
 /// About how long the pending students take to train, from a short measured pass: the
@@ -90,7 +124,7 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
 fn training_estimate(
     manifest: &Manifest,
     plan: &super::plan_stage::PlanStage<'_>,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<(String, f64)>, Error> {
     let spec = &manifest.student;
     let n = plan.data.train.len();
     if plan.grid.students() == 0 || n == 0 {
@@ -134,12 +168,16 @@ fn training_estimate(
             }
         })
         .sum();
-    Ok(Some(format!(
-        "time: about {} of training for the students still to run ({:.1} ms per step of batch {}, measured on {} steps; teachers, dynamics and scoring not counted)",
-        human_seconds(steps * per_step),
-        per_step * 1e3,
-        spec.batch_size,
-        measured_steps
+    let seconds = steps * per_step;
+    Ok(Some((
+        format!(
+            "time: about {} of training for the students still to run ({:.1} ms per step of batch {}, measured on {} steps; teachers, dynamics and scoring not counted)",
+            human_seconds(seconds),
+            per_step * 1e3,
+            spec.batch_size,
+            measured_steps
+        ),
+        (seconds * 10.0).round() / 10.0,
     )))
 }
 
@@ -251,48 +289,73 @@ fn check_teachers(
     Ok(lines)
 }
 
-/// The settings the run will use, as resolved, in the manifest's own words (TOML inline
-/// values): the student, its input, each teacher's, and the distillation's.
-fn settings_lines(manifest: &Manifest) -> Vec<String> {
-    let mut lines = Vec::new();
+/// The settings the run will use, as resolved, in the manifest's own words: the student
+/// (layers as their spec strings), its input, each teacher's, and the distillation's.
+fn settings_json(manifest: &Manifest) -> serde_json::Value {
     let st = &manifest.student;
     let mut student = serde_json::to_value(st).unwrap_or_default();
     student["layers"] = st.layers.iter().map(|l| l.to_string()).collect();
-    lines.push(format!("[student] {}", inline_toml(student)));
-    lines.push(match &manifest.data.normalise {
-        crate::data::spec::NormaliseSpec::Fixed(n) => format!(
-            "[data.normalise] {}",
-            inline_toml(serde_json::to_value(n).unwrap_or_default())
-        ),
-        crate::data::spec::NormaliseSpec::Standardize { scale } => format!(
-            "[data.normalise] standardize: divide by {scale}, then each feature by the mean and std of the training set"
-        ),
+    let normalise = match &manifest.data.normalise {
+        crate::data::spec::NormaliseSpec::Fixed(n) => serde_json::to_value(n).unwrap_or_default(),
+        crate::data::spec::NormaliseSpec::Standardize { scale } => {
+            serde_json::json!({ "standardize": true, "scale": scale })
+        }
+    };
+    let teachers: serde_json::Map<String, serde_json::Value> = manifest
+        .teachers
+        .iter()
+        .map(|t| {
+            let settings = serde_json::json!({
+                "preprocess": t.preprocess,
+                "layout": t.layout,
+                "output_kind": t.output_kind,
+                "batch_size": t.batch_size,
+            });
+            (t.name.clone(), settings)
+        })
+        .collect();
+    let alphas: Vec<serde_json::Value> = manifest
+        .distillation
+        .alphas
+        .iter()
+        .map(|a| match a {
+            crate::train::alpha_search::AlphaChoice::Fixed(a) => a.get().into(),
+            crate::train::alpha_search::AlphaChoice::Auto => "auto".into(),
+        })
+        .collect();
+    let mut value = serde_json::json!({
+        "student": student,
+        "normalise": normalise,
+        "teachers": teachers,
+        "distillation": {
+            "temperature": manifest.distillation.temperature.get(),
+            "alphas": alphas,
+            "auto": manifest.distillation.auto.describe(),
+        },
     });
-    for t in &manifest.teachers {
-        let settings = serde_json::json!({
-            "preprocess": t.preprocess,
-            "layout": t.layout,
-            "output_kind": t.output_kind,
-            "batch_size": t.batch_size,
-        });
-        lines.push(format!("[teacher] {}: {}", t.name, inline_toml(settings)));
+    crate::results::tidy_floats(&mut value);
+    value
+}
+
+/// [`settings_json`] as lines of TOML inline tables.
+fn settings_lines(manifest: &Manifest) -> Vec<String> {
+    let settings = settings_json(manifest);
+    let mut lines = vec![
+        format!("[student] {}", inline_toml(settings["student"].clone())),
+        format!(
+            "[data.normalise] {}",
+            inline_toml(settings["normalise"].clone())
+        ),
+    ];
+    if let Some(teachers) = settings["teachers"].as_object() {
+        for (name, t) in teachers {
+            lines.push(format!("[teacher] {name}: {}", inline_toml(t.clone())));
+        }
     }
     if manifest.distillation.distils() {
-        let alphas: Vec<String> = manifest
-            .distillation
-            .alphas
-            .iter()
-            .map(|a| match a {
-                crate::train::alpha_search::AlphaChoice::Fixed(a) => a.get().to_string(),
-                crate::train::alpha_search::AlphaChoice::Auto => {
-                    format!("\"auto\" ({})", manifest.distillation.auto.describe())
-                }
-            })
-            .collect();
         lines.push(format!(
-            "[distillation] temperature = {}, alphas = [{}]",
-            manifest.distillation.temperature.get(),
-            alphas.join(", ")
+            "[distillation] {}",
+            inline_toml(settings["distillation"].clone())
         ));
     }
     lines

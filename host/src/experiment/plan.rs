@@ -184,15 +184,11 @@ pub(crate) fn check_training_memory(
         }
     }
     let available = dynamics::available_memory();
-    let shards = rayon::current_num_threads();
     for (table, spec) in networks {
         // A shape the build refuses is named by the build.
-        let Some((bytes, size)) = crate::train::memory::training_bytes(
-            spec,
-            &train.sample_shape,
-            train.num_classes,
-            shards,
-        ) else {
+        let Some((bytes, size)) =
+            crate::train::memory::training_bytes(spec, &train.sample_shape, train.num_classes)
+        else {
             continue;
         };
         if bytes > available {

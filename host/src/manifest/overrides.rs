@@ -51,21 +51,33 @@ pub fn apply(source: &str, overrides: &[Override]) -> Result<String, String> {
         return Ok(source.to_string());
     };
     for o in overrides {
-        set_in(doc.as_table_mut(), &o.path, o)?;
+        set_in(doc.as_table_mut(), false, &o.path, o)?;
     }
     Ok(doc.to_string())
 }
 
-fn set_in(table: &mut dyn TableLike, path: &[String], o: &Override) -> Result<(), String> {
+/// Sets `path` under `table`; `inline`: the table is an inline one, whose new sub-tables must
+/// be inline too (a standard table inside it would be dropped when written).
+fn set_in(
+    table: &mut dyn TableLike,
+    inline: bool,
+    path: &[String],
+    o: &Override,
+) -> Result<(), String> {
     let (head, rest) = path.split_first().expect("a path has a name");
     if rest.is_empty() {
         table.insert(head, Item::Value(o.value.clone()));
         return Ok(());
     }
     let not_a_table = || format!("--set {}: {head} is a value, not a table", o.text);
-    match table.entry(head).or_insert(toml_edit::table()) {
-        Item::Table(t) => set_in(t, rest, o),
-        Item::Value(Value::InlineTable(t)) => set_in(t, rest, o),
+    let empty = if inline {
+        Item::Value(Value::InlineTable(Default::default()))
+    } else {
+        toml_edit::table()
+    };
+    match table.entry(head).or_insert(empty) {
+        Item::Table(t) => set_in(t, false, rest, o),
+        Item::Value(Value::InlineTable(t)) => set_in(t, true, rest, o),
         Item::ArrayOfTables(entries) => {
             let (index, rest) = rest.split_first().expect("checked above");
             let count = entries.len();
@@ -85,7 +97,7 @@ fn set_in(table: &mut dyn TableLike, path: &[String], o: &Override) -> Result<()
                     o.text
                 ));
             }
-            set_in(entry, rest, o)
+            set_in(entry, false, rest, o)
         }
         _ => Err(not_a_table()),
     }
@@ -121,6 +133,18 @@ mod tests {
         assert_eq!(table["prune"][0]["keep"].as_array().unwrap().len(), 1);
         // The lines before an edit stay where they were.
         assert_eq!(edited.lines().nth(3), Some("hidden = [8]"));
+        // A new key under an inline table stays inline (a standard table there is lost).
+        let edited = set(
+            "[student]\naugment = { flip = true }\n",
+            &["student.augment.crop.pad=4"],
+        )
+        .unwrap();
+        let table: toml::Table = toml::from_str(&edited).unwrap();
+        assert_eq!(
+            table["student"]["augment"]["crop"]["pad"].as_integer(),
+            Some(4),
+            "{edited}"
+        );
     }
 
     #[test]

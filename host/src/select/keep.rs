@@ -22,6 +22,9 @@ impl Keep {
 
     /// Refuses a keep that keeps no example of `n`, with what to write instead.
     pub fn refuse_empty(self, n: usize) -> Result<usize, String> {
+        if n == 0 {
+            return Err("the training set is empty; check the data files".into());
+        }
         match self.budget(n) {
             0 => Err(format!(
                 "keep {:?} keeps round({:?} × {n}) = 0 examples; the smallest keep for these {n} examples is {}",

@@ -67,11 +67,14 @@ fn layer(spec: &LayerSpec, shape: &[u64]) -> Option<(Vec<u64>, u64, u64)> {
         } => {
             let (c, h, w) = image()?;
             let (k, s, p, o) = (kernel as u64, stride as u64, padding as u64, out as u64);
-            let weights = o.saturating_mul(c).saturating_mul(k * k);
-            (
-                vec![o, slide(h, k, s, p)?, slide(w, k, s, p)?],
-                weights + if bias { o } else { 0 },
-            )
+            let weights = o.saturating_mul(c).saturating_mul(k.saturating_mul(k));
+            let out = vec![o, slide(h, k, s, p)?, slide(w, k, s, p)?];
+            // The output, and the unfolded input `[C·K², OH·OW]` with its gradient.
+            let unfolded = c
+                .saturating_mul(k.saturating_mul(k))
+                .saturating_mul(out[1].saturating_mul(out[2]));
+            let kept = product(&out).saturating_add(unfolded.saturating_mul(2));
+            return Some((out, weights.saturating_add(if bias { o } else { 0 }), kept));
         }
         LayerSpec::MaxPool { kernel, stride } | LayerSpec::AvgPool { kernel, stride } => {
             let (c, h, w) = image()?;
@@ -85,17 +88,26 @@ fn layer(spec: &LayerSpec, shape: &[u64]) -> Option<(Vec<u64>, u64, u64)> {
         LayerSpec::Res { out, stride } => {
             let (c, h, w) = image()?;
             let (o, s) = (out as u64, stride as u64);
-            let body =
-                o.saturating_mul(c).saturating_mul(9) + 2 * o + o.saturating_mul(o) * 9 + 2 * o;
+            let body = o
+                .saturating_mul(c)
+                .saturating_mul(9)
+                .saturating_add(o.saturating_mul(o).saturating_mul(9))
+                .saturating_add(o.saturating_mul(4));
             let shortcut = if s != 1 || c != o {
-                o.saturating_mul(c) + 2 * o
+                o.saturating_mul(c).saturating_add(o.saturating_mul(2))
             } else {
                 0
             };
             let out = vec![o, slide(h, 3, s, 1)?, slide(w, 3, s, 1)?];
-            // conv, bn, relu, conv, bn, the shortcut's two, the sum and its ReLU.
-            let kept = product(&out).saturating_mul(9);
-            return Some((out, body + shortcut, kept));
+            // conv, bn, relu, conv, bn, the shortcut's two, the sum and its ReLU; the two
+            // convolutions' unfolded inputs with their gradients.
+            let unfolded = c
+                .max(o)
+                .saturating_mul(9)
+                .saturating_mul(product(&out[1..]))
+                .saturating_mul(4);
+            let kept = product(&out).saturating_mul(9).saturating_add(unfolded);
+            return Some((out, body.saturating_add(shortcut), kept));
         }
     };
     let kept = product(&out);
@@ -103,15 +115,25 @@ fn layer(spec: &LayerSpec, shape: &[u64]) -> Option<(Vec<u64>, u64, u64)> {
 }
 
 /// Bytes that training `spec` on examples of `input_shape` takes, about: f32 parameters,
-/// their gradients (the network's and one per shard of a batch, `shards`), the optimiser's
-/// state, and a batch's activations with their gradients. `None` as [`footprint`].
+/// their gradients (the network's and one per shard of a batch, as training cuts it:
+/// `ceil(batch / SHARD_ROWS)` shards, one when batch normalisation couples the examples),
+/// the optimiser's state, and a batch's activations with their gradients. `None` as
+/// [`footprint`].
 pub fn training_bytes(
     spec: &StudentSpec,
     input_shape: &[usize],
     classes: usize,
-    shards: usize,
 ) -> Option<(u64, Footprint)> {
     let size = footprint(&spec.layers, input_shape, classes)?;
+    let couples = spec
+        .layers
+        .iter()
+        .any(|l| matches!(l, LayerSpec::Bn | LayerSpec::Res { .. }));
+    let shards = if couples {
+        1
+    } else {
+        spec.batch_size.div_ceil(super::network::SHARD_ROWS)
+    };
     let states = match spec.optimizer {
         OptimizerSpec::Sgd { .. } => 1,
         OptimizerSpec::AdamW { .. } => 2,

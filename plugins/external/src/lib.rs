@@ -120,11 +120,16 @@ impl Scorer for External {
             _ => return Err(fail("params command is empty; give the program and its arguments, e.g. [\"python3\", \"method.py\"]")),
         };
         let timeout = Duration::from_secs_f64(request.float("timeout_s")?.max(0.0));
+        // One folder per call: a folder kept after a failure is never reused.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let folder = std::env::temp_dir().join(format!(
-            "kdprune-external-{}-{}",
+            "kdprune-external-{}-{}-{call}",
             std::process::id(),
             request.seed
         ));
+        // An earlier process of the same pid may have left one.
+        let _ = std::fs::remove_dir_all(&folder);
         std::fs::create_dir_all(&folder).map_err(|e| fail(format!("{}: {e}", folder.display())))?;
         // Removed after an answer; kept after a failure, so the command can be run again by
         // hand on the same input.
