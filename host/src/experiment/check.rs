@@ -214,7 +214,20 @@ fn check_teachers(
 ) -> Result<Vec<String>, Error> {
     let (raw_train, raw_test, train_set) = (&data.raw_train, &data.raw_test, &data.train);
     let mut lines = Vec::new();
-    for (i, spec) in manifest.teachers.iter().enumerate() {
+    // In run's order: the teachers kdprune trains first (all trained before any is opened),
+    // then the others in manifest order.
+    let teachers = &manifest.teachers;
+    let trained = |i: &usize| {
+        matches!(
+            teachers[*i].source,
+            crate::teacher::spec::TeacherSource::Trained { .. }
+        )
+    };
+    let order = (0..teachers.len())
+        .filter(trained)
+        .chain((0..teachers.len()).filter(|i| !trained(i)));
+    for i in order {
+        let spec = &teachers[i];
         if !needed[i] {
             lines.push(format!(
                 "teacher {}: not needed by the cells still to run",

@@ -61,6 +61,7 @@ pub fn materialise(
             out.push(spec.clone());
             continue;
         }
+        let layout = layout_of(train)?;
         let path = model_path(cache_dir, &recipe_key(recipe, *seed), train);
         if path.exists() {
             tracing::info!(teacher = %spec.name, model = %path.display(), "trained teacher from the cache");
@@ -69,16 +70,6 @@ pub fn materialise(
             train_and_export(&spec.name, recipe, *seed, train, &path)?;
             seconds += started.elapsed().as_secs_f64();
         }
-        let layout = match train.sample_shape.len() {
-            1 => Layout::Flat,
-            3 => Layout::Nchw,
-            _ => {
-                return Err(TeacherError::Data(crate::data::DataError::Invalid(format!(
-                    "[teacher] train: examples of shape {:?} cannot be fed to the exported model; give 1-D or [C, H, W] data",
-                    train.sample_shape
-                ))))
-            }
-        };
         out.push(TeacherSpec {
             name: spec.name.clone(),
             source: TeacherSource::Onnx {
@@ -102,6 +93,7 @@ pub fn materialise(
 
 /// Checks that the recipe builds a network for `train`'s examples, without training it.
 pub fn check(recipe: &StudentSpec, seed: u64, train: &Dataset) -> Result<(), TeacherError> {
+    layout_of(train)?;
     train::Network::build_with_init(
         &recipe.layers,
         &train.sample_shape,
@@ -111,6 +103,19 @@ pub fn check(recipe: &StudentSpec, seed: u64, train: &Dataset) -> Result<(), Tea
     )
     .map(|_| ())
     .map_err(|m| TeacherError::Train(train::TrainError::Model(format!("[teacher] train: {m}"))))
+}
+
+/// How the exported model reads examples of `train`: flat or `[C, H, W]`; other shapes
+/// are refused before any training.
+fn layout_of(train: &Dataset) -> Result<Layout, TeacherError> {
+    match train.sample_shape.len() {
+        1 => Ok(Layout::Flat),
+        3 => Ok(Layout::Nchw),
+        _ => Err(TeacherError::Data(crate::data::DataError::Invalid(format!(
+            "[teacher] train: examples of shape {:?} cannot be fed to the exported model; give 1-D or [C, H, W] data",
+            train.sample_shape
+        )))),
+    }
 }
 
 fn train_and_export(
