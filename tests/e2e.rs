@@ -3451,6 +3451,14 @@ fn set_changes_one_setting_and_is_checked_like_the_file() {
     );
     let line = error_line(&kdprune(&["check", m, "--set", "prune.2.keep=[0.1]"]));
     assert!(line.contains("[[prune]] has 1 entries"), "{line}");
+    // A command that reads no manifest refuses it rather than ignore it.
+    let line = error_line(&kdprune(&[
+        "report",
+        dir.path().to_str().unwrap(),
+        "--set",
+        "student.epochs=1",
+    ]));
+    assert!(line.contains("reads no manifest"), "{line}");
     // `--json`: the same as structured fields, the `--set` value among the settings.
     let out = kdprune(&["check", m, "--json", "--set", "student.epochs=2"]);
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -139,6 +139,15 @@ fn main() -> ExitCode {
         EnvFilter::try_from_env("KDPRUNE_LOG").unwrap_or_else(|_| EnvFilter::new("info,ort=warn"))
     };
     kdprune::progress::set_quiet(cli.quiet);
+    if !cli.set.is_empty()
+        && matches!(
+            cli.command,
+            Command::Report { .. } | Command::Plugins { .. }
+        )
+    {
+        eprintln!("error: --set changes a manifest setting; this command reads no manifest, so leave it out");
+        return ExitCode::FAILURE;
+    }
     let _ = OVERRIDES.set(cli.set);
     tracing_subscriber::fmt()
         .fmt_fields(RoundedFields)
