@@ -58,7 +58,7 @@ one_line() {
 # kdprune and all peers back to back, ratios are taken within a round, and the summary gives
 # each round and the median over rounds.
 {
-  echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads=$THREADS, rounds=$ROUNDS, passes=$PASSES, cnn_passes=$CNN_PASSES, simd=$SIMD${KDPRUNE_BEFORE:+, before=$KDPRUNE_BEFORE}"
+  echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(lscpu | grep 'Model name' | sed 's/ \+/ /g'), threads=$THREADS, rounds=$ROUNDS, passes=$PASSES, cnn_passes=$CNN_PASSES, simd=$SIMD${KDPRUNE_BEFORE:+, before=$(basename "$KDPRUNE_BEFORE")}"
   for round in $(seq 1 "$ROUNDS"); do
     echo "## round $round"
     echo "## kdprune MLP"

@@ -2298,6 +2298,27 @@ fn pixels_near(png: &Path, rgb: [u8; 3]) -> usize {
         .count()
 }
 
+/// `page` drawn by the headless browser into `shot` (a PNG, 1000 × 1400).
+fn screenshot(page: &Path, shot: &Path) {
+    let status = Command::new(browser())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1000,1400",
+            &format!("--screenshot={}", shot.display()),
+            &format!("file://{}", page.display()),
+        ])
+        .output()
+        .expect("the browser starts");
+    assert!(
+        shot.is_file(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
 #[test]
 fn several_teachers_auto_alpha_and_a_report_a_browser_shows() {
     let dir = tempfile::tempdir().unwrap();
@@ -2414,23 +2435,7 @@ fn several_teachers_auto_alpha_and_a_report_a_browser_shows() {
     // A real browser draws it: the first two methods' colours (Okabe–Ito blue and orange)
     // cover lines and bands of the plots in the screenshot.
     let shot = dir.path().join("shot.png");
-    let status = std::process::Command::new(browser())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--window-size=1000,1400",
-            &format!("--screenshot={}", shot.display()),
-            &format!("file://{}", out_dir.join("report.html").display()),
-        ])
-        .output()
-        .expect("the browser starts");
-    assert!(
-        shot.is_file(),
-        "no screenshot: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    screenshot(&out_dir.join("report.html"), &shot);
     let blue = pixels_near(&shot, [0, 114, 178]);
     let orange = pixels_near(&shot, [213, 94, 0]);
     assert!(blue > 300 && orange > 300, "blue {blue}, orange {orange}");
@@ -2440,17 +2445,7 @@ fn several_teachers_auto_alpha_and_a_report_a_browser_shows() {
     let end = html.find("</section>").unwrap() + "</section>".len();
     std::fs::write(&bare, format!("{}{}", &html[..cut], &html[end..])).unwrap();
     let bare_shot = dir.path().join("bare.png");
-    std::process::Command::new(browser())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--window-size=1000,1400",
-            &format!("--screenshot={}", bare_shot.display()),
-            &format!("file://{}", bare.display()),
-        ])
-        .output()
-        .expect("the browser starts");
+    screenshot(&bare, &bare_shot);
     assert!(pixels_near(&bare_shot, [0, 114, 178]) < 50);
 }
 
@@ -3531,23 +3526,7 @@ fn a_report_of_auto_alpha_cells_draws_them() {
     );
     assert!(html.contains("Not drawn: accuracy against teacher capacity"));
     let shot = dir.path().join("shot.png");
-    let status = Command::new(browser())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--hide-scrollbars",
-            "--window-size=1000,1400",
-            &format!("--screenshot={}", shot.display()),
-            &format!("file://{}", page.display()),
-        ])
-        .output()
-        .expect("the browser starts");
-    assert!(
-        shot.is_file(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    screenshot(&page, &shot);
     // The method's colour (Okabe–Ito blue) draws its lines, bands and markers.
     let blue = pixels_near(&shot, [0, 114, 178]);
     assert!(blue > 300, "blue {blue}");

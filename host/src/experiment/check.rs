@@ -118,9 +118,8 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
 
 /// About how long the pending students take to train, from a short measured pass: the
 /// student trained two epochs on the first (at most) four batches of the training set, the
-/// second epoch's time per step times every pending student's steps (`ceil(K / batch) × epochs`; an
-/// `"auto"` student trains once per candidate α on part of its subset, then once more). Not
-/// counted: teachers, dynamics, scoring.
+/// second epoch's time per step times the steps of every pending student (the work the run's
+/// progress bar counts, [`super::grid::work_of`]). Not counted: teachers, dynamics, scoring.
 fn training_estimate(
     manifest: &Manifest,
     plan: &super::plan_stage::PlanStage<'_>,
@@ -152,22 +151,8 @@ fn training_estimate(
     let (_, logs) = crate::train::train(&two_epochs, &set, kd, 0, None)?;
     let measured_steps = rows.len().div_ceil(spec.batch_size) as f64;
     let per_step = logs.last().map_or(0.0, |l| l.seconds) / measured_steps;
-    let candidates = manifest.distillation.auto.candidates.len() as f64;
-    let steps: f64 = plan
-        .grid
-        .cells
-        .iter()
-        .flat_map(|cell| cell.pending.iter().map(move |st| (cell, st)))
-        .map(|(cell, student)| {
-            let k = cell.keep.budget(n);
-            let one = (k.div_ceil(spec.batch_size) * spec.epochs) as f64;
-            if student.alpha.is_none() {
-                one * (candidates + 1.0)
-            } else {
-                one
-            }
-        })
-        .sum();
+    // The grid's work (examples × epochs, an "auto" student weighted by its search), in steps.
+    let steps = plan.grid.work(manifest, n) as f64 / spec.batch_size as f64;
     let seconds = steps * per_step;
     Ok(Some((
         format!(
@@ -261,7 +246,11 @@ fn check_teachers(
             lines.push(format!(
                 "teacher {}: {:?}, {} epochs on all {} training examples, seed {seed}; {}",
                 spec.name,
-                recipe.layers,
+                recipe
+                    .layers
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>(),
                 recipe.epochs,
                 train_set.len(),
                 if model.exists() {
@@ -272,32 +261,30 @@ fn check_teachers(
             ));
             continue;
         }
-        {
-            let mut teacher = crate::teacher::Teacher::new(
-                spec,
-                registry,
-                raw_train,
-                &manifest.cache_dir,
-                manifest.seeds[0],
-            )?;
-            teacher.open()?;
-            if matches!(
-                spec.source,
-                crate::teacher::spec::TeacherSource::Precomputed { .. }
-            ) {
-                // Its test file too: `run` reads it before training.
-                teacher.logits(raw_test, "test")?;
-            }
-            lines.push(format!(
-                "teacher {}: opened; input, output and {} classes match the data{}",
-                spec.name,
-                raw_train.num_classes,
-                spec.embedding
-                    .as_ref()
-                    .map(|e| format!("; embedding tensor {e:?} found"))
-                    .unwrap_or_default()
-            ));
+        let mut teacher = crate::teacher::Teacher::new(
+            spec,
+            registry,
+            raw_train,
+            &manifest.cache_dir,
+            manifest.seeds[0],
+        )?;
+        teacher.open()?;
+        if matches!(
+            spec.source,
+            crate::teacher::spec::TeacherSource::Precomputed { .. }
+        ) {
+            // Its test file too: `run` reads it before training.
+            teacher.logits(raw_test, "test")?;
         }
+        lines.push(format!(
+            "teacher {}: opened; input, output and {} classes match the data{}",
+            spec.name,
+            raw_train.num_classes,
+            spec.embedding
+                .as_ref()
+                .map(|e| format!("; embedding tensor {e:?} found"))
+                .unwrap_or_default()
+        ));
     }
     Ok(lines)
 }

@@ -21,4 +21,11 @@ pub enum TeacherError {
     Data(#[from] crate::data::DataError),
     #[error("{path}: {message}")]
     Io { path: PathBuf, message: String },
+    /// An output that is no score (NaN or +inf), in the batch starting at `start` when known.
+    #[error("teacher {teacher} output {value}; check its model and [teacher] preprocess{}", start.map(|s| format!(" (batch starting at example {s})")).unwrap_or_default())]
+    NotAScore {
+        teacher: String,
+        value: f32,
+        start: Option<usize>,
+    },
 }

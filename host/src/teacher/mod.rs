@@ -184,9 +184,11 @@ pub fn check_declared_kind(
 /// A batch's bad outputs located at the batch's first example.
 fn at_batch(e: TeacherError, start: usize) -> TeacherError {
     match e {
-        TeacherError::Runtime(m) if m.contains("; check its model") => {
-            TeacherError::Runtime(format!("{m} (batch starting at example {start})"))
-        }
+        TeacherError::NotAScore { teacher, value, .. } => TeacherError::NotAScore {
+            teacher,
+            value,
+            start: Some(start),
+        },
         other => other,
     }
 }
@@ -571,10 +573,11 @@ impl<'a> Teacher<'a> {
         }
         // -inf is a log-probability of 0; NaN and +inf are no score at all.
         if let Some(bad) = values.iter().find(|v| v.is_nan() || **v == f32::INFINITY) {
-            return Err(TeacherError::Runtime(format!(
-                "teacher {} output {bad}; check its model and [teacher] preprocess",
-                spec.name
-            )));
+            return Err(TeacherError::NotAScore {
+                teacher: spec.name.clone(),
+                value: *bad,
+                start: None,
+            });
         }
         to_log_space(&mut values, kind);
         Array2::from_shape_vec((rows, num_classes), values)
