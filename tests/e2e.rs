@@ -3531,3 +3531,188 @@ fn a_report_of_auto_alpha_cells_draws_them() {
     let blue = pixels_near(&shot, [0, 114, 178]);
     assert!(blue > 300, "blue {blue}");
 }
+
+/// The score files and kept indices of each method of a `kdprune score` summary, as bytes.
+fn score_files(output: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("scores/summary.json")).unwrap())
+            .unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    for m in summary["methods"].as_array().unwrap() {
+        let name = m["method"].as_str().unwrap();
+        let mut rels: Vec<&str> = m["scores"].as_str().into_iter().collect();
+        for k in m["keeps"].as_array().unwrap() {
+            rels.extend(k["indices"].as_str());
+            rels.extend(k["scores"].as_str());
+        }
+        for rel in rels {
+            files.insert(
+                format!("{name}: {rel}"),
+                std::fs::read(output.join(rel)).unwrap(),
+            );
+        }
+    }
+    files
+}
+
+#[test]
+fn dynamics_exported_and_read_back_score_the_same_bit_for_bit() {
+    let proxy_methods = [
+        "el2n",
+        "grand",
+        "forgetting",
+        "aum",
+        "dynamic-uncertainty",
+        "tdds",
+        "entropy",
+        "margin",
+        "herding",
+        "k-center",
+        "moderate",
+        "prototypes",
+    ];
+    let prune = |methods: &[&str]| {
+        methods
+            .iter()
+            .map(|m| format!("[[prune]]\nmethod = \"{m}\"\nkeep = [0.3]\n\n"))
+            .collect::<String>()
+    };
+    let recorded = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[dynamics]\nepochs = 3\nearly_steps = [0]\n\n{}",
+        prune(&proxy_methods)
+    );
+    let path = mnist_manifest(recorded.path(), built_plugins(), &body, &[]);
+    let out = kdprune(&["score", path.to_str().unwrap(), "--export-dynamics"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let exported = recorded.path().join("out/scores");
+    assert!(exported.join("dynamics/pass/grad_norm.npy").exists());
+    assert!(exported.join("dynamics/batch/logits.npy").exists());
+    assert!(exported.join("embeddings/proxy.npy").exists());
+    let expected = score_files(&recorded.path().join("out"));
+    assert_eq!(
+        expected.len(),
+        proxy_methods.len() * 2 - 2,
+        "{:?}",
+        expected.keys()
+    );
+
+    // Read back through `[dynamics] from`: no proxy is trained, the same scores come out.
+    let imported = tempfile::tempdir().unwrap();
+    let body = format!(
+        "[dynamics]\nfrom = \"{}\"\n\n{}",
+        exported.display(),
+        prune(&proxy_methods)
+    );
+    let path = mnist_manifest(imported.path(), built_plugins(), &body, &[]);
+    let out = kdprune(&["check", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("dynamics: read from"), "{}", out.stdout);
+    let out = kdprune(&["score", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let got = score_files(&imported.path().join("out"));
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>()
+    );
+    for (file, bytes) in &expected {
+        assert!(got[file] == *bytes, "{file} differs");
+    }
+
+    // TDDS's layout: each epoch's logits in a shuffled order with its indices.
+    let logits: ndarray::Array4<f32> =
+        ndarray_npy::read_npy(exported.join("dynamics/batch/logits.npy")).unwrap();
+    let (_, epochs, n, _) = logits.dim();
+    let tdds = imported.path().join("tdds-run/npy");
+    std::fs::create_dir_all(&tdds).unwrap();
+    for e in 0..epochs {
+        let order: Vec<i64> = (0..n as i64)
+            .map(|j| (j * 7 + e as i64) % n as i64)
+            .collect();
+        let rows =
+            ndarray::Array2::from_shape_fn((n, 10), |(j, c)| logits[[0, e, order[j] as usize, c]]);
+        ndarray_npy::write_npy(tdds.join(format!("{e}_Output.npy")), &rows).unwrap();
+        ndarray_npy::write_npy(
+            tdds.join(format!("{e}_Index.npy")),
+            &ndarray::Array1::from(order),
+        )
+        .unwrap();
+    }
+    let body = format!(
+        "[dynamics]\nfrom = \"{}\"\nlayout = \"tdds\"\n\n{}",
+        tdds.parent().unwrap().display(),
+        prune(&["tdds"])
+    );
+    let path = mnist_manifest(
+        imported.path(),
+        built_plugins(),
+        &body,
+        &[("/out\"", "/out-tdds\"")],
+    );
+    let out = kdprune(&["score", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let got = score_files(&imported.path().join("out-tdds"));
+    for (file, bytes) in got {
+        assert!(expected[&file] == bytes, "tdds layout: {file} differs");
+    }
+
+    // A damaged file is refused by check and by run, naming it; a method whose record is
+    // missing and cannot be computed names what to write.
+    let el2n = exported.join("dynamics/pass/el2n.npy");
+    let full = std::fs::read(&el2n).unwrap();
+    std::fs::write(&el2n, &full[..full.len() - 10]).unwrap();
+    let path = mnist_manifest(
+        imported.path(),
+        built_plugins(),
+        &format!(
+            "[dynamics]\nfrom = \"{}\"\n\n{}",
+            exported.display(),
+            prune(&["el2n"])
+        ),
+        &[("/out\"", "/out-bad\"")],
+    );
+    for command in ["check", "run"] {
+        let out = kdprune(&[command, path.to_str().unwrap()]);
+        assert_ne!(out.code, 0, "{command}");
+        let line = error_line(&out);
+        assert!(
+            line.contains("el2n.npy") && line.contains("not a readable"),
+            "{command}: {line}"
+        );
+    }
+    std::fs::remove_file(&el2n).unwrap();
+    std::fs::remove_file(exported.join("dynamics/pass/grad_norm.npy")).unwrap();
+    let path = mnist_manifest(
+        imported.path(),
+        built_plugins(),
+        &format!(
+            "[dynamics]\nfrom = \"{}\"\n\n{}",
+            exported.display(),
+            prune(&["el2n", "grand"])
+        ),
+        &[("/out\"", "/out-bad\"")],
+    );
+    let out = kdprune(&["check", path.to_str().unwrap()]);
+    let line = error_line(&out);
+    assert!(
+        line.contains("grad_norm.npy: missing") && line.contains("penultimate"),
+        "{line}"
+    );
+
+    // The fields that set a proxy do not go with records made elsewhere.
+    let path = mnist_manifest(
+        imported.path(),
+        built_plugins(),
+        &format!(
+            "[dynamics]\nfrom = \"{}\"\nepochs = 3\nruns = 2\n\n{}",
+            exported.display(),
+            prune(&["el2n"])
+        ),
+        &[("/out\"", "/out-bad\"")],
+    );
+    let line = error_line(&kdprune(&["check", path.to_str().unwrap()]));
+    assert!(
+        line.contains("manifest.toml:") && line.contains("epochs, runs"),
+        "{line}"
+    );
+}

@@ -85,6 +85,10 @@ enum Command {
         /// Extra plugin folder (repeatable); also KDPRUNE_PLUGIN_PATH.
         #[arg(long = "plugin-dir")]
         plugin_dirs: Vec<PathBuf>,
+        /// Also write the proxy inputs the methods read (dynamics, embedding) under
+        /// <output>/scores/, a folder `[dynamics] from` reads.
+        #[arg(long)]
+        export_dynamics: bool,
     },
     /// List the plugins found in the plugin folders.
     Plugins {
@@ -269,7 +273,13 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
         Command::Score {
             manifest,
             plugin_dirs,
-        } => cmd_score(manifest, plugin_dirs, json),
+            export_dynamics,
+        } => cmd_score(
+            manifest,
+            plugin_dirs,
+            kdprune::experiment::ScoreOptions { export_dynamics },
+            json,
+        ),
         Command::Report { run_dir } => cmd_report(run_dir, json),
         Command::Prepare {
             manifest,
@@ -311,7 +321,12 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `kdprune score`.
-fn cmd_score(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow::Result<ExitCode> {
+fn cmd_score(
+    manifest: PathBuf,
+    plugin_dirs: Vec<PathBuf>,
+    options: kdprune::experiment::ScoreOptions,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let manifest = load_manifest(&manifest)?;
     let summary = kdprune::experiment::score(
         &manifest,
@@ -319,6 +334,7 @@ fn cmd_score(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow
             plugin_dirs,
             shard: None,
         },
+        options,
     )?;
     if json {
         print_json(&summary)?;
@@ -337,6 +353,13 @@ fn cmd_score(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow
             m.seconds,
             m.policy,
             keeps.join(", ")
+        );
+    }
+    if let Some(d) = &summary.dynamics {
+        out!(
+            "dynamics: {} files under {}",
+            d.files.len(),
+            manifest.output.join(&d.folder).display()
         );
     }
     out!("summary in {}", summary.summary_path.display());

@@ -371,6 +371,17 @@ pub fn write_npy_f32_2d(path: &Path, values: &ndarray::ArrayView2<'_, f32>) -> s
     write_npy(path, values)
 }
 
+/// Writes `values` as an `.npy` file of `shape` (row-major), atomically.
+pub fn write_npy_nd<T: ndarray_npy::WritableElement + Clone>(
+    path: &Path,
+    shape: &[usize],
+    values: &[T],
+) -> std::io::Result<()> {
+    let view = ndarray::ArrayViewD::from_shape(shape, values)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    write_npy(path, &view)
+}
+
 /// Through `ndarray-npy`, into a temporary file renamed into place.
 fn write_npy<T: ndarray_npy::WritableElement, D: ndarray::Dimension>(
     path: &Path,

@@ -17,6 +17,7 @@
 //!   `dynamics/pass/epochs` `[T]`.
 
 pub mod cache;
+pub mod import;
 
 use std::collections::BTreeSet;
 
@@ -124,6 +125,10 @@ pub struct DynamicsSpec {
     pub early_steps: Vec<usize>,
     /// Most bytes the records may take (`None`: half of the memory available at start).
     pub max_memory: Option<u64>,
+    /// Records read from a training run elsewhere instead of recorded ([`import`]); the
+    /// proxy is then never trained.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<import::Import>,
 }
 
 /// What some loaded plugin asked for.
@@ -257,6 +262,12 @@ pub enum DynamicsError {
     Spec(String),
     #[error(transparent)]
     Train(#[from] TrainError),
+    /// A file of `[dynamics] from` (see [`import`]).
+    #[error("{path}: {message}")]
+    Import {
+        path: std::path::PathBuf,
+        message: String,
+    },
     #[error("{path}: {message}")]
     Io {
         path: std::path::PathBuf,

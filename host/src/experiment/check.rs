@@ -58,7 +58,18 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
         None
     });
     lines.extend(estimate.as_ref().map(|(line, _)| line.clone()));
-    if !plan.needs.dynamics.is_empty() {
+    if let (false, Some(import)) = (plan.needs.dynamics.is_empty(), &manifest.dynamics.import) {
+        lines.push(format!(
+            "dynamics: read from {} ({} layout), every file checked",
+            import
+                .folders
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            import.layout.as_str()
+        ));
+    } else if !plan.needs.dynamics.is_empty() {
         let d = &manifest.dynamics;
         lines.push(format!(
             "dynamics: {} run(s) × {} epochs of the proxy [{}], pass records at epochs {:?} and steps {:?}",

@@ -23,7 +23,7 @@ pub mod score_cache;
 mod stages;
 
 pub use check::{check, CheckReport};
-pub use score::{score, KeptFile, MethodScores, ScoreSummary};
+pub use score::{score, KeptFile, MethodScores, ScoreOptions, ScoreSummary};
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};

@@ -140,13 +140,27 @@ pub(crate) fn check_methods<'r>(
         .collect()
 }
 
-/// Checks that the dynamics the methods ask for fit in memory, before any work.
+/// Checks that the dynamics the methods ask for fit in memory, before any work; records
+/// read from elsewhere (`[dynamics] from`) are read here, so that every file is checked.
 pub(crate) fn check_dynamics_memory(
     manifest: &Manifest,
     needs: &Needs,
     train: &Dataset,
 ) -> Result<(), Error> {
     if needs.dynamics.is_empty() {
+        return Ok(());
+    }
+    if let Some(import) = &manifest.dynamics.import {
+        let read = dynamics::import::read(
+            import,
+            &needs.dynamics,
+            dynamics::import::Described {
+                labels: &train.labels,
+                classes: train.num_classes,
+            },
+        )?;
+        let bytes: usize = read.tensors.iter().map(|(_, t)| t.nbytes()).sum();
+        tracing::info!(bytes, runs = read.runs.len(), "dynamics read and checked");
         return Ok(());
     }
     let width = if needs.dynamics.embedding {
@@ -175,7 +189,7 @@ pub(crate) fn check_training_memory(
     train: &Dataset,
 ) -> Result<(), Error> {
     let mut networks = vec![("[student]", &manifest.student)];
-    if !needs.dynamics.is_empty() {
+    if !needs.dynamics.is_empty() && manifest.dynamics.import.is_none() {
         networks.push(("[dynamics]", &manifest.dynamics.proxy));
     }
     for teacher in &manifest.teachers {

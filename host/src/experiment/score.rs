@@ -5,6 +5,9 @@
 //! - `<method>_<params>_seed<s>.scores.npy`: f32 `[N]`, for methods that return scores (one
 //!   per keep, `..._keep<k>_seed<s>.scores.npy`, when they depend on the budget);
 //! - `<method>_<params>_keep<k>_seed<s>.npy`: the kept indices, u32 `[K]`, sorted;
+//! - `teachers/<name>.{train,test}.npy`: each teacher's log-probabilities, f32 `[N, C]`;
+//! - with `--export-dynamics`, `dynamics/**.npy` and `embeddings/proxy.npy`: the proxy inputs
+//!   the methods read, in the layout `[dynamics] from` reads ([`crate::dynamics::import`]);
 //! - `summary.json`: what each file is (method, parameters, policy, what a high score means).
 
 use std::path::PathBuf;
@@ -76,6 +79,23 @@ pub struct TeacherOutputs {
     pub test_accuracy: f64,
 }
 
+/// The proxy inputs `--export-dynamics` wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportedDynamics {
+    /// The folder, relative to the output folder: `[dynamics] from = "<output>/<folder>"`.
+    pub folder: String,
+    /// The files, relative to the output folder.
+    pub files: Vec<String>,
+    pub layout: &'static str,
+}
+
+/// What `kdprune score` does beyond scoring.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScoreOptions {
+    /// Write the proxy inputs the methods read (`--export-dynamics`).
+    pub export_dynamics: bool,
+}
+
 /// What `kdprune score` wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScoreSummary {
@@ -84,6 +104,10 @@ pub struct ScoreSummary {
     pub num_classes: usize,
     /// Every teacher's outputs.
     pub teachers: Vec<TeacherOutputs>,
+    /// The proxy inputs written with `--export-dynamics` (relative to the output folder),
+    /// a folder `[dynamics] from` reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamics: Option<ExportedDynamics>,
     pub methods: Vec<MethodScores>,
     pub time: TimeSplit,
     #[serde(skip)]
@@ -98,7 +122,11 @@ fn io_error(path: PathBuf) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 /// Scores and selects every method of `manifest` at every keep and seed.
-pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, Error> {
+pub fn score(
+    manifest: &Manifest,
+    options: &RunOptions,
+    score_options: ScoreOptions,
+) -> Result<ScoreSummary, Error> {
     let registry = load_registry(manifest, options)?;
     let methods = check_methods(manifest, &registry)?;
     let _lock = crate::results::OutputLock::acquire(&manifest.output)?;
@@ -128,6 +156,11 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
     let mut time = stage.time;
     time.teacher += training_teachers;
     let teacher_outputs = write_teachers(manifest, &stage.teachers)?;
+    let dynamics = if score_options.export_dynamics {
+        Some(export_dynamics(manifest, &stage.inputs)?)
+    } else {
+        None
+    };
     let mut scorer = Scorer {
         manifest,
         train: train_set,
@@ -154,6 +187,7 @@ pub fn score(manifest: &Manifest, options: &RunOptions) -> Result<ScoreSummary, 
         train_size: train_set.len(),
         num_classes: train_set.num_classes,
         teachers: teacher_outputs,
+        dynamics,
         methods: summary,
         time,
         summary_path: dir.join("summary.json"),
@@ -190,6 +224,37 @@ fn write_teachers(
         });
     }
     Ok(written)
+}
+
+/// Writes every proxy input of `inputs` under `<output>/scores/` as `<name>.npy`, the layout
+/// `[dynamics] from` reads: f16 records widened to f32 (exactly, so reading them back gives
+/// the same records bit for bit), `correct` as u8.
+fn export_dynamics(
+    manifest: &Manifest,
+    inputs: &crate::inputs::Inputs,
+) -> Result<ExportedDynamics, Error> {
+    use crate::inputs::{InputKind, InputName};
+    use crate::tensor::Elements;
+    let mut files = Vec::new();
+    for name in InputName::all() {
+        let Some(tensor) = inputs.get(name).filter(|_| name.kind() == InputKind::Proxy) else {
+            continue;
+        };
+        let rel = format!("scores/{name}.npy");
+        let path = manifest.output.join(&rel);
+        let shape: Vec<usize> = tensor.shape().iter().map(|&d| d as usize).collect();
+        let written = match tensor.elements() {
+            Elements::U8(v) => crate::results::write_npy_nd(&path, &shape, v),
+            other => crate::results::write_npy_nd(&path, &shape, &other.to_f32()),
+        };
+        written.map_err(io_error(path))?;
+        files.push(rel);
+    }
+    Ok(ExportedDynamics {
+        folder: "scores".into(),
+        files,
+        layout: crate::dynamics::import::Layout::Kdprune.as_str(),
+    })
 }
 
 /// What scoring a method reads.

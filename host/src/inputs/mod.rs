@@ -277,6 +277,23 @@ pub fn provide_dynamics(
     ctx: &DynamicsContext<'_>,
     request: &Request,
 ) -> Result<Dynamics, DynamicsError> {
+    if let Some(import) = &ctx.spec.import {
+        let started = Instant::now();
+        let read = dynamics::import::read(
+            import,
+            request,
+            dynamics::import::Described {
+                labels: ctx.set.y,
+                classes: ctx.set.num_classes,
+            },
+        )?;
+        tracing::info!(
+            runs = read.runs.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "dynamics read from [dynamics] from"
+        );
+        return Ok(read);
+    }
     let key = dynamics::cache::DynamicsKey::new(ctx.spec, &ctx.data_hash);
     let path = key.path(ctx.cache_dir);
     let cached = dynamics::cache::read(&path, &key);
@@ -355,6 +372,9 @@ pub fn prepare_dynamics(
     request: &Request,
     shard: crate::shard::Shard,
 ) -> Result<Vec<usize>, DynamicsError> {
+    if ctx.spec.import.is_some() {
+        return Ok(Vec::new());
+    }
     let key = dynamics::cache::DynamicsKey::new(ctx.spec, &ctx.data_hash);
     let whole = dynamics::cache::read(&key.path(ctx.cache_dir), &key);
     if whole.is_some_and(|c| c.request.covers(request)) {

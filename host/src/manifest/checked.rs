@@ -537,8 +537,13 @@ fn check_dynamics(
     student: &raw::RawStudent,
 ) -> Result<DynamicsSpec, ManifestError> {
     let mut d = d.map(|d| d.into_inner());
-    let mut proxy = match d.as_mut() {
-        Some(d) => d.take_training().over(student),
+    let overlay = d.as_mut().map(|d| d.take_training());
+    let import = match d.as_mut() {
+        Some(d) => check_import(c, d, overlay.as_ref())?,
+        None => None,
+    };
+    let mut proxy = match overlay {
+        Some(o) => o.over(student),
         None => student.clone(),
     };
     // The proxy never saves, and its augmentation (if any) uses no teacher.
@@ -614,7 +619,59 @@ fn check_dynamics(
         checkpoint_epochs,
         early_steps,
         max_memory,
+        import,
     })
+}
+
+/// `[dynamics] from` and `layout`: the folders, resolved; with them, the fields that train
+/// a proxy are refused, since none is trained.
+fn check_import(
+    c: &Checker<'_>,
+    d: &mut raw::RawDynamics,
+    overlay: Option<&raw::TrainingOverlay>,
+) -> Result<Option<crate::dynamics::import::Import>, ManifestError> {
+    use crate::dynamics::import::{Import, Layout};
+    let Some(from) = d.from.take() else {
+        if d.layout.is_some() {
+            return Err(c.file("[dynamics] layout without from; add from = \"<folder>\""));
+        }
+        return Ok(None);
+    };
+    let span = from.span();
+    let folders: Vec<String> = match from.into_inner() {
+        raw::RawFolders::One(f) => vec![f],
+        raw::RawFolders::Many(list) => list,
+    };
+    if folders.is_empty() || folders.iter().any(|f| f.is_empty()) {
+        return Err(c.at(
+            span,
+            "[dynamics] from must name a folder (or a list of folders)",
+        ));
+    }
+    let mut proxy_fields = overlay.map(|o| o.set_fields()).unwrap_or_default();
+    for (set, name) in [
+        (d.runs.is_some(), "runs"),
+        (d.seed.is_some(), "seed"),
+        (d.checkpoints.is_some(), "checkpoints"),
+        (d.early_steps.is_some(), "early_steps"),
+    ] {
+        if set {
+            proxy_fields.push(name);
+        }
+    }
+    if !proxy_fields.is_empty() {
+        return Err(c.at(
+            span,
+            format!(
+                "[dynamics] from reads records made elsewhere, so {} (which set the proxy kdprune would train) cannot go with it; remove them",
+                proxy_fields.join(", ")
+            ),
+        ));
+    }
+    Ok(Some(Import {
+        folders: folders.iter().map(|f| c.resolve(f)).collect(),
+        layout: d.layout.unwrap_or(Layout::Kdprune),
+    }))
 }
 
 fn check_data(

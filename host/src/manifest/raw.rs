@@ -60,6 +60,17 @@ macro_rules! overlay_struct {
         pub struct TrainingOverlay {
             $(pub $field: $ty,)*
         }
+
+        impl TrainingOverlay {
+            /// The fields set, by name.
+            pub fn set_fields(&self) -> Vec<&'static str> {
+                let mut set = Vec::new();
+                $(if self.$field.is_some() {
+                    set.push(stringify!($field));
+                })*
+                set
+            }
+        }
     };
 }
 
@@ -96,7 +107,17 @@ training_table! {
         checkpoints: Option<Spanned<Vec<usize>>>,
         early_steps: Option<Spanned<Vec<usize>>>,
         max_memory: Option<Spanned<RawBytes>>,
+        from: Option<Spanned<RawFolders>>,
+        layout: Option<crate::dynamics::import::Layout>,
     }
+}
+
+/// One folder or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawFolders {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// `[data] format`: the reader.
