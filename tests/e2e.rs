@@ -2104,6 +2104,32 @@ fn a_method_written_in_numpy_runs_through_the_external_plugin() {
     let out = kdprune(&["score", path.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
 
+    // At two keeps the command runs once per keep, or once in all with budget_independent.
+    for (flag, calls) in [("false", 2), ("true", 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let counter = dir.path().join("calls");
+        let counting = format!(
+            "[\"{py}\", \"-c\", \"import subprocess, sys; open('{counter}', 'a').write('x'); subprocess.run(['{py}', '{script}', sys.argv[1]], check=True)\"]",
+            py = python.display(),
+            counter = counter.display(),
+            script = script.display()
+        );
+        let text = entry(&counting)
+            .replace("keep = [0.25]", "keep = [0.25, 0.5]")
+            .replace(
+                "timeout_s = 60.0",
+                &format!("timeout_s = 60.0, budget_independent = {flag}"),
+            );
+        let path = mnist_manifest(dir.path(), plugins.path(), &text, &[]);
+        let out = kdprune(&["score", path.to_str().unwrap()]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            std::fs::read_to_string(&counter).unwrap().len(),
+            calls,
+            "budget_independent = {flag}"
+        );
+    }
+
     // A command that fails, one that writes nothing, one that runs too long: one line each.
     for (command, expected) in [
         (

@@ -275,6 +275,12 @@ impl PluginInfo {
 /// Name of the input carrying the teacher's probabilities at temperature 1, f32 `[N, C]`.
 pub const INPUT_SOFT_LABELS: &str = "soft_labels";
 
+/// A bool parameter a pruning method may declare when whether its scores depend on the budget
+/// depends on its parameters (the `external` method's): set to true in the manifest, the host
+/// scores once per seed and selects every keep from those scores, as for
+/// [`PluginInfo::budget_independent`].
+pub const BUDGET_INDEPENDENT_PARAM: &str = "budget_independent";
+
 /// Every input name of this plugin-api version (the table in `docs/writing-a-plugin.md`); a
 /// host of this version supplies each (a test holds the host to this list).
 pub const INPUT_NAMES: &[&str] = &[

@@ -121,6 +121,75 @@ pub fn read(
     })
 }
 
+/// The content key of the records `import` names, in place of the proxy's settings in what a
+/// cell depends on: SHA-256 of the layout and, folder by folder, every file the layout can
+/// read (relative path, length, bytes), in sorted order. Files the layout never reads (a
+/// `scores/` folder's score files, TDDS's `_Loss.npy`) leave it unchanged.
+pub fn content_key(import: &Import) -> Result<String, DynamicsError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update("kdprune-dynamics-import-1");
+    h.update(import.layout.as_str());
+    for folder in &import.folders {
+        let files = readable_files(folder, import.layout)?;
+        h.update((files.len() as u64).to_le_bytes());
+        for rel in files {
+            let path = folder.join(&rel);
+            h.update(rel.to_string_lossy().as_bytes());
+            h.update([0]);
+            let mut file =
+                std::fs::File::open(&path).map_err(|e| error(&path, crate::io_message(&e)))?;
+            let len = std::io::copy(&mut file, &mut h)
+                .map_err(|e| error(&path, crate::io_message(&e)))?;
+            h.update(len.to_le_bytes());
+        }
+    }
+    Ok(crate::hash::hex(&h.finalize()))
+}
+
+/// The files under `folder` that `layout` can read, relative to it, sorted.
+fn readable_files(folder: &Path, layout: Layout) -> Result<Vec<PathBuf>, DynamicsError> {
+    if !folder.is_dir() {
+        return Err(error(
+            folder,
+            "not a folder; [dynamics] from names folders of recorded dynamics",
+        ));
+    }
+    let list = |rel: &str, keep: &dyn Fn(&str) -> bool| -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(folder.join(rel)) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| keep(name))
+            .map(|name| Path::new(rel).join(name))
+            .collect()
+    };
+    let npy = |name: &str| name.ends_with(".npy");
+    let mut files = match layout {
+        Layout::Kdprune => {
+            let mut f = list("dynamics/batch", &npy);
+            f.extend(list("dynamics/pass", &npy));
+            f
+        }
+        Layout::Tdds => {
+            let epoch_file = |name: &str| {
+                name.split_once('_').is_some_and(|(e, rest)| {
+                    e.bytes().all(|b| b.is_ascii_digit())
+                        && (rest == "Output.npy" || rest == "Index.npy")
+                })
+            };
+            let mut f = list("", &epoch_file);
+            f.extend(list("npy", &epoch_file));
+            f
+        }
+    };
+    files.extend(list("embeddings", &|name| name == "proxy.npy"));
+    files.sort();
+    Ok(files)
+}
+
 /// Refuses a second folder whose records differ from the first's beyond the number of runs.
 fn same_records(
     first: &Dynamics,
@@ -783,6 +852,42 @@ mod tests {
         );
         assert!(err(Quantity::Correct).contains("0 or 1"));
         assert!(err(Quantity::GradNorm).contains("penultimate"));
+    }
+
+    #[test]
+    fn the_content_key_follows_the_files_the_layout_reads_and_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let import = Import {
+            folders: vec![dir.path().to_path_buf()],
+            layout: Layout::Kdprune,
+        };
+        let logits = dir.path().join("dynamics/batch/logits.npy");
+        save(&logits, &[1, 1, 2, 2], vec![0f32, 1.0, 2.0, 3.0]);
+        let first = content_key(&import).unwrap();
+        std::fs::write(dir.path().join("el2n_seed0.scores.npy"), b"not read").unwrap();
+        assert_eq!(
+            content_key(&import).unwrap(),
+            first,
+            "a file the layout never reads"
+        );
+        save(&logits, &[1, 1, 2, 2], vec![0f32, 1.0, 2.0, 4.0]);
+        let changed = content_key(&import).unwrap();
+        assert_ne!(changed, first);
+        save(
+            &dir.path().join("embeddings/proxy.npy"),
+            &[2, 1],
+            vec![0f32, 1.0],
+        );
+        assert_ne!(content_key(&import).unwrap(), changed);
+        let tdds = Import {
+            layout: Layout::Tdds,
+            ..import
+        };
+        assert_ne!(
+            content_key(&tdds).unwrap(),
+            changed,
+            "the layout is in the key"
+        );
     }
 
     #[test]

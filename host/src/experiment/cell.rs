@@ -154,7 +154,7 @@ impl CellRunner<'_, '_> {
         let views = self.inputs.views(&method.inputs);
         let plugin_data = &self.plugin_data;
         let seed = cell.seed;
-        if !method.plugin.description.budget_independent {
+        if !method.budget_independent {
             return method
                 .plugin
                 .score(plugin_data, &views, &method.params, seed, budget);

@@ -73,9 +73,14 @@ impl CellKeys {
         // plugin libraries'.
         let data_hash = train.content_hash();
         let test_data = sha256_hex(&test.content_hash());
-        let dynamics = DynamicsKey::new(&manifest.dynamics, &data_hash)
-            .as_str()
-            .to_string();
+        // Records read from elsewhere stand in the key by their content, not by the proxy
+        // settings they were not made with.
+        let dynamics = match &manifest.dynamics.import {
+            Some(import) => crate::dynamics::import::content_key(import)?,
+            None => DynamicsKey::new(&manifest.dynamics, &data_hash)
+                .as_str()
+                .to_string(),
+        };
         let teacher_keys = crate::teacher::content_keys(&manifest.teachers, registry)?;
         let plugin_sha = methods
             .iter()

@@ -36,6 +36,9 @@ pub(crate) struct Method<'r> {
     pub(crate) policy: Policy,
     /// The inputs it asked for that this run supplies (optional ones it cannot are left out).
     pub(crate) inputs: Vec<InputName>,
+    /// Its scores do not depend on the budget (with these parameters): scored once per seed,
+    /// every keep selected from them.
+    pub(crate) budget_independent: bool,
 }
 
 impl Method<'_> {
@@ -129,12 +132,14 @@ pub(crate) fn check_methods<'r>(
                     (Some(_), false) => {}
                 }
             }
+            let budget_independent = plugin.budget_independent(&params);
             Ok(Method {
                 spec,
                 plugin,
                 params,
                 policy,
                 inputs,
+                budget_independent,
             })
         })
         .collect()

@@ -347,7 +347,7 @@ impl Scorer<'_> {
             seconds: 0.0,
         };
         let plugin_data = &self.plugin_data;
-        let shared = if description.budget_independent {
+        let shared = if method.budget_independent {
             Some(self.cache.scores(m, identity, seed, views, n, || {
                 method
                     .plugin

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use abi_stable::library::{lib_header_from_path, LibraryError};
 use abi_stable::std_types::{RResult, RSlice};
 use kdprune_plugin_api::{
-    BatchView, DataView, Param, ParamSpec, PluginEntry_Ref, PluginKind, PluginLibrary_Ref,
-    ScoreRequest, Selection, TeacherBox, TeacherInit, Tensor, PLUGIN_API_VERSION,
+    BatchView, DataView, Param, ParamSpec, ParamValue, PluginEntry_Ref, PluginKind,
+    PluginLibrary_Ref, ScoreRequest, Selection, TeacherBox, TeacherInit, Tensor,
+    BUDGET_INDEPENDENT_PARAM, PLUGIN_API_VERSION,
 };
 
 use crate::inputs::InputName;
@@ -503,6 +504,7 @@ impl Plugin {
         budget: usize,
     ) -> Result<Answer, PluginError> {
         let n = data.labels.len();
+        let independent = self.budget_independent(params);
         let score_fn = self
             .entry
             .score()
@@ -534,7 +536,7 @@ impl Plugin {
                     return Err(self.call_error(format!("score {i} is {} (not finite)", values[i])));
                 }
             }
-            Selection::Subset { .. } if self.description.budget_independent => {
+            Selection::Subset { .. } if independent => {
                 return Err(self.call_error(
                     "says its scores do not depend on the budget but returned a subset; return scores or drop budget_independent",
                 ));
@@ -570,6 +572,19 @@ impl Plugin {
             Selection::Subset { indices } => Answer::Subset(indices.into_vec()),
             _ => unreachable!("checked above"),
         })
+    }
+
+    /// Whether, with these checked parameters, the method's scores do not depend on the
+    /// budget: its description's flag, or, for a plugin whose answer depends on its
+    /// parameters, a bool parameter it declares as [`BUDGET_INDEPENDENT_PARAM`] set to true
+    /// (the `external` method's; a convention, not an ABI field, so that no library built
+    /// against this plugin API needs rebuilding).
+    pub fn budget_independent(&self, params: &[Param]) -> bool {
+        self.description.budget_independent
+            || params.iter().any(|p| {
+                p.name.as_str() == BUDGET_INDEPENDENT_PARAM
+                    && matches!(p.value.as_enum(), Ok(ParamValue::Bool(true)))
+            })
     }
 
     /// The inputs to supply for these checked parameters: what the plugin says for them

@@ -142,7 +142,7 @@ fn train_loop(
     let mut buffers = Batch::new(batch, d, c);
     // Grown as epochs end: `epochs` is the user's number, not a size to allocate up front.
     let mut logs = Vec::new();
-    let bar = progress::bar((spec.epochs * steps_per_epoch) as u64, label);
+    let bar = progress::samples_bar((spec.epochs * k) as u64, label);
     let keep_logits = observer.as_ref().is_some_and(|o| o.wants_batch_logits());
     let mut step = 0;
     for epoch in 0..spec.epochs {
@@ -176,7 +176,7 @@ fn train_loop(
             update(spec, &mut model, &mut opt, schedule.at(step));
             epoch_loss += loss as f64 * b as f64;
             step += 1;
-            bar.inc(1);
+            bar.inc(b as u64);
         }
         let loss = (epoch_loss / k as f64) as f32;
         if !loss.is_finite() {

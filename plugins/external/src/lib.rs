@@ -75,6 +75,11 @@ impl Scorer for External {
             "inputs to write for it, by name (see docs/writing-a-plugin.md), e.g. [\"dynamics/batch/loss\"]",
         )
         .param("timeout_s", ParamValue::Float(3600.0), "seconds the command may run")
+        .param(
+            kdprune_plugin_api::BUDGET_INDEPENDENT_PARAM,
+            ParamValue::Bool(false),
+            "true: the command's scores do not depend on the budget; it runs once per seed and every keep is selected from its scores.npy (it must then write scores, not indices)",
+        )
         .score_meaning("whatever the command computes; high = hard (negate scores whose low is hard)");
         for name in INPUTS {
             info = info.optional_input(name);
