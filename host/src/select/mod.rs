@@ -11,11 +11,14 @@
 //!   mislabelled), split the remaining hardness range into `bins` equal-width strata, spread
 //!   the budget from the smallest stratum up (each gets at most an equal share of what is
 //!   left), and draw at random (seeded) within each stratum.
+//! - `dual` (Cho et al. 2025): DUAL's Beta sampling, weighted draws whose mass moves from the
+//!   hardest toward easier examples as the kept fraction shrinks ([`dual`]).
 //!
 //! Each rule may be applied per class (`balance`): quotas proportional to the class sizes, or
 //! equal (smaller classes give their surplus to the others). Ties are broken by index so that
 //! a selection is reproducible. Methods that return a subset are taken as they are.
 
+pub mod dual;
 mod keep;
 
 pub use keep::Keep;
@@ -49,6 +52,10 @@ pub enum Rule {
     Ccs {
         beta: Option<f64>,
         bins: usize,
+    },
+    /// `c_d`: the exponent of the pruned fraction in the Beta parameters ([`dual`]).
+    Dual {
+        c_d: f64,
     },
 }
 
@@ -104,6 +111,7 @@ impl Policy {
         };
         let allowed: &[&str] = match rule_name {
             "ccs" => &["beta", "bins"],
+            "dual" => &["c_d"],
             _ => &[],
         };
         if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -142,12 +150,25 @@ impl Policy {
                 };
                 Rule::Ccs { beta, bins }
             }
+            "dual" => {
+                let c_d = match params.get("c_d") {
+                    None => dual::DEFAULT_C_D,
+                    Some(v) => v
+                        .as_float()
+                        .or_else(|| v.as_integer().map(|i| i as f64))
+                        .filter(|c| c.is_finite() && *c > 0.0)
+                        .ok_or_else(|| {
+                            format!("policy \"dual\" c_d = {v} must be a positive number (the reference: 4)")
+                        })?,
+                };
+                Rule::Dual { c_d }
+            }
             other => {
                 return Err(format!(
-                    "unknown policy {other:?}; use hardest, easiest, moderate, ccs or stratified{}",
+                    "unknown policy {other:?}; use hardest, easiest, moderate, ccs, dual or stratified{}",
                     crate::suggest::did_you_mean(
                         other,
-                        ["hardest", "easiest", "moderate", "ccs", "stratified"]
+                        ["hardest", "easiest", "moderate", "ccs", "dual", "stratified"]
                     )
                 ))
             }
@@ -198,6 +219,8 @@ impl Policy {
                 Some(b) => format!("ccs(beta={b},bins={bins})"),
                 None => format!("ccs(bins={bins})"),
             },
+            Rule::Dual { c_d } if c_d == dual::DEFAULT_C_D => "dual".to_string(),
+            Rule::Dual { c_d } => format!("dual(c_d={c_d})"),
         };
         match self.balance {
             Balance::None => rule,
@@ -217,6 +240,12 @@ impl Policy {
                 "beta": beta.unwrap_or_else(|| ccs_default_beta(keep)),
                 "bins": bins,
             })),
+            // At anchor 0: the draw's anchor, the ten hardest examples' easiness quantile
+            // (5/n), moves b by a factor 1 − 5/n.
+            Rule::Dual { c_d } => {
+                let (a, b) = dual::beta_parameters(keep, 0.0, c_d);
+                Some(serde_json::json!({ "c_d": c_d, "a": a, "b": b }))
+            }
             Rule::Hardest | Rule::Easiest | Rule::Moderate => None,
         }
     }
@@ -331,6 +360,7 @@ fn apply(
             let dropped = ((beta * candidates.len() as f64) as usize).min(candidates.len() - k);
             ccs(hardness, &candidates[dropped..], k, bins, rng)
         }
+        Rule::Dual { c_d } => dual::beta_sample(hardness, &candidates, k, keep, c_d, rng),
     }
 }
 
