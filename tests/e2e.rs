@@ -3742,3 +3742,41 @@ fn dynamics_exported_and_read_back_score_the_same_bit_for_bit() {
         "{line}"
     );
 }
+
+#[test]
+fn infobatch_skips_well_learned_examples_and_records_how_many_it_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = plugin_folder(&["kdprune_random"]);
+    let path = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"random\"\nkeep = [0.5]\n",
+        &[("epochs = 4", "epochs = 4\ninfobatch = { ratio = 0.5 }")],
+    );
+    let out = kdprune(&["run", path.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let results = results_lines(dir.path());
+    assert_eq!(results.len(), 2, "α 0 and 0.5");
+    for r in &results {
+        let (kept, seen) = (
+            r["kept"].as_u64().unwrap(),
+            r["examples_seen"].as_u64().unwrap(),
+        );
+        // Epoch 1 sees all (every score starts equal), epochs 2 and 3 skip about a quarter
+        // (half of those below the mean loss), epoch 4 (past delta · E = 3.5) sees all.
+        assert!(seen < 4 * kept && seen > 3 * kept, "{seen} of {}", 4 * kept);
+        assert!(r["test_accuracy"].as_f64().unwrap() > 0.8, "{r}");
+        assert_eq!(r["student"]["infobatch"]["ratio"], 0.5);
+    }
+    let bad = mnist_manifest(
+        dir.path(),
+        plugins.path(),
+        "[[prune]]\nmethod = \"random\"\nkeep = [0.5]\n",
+        &[("epochs = 4", "epochs = 4\ninfobatch = { ratio = 1.0 }")],
+    );
+    let line = error_line(&kdprune(&["check", bad.to_str().unwrap()]));
+    assert!(
+        line.contains("infobatch ratio = 1 must be in [0, 1)"),
+        "{line}"
+    );
+}

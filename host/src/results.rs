@@ -35,6 +35,10 @@ pub struct CellResult {
     pub seed: u64,
     /// Examples kept, `K`.
     pub kept: usize,
+    /// Examples the student trained on over its epochs, when it prunes during training
+    /// (`[student] infobatch`); otherwise `epochs × K`, and absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examples_seen: Option<usize>,
     /// Training set size, `N`.
     pub train_size: usize,
     pub test_accuracy: f64,
@@ -437,6 +441,7 @@ mod tests {
             teacher: None,
             seed: 0,
             kept: 5,
+            examples_seen: None,
             train_size: 10,
             test_accuracy: 0.5,
             teacher_test_accuracy: None,

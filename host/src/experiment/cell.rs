@@ -320,7 +320,7 @@ impl CellRunner<'_, '_> {
             keep.get(),
             alpha.get()
         ));
-        let (mut model, _logs) = train::train(&manifest.student, &set, kd, seed, online)?;
+        let (mut model, logs) = train::train(&manifest.student, &set, kd, seed, online)?;
         if manifest.student.augment.online_teacher && alpha.needs_teacher() {
             tracing::info!(
                 teacher_seconds,
@@ -355,6 +355,7 @@ impl CellRunner<'_, '_> {
                 .map(|t| manifest.teachers[t].name.clone()),
             seed,
             kept: kept.indices.len(),
+            examples_seen: train::fit::examples_seen(&manifest.student, &logs),
             train_size: self.data.train.len(),
             test_accuracy: accuracy,
             teacher_test_accuracy: this_teacher_accuracy,

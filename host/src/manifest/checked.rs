@@ -548,6 +548,8 @@ fn check_dynamics(
     };
     // The proxy never saves, and its augmentation (if any) uses no teacher.
     proxy.save = false;
+    // The proxy records every example every epoch.
+    proxy.infobatch = None;
     if let Some(a) = proxy.augment.as_mut() {
         a.teacher = None;
     }
@@ -1102,6 +1104,8 @@ fn check_trained_teacher(
     let mut raw = overlay.over(student);
     // The teacher is trained once, on labels, and is not saved among the students.
     raw.save = false;
+    // The teacher trains on the full set every epoch; pruning during training is the student's.
+    raw.infobatch = None;
     if let Some(a) = raw.augment.as_mut() {
         a.teacher = None;
     }
@@ -1140,6 +1144,30 @@ fn check_trained_teacher(
         batch_size,
         embedding: None,
     })
+}
+
+/// `[student] infobatch`: `ratio` in [0, 1), `delta` in (0, 1].
+fn check_infobatch(
+    c: &Checker<'_>,
+    raw: Option<&Spanned<raw::RawInfoBatch>>,
+) -> Result<Option<crate::train::infobatch::InfoBatchSpec>, ManifestError> {
+    use crate::train::infobatch::InfoBatchSpec;
+    let Some(raw) = raw else { return Ok(None) };
+    let ratio = raw.get_ref().ratio.unwrap_or(InfoBatchSpec::DEFAULT_RATIO);
+    let delta = raw.get_ref().delta.unwrap_or(InfoBatchSpec::DEFAULT_DELTA);
+    if !(0.0..1.0).contains(&ratio) {
+        return Err(c.at(
+            raw.span(),
+            format!("[student] infobatch ratio = {ratio} must be in [0, 1) (the fraction of the well-learned examples skipped each pruned epoch; InfoBatch: 0.5)"),
+        ));
+    }
+    if !(delta > 0.0 && delta <= 1.0) {
+        return Err(c.at(
+            raw.span(),
+            format!("[student] infobatch delta = {delta} must be in (0, 1] (the fraction of the epochs that prune; InfoBatch: 0.875)"),
+        ));
+    }
+    Ok(Some(InfoBatchSpec { ratio, delta }))
 }
 
 fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, ManifestError> {
@@ -1188,6 +1216,7 @@ fn check_student(c: &Checker<'_>, s: raw::RawStudent) -> Result<StudentSpec, Man
         init: s.init.unwrap_or_default(),
         precision: check_precision(c, s.precision.as_ref())?,
         save: s.save,
+        infobatch: check_infobatch(c, s.infobatch.as_ref())?,
     })
 }
 

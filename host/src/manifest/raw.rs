@@ -391,6 +391,15 @@ pub struct RawStudent {
     pub precision: Option<Spanned<crate::train::kernels::gemm::Precision>>,
     #[serde(default)]
     pub save: bool,
+    pub infobatch: Option<Spanned<RawInfoBatch>>,
+}
+
+/// `[student] infobatch = { ratio, delta }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInfoBatch {
+    pub ratio: Option<f32>,
+    pub delta: Option<f32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

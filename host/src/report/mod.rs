@@ -178,6 +178,7 @@ mod tests {
             teacher: None,
             seed,
             kept: 1,
+            examples_seen: None,
             train_size: 10,
             test_accuracy: acc,
             teacher_test_accuracy: None,

@@ -11,7 +11,7 @@ use super::error::TrainError;
 use super::kd::Kd;
 use super::kernels::{gemm, gemm_bf16, subnormal};
 use super::layers::Mode;
-use super::network::Network;
+use super::network::{Network, StepOptions};
 use super::spec::StudentSpec;
 use super::{loss, optim};
 use crate::progress;
@@ -38,6 +38,8 @@ pub struct EpochLog {
     /// Wall time of the epoch's steps (gathering, augmenting, teacher, forward, backward,
     /// update), seconds.
     pub seconds: f64,
+    /// Examples the epoch trained on: `K`, fewer in an epoch InfoBatch prunes.
+    pub examples: usize,
 }
 
 /// A teacher run on each augmented batch: student-normalised examples `[B, D]` in,
@@ -139,6 +141,10 @@ fn train_loop(
         spec.warmup_epochs,
     );
     let mut order: Vec<usize> = (0..k).collect();
+    let mut sampler = spec
+        .infobatch
+        .map(|ib| super::infobatch::Sampler::new(ib, k, spec.epochs));
+    let mut weights = Vec::new();
     let mut buffers = Batch::new(batch, d, c);
     // Grown as epochs end: `epochs` is the user's number, not a size to allocate up front.
     let mut logs = Vec::new();
@@ -146,10 +152,21 @@ fn train_loop(
     let keep_logits = observer.as_ref().is_some_and(|o| o.wants_batch_logits());
     let mut step = 0;
     for epoch in 0..spec.epochs {
-        order.shuffle(&mut rng);
+        let visited;
+        let epoch_order: &[usize] = match sampler.as_mut() {
+            Some(s) => {
+                visited = s.epoch_order(epoch, &mut rng);
+                &visited
+            }
+            None => {
+                order.shuffle(&mut rng);
+                &order
+            }
+        };
+        let epoch_steps = epoch_order.len().div_ceil(batch);
         let epoch_started = std::time::Instant::now();
         let mut epoch_loss = 0.0f64;
-        for chunk in order.chunks(batch) {
+        for (i, chunk) in epoch_order.chunks(batch).enumerate() {
             let b = chunk.len();
             buffers.gather(data, chunk, soft.as_ref());
             if let (true, Some(shape)) = (spec.augment.is_active(), image_shape) {
@@ -163,22 +180,36 @@ fn train_loop(
             if let Some(o) = observer.as_mut() {
                 o.before_step(step, &mut model)?;
             }
-            let (loss, logits) = model.training_step(
+            let options = StepOptions {
+                keep_logits,
+                weights: sampler.as_ref().map(|s| {
+                    s.weights_of(chunk, &mut weights);
+                    &weights[..]
+                }),
+                per_example_losses: sampler.is_some(),
+            };
+            let out = model.training_step_with(
                 buffers.x.slice(s![..b, ..]),
                 &buffers.y[..b],
                 t,
                 kd,
-                keep_logits,
+                options,
             );
-            if let (Some(o), Some(logits)) = (observer.as_mut(), logits) {
+            if let (Some(o), Some(logits)) = (observer.as_mut(), out.logits) {
                 o.on_batch(epoch, chunk, &buffers.y[..b], logits.view());
             }
-            update(spec, &mut model, &mut opt, schedule.at(step));
-            epoch_loss += loss as f64 * b as f64;
+            if let (Some(s), Some(losses)) = (sampler.as_mut(), out.losses.as_deref()) {
+                s.record(chunk, losses);
+            }
+            // A pruned epoch has fewer steps; the schedule still moves by epochs.
+            let at = epoch * steps_per_epoch + i * steps_per_epoch / epoch_steps;
+            update(spec, &mut model, &mut opt, schedule.at(at));
+            epoch_loss += out.loss as f64 * b as f64;
             step += 1;
             bar.inc(b as u64);
         }
-        let loss = (epoch_loss / k as f64) as f32;
+        let examples = epoch_order.len();
+        let loss = (epoch_loss / examples as f64) as f32;
         if !loss.is_finite() {
             return Err(diverged(spec, epoch, loss));
         }
@@ -189,13 +220,21 @@ fn train_loop(
         logs.push(EpochLog {
             epoch,
             loss,
-            lr: schedule.at(step.saturating_sub(1)),
+            lr: schedule.at((epoch + 1) * steps_per_epoch - 1),
             seconds,
+            examples,
         });
         tracing::debug!(epoch, loss, seconds, "epoch done");
     }
     bar.finish_and_clear();
     Ok((model, logs))
+}
+
+/// The examples a run trained on over its epochs, when it prunes during training
+/// (`[student] infobatch`); `None` otherwise (it is then `epochs × K`).
+pub fn examples_seen(spec: &StudentSpec, logs: &[EpochLog]) -> Option<usize> {
+    spec.infobatch
+        .map(|_| logs.iter().map(|l| l.examples).sum())
 }
 
 /// Checks the set's shapes against each other: rows, labels and the sample shape.

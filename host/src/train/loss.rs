@@ -49,19 +49,40 @@ pub fn neg_entropy(probs: ArrayView2<'_, f32>) -> Array1<f32> {
         .collect()
 }
 
+/// Per-example weights of the loss and where each example's own loss goes.
+#[derive(Debug, Default)]
+pub struct PerExample<'a> {
+    /// `[B]`: each example's loss and gradient are multiplied by its weight (InfoBatch's
+    /// rescaling); `None`: all 1.
+    pub weights: Option<&'a [f32]>,
+    /// `[B]`, overwritten with each example's unweighted loss.
+    pub losses: Option<&'a mut [f32]>,
+}
+
 /// Loss of a batch and its gradient with respect to the student's logits.
 ///
 /// `logits`: `[B, C]`; `y`: `[B]`; `teacher`: `[B, C]` soft labels at τ (needed when
-/// α > 0); `grad`: `[B, C]`, overwritten with `dL/dlogits`.
+/// α > 0); `grad`: `[B, C]`, overwritten with `dL/dlogits`; `per_example`: weights `[B]` in,
+/// losses `[B]` out.
 pub fn kd_loss_and_grad(
     logits: ArrayView2<'_, f32>,
     y: &[u32],
     teacher: Option<SoftLabels<'_>>,
     kd: Kd,
     mut grad: ArrayViewMut2<'_, f32>,
+    per_example: PerExample<'_>,
 ) -> f32 {
     let (b, c) = logits.dim();
     assert_eq!(grad.dim(), (b, c), "gradient buffer shape");
+    let PerExample {
+        weights,
+        mut losses,
+    } = per_example;
+    assert!(weights.is_none_or(|w| w.len() == b), "one weight per row");
+    assert!(
+        losses.as_ref().is_none_or(|l| l.len() == b),
+        "one loss per row"
+    );
     let alpha = kd.alpha.get();
     let tau = kd.temperature.get();
     let inv_b = 1.0 / b as f32;
@@ -122,8 +143,12 @@ pub fn kd_loss_and_grad(
             let kl = teacher.neg_entropy.map_or(own, |e| e[i]) - cross;
             loss += alpha * tau * tau * kl;
         }
-        g.mapv_inplace(|v| v * inv_b);
-        total += loss as f64;
+        if let Some(out) = losses.as_deref_mut() {
+            out[i] = loss;
+        }
+        let w = weights.map_or(1.0, |w| w[i]);
+        g.mapv_inplace(|v| v * w * inv_b);
+        total += (w * loss) as f64;
     }
     (total * inv_b as f64) as f32
 }
@@ -146,7 +171,14 @@ mod tests {
     fn cross_entropy_of_uniform_logits_is_ln_c() {
         let logits = Array2::<f32>::zeros((2, 4));
         let mut g = Array2::zeros((2, 4));
-        let loss = kd_loss_and_grad(logits.view(), &[0, 3], None, kd(0.0, 1.0), g.view_mut());
+        let loss = kd_loss_and_grad(
+            logits.view(),
+            &[0, 3],
+            None,
+            kd(0.0, 1.0),
+            g.view_mut(),
+            PerExample::default(),
+        );
         assert!((loss - 4f32.ln()).abs() < 1e-6);
         // Each row's gradient sums to zero.
         assert!(g.rows().into_iter().all(|r| r.sum().abs() < 1e-6));
@@ -163,6 +195,7 @@ mod tests {
             Some(t.view().into()),
             kd(1.0, 3.0),
             g.view_mut(),
+            PerExample::default(),
         );
         assert!(loss.abs() < 1e-6, "{loss}");
         assert!(g.iter().all(|v| v.abs() < 1e-6));
@@ -183,6 +216,7 @@ mod tests {
                 Some(t.view().into()),
                 kd(alpha, 2.0),
                 g1.view_mut(),
+                PerExample::default(),
             );
             let given = kd_loss_and_grad(
                 logits.view(),
@@ -193,6 +227,7 @@ mod tests {
                 }),
                 kd(alpha, 2.0),
                 g2.view_mut(),
+                PerExample::default(),
             );
             assert_eq!(g1, g2, "alpha {alpha}");
             assert!(
@@ -200,6 +235,43 @@ mod tests {
                 "{taken} vs {given}"
             );
             assert!(taken > 0.0);
+        }
+    }
+
+    #[test]
+    fn weights_scale_each_examples_loss_and_gradient_and_losses_come_out_unweighted() {
+        let logits = array![[1.0f32, 2.0, 0.5], [0.3, -0.2, 4.0]];
+        let t =
+            crate::tensor::softmax_rows(array![[0.5f32, 0.0, 2.0], [1.0, 0.5, -3.0]].view(), 2.0);
+        let (mut plain, mut weighted) = (Array2::zeros((2, 3)), Array2::zeros((2, 3)));
+        let mut losses = [0f32; 2];
+        let mean = kd_loss_and_grad(
+            logits.view(),
+            &[1, 2],
+            Some(t.view().into()),
+            kd(0.5, 2.0),
+            plain.view_mut(),
+            PerExample {
+                weights: None,
+                losses: Some(&mut losses),
+            },
+        );
+        assert!(((losses[0] + losses[1]) / 2.0 - mean).abs() < 1e-6);
+        let rescaled = kd_loss_and_grad(
+            logits.view(),
+            &[1, 2],
+            Some(t.view().into()),
+            kd(0.5, 2.0),
+            weighted.view_mut(),
+            PerExample {
+                weights: Some(&[2.0, 1.0]),
+                losses: None,
+            },
+        );
+        assert!((rescaled - (2.0 * losses[0] + losses[1]) / 2.0).abs() < 1e-6);
+        for j in 0..3 {
+            assert!((weighted[[0, j]] - 2.0 * plain[[0, j]]).abs() < 1e-7);
+            assert_eq!(weighted[[1, j]], plain[[1, j]]);
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod alpha_search;
 pub mod augment;
 pub mod error;
 pub mod fit;
+pub mod infobatch;
 pub mod kd;
 pub mod kernels;
 pub mod layers;

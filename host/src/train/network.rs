@@ -25,7 +25,7 @@ use super::kernels::gemm;
 use super::kernels::weight_grad::{self, Factors, Sink};
 use super::layers::build;
 use super::layers::{Layer, Mode, ParamRef, SharedTensor, Site, WeightFactors};
-use super::loss::{kd_loss_and_grad, SoftLabels};
+use super::loss::{kd_loss_and_grad, PerExample, SoftLabels};
 use super::optim::{Gradient, Optimizer, Update};
 use super::spec::LayerSpec;
 
@@ -79,6 +79,7 @@ fn forward_layers(
 /// gradients, so that the shards' gradients sum to those of the batch mean.
 ///
 /// `x`: `[b, D]`; `y`: `[b]`; `teacher`: soft labels `[b, C]`.
+#[allow(clippy::too_many_arguments)]
 fn shard_step(
     layers: &mut [Box<dyn Layer>],
     input_shape: &[usize],
@@ -87,10 +88,11 @@ fn shard_step(
     teacher: Option<SoftLabels<'_>>,
     kd: Kd,
     weight: f32,
+    per_example: PerExample<'_>,
 ) -> (f32, Array2<f32>) {
     let logits = forward_layers(layers, input_shape, x, Mode::Train);
     let mut grad = Array2::<f32>::zeros(logits.raw_dim());
-    let loss = kd_loss_and_grad(logits.view(), y, teacher, kd, grad.view_mut());
+    let loss = kd_loss_and_grad(logits.view(), y, teacher, kd, grad.view_mut(), per_example);
     if weight != 1.0 {
         grad *= weight;
     }
@@ -100,6 +102,41 @@ fn shard_step(
         g = layer.backward(g);
     }
     (loss, logits)
+}
+
+/// What a training step returns beyond the update ([`StepOptions`] says what is asked).
+#[derive(Debug)]
+pub struct StepOutput {
+    /// The batch's mean (weighted) loss.
+    pub loss: f32,
+    /// `[B, C]`, when asked.
+    pub logits: Option<Array2<f32>>,
+    /// `[B]` unweighted per-example losses, when asked.
+    pub losses: Option<Vec<f32>>,
+}
+
+/// What a training step is asked for beyond the update.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepOptions<'a> {
+    /// Keep the logits `[B, C]` of the training-mode forward pass.
+    pub keep_logits: bool,
+    /// `[B]` weights of each example's loss; `None`: all 1.
+    pub weights: Option<&'a [f32]>,
+    /// Return each example's unweighted loss.
+    pub per_example_losses: bool,
+}
+
+/// `all` `[b]` cut into the rows of each of `shards` shards (`b·i/shards..b·(i+1)/shards`).
+fn split_rows(all: &mut [f32], b: usize, shards: usize) -> Vec<&mut [f32]> {
+    let mut parts = Vec::with_capacity(shards);
+    let mut rest = all;
+    for i in 0..shards {
+        let len = b * (i + 1) / shards - b * i / shards;
+        let (part, tail) = std::mem::take(&mut rest).split_at_mut(len);
+        parts.push(part);
+        rest = tail;
+    }
+    parts
 }
 
 /// Replaces a replica's parameters by empty stand-ins.
@@ -362,8 +399,38 @@ impl Network {
         kd: Kd,
         keep_logits: bool,
     ) -> (f32, Option<Array2<f32>>) {
+        let out = self.training_step_with(
+            x,
+            y,
+            teacher,
+            kd,
+            StepOptions {
+                keep_logits,
+                ..StepOptions::default()
+            },
+        );
+        (out.loss, out.logits)
+    }
+
+    /// [`Network::training_step`] with per-example weights `[B]` of the loss and, when asked,
+    /// each example's unweighted loss `[B]` back (InfoBatch's scores and rescaling).
+    pub fn training_step_with(
+        &mut self,
+        x: ArrayView2<'_, f32>,
+        y: &[u32],
+        teacher: Option<SoftLabels<'_>>,
+        kd: Kd,
+        options: StepOptions<'_>,
+    ) -> StepOutput {
+        let StepOptions {
+            keep_logits,
+            weights,
+            per_example_losses,
+        } = options;
         let b = x.nrows();
         assert_eq!(y.len(), b, "one label per row");
+        assert!(weights.is_none_or(|w| w.len() == b), "one weight per row");
+        let mut losses = per_example_losses.then(|| vec![0f32; b]);
         let shards = if self.layers.iter().any(|l| l.couples_examples()) {
             1
         } else {
@@ -371,9 +438,25 @@ impl Network {
         };
         self.pending_parts = 0;
         if shards == 1 {
-            let (loss, logits) =
-                shard_step(&mut self.layers, &self.input_shape, x, y, teacher, kd, 1.0);
-            return (loss, keep_logits.then_some(logits));
+            let per_example = PerExample {
+                weights,
+                losses: losses.as_deref_mut(),
+            };
+            let (loss, logits) = shard_step(
+                &mut self.layers,
+                &self.input_shape,
+                x,
+                y,
+                teacher,
+                kd,
+                1.0,
+                per_example,
+            );
+            return StepOutput {
+                loss,
+                logits: keep_logits.then_some(logits),
+                losses,
+            };
         }
         while self.replicas.len() < shards {
             let stream = self.replicas.len() as u64 + 1;
@@ -390,10 +473,16 @@ impl Network {
         let shared: Vec<SharedTensor> =
             self.layers.iter().flat_map(|l| l.shared_params()).collect();
         let input_shape = &self.input_shape;
+        // Each shard's rows of the per-example losses, disjoint.
+        let mut loss_parts: Vec<Option<&mut [f32]>> = match losses.as_deref_mut() {
+            Some(all) => split_rows(all, b, shards).into_iter().map(Some).collect(),
+            None => (0..shards).map(|_| None).collect(),
+        };
         let outcomes: Vec<(f32, Option<Array2<f32>>)> = self.replicas[..shards]
             .par_iter_mut()
+            .zip(loss_parts.par_iter_mut())
             .enumerate()
-            .map(|(i, replica)| {
+            .map(|(i, (replica, loss_part))| {
                 let mut handles = shared.iter().cloned();
                 for layer in replica.iter_mut() {
                     layer.use_params(&mut handles);
@@ -401,6 +490,10 @@ impl Network {
                 let rows = b * i / shards..b * (i + 1) / shards;
                 let weight = rows.len() as f32 / b as f32;
                 let t = teacher.map(|t| t.rows(rows.clone()));
+                let per_example = PerExample {
+                    weights: weights.map(|w| &w[rows.clone()]),
+                    losses: loss_part.as_deref_mut(),
+                };
                 let (loss, logits) = gemm::serial(|| {
                     shard_step(
                         replica,
@@ -410,6 +503,7 @@ impl Network {
                         t,
                         kd,
                         weight,
+                        per_example,
                     )
                 });
                 // Gives the parameters back, so that the optimiser owns them alone again.
@@ -427,7 +521,11 @@ impl Network {
                 .collect();
             ndarray::concatenate(ndarray::Axis(0), &parts).expect("shards of one batch")
         });
-        (loss, logits)
+        StepOutput {
+            loss,
+            logits,
+            losses,
+        }
     }
 
     /// Penultimate activations `[B, H]` (the input of the last dense layer) and logits
@@ -841,6 +939,7 @@ mod tests {
                 Some(t.view().into()),
                 kd(0.5),
                 1.0,
+                PerExample::default(),
             );
             assert!((loss - whole_loss).abs() < 1e-5, "{loss} vs {whole_loss}");
             // The observer's logits: the shards' rows in batch order.

@@ -41,6 +41,9 @@ pub struct StudentSpec {
     pub precision: crate::train::kernels::gemm::Precision,
     /// Save each cell's student as safetensors and ONNX under `<output>/students/`.
     pub save: bool,
+    /// Pruning during training ([`super::infobatch`]); `None`: every example every epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub infobatch: Option<super::infobatch::InfoBatchSpec>,
 }
 
 fn is_default_init(init: &Init) -> bool {
