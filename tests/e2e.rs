@@ -3776,7 +3776,7 @@ fn infobatch_skips_well_learned_examples_and_records_how_many_it_saw() {
     );
     let line = error_line(&kdprune(&["check", bad.to_str().unwrap()]));
     assert!(
-        line.contains("infobatch ratio = 1 must be in [0, 1)"),
+        line.contains("infobatch ratio = 1 must be in [0, 0.9]"),
         "{line}"
     );
 }

@@ -201,21 +201,24 @@ fn same_records(
         let Some((_, reference)) = first.tensors.iter().find(|(n, _)| n == name) else {
             continue;
         };
-        let per_run = |t: &HostTensor| {
-            if name == PASS_EPOCHS || name == PROXY_EMBEDDING {
-                t.shape().to_vec()
+        // What must agree: the pass records' epochs by value, the rest by shape per run.
+        let described = |t: &HostTensor| {
+            if name == PASS_EPOCHS {
+                format!("epochs {:?}", t.elements().to_f32())
+            } else if name == PROXY_EMBEDDING {
+                format!("shape {:?}", t.shape())
             } else {
-                t.shape()[1..].to_vec()
+                format!("records {:?} per run", &t.shape()[1..])
             }
         };
-        if per_run(tensor) != per_run(reference) {
+        if described(tensor) != described(reference) {
             return Err(error(
                 folder,
                 format!(
-                    "{name} has records {:?} per run, but {} has {:?}; every folder must record the same epochs",
-                    per_run(tensor),
+                    "{name} has {}, but {} has {}; every folder must record the same epochs",
+                    described(tensor),
                     first_folder.display(),
-                    per_run(reference)
+                    described(reference)
                 ),
             ));
         }
@@ -249,12 +252,19 @@ fn read_kdprune(
     let mut tensors = Vec::new();
     let mut logits: BTreeMap<Source, Records> = BTreeMap::new();
     let mut runs: Option<(usize, PathBuf)> = None;
+    let mut records_of: BTreeMap<Source, Option<(usize, PathBuf)>> = BTreeMap::new();
     for &(source, quantity) in &request.recorded {
         let path = folder.join(format!("{}.npy", tensor_name(source, quantity)));
         let records = if path.exists() {
             let order = read_order(folder, source, set.labels.len())?;
             read_records(&path, quantity, set, order.as_ref())?
         } else {
+            if quantity == Quantity::Logits {
+                return Err(error(
+                    &path,
+                    "missing; a method asks for the logits, float [R, records, N, C]",
+                ));
+            }
             if quantity == Quantity::GradNorm {
                 return Err(error(
                     &path,
@@ -280,20 +290,9 @@ fn read_kdprune(
             }
             derive(&logits[&source], quantity, set.labels)
         };
-        match &runs {
-            Some((r, from)) if *r != records.runs => {
-                return Err(error(
-                    &path,
-                    format!(
-                        "{} runs, but {} has {r}; every record must hold the same runs",
-                        records.runs,
-                        from.display()
-                    ),
-                ))
-            }
-            Some(_) => {}
-            None => runs = Some((records.runs, path.clone())),
-        }
+        same_count(&mut runs, records.runs, &path, "runs")?;
+        let seen = records_of.entry(source).or_default();
+        same_count(seen, records.records, &path, "records")?;
         tensors.push((tensor_name(source, quantity), to_tensor(records, quantity)));
     }
     if request.recorded.iter().any(|(s, _)| *s == Source::Pass) {
@@ -312,12 +311,38 @@ fn read_kdprune(
     })
 }
 
+/// Refuses a count that differs from the first file's (`seen`, set by the first).
+fn same_count(
+    seen: &mut Option<(usize, PathBuf)>,
+    count: usize,
+    path: &Path,
+    what: &str,
+) -> Result<(), DynamicsError> {
+    match seen {
+        Some((first, from)) if *first != count => Err(error(
+            path,
+            format!(
+                "{count} {what}, but {} has {first}; the files of one source must hold the same {what}",
+                from.display()
+            ),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            *seen = Some((count, path.to_path_buf()));
+            Ok(())
+        }
+    }
+}
+
+/// The order of a source's records: `[R, records]` and, record by record, the example of
+/// each row.
+struct Order {
+    shape: [usize; 2],
+    rows: Vec<usize>,
+}
+
 /// `dynamics/<source>/order.npy` as one permutation of `0..n` per record, when present.
-fn read_order(
-    folder: &Path,
-    source: Source,
-    n: usize,
-) -> Result<Option<Vec<usize>>, DynamicsError> {
+fn read_order(folder: &Path, source: Source, n: usize) -> Result<Option<Order>, DynamicsError> {
     let path = folder.join(format!("dynamics/{}/order.npy", source.as_str()));
     if !path.exists() {
         return Ok(None);
@@ -329,11 +354,14 @@ fn read_order(
             format!("shape {shape:?}, expected [R, records, {n}] (one row per example)"),
         ));
     }
-    let order = order
+    let rows = order
         .chunks(n.max(1))
         .map(|record| permutation(record, n).map_err(|m| error(&path, m)))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(order.concat()))
+    Ok(Some(Order {
+        shape: [shape[0], shape[1]],
+        rows: rows.concat(),
+    }))
 }
 
 /// `record` as indices when it is a permutation of `0..n`.
@@ -362,7 +390,7 @@ fn read_records(
     path: &Path,
     quantity: Quantity,
     set: Described<'_>,
-    order: Option<&Vec<usize>>,
+    order: Option<&Order>,
 ) -> Result<Records, DynamicsError> {
     let n = set.labels.len();
     let (shape, values) = if quantity == Quantity::Correct {
@@ -398,13 +426,13 @@ fn read_records(
         ));
     }
     if let Some(order) = order {
-        if order.len() != shape[0] * shape[1] * n {
+        if order.shape != [shape[0], shape[1]] {
             return Err(error(
                 path,
                 format!(
-                    "{} records of {n} examples, but its order.npy has {}",
-                    shape[0] * shape[1],
-                    order.len() / n.max(1)
+                    "[R, records] = {:?}, but its order.npy is {:?} (×{n}); one row order per run and record",
+                    [shape[0], shape[1]],
+                    order.shape
                 ),
             ));
         }
@@ -415,7 +443,7 @@ fn read_records(
         n,
         width,
         values: match order {
-            Some(order) => in_data_order(&values, order, n, width),
+            Some(order) => in_data_order(&values, &order.rows, n, width),
             None => values,
         },
     })
@@ -852,6 +880,27 @@ mod tests {
         );
         assert!(err(Quantity::Correct).contains("0 or 1"));
         assert!(err(Quantity::GradNorm).contains("penultimate"));
+        // An order of another [R, records] than the records'.
+        save(
+            &dir.path().join("dynamics/batch/order.npy"),
+            &[2, 1, 2],
+            vec![1i64, 0, 0, 1],
+        );
+        assert!(
+            err(Quantity::Loss).contains("order.npy is [2, 1]"),
+            "{}",
+            err(Quantity::Loss)
+        );
+        std::fs::remove_file(dir.path().join("dynamics/batch/order.npy")).unwrap();
+        // Two files of one source with different numbers of records.
+        save(
+            &dir.path().join("dynamics/batch/correct.npy"),
+            &[1, 2, 2],
+            vec![0u8; 4],
+        );
+        let both = batch_request(&[Quantity::Correct, Quantity::Loss]);
+        let message = read(&import, &both, set).unwrap_err().to_string();
+        assert!(message.contains("the same records"), "{message}");
     }
 
     #[test]

@@ -166,18 +166,18 @@ impl CellRunner<'_, '_> {
             .grid
             .largest_budget(cell.method, seed, n)
             .unwrap_or(budget);
-        let answer = self.score_cache.scores(
-            cell.method,
-            &self.identities[cell.method],
-            seed,
-            &views,
-            n,
-            || {
-                method
-                    .plugin
-                    .score(plugin_data, &views, &method.params, seed, largest)
-            },
-        )?;
+        let compute = || {
+            method
+                .plugin
+                .score(plugin_data, &views, &method.params, seed, largest)
+        };
+        let answer = if method.cache_scores {
+            let identity = &self.identities[cell.method];
+            self.score_cache
+                .scores(cell.method, identity, seed, &views, n, compute)?
+        } else {
+            compute()?
+        };
         self.shared_scores
             .insert((cell.method, seed), answer.clone());
         Ok(answer)

@@ -75,8 +75,10 @@ impl CellKeys {
         let test_data = sha256_hex(&test.content_hash());
         // Records read from elsewhere stand in the key by their content, not by the proxy
         // settings they were not made with.
+        let reads_proxy = methods.iter().any(|m| m.uses_proxy());
         let dynamics = match &manifest.dynamics.import {
-            Some(import) => crate::dynamics::import::content_key(import)?,
+            Some(import) if reads_proxy => crate::dynamics::import::content_key(import)?,
+            Some(_) => String::new(),
             None => DynamicsKey::new(&manifest.dynamics, &data_hash)
                 .as_str()
                 .to_string(),

@@ -39,6 +39,10 @@ pub(crate) struct Method<'r> {
     /// Its scores do not depend on the budget (with these parameters): scored once per seed,
     /// every keep selected from them.
     pub(crate) budget_independent: bool,
+    /// Its budget-independent scores go to the score cache: when the plugin itself says they
+    /// are; not when a parameter does (the `external` command's), whose key cannot see the
+    /// command's own files.
+    pub(crate) cache_scores: bool,
 }
 
 impl Method<'_> {
@@ -140,6 +144,7 @@ pub(crate) fn check_methods<'r>(
                 policy,
                 inputs,
                 budget_independent,
+                cache_scores: plugin.description.budget_independent,
             })
         })
         .collect()

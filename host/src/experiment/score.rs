@@ -347,14 +347,15 @@ impl Scorer<'_> {
             seconds: 0.0,
         };
         let plugin_data = &self.plugin_data;
-        let shared = if method.budget_independent {
-            Some(self.cache.scores(m, identity, seed, views, n, || {
-                method
-                    .plugin
-                    .score(plugin_data, views, &method.params, seed, largest)
-            })?)
-        } else {
-            None
+        let compute = || {
+            method
+                .plugin
+                .score(plugin_data, views, &method.params, seed, largest)
+        };
+        let shared = match (method.budget_independent, method.cache_scores) {
+            (true, true) => Some(self.cache.scores(m, identity, seed, views, n, compute)?),
+            (true, false) => Some(compute()?),
+            (false, _) => None,
         };
         if let Some(Answer::Scores(values)) = &shared {
             entry.scores = Some(self.write_f32(&format!("{tag}_seed{seed}.scores.npy"), values)?);

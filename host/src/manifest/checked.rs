@@ -656,6 +656,7 @@ fn check_import(
         (d.seed.is_some(), "seed"),
         (d.checkpoints.is_some(), "checkpoints"),
         (d.early_steps.is_some(), "early_steps"),
+        (d.max_memory.is_some(), "max_memory"),
     ] {
         if set {
             proxy_fields.push(name);
@@ -1146,7 +1147,7 @@ fn check_trained_teacher(
     })
 }
 
-/// `[student] infobatch`: `ratio` in [0, 1), `delta` in (0, 1].
+/// `[student] infobatch`: `ratio` in [0, 0.9], `delta` in (0, 1].
 fn check_infobatch(
     c: &Checker<'_>,
     raw: Option<&Spanned<raw::RawInfoBatch>>,
@@ -1155,10 +1156,10 @@ fn check_infobatch(
     let Some(raw) = raw else { return Ok(None) };
     let ratio = raw.get_ref().ratio.unwrap_or(InfoBatchSpec::DEFAULT_RATIO);
     let delta = raw.get_ref().delta.unwrap_or(InfoBatchSpec::DEFAULT_DELTA);
-    if !(0.0..1.0).contains(&ratio) {
+    if !(0.0..=InfoBatchSpec::MAX_RATIO).contains(&ratio) {
         return Err(c.at(
             raw.span(),
-            format!("[student] infobatch ratio = {ratio} must be in [0, 1) (the fraction of the well-learned examples skipped each pruned epoch; InfoBatch: 0.5)"),
+            format!("[student] infobatch ratio = {ratio} must be in [0, 0.9] (the fraction of the well-learned examples skipped each pruned epoch; InfoBatch: 0.5, and it keeps at least a tenth)"),
         ));
     }
     if !(delta > 0.0 && delta <= 1.0) {

@@ -399,7 +399,7 @@ pub struct RawStudent {
 #[serde(deny_unknown_fields)]
 pub struct RawInfoBatch {
     pub ratio: Option<f32>,
-    pub delta: Option<f32>,
+    pub delta: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

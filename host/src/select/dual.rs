@@ -66,7 +66,7 @@ pub(super) fn beta_sample(
             (log_weight - (-uniform.ln()).ln(), i)
         })
         .collect();
-    // Zero weights (s = 0) key at −∞ and come last, in the seeded order of the noise.
+    // Zero weights (s = 0) key at −∞ and come last, in their ranked order (a stable sort).
     keyed.sort_by(|x, y| y.0.total_cmp(&x.0));
     keyed.truncate(k);
     keyed.into_iter().map(|(_, i)| i).collect()

@@ -12,23 +12,26 @@
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-/// `[student] infobatch = { ratio, delta }`, checked: `ratio` in [0, 1), `delta` in (0, 1].
+/// `[student] infobatch = { ratio, delta }`, checked: `ratio` in [0, 0.9], `delta` in (0, 1].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct InfoBatchSpec {
     /// The fraction of the well-learned examples skipped each pruned epoch (the reference's
     /// `prune_ratio`, default 0.5).
     pub ratio: f32,
-    /// The fraction of the epochs that prune (default 0.875); the rest see the full set.
-    pub delta: f32,
+    /// The fraction of the epochs that prune (default 0.875); the rest see the full set. f64,
+    /// as the reference's Python float: `0.9 × 10` must be 9.
+    pub delta: f64,
 }
 
 impl InfoBatchSpec {
     pub const DEFAULT_RATIO: f32 = 0.5;
-    pub const DEFAULT_DELTA: f32 = 0.875;
+    pub const DEFAULT_DELTA: f64 = 0.875;
+    /// The largest ratio: the reference keeps at least a tenth of the well-learned.
+    pub const MAX_RATIO: f32 = 0.9;
 
-    /// The kept fraction of the well-learned, at least 0.1 (the reference's clamp).
+    /// The kept fraction of the well-learned.
     fn keep_ratio(self) -> f32 {
-        (1.0 - self.ratio).clamp(0.1, 1.0)
+        1.0 - self.ratio
     }
 }
 
@@ -58,7 +61,7 @@ impl Sampler {
 
     /// Whether epoch `epoch` (0-based) prunes: its 1-based number is at most `delta · E`.
     pub fn prunes(&self, epoch: usize) -> bool {
-        (epoch + 1) as f64 <= self.spec.delta as f64 * self.epochs as f64
+        (epoch + 1) as f64 <= self.spec.delta * self.epochs as f64
     }
 
     /// The examples epoch `epoch` visits, shuffled, and their weights set (see the module
