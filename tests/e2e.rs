@@ -3596,6 +3596,7 @@ fn dynamics_exported_and_read_back_score_the_same_bit_for_bit() {
         "k-center",
         "moderate",
         "prototypes",
+        "craig",
     ];
     let prune = |methods: &[&str]| {
         methods
@@ -3615,10 +3616,11 @@ fn dynamics_exported_and_read_back_score_the_same_bit_for_bit() {
     assert!(exported.join("dynamics/pass/grad_norm.npy").exists());
     assert!(exported.join("dynamics/batch/logits.npy").exists());
     assert!(exported.join("embeddings/proxy.npy").exists());
+    assert!(exported.join("embeddings/grad.npy").exists());
     let expected = score_files(&recorded.path().join("out"));
     assert_eq!(
         expected.len(),
-        proxy_methods.len() * 2 - 2,
+        proxy_methods.len() * 2 - 3,
         "{:?}",
         expected.keys()
     );

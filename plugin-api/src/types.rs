@@ -300,6 +300,7 @@ pub const INPUT_NAMES: &[&str] = &[
     "dynamics/pass/logits",
     "dynamics/pass/epochs",
     "embeddings/proxy",
+    "embeddings/grad",
     "embeddings/teacher",
 ];
 

@@ -85,6 +85,9 @@ fn request_names(request: &Request) -> Vec<String> {
     if request.embedding {
         names.push(PROXY_EMBEDDING.to_string());
     }
+    if request.grad {
+        names.push(super::PROXY_GRAD.to_string());
+    }
     names
 }
 
@@ -93,6 +96,10 @@ fn parse_request(names: &str) -> Option<Request> {
     for name in names.split(',').filter(|n| !n.is_empty()) {
         if name == PROXY_EMBEDDING {
             request.embedding = true;
+            continue;
+        }
+        if name == super::PROXY_GRAD {
+            request.grad = true;
             continue;
         }
         let rest = name.strip_prefix("dynamics/")?;

@@ -32,7 +32,7 @@ use ndarray_npy::{ReadDataError, ReadNpyError, ReadNpyExt, ReadableElement};
 
 use super::{
     row_stats, tensor_name, Dynamics, DynamicsError, Quantity, Request, Source, PASS_EPOCHS,
-    PROXY_EMBEDDING,
+    PROXY_EMBEDDING, PROXY_GRAD,
 };
 use crate::tensor::{Elements, HostTensor};
 
@@ -91,10 +91,7 @@ pub fn read(
                 "not a folder; [dynamics] from names folders of recorded dynamics",
             ));
         }
-        let part_request = Request {
-            recorded: request.recorded.clone(),
-            embedding: request.embedding && i == 0,
-        };
+        let part_request = request.for_run(i);
         let mut part = match import.layout {
             Layout::Kdprune => read_kdprune(folder, &part_request, set)?,
             Layout::Tdds => read_tdds(folder, &part_request, set)?,
@@ -185,7 +182,9 @@ fn readable_files(folder: &Path, layout: Layout) -> Result<Vec<PathBuf>, Dynamic
             f
         }
     };
-    files.extend(list("embeddings", &|name| name == "proxy.npy"));
+    files.extend(list("embeddings", &|name| {
+        name == "proxy.npy" || name == "grad.npy"
+    }));
     files.sort();
     Ok(files)
 }
@@ -298,9 +297,7 @@ fn read_kdprune(
     if request.recorded.iter().any(|(s, _)| *s == Source::Pass) {
         tensors.push((PASS_EPOCHS.to_string(), read_pass_epochs(folder, &tensors)?));
     }
-    if request.embedding {
-        tensors.push((PROXY_EMBEDDING.to_string(), read_embedding(folder, set)?));
-    }
+    push_embeddings(folder, request, set, &mut tensors)?;
     let runs = runs.map_or(1, |(r, _)| r);
     Ok(Dynamics {
         tensors,
@@ -539,21 +536,62 @@ fn read_pass_epochs(
     Ok(HostTensor::new(vec![records as u64], Elements::F32(epochs)).expect("[T]"))
 }
 
-/// `embeddings/proxy.npy` `[N, H]`, finite.
-fn read_embedding(folder: &Path, set: Described<'_>) -> Result<HostTensor, DynamicsError> {
-    let path = folder.join(format!("{PROXY_EMBEDDING}.npy"));
+/// The embedding and the last-layer gradients `request` asks for, from the folder.
+fn push_embeddings(
+    folder: &Path,
+    request: &Request,
+    set: Described<'_>,
+    tensors: &mut Vec<(String, HostTensor)>,
+) -> Result<(), DynamicsError> {
+    if request.embedding {
+        tensors.push((
+            PROXY_EMBEDDING.to_string(),
+            read_embedding(folder, PROXY_EMBEDDING, set)?,
+        ));
+    }
+    if request.grad {
+        tensors.push((
+            PROXY_GRAD.to_string(),
+            read_embedding(folder, PROXY_GRAD, set)?,
+        ));
+    }
+    Ok(())
+}
+
+/// `embeddings/proxy.npy` `[N, H]` or `embeddings/grad.npy` `[N, C·(H+1)]`, finite.
+fn read_embedding(
+    folder: &Path,
+    name: &str,
+    set: Described<'_>,
+) -> Result<HostTensor, DynamicsError> {
+    let path = folder.join(format!("{name}.npy"));
+    let (what, expected) = if name == PROXY_GRAD {
+        (
+            "the last-layer gradients (bias, then weights by class; docs/writing-a-plugin.md)",
+            "C·(H+1)",
+        )
+    } else {
+        ("the proxy's embedding", "H")
+    };
     if !path.exists() {
         return Err(error(
             &path,
-            "missing; a method asks for the proxy's embedding, float [N, H]",
+            format!("missing; a method asks for {what}, float [N, {expected}]"),
         ));
     }
     let (shape, values) = read_floats(&path)?;
     let n = set.labels.len();
-    if shape.len() != 2 || shape[0] != n || shape[1] == 0 {
+    let width_ok = |w: usize| {
+        if name == PROXY_GRAD {
+            w.is_multiple_of(set.classes) && w / set.classes >= 2
+        } else {
+            w > 0
+        }
+    };
+    if shape.len() != 2 || shape[0] != n || !width_ok(shape[1]) {
         return Err(error(
             &path,
-            format!("shape {shape:?}, expected [{n}, H] (one row per example)"),
+            format!("shape {shape:?}, expected [{n}, {expected}] (one row per example)"),
         ));
     }
     if let Some(at) = values.iter().position(|v| !v.is_finite()) {
@@ -652,9 +690,7 @@ fn read_tdds(
             to_tensor(derive(&logits, quantity, set.labels), quantity),
         ));
     }
-    if request.embedding {
-        tensors.push((PROXY_EMBEDDING.to_string(), read_embedding(folder, set)?));
-    }
+    push_embeddings(folder, request, set, &mut tensors)?;
     Ok(Dynamics {
         tensors,
         request: request.clone(),
@@ -770,7 +806,7 @@ mod tests {
     fn batch_request(qs: &[Quantity]) -> Request {
         Request {
             recorded: qs.iter().map(|&q| (Source::Batch, q)).collect(),
-            embedding: false,
+            ..Default::default()
         }
     }
 
@@ -974,7 +1010,7 @@ mod tests {
         assert_eq!(epoch(1, 1), epoch(0, 0));
         let pass = Request {
             recorded: [(Source::Pass, Quantity::El2n)].into(),
-            embedding: false,
+            ..Default::default()
         };
         let err = super::read(&import, &pass, set).unwrap_err().to_string();
         assert!(err.contains("training-mode"), "{err}");

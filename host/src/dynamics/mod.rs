@@ -137,11 +137,19 @@ pub struct Request {
     pub recorded: BTreeSet<(Source, Quantity)>,
     /// The proxy's penultimate activations at the end of run 0's training.
     pub embedding: bool,
+    /// Each example's gradient of the loss with respect to the last dense layer, at the end
+    /// of run 0's training ([`PROXY_GRAD`]).
+    pub grad: bool,
 }
 
 impl Request {
     pub fn is_empty(&self) -> bool {
-        self.recorded.is_empty() && !self.embedding
+        self.recorded.is_empty() && !self.embedding && !self.grad
+    }
+
+    /// Whether run 0 ends with a pass for the embedding or the gradients.
+    pub fn embeds(&self) -> bool {
+        self.embedding || self.grad
     }
 
     fn has_pass(&self) -> bool {
@@ -153,12 +161,24 @@ impl Request {
         Request {
             recorded: self.recorded.union(&other.recorded).copied().collect(),
             embedding: self.embedding || other.embedding,
+            grad: self.grad || other.grad,
         }
     }
 
     /// Whether `self` holds everything `other` asks for.
     pub fn covers(&self, other: &Request) -> bool {
-        other.recorded.is_subset(&self.recorded) && (self.embedding || !other.embedding)
+        other.recorded.is_subset(&self.recorded)
+            && (self.embedding || !other.embedding)
+            && (self.grad || !other.grad)
+    }
+
+    /// What run `run` records: the embedding and gradients belong to run 0.
+    pub fn for_run(&self, run: usize) -> Request {
+        Request {
+            recorded: self.recorded.clone(),
+            embedding: self.embedding && run == 0,
+            grad: self.grad && run == 0,
+        }
     }
 }
 
@@ -171,6 +191,26 @@ pub fn tensor_name(source: Source, quantity: Quantity) -> String {
 pub const PASS_EPOCHS: &str = "dynamics/pass/epochs";
 /// Name of the proxy's embedding, f32 `[N, H]`.
 pub const PROXY_EMBEDDING: &str = "embeddings/proxy";
+/// Name of the proxy's last-layer gradients, f32 `[N, C·(H + 1)]`: per example, with
+/// `e = p − onehot(y)` and `h` the penultimate activation, the bias gradient `e` `[C]` then
+/// the weight gradient `e_c · h` `[H]` for each class `c` (DeepCore's closed form and order).
+pub const PROXY_GRAD: &str = "embeddings/grad";
+
+/// Each row's last-layer gradient into `out` `[C·(H+1)]` (see [`PROXY_GRAD`]).
+pub fn last_layer_grad(logits: &[f32], y: usize, h: &[f32], out: &mut [f32]) {
+    let c = logits.len();
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|&v| (v - max).exp()).sum();
+    for (j, &v) in logits.iter().enumerate() {
+        out[j] = (v - max).exp() / sum - if j == y { 1.0 } else { 0.0 };
+    }
+    let (e, weights) = out.split_at_mut(c);
+    for (ej, row) in e.iter().zip(weights.chunks_exact_mut(h.len())) {
+        for (w, &hk) in row.iter_mut().zip(h) {
+            *w = ej * hk;
+        }
+    }
+}
 
 /// The shape of a run: examples, classes, epochs, checkpoints, embedding width.
 #[derive(Debug, Clone, Copy)]
@@ -203,6 +243,11 @@ pub fn memory_needed(request: &Request, extent: Extent) -> (u64, String) {
             "{PROXY_EMBEDDING} {} B/example",
             extent.embedding_width * 4
         ));
+    }
+    if request.grad {
+        let per_example = extent.classes * (extent.embedding_width + 1) * 4;
+        total += (extent.n * per_example) as u64;
+        items.push(format!("{PROXY_GRAD} {per_example} B/example"));
     }
     (
         total,
@@ -408,6 +453,8 @@ pub struct Recorder<'a> {
     next_record: usize,
     /// Run 0's embedding `[N, H]`, filled at the end of the last epoch when asked.
     embedding: Option<Vec<f32>>,
+    /// Run 0's last-layer gradients `[N, C·(H+1)]`, filled with the embedding.
+    grad: Option<Vec<f32>>,
     /// Seconds spent in the evaluation passes.
     pub pass_seconds: f64,
 }
@@ -425,10 +472,24 @@ impl Recorder<'_> {
             let end = (start + PASS_ROWS).min(n);
             let (h, logits) = model.embed(self.x.slice(s![start..end, ..]));
             if embed {
+                let h = h.as_standard_layout();
+                let w = h.ncols();
                 if let Some(e) = self.embedding.as_mut() {
-                    let w = h.ncols();
-                    e[start * w..end * w]
-                        .copy_from_slice(h.as_standard_layout().as_slice().expect("contiguous"));
+                    e[start * w..end * w].copy_from_slice(h.as_slice().expect("contiguous"));
+                }
+                if let Some(g) = self.grad.as_mut() {
+                    let width = extent.classes * (w + 1);
+                    let logits = logits.as_standard_layout();
+                    g[start * width..end * width]
+                        .par_chunks_mut(width)
+                        .enumerate()
+                        .for_each(|(r, out)| {
+                            let s = logits.row(r);
+                            let y = self.y[start + r] as usize;
+                            let hr = h.row(r);
+                            let (s, hr) = (s.as_slice().expect("row"), hr.as_slice().expect("row"));
+                            last_layer_grad(s, y, hr, out);
+                        });
                 }
             }
             if !want_pass {
@@ -500,7 +561,7 @@ impl Observer for Recorder<'_> {
     fn on_epoch_end(&mut self, epoch: usize, model: &mut Network) -> Result<(), TrainError> {
         let last = epoch + 1 == self.extent.epochs;
         let checkpoint = self.checkpoint_epochs.binary_search(&(epoch + 1)).is_ok();
-        let embed = last && self.embedding.is_some();
+        let embed = last && (self.embedding.is_some() || self.grad.is_some());
         if checkpoint || embed {
             self.pass(model, checkpoint, embed);
         }
@@ -585,10 +646,7 @@ pub fn runs_needed(spec: &DynamicsSpec, request: &Request) -> Vec<usize> {
 
 /// What run `run` of `request` records: the embedding belongs to run 0.
 pub fn run_request(request: &Request, run: usize) -> Request {
-    Request {
-        recorded: request.recorded.clone(),
-        embedding: request.embedding && run == 0,
-    }
+    request.for_run(run)
 }
 
 /// Joins records of disjoint runs (parts written by `kdprune prepare --shard`, or a part and
@@ -641,12 +699,14 @@ pub fn join_runs(parts: &[Dynamics], request: &Request, runs: &[usize]) -> Optio
             tensor_of(slots.first()?.0, PASS_EPOCHS)?,
         ));
     }
-    if request.embedding {
-        let (part, _) = find(0)?;
-        tensors.push((
-            PROXY_EMBEDDING.to_string(),
-            tensor_of(part, PROXY_EMBEDDING)?,
-        ));
+    for (asked, name) in [
+        (request.embedding, PROXY_EMBEDDING),
+        (request.grad, PROXY_GRAD),
+    ] {
+        if asked {
+            let (part, _) = find(0)?;
+            tensors.push((name.to_string(), tensor_of(part, name)?));
+        }
     }
     Some(Dynamics {
         tensors,
@@ -673,16 +733,17 @@ pub fn record_runs(
             spec.runs
         )));
     }
-    let request = &Request {
-        recorded: request.recorded.clone(),
-        embedding: request.embedding && runs.contains(&0),
+    let request = &if runs.contains(&0) {
+        request.clone()
+    } else {
+        request.for_run(1)
     };
     if runs.is_empty() {
         return Err(DynamicsError::Spec("no run to record".into()));
     }
     let steps_per_epoch = check_record_points(spec, set.y.len())?;
     let (n, c) = (set.y.len(), set.num_classes);
-    let width = if request.embedding {
+    let width = if request.embeds() {
         embedding_width(spec, set.sample_shape, c)?
     } else {
         0
@@ -694,6 +755,7 @@ pub fn record_runs(
     };
     let (mut batch, mut pass) = stores_for(request, extent);
     let mut embedding = None;
+    let mut grad = None;
     let started = std::time::Instant::now();
     let mut pass_seconds = 0.0;
     let kd = Kd {
@@ -717,6 +779,7 @@ pub fn record_runs(
             checkpoint_epochs: checkpoints,
             next_record: 0,
             embedding: (request.embedding && run == 0).then(|| vec![0f32; n * width]),
+            grad: (request.grad && run == 0).then(|| vec![0f32; n * c * (width + 1)]),
             pass_seconds: 0.0,
         };
         let label = format!("dynamics run {}/{}", run + 1, spec.runs);
@@ -739,6 +802,9 @@ pub fn record_runs(
         if let Some(e) = recorder.embedding.take() {
             embedding = Some(e);
         }
+        if let Some(g) = recorder.grad.take() {
+            grad = Some(g);
+        }
         batch = recorder.batch;
         pass = recorder.pass;
     }
@@ -747,6 +813,13 @@ pub fn record_runs(
         tensors.push((
             PROXY_EMBEDDING.to_string(),
             HostTensor::new(vec![n as u64, width as u64], Elements::F32(e)).expect("[N, H]"),
+        ));
+    }
+    if let Some(g) = grad {
+        let shape = vec![n as u64, (c * (width + 1)) as u64];
+        tensors.push((
+            PROXY_GRAD.to_string(),
+            HostTensor::new(shape, Elements::F32(g)).expect("[N, C(H+1)]"),
         ));
     }
     Ok(Dynamics {
@@ -832,6 +905,17 @@ fn into_tensors(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last_layer_gradient_is_the_bias_error_then_its_outer_product_with_h() {
+        // Logits [0, ln 3]: p = [1/4, 3/4]; label 1: e = [1/4, −1/4]; h = [2, 4].
+        let mut out = [0f32; 6];
+        last_layer_grad(&[0.0, 3.0f32.ln()], 1, &[2.0, 4.0], &mut out);
+        let expected = [0.25, -0.25, 0.5, 1.0, -0.5, -1.0];
+        for (a, b) in out.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-6, "{out:?}");
+        }
+    }
 
     #[test]
     fn row_stats_match_hand_computed_values() {

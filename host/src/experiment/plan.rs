@@ -173,7 +173,7 @@ pub(crate) fn check_dynamics_memory(
         tracing::info!(bytes, runs = read.runs.len(), "dynamics read and checked");
         return Ok(());
     }
-    let width = if needs.dynamics.embedding {
+    let width = if needs.dynamics.embeds() {
         dynamics::embedding_width(&manifest.dynamics, &train.sample_shape, train.num_classes)?
     } else {
         0

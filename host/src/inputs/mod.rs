@@ -9,6 +9,7 @@
 //! | `dynamics/pass/<q>` | f16 (u8 for `correct`) `[R, T, N]`, logits `[R, T, N, C]` | the proxy |
 //! | `dynamics/pass/epochs` | f32 `[T]` | the proxy |
 //! | `embeddings/proxy` | f32 `[N, H]` | the proxy, run 0, after training |
+//! | `embeddings/grad` | f32 `[N, C·(H+1)]` | the proxy's last-layer gradients, run 0, after training |
 //! | `embeddings/teacher` | f32 `[N, H]` | the ONNX teacher's `[teacher] embedding` tensor |
 //!
 //! Each kind of input has one [`Provider`]: the proxy's ([`DynamicsContext`], here) and the
@@ -40,6 +41,8 @@ pub enum InputName {
     PassEpochs,
     /// The proxy's penultimate activations after training.
     ProxyEmbedding,
+    /// The proxy's per-example last-layer gradients after training.
+    ProxyGrad,
     /// A named intermediate tensor of the ONNX teacher.
     TeacherEmbedding,
 }
@@ -58,6 +61,7 @@ impl InputName {
         names.extend([
             InputName::PassEpochs,
             InputName::ProxyEmbedding,
+            InputName::ProxyGrad,
             InputName::TeacherEmbedding,
         ]);
         names
@@ -81,9 +85,10 @@ impl InputName {
     pub fn kind(self) -> InputKind {
         match self {
             InputName::SoftLabels | InputName::TeacherEmbedding => InputKind::Teacher,
-            InputName::Dynamics(..) | InputName::PassEpochs | InputName::ProxyEmbedding => {
-                InputKind::Proxy
-            }
+            InputName::Dynamics(..)
+            | InputName::PassEpochs
+            | InputName::ProxyEmbedding
+            | InputName::ProxyGrad => InputKind::Proxy,
         }
     }
 
@@ -107,7 +112,8 @@ impl InputName {
             | InputName::TeacherEmbedding
             | InputName::Dynamics(..)
             | InputName::PassEpochs
-            | InputName::ProxyEmbedding => None,
+            | InputName::ProxyEmbedding
+            | InputName::ProxyGrad => None,
         }
     }
 }
@@ -149,6 +155,7 @@ impl std::fmt::Display for InputName {
             InputName::Dynamics(s, q) => f.write_str(&dynamics::tensor_name(*s, *q)),
             InputName::PassEpochs => f.write_str(dynamics::PASS_EPOCHS),
             InputName::ProxyEmbedding => f.write_str(dynamics::PROXY_EMBEDDING),
+            InputName::ProxyGrad => f.write_str(dynamics::PROXY_GRAD),
             InputName::TeacherEmbedding => f.write_str(TEACHER_EMBEDDING),
         }
     }
@@ -200,6 +207,7 @@ impl Needs {
                 }
             }
             InputName::ProxyEmbedding => self.dynamics.embedding = true,
+            InputName::ProxyGrad => self.dynamics.grad = true,
         }
     }
 }
