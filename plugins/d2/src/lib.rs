@@ -38,8 +38,9 @@ pub fn forgetting(correct: &records::Records) -> Vec<f32> {
         .collect()
 }
 
-/// Squared-free Euclidean distances `[m, m]` between the rows `members` of `x` `[N, h]`.
-pub fn distances(x: &[f32], h: usize, members: &[u32]) -> Vec<f32> {
+/// Squared Euclidean distances `[m, m]` between the rows `members` of `x` `[N, h]` (the
+/// ranking of the kNN needs no root; the edges take theirs).
+pub fn squared_distances(x: &[f32], h: usize, members: &[u32]) -> Vec<f32> {
     let m = members.len();
     let rows: Vec<f32> = members
         .iter()
@@ -81,28 +82,31 @@ pub fn distances(x: &[f32], h: usize, members: &[u32]) -> Vec<f32> {
     }
     d.par_chunks_mut(m.max(1)).enumerate().for_each(|(i, row)| {
         for (j, v) in row.iter_mut().enumerate() {
-            *v = (norms[i] + norms[j] - 2.0 * *v).max(0.0).sqrt();
+            *v = (norms[i] + norms[j] - 2.0 * *v).max(0.0);
         }
     });
     d
 }
 
-/// The symmetric kNN graph of `dist` `[m, m]`: each node's neighbour list (its `k` nearest,
-/// itself excluded, ties by index, and every node that has it among its own `k`), sorted.
-pub fn knn_graph(dist: &[f32], m: usize, k: usize) -> Vec<Vec<usize>> {
+/// The symmetric kNN graph of the squared distances `dist2` `[m, m]`: each node's neighbour
+/// list (its `k` nearest, itself excluded, ties by index, and every node that has it among
+/// its own `k`), sorted.
+pub fn knn_graph(dist2: &[f32], m: usize, k: usize) -> Vec<Vec<usize>> {
     let nearest: Vec<Vec<usize>> = (0..m)
         .into_par_iter()
         .map(|i| {
-            let row = &dist[i * m..(i + 1) * m];
-            let mut others: Vec<usize> = (0..m).filter(|&j| j != i).collect();
-            let k = k.min(others.len());
-            if k > 0 && k < others.len() {
-                others.select_nth_unstable_by(k - 1, |&a, &b| {
-                    row[a].total_cmp(&row[b]).then(a.cmp(&b))
-                });
+            // The k smallest by insertion: k is small, and most rows are rejected at once.
+            let row = &dist2[i * m..(i + 1) * m];
+            let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
+            for (j, &d) in row.iter().enumerate() {
+                if j == i || k == 0 || (best.len() == k && d >= best[k - 1].0) {
+                    continue;
+                }
+                let at = best.partition_point(|&(b, _)| b <= d);
+                best.insert(at, (d, j));
+                best.truncate(k);
             }
-            others.truncate(k);
-            others
+            best.into_iter().map(|(_, j)| j).collect()
         })
         .collect();
     let mut graph = nearest.clone();
@@ -118,21 +122,23 @@ pub fn knn_graph(dist: &[f32], m: usize, k: usize) -> Vec<Vec<usize>> {
     graph
 }
 
-/// D2's picks (positions in `0..m`, in the order picked) from difficulties `s` `[m]`.
+/// D2's picks (positions in `0..m`, in the order picked) from difficulties `s` `[m]` and the
+/// squared distances `dist2` `[m, m]`.
 pub fn d2_select(
     s: &[f32],
-    dist: &[f32],
+    dist2: &[f32],
     m: usize,
     k: usize,
     neighbours: usize,
     gamma: f32,
 ) -> Vec<usize> {
-    let graph = knn_graph(dist, m, neighbours);
+    let graph = knn_graph(dist2, m, neighbours);
+    let dist = |i: usize, j: usize| dist2[i * m + j].sqrt();
     let mut g: Vec<f64> = (0..m)
         .map(|i| {
             let messages: f64 = graph[i]
                 .iter()
-                .map(|&j| ((-dist[i * m + j]).exp() * s[j].max(1e-7)) as f64)
+                .map(|&j| ((-dist(i, j)).exp() * s[j].max(1e-7)) as f64)
                 .sum();
             s[i] as f64 + messages
         })
@@ -145,7 +151,7 @@ pub fn d2_select(
             .max_by(|&a, &b| g[a].total_cmp(&g[b]).then(b.cmp(&a)))
             .expect("k <= m");
         for &j in &graph[i] {
-            g[j] -= ((-gamma * dist[i * m + j]).exp()) as f64 * g[i];
+            g[j] -= ((-gamma * dist(i, j)).exp()) as f64 * g[i];
         }
         taken[i] = true;
         picked.push(i);
@@ -207,8 +213,8 @@ impl Scorer for D2 {
         for (members, quota) in records::selection_groups(request, true) {
             let m = members.len();
             let s: Vec<f32> = members.iter().map(|&i| scores[i as usize]).collect();
-            let dist = distances(&x, h, &members);
-            let picks = d2_select(&s, &dist, m, quota, neighbours as usize, gamma);
+            let dist2 = squared_distances(&x, h, &members);
+            let picks = d2_select(&s, &dist2, m, quota, neighbours as usize, gamma);
             kept.extend(picks.into_iter().map(|p| members[p]));
         }
         Ok(Selection::subset(kept))
@@ -230,7 +236,7 @@ mod tests {
         // Nearest: 0→1, 1→0 (tie with 2, the smaller index), 2→1, 3→2; symmetric graph:
         // 0: {1}, 1: {0, 2}, 2: {1, 3}, 3: {2}.
         let x = [0.0f32, 1.0, 2.0, 10.0];
-        let dist = distances(&x, 1, &[0, 1, 2, 3]);
+        let dist = squared_distances(&x, 1, &[0, 1, 2, 3]);
         let graph = knn_graph(&dist, 4, 1);
         assert_eq!(graph, vec![vec![1], vec![0, 2], vec![1, 3], vec![2]]);
         let s = [1.0f32, 1.0, 1.0, 1.5];
@@ -250,5 +256,42 @@ mod tests {
             width: 1,
         };
         assert_eq!(forgetting(&correct), vec![1.0, 3.0]);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// Where a class's time goes: `cargo test --release -p kdprune-plugin-d2 -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn one_class_of_fashion_mnist_size() {
+        let (m, h) = (6000usize, 128usize);
+        let mut state = 1u64;
+        let x: Vec<f32> = (0..m * h)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect();
+        let members: Vec<u32> = (0..m as u32).collect();
+        let s: Vec<f32> = (0..m).map(|i| (i % 7) as f32).collect();
+        let t = std::time::Instant::now();
+        let dist = squared_distances(&x, h, &members);
+        let t1 = t.elapsed().as_secs_f64();
+        let graph = knn_graph(&dist, m, 5);
+        let t2 = t.elapsed().as_secs_f64();
+        let picks = d2_select(&s, &dist, m, 1800, 5, 0.1);
+        let t3 = t.elapsed().as_secs_f64();
+        eprintln!(
+            "distances {t1:.3} s, knn {:.3} s, select (knn again + picks) {:.3} s; {} picks, {} edges",
+            t2 - t1,
+            t3 - t2,
+            picks.len(),
+            graph.iter().map(Vec::len).sum::<usize>()
+        );
     }
 }
