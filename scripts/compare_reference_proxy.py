@@ -1,9 +1,12 @@
-"""Compares kdprune's EL2N (two seed sets of its proxy) with the NumPy reference's (two seed
-sets): Spearman correlations between every pair, and the class make-up of the hardest 10 %
-and 30 % (Fashion-MNIST's classes by name). Prints the CPU.
+"""Compares kdprune's EL2N, forgetting and AUM (two seed sets of its proxy) with the NumPy
+reference's (two seed sets): Spearman correlations between every pair, and the class make-up
+of the hardest 10 % and 30 % (Fashion-MNIST's classes by name; AUM's hardest are its lowest).
+Prints the CPU.
 
-    python scripts/compare_reference_proxy.py <kdprune A .npy> <kdprune B .npy> <ref A .npz> <ref B .npz>
+    python scripts/compare_reference_proxy.py <kdprune A scores/> <kdprune B scores/> <ref A .npz> <ref B .npz>
 """
+import glob
+import os
 import sys
 
 import numpy as np
@@ -22,16 +25,31 @@ def spearman(a, b):
     return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
 
 
+def kdprune_scores(folder, method):
+    (path,) = glob.glob(os.path.join(folder, f"{method}_*_seed0.scores.npy"))
+    return np.load(path)
+
+
 def main():
-    ka, kb = np.load(sys.argv[1]), np.load(sys.argv[2])
-    ra, rb = np.load(sys.argv[3]), np.load(sys.argv[4])
-    labels = ra["labels"]
-    sets = {"kdprune A": ka, "kdprune B": kb, "reference A": ra["el2n"], "reference B": rb["el2n"]}
     try:
         cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
     except (OSError, StopIteration):
         cpu = "unknown"
     print(f"CPU: {cpu}")
+    ra, rb = np.load(sys.argv[3]), np.load(sys.argv[4])
+    for method in ("el2n", "forgetting", "aum"):
+        sign = -1.0 if method == "aum" else 1.0
+        sets = {
+            "kdprune A": sign * kdprune_scores(sys.argv[1], method),
+            "kdprune B": sign * kdprune_scores(sys.argv[2], method),
+            "reference A": sign * ra[method],
+            "reference B": sign * rb[method],
+        }
+        print(f"\n== {method} ==")
+        report(sets, ra["labels"])
+
+
+def report(sets, labels):
     names = list(sets)
     print("Spearman:")
     for i in range(len(names)):

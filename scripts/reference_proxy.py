@@ -7,10 +7,13 @@ momentum form and schedule as kdprune's trainer, written from its docs, not its 
   norm clipped to `clip` before (kdprune clips, then the optimiser adds the decay);
 - lr: linear warm-up over the first epoch's steps ((step+1)/warmup · base), then cosine to 0
   over the rest of E epochs; batches of 128 in a fresh shuffle each epoch;
-- EL2N = ||softmax(s) − onehot(y)||₂ from an evaluation pass after `epoch` epochs, mean over
-  the runs of a seed set.
+- EL2N = ||softmax(s) − onehot(y)||₂ from an evaluation pass after `epoch` epochs;
+- forgetting (Toneva et al.): correct → wrong transitions of each example's own training
+  minibatch prediction between consecutive epochs, E when never correct; AUM (Pleiss et al.):
+  the mean over epochs of the minibatch margin s_y − max_{j≠y} s_j; both over all E epochs;
+- each a mean over the runs of a seed set.
 
-    python scripts/reference_proxy.py <fashion-mnist folder> <out.npz> [runs] [epoch] [first seed]
+    python scripts/reference_proxy.py <fashion-mnist folder> <out.npz> [runs] [epoch] [first seed] [epochs run]
 """
 import gzip
 import os
@@ -51,7 +54,9 @@ def softmax(s):
     return e / e.sum(1, keepdims=True)
 
 
-def train(x, y, seed, epochs_total, epochs_run, lr=0.05, mu=0.9, wd=5e-4, clip=5.0, batch=128):
+def train(x, y, seed, epochs_total, epochs_run, el2n_epoch, lr=0.05, mu=0.9, wd=5e-4, clip=5.0,
+          batch=128):
+    """EL2N after `el2n_epoch` epochs, and each epoch's minibatch correctness and margin."""
     rng = np.random.default_rng(seed)
     params = init(rng, [784, 256, 128, 10])
     velocity = [[np.zeros_like(w), np.zeros_like(b)] for w, b in params]
@@ -59,12 +64,21 @@ def train(x, y, seed, epochs_total, epochs_run, lr=0.05, mu=0.9, wd=5e-4, clip=5
     steps_per_epoch = -(-n // batch)
     warmup, total = steps_per_epoch, steps_per_epoch * epochs_total
     step = 0
-    for _ in range(epochs_run):
+    correct = np.zeros((epochs_run, n), bool)
+    margin = np.zeros((epochs_run, n), np.float32)
+    el2n = None
+    for epoch in range(epochs_run):
         order = rng.permutation(n)
         for start in range(0, n, batch):
             rows = order[start:start + batch]
             acts = forward(params, x[rows])
-            g = softmax(acts[-1])
+            s = acts[-1]
+            truth = s[np.arange(len(rows)), y[rows]]
+            others = s.copy()
+            others[np.arange(len(rows)), y[rows]] = -np.inf
+            correct[epoch, rows] = s.argmax(1) == y[rows]
+            margin[epoch, rows] = truth - others.max(1)
+            g = softmax(s)
             g[np.arange(len(rows)), y[rows]] -= 1.0
             g /= len(rows)
             grads = []
@@ -88,9 +102,13 @@ def train(x, y, seed, epochs_total, epochs_run, lr=0.05, mu=0.9, wd=5e-4, clip=5
                 w -= rate * v[0]
                 b -= rate * v[1]
             step += 1
-    p = softmax(forward(params, x)[-1])
-    p[np.arange(n), y] -= 1.0
-    return np.sqrt((p ** 2).sum(1))
+        if epoch + 1 == el2n_epoch:
+            p = softmax(forward(params, x)[-1])
+            p[np.arange(n), y] -= 1.0
+            el2n = np.sqrt((p ** 2).sum(1))
+    forgotten = (correct[:-1] & ~correct[1:]).sum(0).astype(np.float32)
+    forgotten[~correct.any(0)] = epochs_run
+    return el2n, forgotten, margin.mean(0)
 
 
 def main():
@@ -98,11 +116,15 @@ def main():
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 3
     epoch = int(sys.argv[4]) if len(sys.argv) > 4 else 3
     first = int(sys.argv[5]) if len(sys.argv) > 5 else 0
+    epochs_run = int(sys.argv[6]) if len(sys.argv) > 6 else epoch
     x, y = load(folder)
     started = time.time()
-    el2n = np.mean([train(x, y, first + r, 20, epoch) for r in range(runs)], axis=0)
-    np.savez(out, el2n=el2n.astype(np.float32), labels=y)
-    print(f"{runs} runs from seed {first}, EL2N after {epoch} of 20 epochs: {time.time() - started:.1f} s")
+    results = [train(x, y, first + r, 20, epochs_run, epoch) for r in range(runs)]
+    el2n, forgetting, aum = (np.mean([r[i] for r in results], axis=0).astype(np.float32)
+                             for i in range(3))
+    np.savez(out, el2n=el2n, forgetting=forgetting, aum=aum, labels=y)
+    print(f"{runs} runs from seed {first}, {epochs_run} of 20 epochs (EL2N after {epoch}): "
+          f"{time.time() - started:.1f} s")
 
 
 if __name__ == "__main__":

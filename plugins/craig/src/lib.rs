@@ -177,7 +177,7 @@ pub fn facility_location(sim: &[f32], m: usize, k: usize) -> Vec<usize> {
         let fresh = gain(j, &best);
         // Gains only shrink as picks are added (submodularity): a fresh gain at least the
         // next bound is the largest.
-        if heap.peek().is_none_or(|next| fresh >= next.0) {
+        if heap.peek().is_none_or(|next| Bound(fresh, j) >= *next) {
             picked.push(j);
             for (b, &s) in best.iter_mut().zip(&sim[j * m..(j + 1) * m]) {
                 *b = b.max(s);

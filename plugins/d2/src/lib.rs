@@ -92,6 +92,7 @@ pub fn squared_distances(x: &[f32], h: usize, members: &[u32]) -> Vec<f32> {
 /// list (its `k` nearest, itself excluded, ties by index, and every node that has it among
 /// its own `k`), sorted.
 pub fn knn_graph(dist2: &[f32], m: usize, k: usize) -> Vec<Vec<usize>> {
+    let k = k.min(m.saturating_sub(1));
     let nearest: Vec<Vec<usize>> = (0..m)
         .into_par_iter()
         .map(|i| {
