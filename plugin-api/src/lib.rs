@@ -27,6 +27,8 @@
 #![allow(non_camel_case_types)]
 
 pub mod glue;
+#[cfg(feature = "pairwise")]
+pub mod pairwise;
 pub mod records;
 pub mod types;
 

@@ -83,6 +83,37 @@ pub fn record_for_epoch(epochs: &[f32], epoch: f64) -> Result<usize, PluginError
     Ok(best)
 }
 
+/// Per run `[R][N]`: the mean over the sliding windows of `window` consecutive records among
+/// the first `epochs` of `f(mean, sample std)` of each example's value (Dynamic Uncertainty,
+/// DUAL). The standard deviation divides by `window − 1`, as `torch.std`.
+pub fn sliding_windows(
+    values: &Records,
+    epochs: usize,
+    window: usize,
+    f: impl Fn(f64, f64) -> f64,
+) -> Vec<Vec<f32>> {
+    let windows = epochs + 1 - window;
+    (0..values.runs)
+        .map(|r| {
+            (0..values.n)
+                .map(|i| {
+                    let p: Vec<f64> = (0..epochs).map(|e| values.at(r, e)[i] as f64).collect();
+                    let total: f64 = p
+                        .windows(window)
+                        .map(|w| {
+                            let mean = w.iter().sum::<f64>() / window as f64;
+                            let var = w.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>()
+                                / (window as f64 - 1.0).max(1.0);
+                            f(mean, var.sqrt())
+                        })
+                        .sum();
+                    (total / windows as f64) as f32
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The mean over runs of per-run scores `[runs][n]`.
 pub fn mean_over_runs(per_run: &[Vec<f32>]) -> Vec<f32> {
     let n = per_run.first().map_or(0, Vec::len);

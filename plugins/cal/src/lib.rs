@@ -11,38 +11,17 @@
 //! ResNet-18; here from `embeddings/proxy` (default) or `embeddings/teacher`. Probabilities
 //! are floored at 10⁻¹² inside the logarithms (DeepCore's would give NaN at an exact 0).
 
+use kdprune_plugin_api::pairwise::{k_nearest, squared_distances};
 use kdprune_plugin_api::{
     export_plugins,
-    records::{self, mean_over_runs, softmax, squared_distance},
+    records::{self, mean_over_runs, softmax},
     ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
 };
-use rayon::prelude::*;
 
 /// The `k` nearest of each member among `members` (itself excluded, ties by position), as
 /// positions in `members`: `[m][k]`.
 pub fn nearest(x: &[f32], h: usize, members: &[u32], k: usize) -> Vec<Vec<usize>> {
-    let m = members.len();
-    let k = k.min(m.saturating_sub(1));
-    let row = |p: usize| &x[members[p] as usize * h..(members[p] as usize + 1) * h];
-    (0..m)
-        .into_par_iter()
-        .map(|i| {
-            let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-            for j in 0..m {
-                if j == i || k == 0 {
-                    continue;
-                }
-                let d = squared_distance(row(i), row(j));
-                if best.len() == k && d >= best[k - 1].0 {
-                    continue;
-                }
-                let at = best.partition_point(|&(b, _)| b <= d);
-                best.insert(at, (d, j));
-                best.truncate(k);
-            }
-            best.into_iter().map(|(_, j)| j).collect()
-        })
-        .collect()
+    k_nearest(&squared_distances(x, h, members), members.len(), k)
 }
 
 /// `½·KL(p‖q) + ½·KL(q‖p)`, probabilities floored at 10⁻¹².

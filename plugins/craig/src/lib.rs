@@ -20,6 +20,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
+use kdprune_plugin_api::pairwise::{gram, squared_distances};
 use kdprune_plugin_api::{
     export_plugins, records, required, InputSpec, ParamValue, Params, PluginError, PluginInfo,
     ScoreRequest, Scorer, Selection,
@@ -28,67 +29,11 @@ use rayon::prelude::*;
 
 /// The similarities `[m, m]` of the rows `members` of `x` `[N, d]`: `max d − d_ij + 10⁻³`.
 pub fn similarities(x: &[f32], d: usize, members: &[u32]) -> Vec<f32> {
-    let m = members.len();
-    let norms: Vec<f32> = members
-        .iter()
-        .map(|&i| {
-            x[i as usize * d..(i as usize + 1) * d]
-                .iter()
-                .map(|v| v * v)
-                .sum()
-        })
-        .collect();
-    let mut gram = gram(x, d, members);
-    gram.par_chunks_mut(m.max(1))
-        .enumerate()
-        .for_each(|(i, row)| {
-            for (j, g) in row.iter_mut().enumerate() {
-                *g = (norms[i] + norms[j] - 2.0 * *g).max(0.0).sqrt();
-            }
-        });
-    let max = gram.iter().copied().fold(0.0f32, f32::max);
-    gram.par_iter_mut().for_each(|v| *v = max - *v + 1e-3);
-    gram
-}
-
-/// The inner products `[m, m]` of the rows `members` of `x` `[N, d]`.
-fn gram(x: &[f32], d: usize, members: &[u32]) -> Vec<f32> {
-    let m = members.len();
-    let rows: Vec<f32> = members
-        .iter()
-        .flat_map(|&i| x[i as usize * d..(i as usize + 1) * d].iter().copied())
-        .collect();
-    let mut gram = vec![0f32; m * m];
-    if m > 0 && d > 0 {
-        // SAFETY: `rows` is [m, d] row-major (row stride d, column stride 1), read as the
-        // left factor and, transposed (row stride 1, column stride d), as the right one;
-        // `gram` is [m, m] row-major and distinct from `rows`. gemm reads and writes only
-        // inside those shapes, and does not read `gram` (read_dst = false).
-        unsafe {
-            gemm::gemm(
-                m,
-                m,
-                d,
-                gram.as_mut_ptr(),
-                1,
-                m as isize,
-                false,
-                rows.as_ptr(),
-                1,
-                d as isize,
-                rows.as_ptr(),
-                d as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(rayon::current_num_threads()),
-            );
-        }
-    }
-    gram
+    let mut dist = squared_distances(x, d, members);
+    dist.par_iter_mut().for_each(|v| *v = v.sqrt());
+    let max = dist.iter().copied().fold(0.0f32, f32::max);
+    dist.par_iter_mut().for_each(|v| *v = max - *v + 1e-3);
+    dist
 }
 
 /// DeepCore's `cossim`: `0.5 + 0.5·cos(x_i, x_j)` `[m, m]` of the rows `members` of `x`

@@ -13,10 +13,10 @@
 //! computed here from `dynamics/batch/correct` as the `forgetting` method does; the
 //! embedding is `embeddings/proxy` (default) or `embeddings/teacher`. Returns the subset.
 
+use kdprune_plugin_api::pairwise::{k_nearest, squared_distances};
 use kdprune_plugin_api::{
     export_plugins, records, ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
 };
-use rayon::prelude::*;
 
 /// Forgetting counts `[N]` from `correct` `[R, E, N]`: correct → wrong transitions between
 /// consecutive epochs, `E` when never correct, mean over runs.
@@ -38,78 +38,11 @@ pub fn forgetting(correct: &records::Records) -> Vec<f32> {
         .collect()
 }
 
-/// Squared Euclidean distances `[m, m]` between the rows `members` of `x` `[N, h]` (the
-/// ranking of the kNN needs no root; the edges take theirs).
-pub fn squared_distances(x: &[f32], h: usize, members: &[u32]) -> Vec<f32> {
-    let m = members.len();
-    let rows: Vec<f32> = members
-        .iter()
-        .flat_map(|&i| x[i as usize * h..(i as usize + 1) * h].iter().copied())
-        .collect();
-    let norms: Vec<f32> = rows
-        .chunks_exact(h.max(1))
-        .map(|r| r.iter().map(|v| v * v).sum())
-        .collect();
-    let mut d = vec![0f32; m * m];
-    if m > 0 && h > 0 {
-        // SAFETY: `rows` is [m, h] row-major, read as the left factor (row stride h, column
-        // stride 1) and transposed as the right one (row stride 1, column stride h); `d` is
-        // [m, m] row-major and distinct from `rows`. gemm stays inside those shapes and does
-        // not read `d` (read_dst = false).
-        unsafe {
-            gemm::gemm(
-                m,
-                m,
-                h,
-                d.as_mut_ptr(),
-                1,
-                m as isize,
-                false,
-                rows.as_ptr(),
-                1,
-                h as isize,
-                rows.as_ptr(),
-                h as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(rayon::current_num_threads()),
-            );
-        }
-    }
-    d.par_chunks_mut(m.max(1)).enumerate().for_each(|(i, row)| {
-        for (j, v) in row.iter_mut().enumerate() {
-            *v = (norms[i] + norms[j] - 2.0 * *v).max(0.0);
-        }
-    });
-    d
-}
-
 /// The symmetric kNN graph of the squared distances `dist2` `[m, m]`: each node's neighbour
 /// list (its `k` nearest, itself excluded, ties by index, and every node that has it among
 /// its own `k`), sorted.
 pub fn knn_graph(dist2: &[f32], m: usize, k: usize) -> Vec<Vec<usize>> {
-    let k = k.min(m.saturating_sub(1));
-    let nearest: Vec<Vec<usize>> = (0..m)
-        .into_par_iter()
-        .map(|i| {
-            // The k smallest by insertion: k is small, and most rows are rejected at once.
-            let row = &dist2[i * m..(i + 1) * m];
-            let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
-            for (j, &d) in row.iter().enumerate() {
-                if j == i || k == 0 || (best.len() == k && d >= best[k - 1].0) {
-                    continue;
-                }
-                let at = best.partition_point(|&(b, _)| b <= d);
-                best.insert(at, (d, j));
-                best.truncate(k);
-            }
-            best.into_iter().map(|(_, j)| j).collect()
-        })
-        .collect();
+    let nearest = k_nearest(dist2, m, k);
     let mut graph = nearest.clone();
     for (i, list) in nearest.iter().enumerate() {
         for &j in list {

@@ -9,33 +9,13 @@
 
 use kdprune_plugin_api::{
     export_plugins,
-    records::{mean_over_runs, records, Records},
+    records::{mean_over_runs, records, sliding_windows, Records},
     ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
 };
 
 /// Dynamic uncertainty per run `[R][N]` with windows of `window` epochs.
 pub fn dynamic_uncertainty(probs: &Records, window: usize) -> Vec<Vec<f32>> {
-    let epochs = probs.records;
-    let windows = epochs + 1 - window;
-    (0..probs.runs)
-        .map(|r| {
-            (0..probs.n)
-                .map(|i| {
-                    let p: Vec<f64> = (0..epochs).map(|e| probs.at(r, e)[i] as f64).collect();
-                    let total: f64 = (0..windows)
-                        .map(|k| {
-                            let w = &p[k..k + window];
-                            let mean = w.iter().sum::<f64>() / window as f64;
-                            let var = w.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>()
-                                / (window as f64 - 1.0).max(1.0);
-                            var.sqrt()
-                        })
-                        .sum();
-                    (total / windows as f64) as f32
-                })
-                .collect()
-        })
-        .collect()
+    sliding_windows(probs, probs.records, window, |_, std| std)
 }
 
 pub struct DynamicUncertainty;
