@@ -3597,6 +3597,18 @@ fn dynamics_exported_and_read_back_score_the_same_bit_for_bit() {
         "moderate",
         "prototypes",
         "craig",
+        "glister",
+        "gradmatch",
+        "contextual-diversity",
+    ];
+    // Methods that return a subset have no scores file.
+    let subsets = [
+        "herding",
+        "k-center",
+        "craig",
+        "glister",
+        "gradmatch",
+        "contextual-diversity",
     ];
     let prune = |methods: &[&str]| {
         methods
@@ -3620,7 +3632,7 @@ fn dynamics_exported_and_read_back_score_the_same_bit_for_bit() {
     let expected = score_files(&recorded.path().join("out"));
     assert_eq!(
         expected.len(),
-        proxy_methods.len() * 2 - 3,
+        proxy_methods.len() * 2 - subsets.len(),
         "{:?}",
         expected.keys()
     );

@@ -20,36 +20,96 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use kdprune_plugin_api::pairwise::{gram, squared_distances};
+use kdprune_plugin_api::pairwise::{
+    gradient_gram, gram, squared_distances, squared_distances_from_gram,
+};
 use kdprune_plugin_api::{
     export_plugins, records, required, InputSpec, ParamValue, Params, PluginError, PluginInfo,
     ScoreRequest, Scorer, Selection,
 };
 use rayon::prelude::*;
 
-/// The similarities `[m, m]` of the rows `members` of `x` `[N, d]`: `max d − d_ij + 10⁻³`.
-pub fn similarities(x: &[f32], d: usize, members: &[u32]) -> Vec<f32> {
-    let mut dist = squared_distances(x, d, members);
+/// The rows a method compares: an embedding `x` `[N, d]`, or the last-layer gradients in
+/// factored form, `e` `[N, C]` (the bias part of `embeddings/grad`) and `h` `[N, H]`
+/// (`embeddings/proxy`, the same network's penultimate layer), whose products
+/// `a_i·a_j = (e_i·e_j)(1 + h_i·h_j)` are those of the full `[N, C·(H+1)]` gradients at a
+/// tenth of the work.
+pub enum Rows {
+    Embedding {
+        x: Vec<f32>,
+        d: usize,
+    },
+    Gradients {
+        e: Vec<f32>,
+        c: usize,
+        h: Vec<f32>,
+        dim: usize,
+    },
+}
+
+impl Rows {
+    /// Squared Euclidean distances `[m, m]` between the rows `members`.
+    pub fn squared_distances(&self, members: &[u32]) -> Vec<f32> {
+        match self {
+            Rows::Embedding { x, d } => squared_distances(x, *d, members),
+            Rows::Gradients { e, c, h, dim } => {
+                squared_distances_from_gram(gradient_gram(e, *c, h, *dim, members), members.len())
+            }
+        }
+    }
+
+    /// Cosines `[m, m]` between the rows `members` (a zero row's taken as 0).
+    pub fn cosines(&self, members: &[u32]) -> Vec<f32> {
+        match self {
+            Rows::Embedding { x, d } => {
+                let unit: Vec<f32> = members
+                    .iter()
+                    .flat_map(|&i| {
+                        let row = &x[i as usize * d..(i as usize + 1) * d];
+                        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+                        let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+                        row.iter().map(move |v| v * scale)
+                    })
+                    .collect();
+                let all: Vec<u32> = (0..members.len() as u32).collect();
+                gram(&unit, *d, &all)
+            }
+            Rows::Gradients { e, c, h, dim } => {
+                let m = members.len();
+                let mut g = gradient_gram(e, *c, h, *dim, members);
+                let scale: Vec<f32> = (0..m)
+                    .map(|i| {
+                        let norm = g[i * m + i].sqrt();
+                        if norm > 0.0 {
+                            1.0 / norm
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                g.par_chunks_mut(m.max(1)).enumerate().for_each(|(i, row)| {
+                    for (v, &sj) in row.iter_mut().zip(&scale) {
+                        *v *= scale[i] * sj;
+                    }
+                });
+                g
+            }
+        }
+    }
+}
+
+/// The similarities `[m, m]` of the rows `members`: `max d − d_ij + 10⁻³`.
+pub fn similarities(rows: &Rows, members: &[u32]) -> Vec<f32> {
+    let mut dist = rows.squared_distances(members);
     dist.par_iter_mut().for_each(|v| *v = v.sqrt());
     let max = dist.iter().copied().fold(0.0f32, f32::max);
     dist.par_iter_mut().for_each(|v| *v = max - *v + 1e-3);
     dist
 }
 
-/// DeepCore's `cossim`: `0.5 + 0.5·cos(x_i, x_j)` `[m, m]` of the rows `members` of `x`
-/// `[N, d]` (a zero row's cosine taken as 0).
-pub fn cosine_similarities(x: &[f32], d: usize, members: &[u32]) -> Vec<f32> {
-    let unit: Vec<f32> = members
-        .iter()
-        .flat_map(|&i| {
-            let row = &x[i as usize * d..(i as usize + 1) * d];
-            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-            let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
-            row.iter().map(move |v| v * scale)
-        })
-        .collect();
-    let all: Vec<u32> = (0..members.len() as u32).collect();
-    let mut sim = gram(&unit, d, &all);
+/// DeepCore's `cossim`: `0.5 + 0.5·cos(x_i, x_j)` `[m, m]` of the rows `members`.
+pub fn cosine_similarities(rows: &Rows, members: &[u32]) -> Vec<f32> {
+    let mut sim = rows.cosines(members);
     sim.par_iter_mut().for_each(|v| *v = 0.5 + 0.5 * *v);
     sim
 }
@@ -158,12 +218,12 @@ impl Scorer for Craig {
     }
 
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {
-        let (x, d) = chosen(request)?;
+        let rows = chosen(request)?;
         let groups = records::selection_groups(request, true);
         let mut kept = Vec::with_capacity(request.budget as usize);
         // One class at a time: its similarities take m² floats.
         for (members, quota) in groups {
-            let sim = similarities(&x, d, &members);
+            let sim = similarities(&rows, &members);
             let picks = facility_location(&sim, members.len(), quota);
             kept.extend(picks.into_iter().map(|p| members[p]));
         }
@@ -171,17 +231,37 @@ impl Scorer for Craig {
     }
 }
 
-/// The gradients (or embedding) the `embedding` parameter names, `([n · d], d)`.
-fn chosen(request: &ScoreRequest<'_>) -> Result<(Vec<f32>, usize), PluginError> {
+/// The rows the `embedding` parameter names: the gradients (factored) or an embedding.
+fn chosen(request: &ScoreRequest<'_>) -> Result<Rows, PluginError> {
     match request.text("embedding")? {
-        "grad" => records::embedding(request, "embeddings/grad"),
-        _ => records::chosen_embedding(request),
+        "grad" => {
+            let (grad, width) = records::embedding(request, "embeddings/grad")?;
+            let (h, dim) = records::embedding(request, "embeddings/proxy")?;
+            let c = request.train.num_classes as usize;
+            if width != c * (dim + 1) {
+                return Err(PluginError::new(format!(
+                    "embeddings/grad has {width} columns; expected C·(H+1) = {c}·({dim}+1) from embeddings/proxy"
+                )));
+            }
+            let e = grad
+                .chunks_exact(width)
+                .flat_map(|row| row[..c].iter().copied())
+                .collect();
+            Ok(Rows::Gradients { e, c, h, dim })
+        }
+        _ => {
+            let (x, d) = records::chosen_embedding(request)?;
+            Ok(Rows::Embedding { x, d })
+        }
     }
 }
 
 fn grad_inputs(params: &Params<'_>) -> Option<Result<Vec<InputSpec>, PluginError>> {
     match params.text("embedding") {
-        Some("grad") | None => Some(Ok(vec![required("embeddings/grad")])),
+        Some("grad") | None => Some(Ok(vec![
+            required("embeddings/grad"),
+            required("embeddings/proxy"),
+        ])),
         _ => records::embedding_inputs(params),
     }
 }
@@ -225,12 +305,12 @@ impl Scorer for Submodular {
     }
 
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {
-        let (x, d) = chosen(request)?;
+        let rows = chosen(request)?;
         let function = request.text("function")?.to_string();
         let lambda = request.float("lambda")?;
         let mut kept = Vec::with_capacity(request.budget as usize);
         for (members, quota) in records::selection_groups(request, true) {
-            let sim = cosine_similarities(&x, d, &members);
+            let sim = cosine_similarities(&rows, &members);
             let m = members.len();
             let picks = match function.as_str() {
                 "facility_location" => facility_location(&sim, m, quota),
@@ -254,8 +334,11 @@ mod tests {
     #[test]
     fn similarities_are_the_largest_distance_minus_each() {
         // Three points on a line at 0, 3 and 4: distances 3, 4, 1; the largest 4.
-        let x = [0.0f32, 3.0, 4.0];
-        let sim = similarities(&x, 1, &[0, 1, 2]);
+        let rows = Rows::Embedding {
+            x: vec![0.0f32, 3.0, 4.0],
+            d: 1,
+        };
+        let sim = similarities(&rows, &[0, 1, 2]);
         let expected = [
             4.001, 1.001, 0.001, 1.001, 4.001, 3.001, 0.001, 3.001, 4.001,
         ];
@@ -269,8 +352,11 @@ mod tests {
         // Similarities of the line 0, 3, 4 above: the first pick is the point with the largest
         // column sum (1: 1.001 + 4.001 + 3.001 = 8.003, against 5.003 and 7.003); then the
         // gains over best = column 1 are 3.0 for point 0 and 1.0 for point 2.
-        let x = [0.0f32, 3.0, 4.0];
-        let sim = similarities(&x, 1, &[0, 1, 2]);
+        let rows = Rows::Embedding {
+            x: vec![0.0f32, 3.0, 4.0],
+            d: 1,
+        };
+        let sim = similarities(&rows, &[0, 1, 2]);
         assert_eq!(facility_location(&sim, 3, 2), vec![1, 0]);
         // On random points, the picks of a greedy that recomputes every gain each step.
         let mut state = 7u64;
@@ -282,7 +368,7 @@ mod tests {
         };
         let x: Vec<f32> = (0..60 * 3).map(|_| next()).collect();
         let members: Vec<u32> = (0..60).collect();
-        let sim = similarities(&x, 3, &members);
+        let sim = similarities(&Rows::Embedding { x, d: 3 }, &members);
         let mut best = vec![0f32; 60];
         let mut plain = Vec::new();
         for _ in 0..10 {
@@ -308,8 +394,11 @@ mod tests {
     #[test]
     fn graph_cut_gains_and_cosine_similarities_by_hand() {
         // Rows (1, 0), (0, 1), (2, 2): cosines 0, 1/√2, 1/√2 → 0.5 + 0.5·cos.
-        let x = [1.0f32, 0.0, 0.0, 1.0, 2.0, 2.0];
-        let sim = cosine_similarities(&x, 2, &[0, 1, 2]);
+        let rows = Rows::Embedding {
+            x: vec![1.0f32, 0.0, 0.0, 1.0, 2.0, 2.0],
+            d: 2,
+        };
+        let sim = cosine_similarities(&rows, &[0, 1, 2]);
         let h = 0.5 + 0.5 * std::f32::consts::FRAC_1_SQRT_2;
         let expected = [1.0, 0.5, h, 0.5, 1.0, h, h, h, 1.0];
         for (a, b) in sim.iter().zip(expected) {
@@ -318,5 +407,49 @@ mod tests {
         // λ = 1: column sums 1.5 + h, 1.5 + h, 1 + 2h: the third first (2h > 0.5 + h).
         // Then gains Σ − 2·S(2, x) = 1.5 − h for both others: the smaller index.
         assert_eq!(graph_cut(&sim, 3, 2, 1.0), vec![2, 0]);
+    }
+
+    #[test]
+    fn factored_gradients_compare_as_the_full_ones() {
+        // Four examples, C = 3, H = 2: the full gradients [e, e_1·h, e_2·h, e_3·h] as an
+        // embedding against their factors.
+        let e = [
+            0.2f32, -0.3, 0.1, -0.5, 0.4, 0.1, 0.0, 0.3, -0.3, 0.6, -0.9, 0.3,
+        ];
+        let h = [1.0f32, 2.0, -0.5, 0.5, 3.0, 0.0, 0.25, -1.0];
+        let full: Vec<f32> = (0..4)
+            .flat_map(|i| {
+                let (ei, hi) = (&e[i * 3..i * 3 + 3], &h[i * 2..i * 2 + 2]);
+                let weight: Vec<f32> = ei
+                    .iter()
+                    .flat_map(|&c| hi.iter().map(move |&d| c * d))
+                    .collect();
+                ei.iter().copied().chain(weight).collect::<Vec<_>>()
+            })
+            .collect();
+        let embedding = Rows::Embedding { x: full, d: 9 };
+        let factored = Rows::Gradients {
+            e: e.to_vec(),
+            c: 3,
+            h: h.to_vec(),
+            dim: 2,
+        };
+        let members = [3u32, 0, 2, 1];
+        for (a, b) in [
+            (
+                similarities(&embedding, &members),
+                similarities(&factored, &members),
+            ),
+            (
+                cosine_similarities(&embedding, &members),
+                cosine_similarities(&factored, &members),
+            ),
+        ] {
+            // The square root turns the full product's rounding at a distance of 0 into
+            // about 10⁻⁴.
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-3, "{a:?} vs {b:?}");
+            }
+        }
     }
 }

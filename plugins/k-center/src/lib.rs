@@ -6,6 +6,7 @@
 //!
 //! Reads `embeddings/proxy` `[N, H]` (default) or `embeddings/teacher`.
 
+use kdprune_plugin_api::pairwise::farthest_first;
 use kdprune_plugin_api::{
     export_plugins,
     records::{chosen_embedding, selection_groups, squared_distance, SplitMix64},
@@ -13,50 +14,10 @@ use kdprune_plugin_api::{
 };
 use rayon::prelude::*;
 
-/// The first `k` greedy k-center picks among `members` of `x` `[N, h]`, starting from
-/// `members[first]`, in the order picked.
+/// The first `k` greedy k-center picks among `members` of `x` `[N, h]` (squared Euclidean
+/// distance), starting from `members[first]`, in the order picked.
 pub fn k_center(x: &[f32], h: usize, members: &[u32], k: usize, first: usize) -> Vec<u32> {
-    let m = members.len();
-    let k = k.min(m);
-    if k == 0 {
-        return Vec::new();
-    }
-    // The unpicked members' rows side by side (every step reads them all, front to back); a
-    // pick is swapped out, so the set read shrinks. `position` keeps each row's place among
-    // `members`, which breaks ties as in index order.
-    let mut rows: Vec<f32> = members
-        .iter()
-        .flat_map(|&i| x[i as usize * h..(i as usize + 1) * h].iter().copied())
-        .collect();
-    let mut min_dist = vec![f32::INFINITY; m];
-    let mut position: Vec<usize> = (0..m).collect();
-    let mut order = Vec::with_capacity(k);
-    let mut next = first;
-    loop {
-        order.push(members[position[next]]);
-        let center = rows[next * h..(next + 1) * h].to_vec();
-        let last = position.len() - 1;
-        rows.copy_within(last * h..(last + 1) * h, next * h);
-        rows.truncate(last * h);
-        min_dist.swap_remove(next);
-        position.swap_remove(next);
-        if order.len() == k {
-            return order;
-        }
-        // One task per 4096 rows: a class is covered on one core (classes run in parallel).
-        min_dist
-            .par_iter_mut()
-            .with_min_len(4096)
-            .enumerate()
-            .for_each(|(a, d)| *d = d.min(squared_distance(&rows[a * h..(a + 1) * h], &center)));
-        next = (0..position.len())
-            .max_by(|&a, &b| {
-                min_dist[a]
-                    .total_cmp(&min_dist[b])
-                    .then(position[b].cmp(&position[a]))
-            })
-            .expect("k <= members");
-    }
+    farthest_first(x, h, members, k, first, squared_distance)
 }
 
 pub struct KCenter;
