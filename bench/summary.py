@@ -38,7 +38,8 @@ def main():
     for r in rounds(open(sys.argv[1]).read().splitlines()):
         kernels.add(r["peers"].get("numpy-gemm", {}).get("openblas_kernel", "not reported"))
         ours_kernels.update(o.get("kernels", "not reported") for o in r["ours"])
-        mlp, cnn = r["ours"]
+        mlp, cnn = r["ours"][:2]
+        resnet = r["ours"][2] if len(r["ours"]) > 2 else None
         peers = r["peers"]
         numpy_gemm = peers.get("numpy-gemm", {}).get("gflops", 0.0)
         peak = max(mlp["gemm_peak_gflops"], numpy_gemm)
@@ -52,7 +53,16 @@ def main():
             "cnn conv GFLOP/s": cnn["conv_gflops"],
             "cnn % of GEMM peak": 100 * cnn["student_gflops"] / max(cnn["gemm_peak_gflops"], numpy_gemm),
         }
-        for peer, model in (("numpy-mlp", mlp), ("sklearn-mlp", mlp), ("jax-mlp", mlp), ("numpy-cnn", cnn), ("jax-cnn", cnn)):
+        if resnet is not None:
+            resnet_peak = max(resnet["gemm_peak_gflops"], numpy_gemm)
+            row["resnet20 samples/s"] = resnet["student_samples_per_s_hard"]
+            row["resnet20 GFLOP/s"] = resnet["student_gflops"]
+            row["resnet20 % of peak"] = 100 * resnet["student_gflops"] / resnet_peak
+        pairs = [("numpy-mlp", mlp), ("sklearn-mlp", mlp), ("jax-mlp", mlp), ("numpy-cnn", cnn), ("jax-cnn", cnn)]
+        pairs += [(f"torch-cnn-{layout}", cnn) for layout in ("channels-last", "nchw")]
+        if resnet is not None:
+            pairs += [(f"torch-resnet20-{layout}", resnet) for layout in ("channels-last", "nchw")]
+        for peer, model in pairs:
             if peer in peers:
                 row[f"{peer} samples/s"] = peers[peer]["samples_per_s"]
                 row[f"x {peer}"] = model["student_samples_per_s_hard"] / peers[peer]["samples_per_s"]
@@ -67,7 +77,7 @@ def main():
         row["cnn peak RSS MiB"] = cnn["peak_rss_bytes"] / 2**20
         row["cnn accounted MiB"] = cnn["accounted_bytes"] / 2**20
         table.append(row)
-    keys = list(table[0])
+    keys = list(dict.fromkeys(k for row in table for k in row))
     print("\n# summary: per round, then the median over rounds (x peer = kdprune / peer)")
     print(f"# OpenBLAS kernel (NumPy, scikit-learn): {', '.join(sorted(kernels))}")
     print(f"# kdprune's kernels: {', '.join(sorted(ours_kernels))}")
@@ -78,5 +88,21 @@ def main():
         print(f"{k:24}" + "".join(fmt(v) for v in values) + fmt(statistics.median(values)))
 
 
+def layer_table(lines):
+    """Where the time goes (`kdprune bench --layers`), per network, from the last round."""
+    last = rounds(lines)[-1]
+    for name, report in zip(("mlp", "cnn", "resnet20"), last["ours"]):
+        times = report.get("layer_times")
+        if not times:
+            continue
+        total = report["profiled_seconds"]
+        print(f"\n# where {name}'s label-only training goes (last round; {total:.2f} s over its epochs)")
+        for t in times:
+            print(f"{t['kind']:<24}{t['pass']:<10}{t['seconds']:9.3f} s {100 * t['seconds'] / total:6.1f} %  {t['calls']} calls")
+        rest = total - sum(t["seconds"] for t in times)
+        print(f"{'loss, update, batches':<34}{rest:9.3f} s {100 * rest / total:6.1f} %")
+
+
 if __name__ == "__main__":
     main()
+    layer_table(open(sys.argv[1]).read().splitlines())

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # The trainer benchmark of docs/performance.md, side by side in one run on this machine:
-# kdprune's student (MLP and CNN) against NumPy, scikit-learn and JAX doing the same training
-# step, at the same thread count, with this machine's f32 GEMM rate measured in the same
-# kdprune process. Prints JSON lines and a summary; keeps the output in bench/last-run.txt.
+# kdprune's student (MLP, CNN and ResNet-20) against NumPy, scikit-learn, JAX and PyTorch doing
+# the same training step, at the same thread count, with this machine's f32 GEMM rate measured
+# in the same kdprune process. Prints JSON lines and a summary; keeps the output in
+# bench/last-run.txt. PyTorch (the `torch` wheel from PyPI, about 5 GB with its CUDA
+# libraries; it runs on the CPU) is installed into .venv-bench on first use: a benchmark
+# peer, never a test dependency.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 CNN_LIMIT=${CNN_LIMIT:-10000}
+# CIFAR-10 images per ResNet-20 pass, kdprune's and PyTorch's alike (40 batches of 128).
+RESNET_LIMIT=${RESNET_LIMIT:-5120}
 
 # KDPRUNE: a kdprune binary to measure (an earlier build, say) instead of this checkout's,
 # which setup builds.
@@ -15,6 +20,10 @@ if [ ! -x .venv-bench/bin/python ]; then
   python3 -m venv .venv-bench
   .venv-bench/bin/pip install --quiet --disable-pip-version-check numpy scikit-learn "jax[cpu]"
 fi
+if ! .venv-bench/bin/python -c 'import torch, PIL' 2>/dev/null; then
+  .venv-bench/bin/pip install --quiet --disable-pip-version-check torch pillow
+fi
+[ -d build/cifar10/train ] || scripts/setup.sh --cifar10 >/dev/null
 export OPENBLAS_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS MATMUL_NUM_THREADS=$THREADS
 export XLA_FLAGS="--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=$THREADS"
 # Which vector extensions every side may use. native: each picks its best for this CPU (an
@@ -64,7 +73,10 @@ one_line() {
     echo "## kdprune MLP"
     "$KDPRUNE" bench bench/mlp.toml --epochs "$PASSES" --student-only 2>/dev/null | one_line
     echo "## kdprune CNN"
-    "$KDPRUNE" bench bench/cnn.toml --epochs "$CNN_PASSES" --student-only 2>/dev/null | one_line
+    "$KDPRUNE" bench bench/cnn.toml --epochs "$CNN_PASSES" --student-only --layers 2>/dev/null | one_line
+    echo "## kdprune ResNet-20"
+    "$KDPRUNE" bench bench/resnet20.toml --epochs "$CNN_PASSES" --student-only --layers \
+      --limit "$RESNET_LIMIT" 2>/dev/null | one_line
     if [ -n "${KDPRUNE_BEFORE:-}" ]; then
       echo "## before MLP"
       "$KDPRUNE_BEFORE" bench bench/mlp.toml --epochs "$PASSES" --student-only 2>/dev/null | one_line
@@ -73,6 +85,8 @@ one_line() {
     fi
     echo "## peers"
     .venv-bench/bin/python bench/peers.py build/fashion-mnist "$CNN_LIMIT" "" "$PASSES"
+    .venv-bench/bin/python bench/peers_torch.py cnn build/fashion-mnist "$CNN_LIMIT" "$CNN_PASSES" "$THREADS"
+    .venv-bench/bin/python bench/peers_torch.py resnet20 build/cifar10 "$RESNET_LIMIT" "$CNN_PASSES" "$THREADS"
   done
 } | tee "$out"
 .venv-bench/bin/python bench/summary.py "$out" | tee -a "$out"

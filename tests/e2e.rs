@@ -3794,3 +3794,47 @@ fn infobatch_skips_well_learned_examples_and_records_how_many_it_saw() {
         "{line}"
     );
 }
+
+#[test]
+fn bench_reports_where_the_time_goes_on_a_limited_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = mnist_manifest(
+        dir.path(),
+        built_plugins(),
+        "[[prune]]\nmethod = \"random\"\nkeep = [0.5]\n",
+        &[],
+    );
+    let out = kdprune(&[
+        "bench",
+        path.to_str().unwrap(),
+        "--student-only",
+        "--layers",
+        "--limit",
+        "640",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["train_examples"], 640);
+    let times = report["layer_times"].as_array().unwrap();
+    let find = |kind: &str, pass: &str| {
+        times
+            .iter()
+            .find(|t| t["kind"] == kind && t["pass"] == pass)
+            .unwrap_or_else(|| panic!("{kind} {pass} in {times:?}"))
+    };
+    // 640 examples in batches of the manifest's size: every dense layer runs once per batch
+    // (per shard of it) each way.
+    assert!(find("dense", "forward")["calls"].as_u64().unwrap() >= 5);
+    assert!(find("dense", "backward")["seconds"].as_f64().unwrap() > 0.0);
+    assert!(report["profiled_seconds"].as_f64().unwrap() > 0.0);
+    // Without --layers there is no table.
+    let out = kdprune(&[
+        "bench",
+        path.to_str().unwrap(),
+        "--student-only",
+        "--limit",
+        "640",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stdout.contains("layer_times"), "{}", out.stdout);
+}

@@ -53,6 +53,13 @@ pub struct BenchReport {
     /// hard-label training.
     pub gemm_peak_gflops: f64,
     pub fraction_of_gemm_peak: f64,
+    /// With `--layers`: the label-only training's wall seconds per layer kind and pass
+    /// (`train::profile`), largest first, and the seconds of the epochs they were taken in
+    /// (the rest is the loss, the update and the batches' assembly).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layer_times: Vec<train::profile::KindTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profiled_seconds: Option<f64>,
     /// Peak resident memory of the process (VmHWM), bytes.
     pub peak_rss_bytes: Option<u64>,
     /// Training features + labels + soft labels + model + optimiser state, bytes.
@@ -94,18 +101,41 @@ fn peak_rss() -> Option<u64> {
 
 /// Runs the benchmark with `epochs` of student training per measurement; `with_teacher`
 /// also times the teacher and the KD step.
+/// What [`run`] measures.
+#[derive(Debug, Clone, Copy)]
+pub struct StudentBench {
+    /// Epochs per measurement; the fastest gives the rate.
+    pub epochs: usize,
+    /// Time the teacher's pass and the KD step too.
+    pub with_teacher: bool,
+    /// Time the KD step at several α ([`BenchReport::kd_by_alpha`]).
+    pub alphas: bool,
+    /// Time each layer kind ([`BenchReport::layer_times`]).
+    pub layers: bool,
+    /// Train on the first `limit` training examples only.
+    pub limit: Option<usize>,
+}
+
 pub fn run(
     manifest: &Manifest,
     extra_plugin_dirs: &[std::path::PathBuf],
-    epochs: usize,
-    with_teacher: bool,
-    alphas: bool,
+    options: StudentBench,
 ) -> Result<BenchReport, Error> {
+    let StudentBench {
+        epochs,
+        with_teacher,
+        alphas,
+        layers,
+        limit,
+    } = options;
     let registry = Registry::load(&plugins::plugin_dirs(
         &manifest.plugin_dirs,
         extra_plugin_dirs,
     ))?;
-    let (raw_train, _) = data::load(&manifest.data, manifest.seeds[0])?;
+    let (mut raw_train, _) = data::load(&manifest.data, manifest.seeds[0])?;
+    if let Some(limit) = limit.filter(|&l| l < raw_train.len()) {
+        raw_train = raw_train.subset(&(0..limit as u32).collect::<Vec<_>>());
+    }
     let norm = manifest.data.normalise.resolve(&raw_train);
     let features = norm.apply(raw_train.features.view());
 
@@ -143,7 +173,15 @@ pub fn run(
     // The machine's rate moves between seconds on a shared host: the GEMM rate is measured
     // right before and right after the timed training, and the higher one is the peak.
     let gemm_before = gemm_gflops(1024, 5);
+    train::profile::set_enabled(layers);
     let (hard_epochs, mut model) = time_training(0.0)?;
+    train::profile::set_enabled(false);
+    let layer_times = if layers {
+        train::profile::take()
+    } else {
+        Vec::new()
+    };
+    let profiled_seconds = layers.then(|| hard_epochs.iter().map(|rate| n as f64 / rate).sum());
     let gemm = gemm_before.max(gemm_gflops(1024, 5));
     let hard = fastest(&hard_epochs);
     let kd = match teacher_logits {
@@ -188,6 +226,8 @@ pub fn run(
         conv_gflops: hard * 3.0 * conv_forward as f64 / 1e9,
         gemm_peak_gflops: gemm,
         fraction_of_gemm_peak: student_gflops / gemm,
+        layer_times,
+        profiled_seconds,
         peak_rss_bytes: peak_rss(),
         accounted_bytes: accounted,
     })

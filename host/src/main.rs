@@ -132,6 +132,12 @@ enum Command {
         /// Also time the KD step at α = 0, 0.1, 0.5, 0.9, 1 (subnormals flushed and kept).
         #[arg(long)]
         alphas: bool,
+        /// Also report where the label-only training's time goes, per layer kind and pass.
+        #[arg(long)]
+        layers: bool,
+        /// Train on the first N training examples only (a shorter measurement).
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
     },
 }
 
@@ -308,14 +314,20 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
             teacher_only,
             dynamics,
             alphas,
+            layers,
+            limit,
         } => cmd_bench(
             manifest,
             plugin_dirs,
-            epochs,
-            student_only,
-            teacher_only,
-            dynamics,
-            alphas,
+            BenchOptions {
+                epochs,
+                student_only,
+                teacher_only,
+                dynamics,
+                alphas,
+                layers,
+                limit,
+            },
         ),
     }
 }
@@ -649,15 +661,31 @@ fn cmd_check(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow
 }
 
 /// `kdprune bench`.
-fn cmd_bench(
-    manifest: PathBuf,
-    plugin_dirs: Vec<PathBuf>,
+/// What `kdprune bench` measures (its flags).
+struct BenchOptions {
     epochs: usize,
     student_only: bool,
     teacher_only: bool,
     dynamics: bool,
     alphas: bool,
+    layers: bool,
+    limit: Option<usize>,
+}
+
+fn cmd_bench(
+    manifest: PathBuf,
+    plugin_dirs: Vec<PathBuf>,
+    options: BenchOptions,
 ) -> anyhow::Result<ExitCode> {
+    let BenchOptions {
+        epochs,
+        student_only,
+        teacher_only,
+        dynamics,
+        alphas,
+        layers,
+        limit,
+    } = options;
     let manifest = load_manifest(&manifest)?;
     if teacher_only {
         let report = kdprune::bench::teacher_pass(&manifest, &plugin_dirs, 3)?;
@@ -669,7 +697,17 @@ fn cmd_bench(
         out!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let report = kdprune::bench::run(&manifest, &plugin_dirs, epochs, !student_only, alphas)?;
+    let report = kdprune::bench::run(
+        &manifest,
+        &plugin_dirs,
+        kdprune::bench::StudentBench {
+            epochs,
+            with_teacher: !student_only,
+            alphas,
+            layers,
+            limit,
+        },
+    )?;
     out!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,7 @@ pub mod memory;
 pub mod network;
 pub mod onnx_export;
 pub mod optim;
+pub mod profile;
 pub mod spec;
 
 pub use error::TrainError;

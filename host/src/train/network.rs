@@ -24,6 +24,7 @@ use super::kernels::elementwise::{self, Operand};
 use super::kernels::gemm;
 use super::kernels::weight_grad::{self, Factors, Sink};
 use super::layers::build;
+use super::layers::layer::{backward_timed, forward_timed};
 use super::layers::{Layer, Mode, ParamRef, SharedTensor, Site, WeightFactors};
 use super::loss::{kd_loss_and_grad, PerExample, SoftLabels};
 use super::optim::{Gradient, Optimizer, Update};
@@ -68,7 +69,7 @@ fn forward_layers(
         .into_shape_with_order(IxDyn(&shape))
         .expect("standard layout");
     for layer in layers.iter_mut() {
-        a = layer.forward(a, mode);
+        a = forward_timed(layer, a, mode);
     }
     a.into_dimensionality::<Ix2>()
         .expect("the last layer is dense")
@@ -99,7 +100,7 @@ fn shard_step(
     let mut g = grad.into_dyn();
     let first = layers.iter().position(|l| l.has_params()).unwrap_or(0);
     for layer in layers[first..].iter_mut().rev() {
-        g = layer.backward(g);
+        g = backward_timed(layer, g);
     }
     (loss, logits)
 }
@@ -1060,6 +1061,49 @@ mod tests {
     fn gradients_residual_blocks() {
         check_gradients(&["conv 2 k3 p1", "res 2"], &[1, 4, 4], 0.5);
         check_gradients(&["res 3 s2"], &[2, 4, 4], 0.5);
+    }
+
+    #[test]
+    fn a_profiled_step_times_every_leaf_kind_and_the_residual_add() {
+        use crate::train::profile::{self, Pass};
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let x = Array2::from_shape_simple_fn((4, 2 * 6 * 6), || rng.gen_range(-1.0f32..1.0));
+        let spec = specs(&["conv 3 k3 p1", "bn", "relu", "res 3", "res 4 s2", "gap"]);
+        let mut net = Network::build(&spec, &[2, 6, 6], 3, 5).unwrap();
+        profile::set_enabled(true);
+        net.loss_and_grad(x.view(), &[0, 1, 2, 0], None, kd(0.0));
+        profile::set_enabled(false);
+        let times = profile::take();
+        let has = |kind: &str, pass: Pass| {
+            times
+                .iter()
+                .any(|t| t.kind == kind && t.pass == pass && t.calls > 0 && t.seconds >= 0.0)
+        };
+        for kind in [
+            "conv k3 s1",
+            "conv k3 s2",
+            "conv k1 s2",
+            "bn",
+            "relu",
+            "gap",
+            "dense",
+            "residual copy and add",
+        ] {
+            assert!(has(kind, Pass::Forward), "{kind} forward: {times:?}");
+        }
+        for kind in [
+            "conv k3 s1",
+            "conv k1 s2",
+            "bn",
+            "dense",
+            "residual copy and add",
+        ] {
+            assert!(has(kind, Pass::Backward), "{kind} backward: {times:?}");
+        }
+        assert!(
+            !times.iter().any(|t| t.kind.starts_with("res ")),
+            "blocks are not leaves"
+        );
     }
 
     #[test]

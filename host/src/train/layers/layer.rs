@@ -4,6 +4,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::train::profile;
 use ndarray::{Array2, ArrayD, IxDyn};
 
 /// `x` in standard (row-major, contiguous) layout, copied only when it is not already: layers
@@ -226,5 +227,26 @@ impl Site<'_> {
     /// `layer <i> (<spec>): <what>`.
     pub fn error(&self, what: String) -> String {
         format!("layer {} ({:?}): {what}", self.index + 1, self.spec)
+    }
+}
+
+/// `layer.forward`, its wall time added to its kind's when profiling is on and it is a leaf
+/// (a block's parts time themselves): [`crate::train::profile`].
+pub fn forward_timed(layer: &mut Box<dyn Layer>, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
+    if profile::enabled() && layer.children().is_empty() {
+        let kind = profile::kind_of(&layer.describe());
+        profile::time(|| kind, profile::Pass::Forward, || layer.forward(x, mode))
+    } else {
+        layer.forward(x, mode)
+    }
+}
+
+/// `layer.backward`, timed as [`forward_timed`].
+pub fn backward_timed(layer: &mut Box<dyn Layer>, grad: ArrayD<f32>) -> ArrayD<f32> {
+    if profile::enabled() && layer.children().is_empty() {
+        let kind = profile::kind_of(&layer.describe());
+        profile::time(|| kind, profile::Pass::Backward, || layer.backward(grad))
+    } else {
+        layer.backward(grad)
     }
 }

@@ -5,8 +5,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use super::layer::{Layer, Mode, ParamRef};
+use super::layer::{backward_timed, forward_timed, Layer, Mode, ParamRef};
 use crate::train::onnx_export::{Attr, GraphBuilder};
+use crate::train::profile::{self, Pass};
 
 /// Element counts from which elementwise work is spread over the cores (below it, the
 /// hand-off costs more than it saves).
@@ -258,17 +259,20 @@ impl Residual {
 
 fn run_forward(layers: &mut [Box<dyn Layer>], mut x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
     for l in layers.iter_mut() {
-        x = l.forward(x, mode);
+        x = forward_timed(l, x, mode);
     }
     x
 }
 
 fn run_backward(layers: &mut [Box<dyn Layer>], mut g: ArrayD<f32>) -> ArrayD<f32> {
     for l in layers.iter_mut().rev() {
-        g = l.backward(g);
+        g = backward_timed(l, g);
     }
     g
 }
+
+/// The kind a residual block's own work (the copy for the shortcut and the add) is timed as.
+const RESIDUAL_KIND: &str = "residual copy and add";
 
 impl Layer for Residual {
     fn replicate(&self, shard: u64) -> Box<dyn Layer> {
@@ -288,15 +292,17 @@ impl Layer for Residual {
             .unwrap_or_default()
     }
     fn forward(&mut self, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
-        let short = run_forward(&mut self.shortcut, x.clone(), mode);
+        let copy = profile::time(|| RESIDUAL_KIND.into(), Pass::Forward, || x.clone());
+        let short = run_forward(&mut self.shortcut, copy, mode);
         let mut y = run_forward(&mut self.body, x, mode);
-        y += &short;
+        profile::time(|| RESIDUAL_KIND.into(), Pass::Forward, || y += &short);
         y
     }
     fn backward(&mut self, grad: ArrayD<f32>) -> ArrayD<f32> {
-        let g_short = run_backward(&mut self.shortcut, grad.clone());
+        let copy = profile::time(|| RESIDUAL_KIND.into(), Pass::Backward, || grad.clone());
+        let g_short = run_backward(&mut self.shortcut, copy);
         let mut g = run_backward(&mut self.body, grad);
-        g += &g_short;
+        profile::time(|| RESIDUAL_KIND.into(), Pass::Backward, || g += &g_short);
         g
     }
     fn params(&mut self) -> Vec<ParamRef<'_>> {
