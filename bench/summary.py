@@ -96,11 +96,18 @@ def layer_table(lines):
         if not times:
             continue
         total = report["profiled_seconds"]
-        print(f"\n# where {name}'s label-only training goes (last round; {total:.2f} s over its epochs)")
+        layers = sum(t["seconds"] for t in times)
+        # A network without batch norm runs in shards on several threads at once: its layer
+        # times are thread-seconds, given as shares of their own sum.
+        sharded = layers > total
+        base = layers if sharded else total
+        what = "thread-seconds, shares of the layers' sum" if sharded else "shares of the epochs' time"
+        print(f"\n# where {name}'s label-only training goes (last round; {total:.2f} s over its epochs; {what})")
         for t in times:
-            print(f"{t['kind']:<24}{t['pass']:<10}{t['seconds']:9.3f} s {100 * t['seconds'] / total:6.1f} %  {t['calls']} calls")
-        rest = total - sum(t["seconds"] for t in times)
-        print(f"{'loss, update, batches':<34}{rest:9.3f} s {100 * rest / total:6.1f} %")
+            print(f"{t['kind']:<24}{t['pass']:<10}{t['seconds']:9.3f} s {100 * t['seconds'] / base:6.1f} %  {t['calls']} calls")
+        if not sharded:
+            rest = total - layers
+            print(f"{'loss, update, batches':<34}{rest:9.3f} s {100 * rest / total:6.1f} %")
 
 
 if __name__ == "__main__":
