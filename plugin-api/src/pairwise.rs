@@ -246,6 +246,51 @@ where
     }
 }
 
+/// [`farthest_first`] in each of `groups` (`(members, quota)`, as
+/// [`crate::records::selection_groups`] gives them), each started from a member drawn from one
+/// seeded stream in group order, the groups covered in parallel: the picks, group by group.
+pub fn farthest_first_by_group<D>(
+    x: &[f32],
+    h: usize,
+    groups: &[(Vec<u32>, usize)],
+    seed: u64,
+    distance: D,
+) -> Vec<u32>
+where
+    D: Fn(&[f32], &[f32]) -> f32 + Sync,
+{
+    let mut rng = crate::records::SplitMix64(seed);
+    let firsts: Vec<usize> = groups
+        .iter()
+        .map(|(g, _)| rng.below(g.len().max(1)))
+        .collect();
+    let picked: Vec<Vec<u32>> = groups
+        .par_iter()
+        .zip(firsts)
+        .map(|((members, quota), first)| farthest_first(x, h, members, *quota, first, &distance))
+        .collect();
+    picked.concat()
+}
+
+/// A candidate's gain bound in a lazy greedy's max-heap: the larger gain first, then the
+/// smaller position (NumPy's `argmax` on ties, as DeepCore's greedy takes them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GainBound(pub f64, pub usize);
+
+impl Eq for GainBound {}
+
+impl Ord for GainBound {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
+    }
+}
+
+impl PartialOrd for GainBound {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

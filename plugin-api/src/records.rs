@@ -176,6 +176,44 @@ pub fn embedding_inputs(
     })
 }
 
+/// The proxy's last-layer gradients in factored form: `e = p − onehot(y)` `[N, C]` (the
+/// bias part of `embeddings/grad` `[N, C·(H+1)]`) and `h` `[N, H]` (`embeddings/proxy`, the
+/// same network's penultimate layer), so that the gradient of example `i` is
+/// `[e_i, e_i1·h_i, …, e_iC·h_i]`. Methods that declare both inputs read them here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FactoredGradients {
+    pub e: Vec<f32>,
+    pub classes: usize,
+    pub h: Vec<f32>,
+    pub dim: usize,
+}
+
+/// Reads `embeddings/grad` and `embeddings/proxy` as [`FactoredGradients`], checking that
+/// the gradients are `C·(H+1)` wide.
+pub fn factored_gradients(request: &ScoreRequest<'_>) -> Result<FactoredGradients, PluginError> {
+    let (grad, width) = embedding(request, "embeddings/grad")?;
+    let (h, dim) = embedding(request, "embeddings/proxy")?;
+    let classes = request.train.num_classes as usize;
+    if width != classes * (dim + 1) {
+        return Err(PluginError::new(format!(
+            "embeddings/grad has {width} columns; expected C·(H+1) = {classes}·({dim}+1) from embeddings/proxy"
+        )));
+    }
+    let e = grad
+        .chunks_exact(width)
+        .flat_map(|row| row[..classes].iter().copied())
+        .collect();
+    Ok(FactoredGradients { e, classes, h, dim })
+}
+
+/// The rows `members` of `x` `[N, d]`, side by side `[m, d]`.
+pub fn gather_rows(x: &[f32], d: usize, members: &[u32]) -> Vec<f32> {
+    members
+        .iter()
+        .flat_map(|&i| x[i as usize * d..(i as usize + 1) * d].iter().copied())
+        .collect()
+}
+
 /// The members of each class, `[classes][..]`, in index order.
 pub fn by_class(labels: &[u32], classes: usize) -> Vec<Vec<u32>> {
     let mut members = vec![Vec::new(); classes];

@@ -10,13 +10,12 @@
 //! trained proxy), averaged over the `R` runs (DeepCore has one model). Probabilities are
 //! floored at 10⁻¹² inside the logarithms, where DeepCore's would give NaN at an exact 0.
 
-use kdprune_plugin_api::pairwise::farthest_first;
+use kdprune_plugin_api::pairwise::farthest_first_by_group;
 use kdprune_plugin_api::{
     export_plugins,
-    records::{self, softmax, SplitMix64},
+    records::{self, softmax},
     ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
 };
-use rayon::prelude::*;
 
 /// `½·KL(a‖b) + ½·KL(b‖a)` of two probability rows, floored at 10⁻¹².
 pub fn symmetric_kl(a: &[f32], b: &[f32]) -> f32 {
@@ -94,27 +93,13 @@ impl Scorer for ContextualDiversity {
         let logits = records::records(request, "dynamics/pass/logits")?;
         let rows = with_logs(&mean_probabilities(&logits), logits.width);
         let groups = records::selection_groups(request, request.bool("per_class")?);
-        // Each group's seeded start drawn in order, then the groups covered in parallel.
-        let mut rng = SplitMix64(request.seed);
-        let firsts: Vec<usize> = groups
-            .iter()
-            .map(|(g, _)| rng.below(g.len().max(1)))
-            .collect();
-        let picked: Vec<Vec<u32>> = groups
-            .par_iter()
-            .zip(firsts)
-            .map(|((members, quota), first)| {
-                farthest_first(
-                    &rows,
-                    2 * logits.width,
-                    members,
-                    *quota,
-                    first,
-                    symmetric_kl_of_logs,
-                )
-            })
-            .collect();
-        Ok(Selection::subset(picked.concat()))
+        Ok(Selection::subset(farthest_first_by_group(
+            &rows,
+            2 * logits.width,
+            &groups,
+            request.seed,
+            symmetric_kl_of_logs,
+        )))
     }
 }
 
@@ -126,6 +111,7 @@ export_plugins! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kdprune_plugin_api::pairwise::farthest_first;
 
     #[test]
     fn symmetric_kl_and_the_traversal_by_hand() {

@@ -17,11 +17,10 @@
 //! quadratic form `s_xAᵀ S_AA⁺ s_xA` alone, whose argmax picks the example the set already
 //! explains best, the opposite of the log-determinant's diversity; docs/methods.md.
 
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use kdprune_plugin_api::pairwise::{
-    gradient_gram, gram, squared_distances, squared_distances_from_gram,
+    gradient_gram, gram, squared_distances, squared_distances_from_gram, GainBound,
 };
 use kdprune_plugin_api::{
     export_plugins, records, required, InputSpec, ParamValue, Params, PluginError, PluginInfo,
@@ -141,25 +140,6 @@ pub fn graph_cut(sim: &[f32], m: usize, k: usize, lambda: f64) -> Vec<usize> {
     picked
 }
 
-/// A candidate's gain bound in the lazy greedy's heap: larger gain first, then the smaller
-/// index.
-#[derive(PartialEq)]
-struct Bound(f64, usize);
-
-impl Eq for Bound {}
-
-impl Ord for Bound {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
-    }
-}
-
-impl PartialOrd for Bound {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 /// The lazy greedy's `k` picks (positions in `0..m`, in the order picked) of the facility
 /// location over the symmetric similarities `sim` `[m, m]`.
 pub fn facility_location(sim: &[f32], m: usize, k: usize) -> Vec<usize> {
@@ -171,24 +151,26 @@ pub fn facility_location(sim: &[f32], m: usize, k: usize) -> Vec<usize> {
             .map(|(&s, &b)| (s - b).max(0.0) as f64)
             .sum()
     };
-    let mut heap: BinaryHeap<Bound> = (0..m)
+    let mut heap: BinaryHeap<GainBound> = (0..m)
         .into_par_iter()
-        .map(|j| Bound(gain(j, &best), j))
+        .map(|j| GainBound(gain(j, &best), j))
         .collect::<Vec<_>>()
         .into();
     let mut picked = Vec::with_capacity(k.min(m));
     while picked.len() < k.min(m) {
-        let Some(Bound(_, j)) = heap.pop() else { break };
+        let Some(GainBound(_, j)) = heap.pop() else {
+            break;
+        };
         let fresh = gain(j, &best);
         // Gains only shrink as picks are added (submodularity): a fresh gain at least the
         // next bound is the largest.
-        if heap.peek().is_none_or(|next| Bound(fresh, j) >= *next) {
+        if heap.peek().is_none_or(|next| GainBound(fresh, j) >= *next) {
             picked.push(j);
             for (b, &s) in best.iter_mut().zip(&sim[j * m..(j + 1) * m]) {
                 *b = b.max(s);
             }
         } else {
-            heap.push(Bound(fresh, j));
+            heap.push(GainBound(fresh, j));
         }
     }
     picked
@@ -235,19 +217,13 @@ impl Scorer for Craig {
 fn chosen(request: &ScoreRequest<'_>) -> Result<Rows, PluginError> {
     match request.text("embedding")? {
         "grad" => {
-            let (grad, width) = records::embedding(request, "embeddings/grad")?;
-            let (h, dim) = records::embedding(request, "embeddings/proxy")?;
-            let c = request.train.num_classes as usize;
-            if width != c * (dim + 1) {
-                return Err(PluginError::new(format!(
-                    "embeddings/grad has {width} columns; expected C·(H+1) = {c}·({dim}+1) from embeddings/proxy"
-                )));
-            }
-            let e = grad
-                .chunks_exact(width)
-                .flat_map(|row| row[..c].iter().copied())
-                .collect();
-            Ok(Rows::Gradients { e, c, h, dim })
+            let g = records::factored_gradients(request)?;
+            Ok(Rows::Gradients {
+                e: g.e,
+                c: g.classes,
+                h: g.h,
+                dim: g.dim,
+            })
         }
         _ => {
             let (x, d) = records::chosen_embedding(request)?;

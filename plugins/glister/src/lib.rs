@@ -19,10 +19,9 @@
 //! `e`, `p` and the Gram matrix `K = h·hᵀ` of the class: with `U_j = Σ_{s∈S} K_js·e_s`,
 //! `h_j·ḡ_Wᵀ = U_j / |S|`, and `g_i · mean_j g'_j = e_i·mean_j e'_j + e_i·(K·E')_i / m`.
 
-use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use kdprune_plugin_api::pairwise::{gram, product};
+use kdprune_plugin_api::pairwise::{gram, product, GainBound};
 use kdprune_plugin_api::{
     export_plugins,
     records::{self, dot},
@@ -199,49 +198,30 @@ pub fn exp(x: f32) -> f32 {
     poly * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
-/// A candidate's gain bound in the lazy greedy's heap: larger gain first, then the smaller
-/// position (DeepCore's `argmax`).
-#[derive(PartialEq)]
-struct Bound(f64, usize);
-
-impl Eq for Bound {}
-
-impl Ord for Bound {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
-    }
-}
-
-impl PartialOrd for Bound {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
 /// DeepCore's `LazyGreedy` over `class`: `k` picks (positions, in the order picked); with
 /// `eta = None` the gains never change (DeepCore as it runs) and the picks are the top `k`.
 pub fn lazy_greedy(class: &mut Class, k: usize, eta: Option<f64>) -> Vec<usize> {
-    let mut heap: BinaryHeap<Bound> = class
+    let mut heap: BinaryHeap<GainBound> = class
         .gains()
         .into_iter()
         .enumerate()
-        .map(|(i, g)| Bound(g, i))
+        .map(|(i, g)| GainBound(g, i))
         .collect::<Vec<_>>()
         .into();
     let mut picked = Vec::with_capacity(k.min(class.m));
     while picked.len() < k.min(class.m) {
-        let Some(Bound(stale, i)) = heap.pop() else {
+        let Some(GainBound(stale, i)) = heap.pop() else {
             break;
         };
         let fresh = if eta.is_some() { class.gain(i) } else { stale };
         // The element stays the argmax after its gain is refreshed: DeepCore takes it.
-        if heap.peek().is_none_or(|next| Bound(fresh, i) >= *next) {
+        if heap.peek().is_none_or(|next| GainBound(fresh, i) >= *next) {
             picked.push(i);
             if let Some(eta) = eta {
                 class.pick(i, eta);
             }
         } else {
-            heap.push(Bound(fresh, i));
+            heap.push(GainBound(fresh, i));
         }
     }
     picked
@@ -271,14 +251,8 @@ impl Scorer for Glister {
     }
 
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {
-        let (grad, width) = records::embedding(request, "embeddings/grad")?;
-        let (h, dim) = records::embedding(request, "embeddings/proxy")?;
-        let c = request.train.num_classes as usize;
-        if width != c * (dim + 1) {
-            return Err(PluginError::new(format!(
-                "embeddings/grad has {width} columns; expected C·(H+1) = {c}·({dim}+1) from embeddings/proxy"
-            )));
-        }
+        let g = records::factored_gradients(request)?;
+        let c = g.classes;
         let eta = request.float("eta")?;
         if !(eta.is_finite() && eta >= 0.0) {
             return Err(PluginError::new(format!(
@@ -291,16 +265,9 @@ impl Scorer for Glister {
         let picked: Vec<Vec<u32>> = groups
             .par_iter()
             .map(|(members, quota)| {
-                let e: Vec<f32> = members
-                    .iter()
-                    .flat_map(|&i| {
-                        grad[i as usize * width..i as usize * width + c]
-                            .iter()
-                            .copied()
-                    })
-                    .collect();
+                let e = records::gather_rows(&g.e, c, members);
                 let label = members.first().map_or(0, |&i| labels[i as usize] as usize);
-                let mut class = Class::new(&e, c, label, gram(&h, dim, members));
+                let mut class = Class::new(&e, c, label, gram(&g.h, g.dim, members));
                 lazy_greedy(&mut class, *quota, update)
                     .into_iter()
                     .map(|p| members[p])

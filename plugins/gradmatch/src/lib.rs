@@ -247,17 +247,6 @@ fn residual_of(
     (bias, weight)
 }
 
-/// Non-negative least squares `min ‖A w − b‖, w ≥ 0` for `A` `[rows, n]`, from no guess:
-/// [`nnls_normal`] on `AᵀA` and `Aᵀb`.
-pub fn nnls(a: &[f64], rows: usize, n: usize, b: &[f64]) -> Option<Vec<f64>> {
-    let at: Vec<f64> = (0..n)
-        .flat_map(|j| (0..rows).map(move |r| a[r * n + j]))
-        .collect();
-    let m = product(&at, a, n, rows, n, 1);
-    let d = product(&at, b, n, rows, 1, 1);
-    nnls_normal(&m, n, &d, &vec![false; n])
-}
-
 /// The non-negative least squares solution from its normal equations `M w = d` (`M = AᵀA`
 /// `[n, n]` positive definite, `d = Aᵀb` `[n]`), by block principal pivoting (Júdice and
 /// Pires 1994, as Kim and Park 2011 use it), started from the passive set `start` (`[n]`,
@@ -393,14 +382,7 @@ impl Scorer for GradMatch {
     }
 
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {
-        let (grad, width) = records::embedding(request, "embeddings/grad")?;
-        let (h, dim) = records::embedding(request, "embeddings/proxy")?;
-        let c = request.train.num_classes as usize;
-        if width != c * (dim + 1) {
-            return Err(PluginError::new(format!(
-                "embeddings/grad has {width} columns; expected C·(H+1) = {c}·({dim}+1) from embeddings/proxy"
-            )));
-        }
+        let grads = records::factored_gradients(request)?;
         let lambda = request.float("lambda")?;
         if !(lambda.is_finite() && lambda > 0.0) {
             return Err(PluginError::new(format!(
@@ -414,20 +396,10 @@ impl Scorer for GradMatch {
             .map(|(class, (members, quota))| {
                 let g = Gradients {
                     m: members.len(),
-                    c,
-                    dim,
-                    e: members
-                        .iter()
-                        .flat_map(|&i| {
-                            grad[i as usize * width..i as usize * width + c]
-                                .iter()
-                                .copied()
-                        })
-                        .collect(),
-                    h: members
-                        .iter()
-                        .flat_map(|&i| h[i as usize * dim..(i as usize + 1) * dim].iter().copied())
-                        .collect(),
+                    c: grads.classes,
+                    dim: grads.dim,
+                    e: records::gather_rows(&grads.e, grads.classes, members),
+                    h: records::gather_rows(&grads.h, grads.dim, members),
                 };
                 let seed = request.seed ^ (class as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
                 Ok(select(&g, *quota, lambda, seed)?
@@ -452,6 +424,17 @@ export_plugins! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Non-negative least squares `min ‖A w − b‖, w ≥ 0` for `A` `[rows, n]`, from no guess:
+    /// [`nnls_normal`] on `AᵀA` and `Aᵀb`.
+    fn nnls(a: &[f64], rows: usize, n: usize, b: &[f64]) -> Option<Vec<f64>> {
+        let at: Vec<f64> = (0..n)
+            .flat_map(|j| (0..rows).map(move |r| a[r * n + j]))
+            .collect();
+        let m = product(&at, a, n, rows, n, 1);
+        let d = product(&at, b, n, rows, 1, 1);
+        nnls_normal(&m, n, &d, &vec![false; n])
+    }
 
     fn random_gradients(m: usize, c: usize, dim: usize, seed: u64) -> Gradients {
         let mut rng = SplitMix64(seed);

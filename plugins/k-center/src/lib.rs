@@ -6,13 +6,12 @@
 //!
 //! Reads `embeddings/proxy` `[N, H]` (default) or `embeddings/teacher`.
 
-use kdprune_plugin_api::pairwise::farthest_first;
+use kdprune_plugin_api::pairwise::{farthest_first, farthest_first_by_group};
 use kdprune_plugin_api::{
     export_plugins,
-    records::{chosen_embedding, selection_groups, squared_distance, SplitMix64},
+    records::{chosen_embedding, selection_groups, squared_distance},
     ParamValue, PluginError, PluginInfo, ScoreRequest, Scorer, Selection,
 };
-use rayon::prelude::*;
 
 /// The first `k` greedy k-center picks among `members` of `x` `[N, h]` (squared Euclidean
 /// distance), starting from `members[first]`, in the order picked.
@@ -52,18 +51,13 @@ impl Scorer for KCenter {
     fn score(request: &ScoreRequest<'_>) -> Result<Selection, PluginError> {
         let (x, h) = chosen_embedding(request)?;
         let groups = selection_groups(request, request.bool("per_class")?);
-        // Each group's seeded start drawn in order, then the groups covered in parallel.
-        let mut rng = SplitMix64(request.seed);
-        let firsts: Vec<usize> = groups
-            .iter()
-            .map(|(g, _)| rng.below(g.len().max(1)))
-            .collect();
-        let picked: Vec<Vec<u32>> = groups
-            .par_iter()
-            .zip(firsts)
-            .map(|((members, q), first)| k_center(&x, h, members, *q, first))
-            .collect();
-        Ok(Selection::subset(picked.concat()))
+        Ok(Selection::subset(farthest_first_by_group(
+            &x,
+            h,
+            &groups,
+            request.seed,
+            squared_distance,
+        )))
     }
 }
 
