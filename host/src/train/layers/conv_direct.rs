@@ -207,6 +207,13 @@ impl Wide {
         assert_eq!(out.len(), self.out_channels * oh * ow);
         assert!(masks.len() == vectors && firsts.len() == vectors);
         let zeros = [0.0f32; FWD_CHANNELS];
+        // AVX2 has no compress: its blocks store whole vectors into the wide planes of the
+        // channel block, whose rows are then copied compact (a masked store per run of lanes
+        // stalled on store forwarding and cost a sixth of the kernel's time).
+        let mut wide = match self.isa {
+            Isa::Avx2 => vec![0.0f32; FWD_CHANNELS * wide_len],
+            Isa::Avx512 => Vec::new(),
+        };
         for o0 in (0..self.out_channels).step_by(FWD_CHANNELS) {
             let channels = FWD_CHANNELS.min(self.out_channels - o0);
             let mut init = zeros;
@@ -233,11 +240,17 @@ impl Wide {
                 unsafe {
                     match self.isa {
                         Isa::Avx512 => avx512::forward(&block, channels, count, out),
-                        Isa::Avx2 => avx2::forward(&block, channels, count, out),
+                        Isa::Avx2 => avx2::forward(&block, channels, count, &mut wide, wide_len),
                     }
                 };
                 #[cfg(not(target_arch = "x86_64"))]
                 let _ = (block, out, count);
+            }
+            if self.isa == Isa::Avx2 {
+                for (r, plane) in wide.chunks_exact(wide_len).take(channels).enumerate() {
+                    let to = &mut out[(o0 + r) * oh * ow..(o0 + r + 1) * oh * ow];
+                    copy_rows_uninit(self.isa, plane, self.wp, to, ow, oh, ow);
+                }
             }
         }
     }
@@ -313,9 +326,68 @@ fn copy_rows(
         src.len() >= (rows - 1) * src_stride + width
             && dst.len() >= (rows - 1) * dst_stride + width
     );
+    // SAFETY: the bounds are asserted above.
+    unsafe {
+        copy_rows_to(
+            isa,
+            src,
+            src_stride,
+            dst.as_mut_ptr(),
+            dst_stride,
+            rows,
+            width,
+        )
+    };
+}
+
+/// [`copy_rows`] into values not yet written (an output's chunk).
+fn copy_rows_uninit(
+    isa: Isa,
+    src: &[f32],
+    src_stride: usize,
+    dst: &mut [MaybeUninit<f32>],
+    dst_stride: usize,
+    rows: usize,
+    width: usize,
+) {
+    if rows == 0 || width == 0 {
+        return;
+    }
+    assert!(width <= src_stride && width <= dst_stride);
+    assert!(
+        src.len() >= (rows - 1) * src_stride + width
+            && dst.len() >= (rows - 1) * dst_stride + width
+    );
+    // SAFETY: the bounds are asserted above; writing f32s through a pointer into
+    // `MaybeUninit<f32>`s initialises them.
+    unsafe {
+        copy_rows_to(
+            isa,
+            src,
+            src_stride,
+            dst.as_mut_ptr().cast::<f32>(),
+            dst_stride,
+            rows,
+            width,
+        )
+    };
+}
+
+/// # Safety
+/// `dst` is valid for writes of `(rows − 1)·dst_stride + width` values, and `src` holds
+/// `(rows − 1)·src_stride + width`.
+unsafe fn copy_rows_to(
+    isa: Isa,
+    src: &[f32],
+    src_stride: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+    rows: usize,
+    width: usize,
+) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: only `Direct`'s methods call this, with the `Isa` of a `Direct`, which this CPU
-    // supports; the bounds are asserted above.
+    // supports; the bounds are the caller's.
     unsafe {
         match isa {
             Isa::Avx512 => avx512::copy_rows(src, src_stride, dst, dst_stride, rows, width),
@@ -323,7 +395,7 @@ fn copy_rows(
         }
     };
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (isa, src, src_stride, dst, dst_stride);
+    let _ = (isa, src, src_stride, dst, dst_stride, rows, width);
 }
 
 /// The sum of `values` (a multiple of 16 long) in a fixed order: 16 lanes, then across them.
@@ -651,7 +723,7 @@ mod avx512 {
     pub(super) unsafe fn copy_rows(
         src: &[f32],
         src_stride: usize,
-        dst: &mut [f32],
+        dst: *mut f32,
         dst_stride: usize,
         rows: usize,
         width: usize,
@@ -663,7 +735,7 @@ mod avx512 {
             // bounds); the tail is masked.
             unsafe {
                 let from = src.as_ptr().add(row * src_stride);
-                let to = dst.as_mut_ptr().add(row * dst_stride);
+                let to = dst.add(row * dst_stride);
                 let mut i = 0;
                 while i + LANES <= width {
                     _mm512_storeu_ps(to.add(i), _mm512_loadu_ps(from.add(i)));
@@ -876,7 +948,6 @@ mod avx512 {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
-    use std::mem::MaybeUninit;
 
     use super::{
         ForwardBlock, WeightBlock, FWD_CHANNELS, FWD_VECTORS, LANES, WGRAD_CHANNELS, WGRAD_TAPS,
@@ -901,7 +972,7 @@ mod avx2 {
     pub(super) unsafe fn copy_rows(
         src: &[f32],
         src_stride: usize,
-        dst: &mut [f32],
+        dst: *mut f32,
         dst_stride: usize,
         rows: usize,
         width: usize,
@@ -913,7 +984,7 @@ mod avx2 {
             // bounds); the tail is masked (masked lanes are neither read nor written).
             unsafe {
                 let from = src.as_ptr().add(row * src_stride);
-                let to = dst.as_mut_ptr().add(row * dst_stride);
+                let to = dst.add(row * dst_stride);
                 let mut i = 0;
                 while i + HALF <= width {
                     _mm256_storeu_ps(to.add(i), _mm256_loadu_ps(from.add(i)));
@@ -927,7 +998,9 @@ mod avx2 {
     }
 
     /// Runs one forward block of `channels` ≤ 8 output channels and `vectors` ≤ 3, as
-    /// sub-blocks of 2 channels × every vector.
+    /// sub-blocks of 2 channels × every vector. Channel `r` of the block writes its vectors'
+    /// lanes, all of them, to `wide[r·wide_len + position ..]` (the caller copies the
+    /// outputs compact; the block's masks and firsts are not read).
     ///
     /// # Safety
     /// The CPU has AVX2 and FMA.
@@ -936,15 +1009,16 @@ mod avx2 {
         block: &ForwardBlock<'_>,
         channels: usize,
         vectors: usize,
-        out: &mut [MaybeUninit<f32>],
+        wide: &mut [f32],
+        wide_len: usize,
     ) {
         assert!(channels <= FWD_CHANNELS);
         macro_rules! by_vectors {
             ($r:literal, $r0:expr) => {
                 match vectors {
-                    3 => forward_of::<$r, 3>(block, $r0, out),
-                    2 => forward_of::<$r, 2>(block, $r0, out),
-                    _ => forward_of::<$r, 1>(block, $r0, out),
+                    3 => forward_of::<$r, 3>(block, $r0, wide, wide_len),
+                    2 => forward_of::<$r, 2>(block, $r0, wide, wide_len),
+                    _ => forward_of::<$r, 1>(block, $r0, wide, wide_len),
                 }
             };
         }
@@ -961,10 +1035,10 @@ mod avx2 {
     fn forward_of<const R: usize, const V: usize>(
         block: &ForwardBlock<'_>,
         r0: usize,
-        out: &mut [MaybeUninit<f32>],
+        wide: &mut [f32],
+        wide_len: usize,
     ) {
         assert!(r0 + R <= FWD_CHANNELS && V <= FWD_VECTORS);
-        assert!(V <= block.masks.len() && V <= block.firsts.len());
         let ntaps = block.taps.len();
         let last_tap = block.taps.iter().copied().max().unwrap_or(0);
         assert!(
@@ -973,12 +1047,11 @@ mod avx2 {
         );
         let stride = block.packed_stride;
         assert!(ntaps == 0 || block.packed.len() > (ntaps - 1) * stride + r0 + R - 1);
-        for (&mask, &first) in block.masks.iter().zip(block.firsts).take(V) {
-            assert!(
-                out.len() >= (r0 + R - 1) * block.plane + first + mask.count_ones() as usize,
-                "forward block writes"
-            );
-        }
+        assert!(
+            block.position + V * LANES <= wide_len
+                && wide.len() >= (r0 + R - 1) * wide_len + block.position + V * LANES,
+            "forward block writes"
+        );
         // acc[r][h]: channel r0 + r, half h of the block's positions (vector h / 2).
         let mut acc = [[_mm256_setzero_ps(); 2 * FWD_VECTORS]; R];
         for (r, acc) in acc.iter_mut().enumerate() {
@@ -1004,41 +1077,14 @@ mod avx2 {
                 }
             }
         }
-        // A vector's outputs, then zeros, so that a load at any lane reads inside.
-        let mut lanes = [0.0f32; 2 * LANES];
         for (r, acc) in acc.iter().enumerate() {
-            for v in 0..V {
-                // SAFETY: `lanes` holds four halves.
+            for (h, &a) in acc.iter().enumerate().take(2 * V) {
+                // SAFETY: (r0 + r)·wide_len + position + 8h + 8 ≤ wide.len() (asserted).
                 unsafe {
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), acc[2 * v]);
-                    _mm256_storeu_ps(lanes.as_mut_ptr().add(HALF), acc[2 * v + 1]);
-                }
-                // The lanes of the vector's mask, in order, to consecutive outputs (what the
-                // AVX-512 kernel's compress and masked store do), one run of set lanes at a
-                // time: a run is a row's outputs, and a vector spans few rows.
-                let row = out[(r0 + r) * block.plane + block.firsts[v]..].as_mut_ptr();
-                let mut left = u32::from(block.masks[v]);
-                let mut i = 0;
-                while left != 0 {
-                    let start = left.trailing_zeros() as usize;
-                    let run = (left >> start).trailing_ones() as usize;
-                    // SAFETY: the runs hold mask.count_ones() lanes in all, and that many
-                    // outputs from `row` are inside `out` (asserted above); the loads end at
-                    // start + 16 ≤ 32 lanes; stores are masked to the run.
-                    unsafe {
-                        let from = lanes.as_ptr().add(start);
-                        let to = row.add(i).cast::<f32>();
-                        _mm256_maskstore_ps(to, first_lanes(run), _mm256_loadu_ps(from));
-                        if run > HALF {
-                            _mm256_maskstore_ps(
-                                to.add(HALF),
-                                first_lanes(run - HALF),
-                                _mm256_loadu_ps(from.add(HALF)),
-                            );
-                        }
-                    }
-                    i += run;
-                    left &= !(((1u32 << run) - 1) << start);
+                    let to = wide
+                        .as_mut_ptr()
+                        .add((r0 + r) * wide_len + block.position + h * HALF);
+                    _mm256_storeu_ps(to, a);
                 }
             }
         }
