@@ -67,11 +67,17 @@ def main():
                 row[f"{peer} samples/s"] = peers[peer]["samples_per_s"]
                 row[f"x {peer}"] = model["student_samples_per_s_hard"] / peers[peer]["samples_per_s"]
         if r["before"]:
-            b_mlp, b_cnn = r["before"]
+            b_mlp, b_cnn = r["before"][:2]
             row["before mlp samples/s"] = b_mlp["student_samples_per_s_hard"]
             row["x before mlp"] = mlp["student_samples_per_s_hard"] / b_mlp["student_samples_per_s_hard"]
             row["before cnn samples/s"] = b_cnn["student_samples_per_s_hard"]
             row["x before cnn"] = cnn["student_samples_per_s_hard"] / b_cnn["student_samples_per_s_hard"]
+            if resnet is not None and len(r["before"]) > 2:
+                b_resnet = r["before"][2]
+                row["before resnet20 samples/s"] = b_resnet["student_samples_per_s_hard"]
+                row["x before resnet20"] = (
+                    resnet["student_samples_per_s_hard"] / b_resnet["student_samples_per_s_hard"]
+                )
         row["mlp peak RSS MiB"] = mlp["peak_rss_bytes"] / 2**20
         row["mlp accounted MiB"] = mlp["accounted_bytes"] / 2**20
         row["cnn peak RSS MiB"] = cnn["peak_rss_bytes"] / 2**20

@@ -82,6 +82,9 @@ one_line() {
       "$KDPRUNE_BEFORE" bench bench/mlp.toml --epochs "$PASSES" --student-only 2>/dev/null | one_line
       echo "## before CNN"
       "$KDPRUNE_BEFORE" bench bench/cnn.toml --epochs "$CNN_PASSES" --student-only 2>/dev/null | one_line
+      echo "## before ResNet-20"
+      "$KDPRUNE_BEFORE" bench bench/resnet20.toml --epochs "$CNN_PASSES" --student-only \
+        --limit "$RESNET_LIMIT" 2>/dev/null | one_line
     fi
     echo "## peers"
     .venv-bench/bin/python bench/peers.py build/fashion-mnist "$CNN_LIMIT" "" "$PASSES"

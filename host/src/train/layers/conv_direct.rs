@@ -30,8 +30,8 @@
 //! Every output element is one kernel's sum in a fixed order, whatever the thread count. The
 //! AVX2 kernels ([`avx2`]) take the same 16-lane vectors as two halves and add in the same
 //! order, so they give the AVX-512 kernels' bits; only their register blocks are smaller (16
-//! registers instead of 32) and their stores go run by run of consecutive lanes (AVX2 has no
-//! compress).
+//! registers instead of 32), and, AVX2 having no compress, a forward block stores whole
+//! vectors into wide planes whose rows are copied compact once the channel block is done.
 
 use std::mem::MaybeUninit;
 
