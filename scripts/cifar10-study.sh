@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Grows the CIFAR-10 study (experiments/cifar10-study.toml, docs/results.md) from wherever it
+# stands: the results committed in docs/results/cifar10/study.results.jsonl join the run
+# folder's (a cell already in either is not trained again), `kdprune run` trains what is left
+# (extra arguments go to it: `--set 'seeds=[0]'` for a first pass over one seed, `--shard i/n`
+# on several machines), and the union of the results and the report are copied back, ready to
+# commit. Stop it at any time (Ctrl-C, kill -9): every finished cell is in results.jsonl.
+#
+# A cell's key includes the SHA-256 of its method's plugin library, and a library's bytes
+# depend on the checkout's path (debug information): a checkout elsewhere than the one that
+# ran a cell trains it again (docs/results.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --cifar10 >/dev/null
+run=runs/cifar10-study
+kept=docs/results/cifar10/study.results.jsonl
+mkdir -p "$run"
+# The union of both files, each cell once (by its key), in the order first seen.
+merge() {
+  python3 - "$@" <<'EOF'
+import json, sys
+out, seen, lines = sys.argv[1], set(), []
+for path in sys.argv[2:]:
+    try:
+        text = open(path).read()
+    except FileNotFoundError:
+        continue
+    for line in text.splitlines():
+        if line.strip() and json.loads(line)["key"] not in seen:
+            seen.add(json.loads(line)["key"])
+            lines.append(line)
+with open(out + ".tmp", "w") as f:
+    f.write("".join(l + "\n" for l in lines))
+import os
+os.replace(out + ".tmp", out)
+print(f"cifar10-study: {len(lines)} cells in {out}", file=sys.stderr)
+EOF
+}
+merge "$run/results.jsonl" "$run/results.jsonl" "$kept"
+status=0
+target/release/kdprune run experiments/cifar10-study.toml "$@" || status=$?
+merge "$kept" "$kept" "$run/results.jsonl"
+[ -f "$run/report.md" ] && cp "$run/report.md" docs/results/cifar10/study-report.md
+exit "$status"
