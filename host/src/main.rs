@@ -117,27 +117,8 @@ enum Command {
         manifest: PathBuf,
         #[arg(long = "plugin-dir")]
         plugin_dirs: Vec<PathBuf>,
-        /// Student epochs per measurement; the fastest epoch gives the rate.
-        #[arg(long, default_value_t = 1)]
-        epochs: usize,
-        /// Time the student only (no teacher, no KD step).
-        #[arg(long)]
-        student_only: bool,
-        /// Time the teacher's soft-label pass only (best of 3 passes).
-        #[arg(long)]
-        teacher_only: bool,
-        /// Time the `[dynamics]` proxy with and without recording every quantity instead.
-        #[arg(long)]
-        dynamics: bool,
-        /// Also time the KD step at α = 0, 0.1, 0.5, 0.9, 1 (subnormals flushed and kept).
-        #[arg(long)]
-        alphas: bool,
-        /// Also report where the label-only training's time goes, per layer kind and pass.
-        #[arg(long)]
-        layers: bool,
-        /// Train on the first N training examples only (a shorter measurement).
-        #[arg(long, value_name = "N")]
-        limit: Option<usize>,
+        #[command(flatten)]
+        options: BenchOptions,
     },
 }
 
@@ -309,26 +290,8 @@ fn run(command: Command, json: bool) -> anyhow::Result<ExitCode> {
         Command::Bench {
             manifest,
             plugin_dirs,
-            epochs,
-            student_only,
-            teacher_only,
-            dynamics,
-            alphas,
-            layers,
-            limit,
-        } => cmd_bench(
-            manifest,
-            plugin_dirs,
-            BenchOptions {
-                epochs,
-                student_only,
-                teacher_only,
-                dynamics,
-                alphas,
-                layers,
-                limit,
-            },
-        ),
+            options,
+        } => cmd_bench(manifest, plugin_dirs, options),
     }
 }
 
@@ -660,18 +623,33 @@ fn cmd_check(manifest: PathBuf, plugin_dirs: Vec<PathBuf>, json: bool) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
-/// `kdprune bench`.
 /// What `kdprune bench` measures (its flags).
+#[derive(clap::Args)]
 struct BenchOptions {
+    /// Student epochs per measurement; the fastest epoch gives the rate.
+    #[arg(long, default_value_t = 1)]
     epochs: usize,
+    /// Time the student only (no teacher, no KD step).
+    #[arg(long)]
     student_only: bool,
+    /// Time the teacher's soft-label pass only (best of 3 passes).
+    #[arg(long)]
     teacher_only: bool,
+    /// Time the `[dynamics]` proxy with and without recording every quantity instead.
+    #[arg(long)]
     dynamics: bool,
+    /// Also time the KD step at α = 0, 0.1, 0.5, 0.9, 1 (subnormals flushed and kept).
+    #[arg(long)]
     alphas: bool,
+    /// Also report where the label-only training's time goes, per layer kind and pass.
+    #[arg(long)]
     layers: bool,
+    /// Train on the first N training examples only (a shorter measurement).
+    #[arg(long, value_name = "N")]
     limit: Option<usize>,
 }
 
+/// `kdprune bench`.
 fn cmd_bench(
     manifest: PathBuf,
     plugin_dirs: Vec<PathBuf>,
