@@ -26,8 +26,9 @@ for path in sys.argv[2:]:
     except FileNotFoundError:
         continue
     for line in text.splitlines():
-        if line.strip() and json.loads(line)["key"] not in seen:
-            seen.add(json.loads(line)["key"])
+        key = json.loads(line)["key"] if line.strip() else None
+        if key is not None and key not in seen:
+            seen.add(key)
             lines.append(line)
 with open(out + ".tmp", "w") as f:
     f.write("".join(l + "\n" for l in lines))

@@ -156,24 +156,27 @@ impl Wide {
         let (masks, firsts) = self.stores();
         let mut out = Vec::<f32>::with_capacity(batch * per_image);
         let spare = &mut out.spare_capacity_mut()[..batch * per_image];
-        let one = |b: usize, image_out: &mut [MaybeUninit<f32>]| {
+        // `wide`: the AVX2 kernels' wide planes, one buffer per worker.
+        let one = |wide: &mut Vec<f32>, b: usize, image_out: &mut [MaybeUninit<f32>]| {
             let input = &padded[b * self.image_len()..];
-            self.image(input, &taps, packed, bias, &masks, &firsts, image_out);
+            self.image(input, &taps, packed, bias, &masks, &firsts, wide, image_out);
         };
         if crate::train::kernels::gemm::is_serial() {
+            let mut wide = Vec::new();
             for (b, image_out) in spare.chunks_exact_mut(per_image.max(1)).enumerate() {
-                one(b, image_out);
+                one(&mut wide, b, image_out);
             }
         } else {
             spare
                 .par_chunks_exact_mut(per_image.max(1))
                 .enumerate()
-                .for_each(|(b, image_out)| one(b, image_out));
+                .for_each_init(Vec::new, |wide, (b, image_out)| one(wide, b, image_out));
         }
         // SAFETY: the capacity is `batch · per_image`, and every one of those values was
         // written: each image's chunk by [`Self::image`], whose blocks cover every output
         // channel and every vector of the plane, each vector storing the outputs of its lanes
-        // (`stores`: every compact position is the lane of exactly one vector).
+        // (AVX-512, `stores`: every compact position is the lane of exactly one vector) or
+        // the AVX2 wide planes' rows being copied whole (`OH` rows of `OW`).
         unsafe { out.set_len(batch * per_image) };
         out
     }
@@ -186,7 +189,7 @@ impl Wide {
     }
 
     /// One image: `out [O, OH, OW]` (every value written) from `input` (its padded image
-    /// first).
+    /// first); `wide` is the AVX2 kernels' scratch (`[8, wide_len]`, grown here).
     #[allow(clippy::too_many_arguments)]
     fn image(
         &self,
@@ -196,6 +199,7 @@ impl Wide {
         bias: Option<&[f32]>,
         masks: &[u16],
         firsts: &[usize],
+        wide: &mut Vec<f32>,
         out: &mut [MaybeUninit<f32>],
     ) {
         let (oh, ow) = self.out_hw();
@@ -210,10 +214,9 @@ impl Wide {
         // AVX2 has no compress: its blocks store whole vectors into the wide planes of the
         // channel block, whose rows are then copied compact (a masked store per run of lanes
         // stalled on store forwarding and cost a sixth of the kernel's time).
-        let mut wide = match self.isa {
-            Isa::Avx2 => vec![0.0f32; FWD_CHANNELS * wide_len],
-            Isa::Avx512 => Vec::new(),
-        };
+        if self.isa == Isa::Avx2 {
+            wide.resize(FWD_CHANNELS * wide_len, 0.0);
+        }
         for o0 in (0..self.out_channels).step_by(FWD_CHANNELS) {
             let channels = FWD_CHANNELS.min(self.out_channels - o0);
             let mut init = zeros;
@@ -240,7 +243,7 @@ impl Wide {
                 unsafe {
                     match self.isa {
                         Isa::Avx512 => avx512::forward(&block, channels, count, out),
-                        Isa::Avx2 => avx2::forward(&block, channels, count, &mut wide, wide_len),
+                        Isa::Avx2 => avx2::forward(&block, channels, count, wide, wide_len),
                     }
                 };
                 #[cfg(not(target_arch = "x86_64"))]
@@ -318,26 +321,10 @@ fn copy_rows(
     rows: usize,
     width: usize,
 ) {
-    if rows == 0 || width == 0 {
-        return;
-    }
-    assert!(width <= src_stride && width <= dst_stride);
-    assert!(
-        src.len() >= (rows - 1) * src_stride + width
-            && dst.len() >= (rows - 1) * dst_stride + width
-    );
-    // SAFETY: the bounds are asserted above.
-    unsafe {
-        copy_rows_to(
-            isa,
-            src,
-            src_stride,
-            dst.as_mut_ptr(),
-            dst_stride,
-            rows,
-            width,
-        )
-    };
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and only f32 values are written through
+    // the view, so `dst` stays initialised.
+    let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    copy_rows_uninit(isa, src, src_stride, dst, dst_stride, rows, width);
 }
 
 /// [`copy_rows`] into values not yet written (an output's chunk).
@@ -358,36 +345,11 @@ fn copy_rows_uninit(
         src.len() >= (rows - 1) * src_stride + width
             && dst.len() >= (rows - 1) * dst_stride + width
     );
-    // SAFETY: the bounds are asserted above; writing f32s through a pointer into
-    // `MaybeUninit<f32>`s initialises them.
-    unsafe {
-        copy_rows_to(
-            isa,
-            src,
-            src_stride,
-            dst.as_mut_ptr().cast::<f32>(),
-            dst_stride,
-            rows,
-            width,
-        )
-    };
-}
-
-/// # Safety
-/// `dst` is valid for writes of `(rows − 1)·dst_stride + width` values, and `src` holds
-/// `(rows − 1)·src_stride + width`.
-unsafe fn copy_rows_to(
-    isa: Isa,
-    src: &[f32],
-    src_stride: usize,
-    dst: *mut f32,
-    dst_stride: usize,
-    rows: usize,
-    width: usize,
-) {
+    let dst = dst.as_mut_ptr().cast::<f32>();
     #[cfg(target_arch = "x86_64")]
     // SAFETY: only `Direct`'s methods call this, with the `Isa` of a `Direct`, which this CPU
-    // supports; the bounds are the caller's.
+    // supports; the bounds are asserted above, and writing f32s through a pointer into
+    // `MaybeUninit<f32>`s initialises them.
     unsafe {
         match isa {
             Isa::Avx512 => avx512::copy_rows(src, src_stride, dst, dst_stride, rows, width),
