@@ -1653,6 +1653,16 @@ fn a_plugin_built_outside_the_workspace_is_dropped_into_a_folder_and_used() {
         folder.path().join(lib_name("mean_train_loss")),
     )
     .unwrap();
+    // Its build.rs declares its source hash, outside the workspace too.
+    let listed = kdprune(&[
+        "plugins",
+        "--plugin-dir",
+        folder.path().to_str().unwrap(),
+        "--json",
+    ]);
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let source = &listed["plugins"][0]["source"];
+    assert!(source.as_str().is_some_and(|s| s.len() == 64), "{source}");
     let dir = tempfile::tempdir().unwrap();
     let path = mnist_manifest(
         dir.path(),
@@ -1669,6 +1679,72 @@ fn a_plugin_built_outside_the_workspace_is_dropped_into_a_folder_and_used() {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0]["method"], "mean-train-loss");
     assert_eq!(results[0]["kept"], 1000);
+}
+
+/// Appends bytes to a library: another file (another SHA-256) that loads the same.
+fn append_bytes(library: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(library)
+        .unwrap();
+    f.write_all(b"rebuilt elsewhere").unwrap();
+}
+
+#[test]
+fn results_are_keyed_by_a_plugins_source_not_its_librarys_bytes() {
+    let folder = plugin_folder(&["kdprune_random", "kdprune_probe"]);
+    let listed = kdprune(&[
+        "plugins",
+        "--plugin-dir",
+        folder.path().to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let source_of = |name: &str| {
+        listed["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} listed"))["source"]
+            .clone()
+    };
+    // The workspace's plugins declare their source (build.rs); the probe fixture does not.
+    let random_source = source_of("random");
+    assert!(
+        random_source.as_str().is_some_and(|s| s.len() == 64),
+        "{random_source}"
+    );
+    assert!(source_of("probe-inputs").is_null());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = mnist_manifest(
+        dir.path(),
+        folder.path(),
+        "[[prune]]\nmethod = \"random\"\nkeep = [0.1]\n",
+        &[
+            ("alphas = [0.0, 0.5]", "alphas = [0.0]"),
+            ("epochs = 4", "epochs = 1"),
+        ],
+    );
+    let path = path.to_str().unwrap();
+    let first = kdprune(&["run", path, "--json"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    let key = results_lines(dir.path())[0]["key"].clone();
+    // The same source built elsewhere: other bytes, the same plugin, the same keys.
+    append_bytes(&folder.path().join(lib_name("kdprune_random")));
+    let again = kdprune(&["run", path, "--json"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&again.stdout).unwrap();
+    assert_eq!(
+        (summary["ran"].as_u64(), summary["skipped"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let lines = results_lines(dir.path());
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["key"], key);
 }
 
 #[test]

@@ -519,6 +519,7 @@ fn cmd_plugins(plugin_dirs: Vec<PathBuf>, verbose: bool, json: bool) -> anyhow::
                     "kind": d.kind.as_str(),
                     "version": d.version,
                     "file": p.file,
+                    "source": p.source,
                     "description": d.description,
                     "params": kdprune::plugins::describe_params(&d.params),
                     "inputs": d.inputs.iter().map(|i| serde_json::json!({"name": i.name.to_string(), "required": i.required})).collect::<Vec<_>>(),
@@ -548,6 +549,10 @@ fn cmd_plugins(plugin_dirs: Vec<PathBuf>, verbose: bool, json: bool) -> anyhow::
         );
         if verbose {
             out!("    {}", d.description);
+            match &p.source {
+                Some(source) => out!("    source {source} (what its results are keyed by)"),
+                None => out!("    no source hash declared: its results are keyed by its library file's SHA-256"),
+            }
             for (name, text) in kdprune::plugins::describe_params(&d.params) {
                 out!("    param {name}: {text}");
             }

@@ -182,6 +182,39 @@ pub fn teacher_entry<T: Teacher>() -> PluginEntry_Ref {
     .leak_into_prefix()
 }
 
+/// The source hash a plugin library exports under [`SOURCE_SYMBOL`]: the 64 hex digits its
+/// build script declared (kdprune-plugin-build's `declare_source`), or zeros where it declared
+/// none. The host keys the plugin's results by it; see that crate.
+#[repr(C)]
+pub struct SourceId(pub [u8; 64]);
+
+/// The name of the exported [`SourceId`], as the host looks it up.
+pub const SOURCE_SYMBOL: &[u8] = b"kdprune_plugin_source\0";
+
+impl SourceId {
+    /// From `option_env!("KDPRUNE_PLUGIN_SOURCE")`: zeros unless it is 64 characters.
+    pub const fn new(hex: Option<&str>) -> Self {
+        let mut out = [0u8; 64];
+        if let Some(hex) = hex {
+            let bytes = hex.as_bytes();
+            if bytes.len() == 64 {
+                let mut i = 0;
+                while i < 64 {
+                    out[i] = bytes[i];
+                    i += 1;
+                }
+            }
+        }
+        Self(out)
+    }
+
+    /// The hash, when one was declared (64 hex digits).
+    pub fn hex(&self) -> Option<&str> {
+        let text = std::str::from_utf8(&self.0).ok()?;
+        text.bytes().all(|b| b.is_ascii_hexdigit()).then_some(text)
+    }
+}
+
 /// Builds the root module from a list of entries; used by [`export_plugins!`](crate::export_plugins).
 pub fn library(plugins: extern "C" fn() -> RVec<PluginEntry_Ref>) -> crate::PluginLibrary_Ref {
     use abi_stable::prefix_type::PrefixTypeTrait;
@@ -207,6 +240,12 @@ macro_rules! export_plugins {
             $( entries.push($crate::glue::teacher_entry::<$teacher>()); )*
             entries
         }
+
+        /// The plugin's source hash (kdprune-plugin-build), read by the host through
+        /// `kdprune_plugin_api::glue::SOURCE_SYMBOL`.
+        #[export_name = "kdprune_plugin_source"]
+        pub static __KDPRUNE_PLUGIN_SOURCE: $crate::glue::SourceId =
+            $crate::glue::SourceId::new(option_env!("KDPRUNE_PLUGIN_SOURCE"));
 
         fn __kdprune_root_module() -> $crate::PluginLibrary_Ref {
             $crate::glue::library(__kdprune_plugin_entries)

@@ -117,6 +117,7 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
             "groups": plan.grid.cells.len(),
             "done": plan.grid.skipped,
             "results": plan.store.path(),
+            "pending": pending_json(manifest, &plan),
         },
         "training_estimate_seconds": estimate.map(|(_, seconds)| seconds),
         "teachers": teachers,
@@ -413,4 +414,33 @@ fn writable(dir: &std::path::Path) -> Result<(), Error> {
         })?;
     std::fs::remove_file(&probe).ok();
     Ok(())
+}
+
+/// Every student still to train, as `--json` lists it: its fields as its result will carry
+/// them (method, keep, seed, α or `"auto"` and its rule, teacher, parameters, policy, τ,
+/// `[student]`), its key and its configuration key.
+fn pending_json(manifest: &Manifest, plan: &super::plan_stage::PlanStage<'_>) -> serde_json::Value {
+    let student_json = serde_json::to_value(&manifest.student).unwrap_or_default();
+    let mut pending = Vec::new();
+    for cell in &plan.grid.cells {
+        let method = &plan.methods[cell.method].spec.method;
+        for (student, (key, config)) in cell.pending.iter().zip(&cell.pending_keys) {
+            pending.push(serde_json::json!({
+                "method": method,
+                "keep": cell.keep.get(),
+                "seed": cell.seed,
+                "alpha": student.alpha.map(|a| a.get()),
+                "auto": student.alpha.is_none(),
+                "alpha_rule": student.choice.rule(),
+                "teacher": student.teacher.map(|t| manifest.teachers[t].name.as_str()),
+                "params": plan.keys.params[cell.method],
+                "policy": plan.keys.policies[cell.method],
+                "temperature": manifest.distillation.temperature.get(),
+                "student": student_json,
+                "key": key,
+                "config": config,
+            }));
+        }
+    }
+    pending.into()
 }

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use super::distributed;
 use super::key::{self, CellKey, StudentKey};
-use super::plan::{params_json, plugin_sha256, Method};
+use super::plan::{params_json, plugin_code, Method, PluginCode};
 use crate::data::Dataset;
 use crate::dynamics::cache::DynamicsKey;
 use crate::hash::sha256_hex;
@@ -38,6 +38,8 @@ pub(crate) struct Cell {
     pub(crate) seed: u64,
     /// The students not yet in the results.
     pub(crate) pending: Vec<Student>,
+    /// Their keys and configuration keys ([`CellKey::key`], [`CellKey::config`]).
+    pub(crate) pending_keys: Vec<(String, String)>,
 }
 
 impl Cell {
@@ -49,7 +51,7 @@ impl Cell {
 
 /// What every cell key of a run shares, computed once.
 pub(crate) struct CellKeys {
-    plugin_sha: Vec<String>,
+    plugin_code: Vec<PluginCode>,
     pub(crate) params: Vec<serde_json::Value>,
     pub(crate) policies: Vec<String>,
     teacher_keys: Vec<String>,
@@ -84,12 +86,9 @@ impl CellKeys {
                 .to_string(),
         };
         let teacher_keys = crate::teacher::content_keys(&manifest.teachers, registry)?;
-        let plugin_sha = methods
-            .iter()
-            .map(plugin_sha256)
-            .collect::<Result<_, _>>()?;
+        let plugin_code = methods.iter().map(plugin_code).collect::<Result<_, _>>()?;
         Ok(Self {
-            plugin_sha,
+            plugin_code,
             params: methods.iter().map(|m| params_json(&m.params)).collect(),
             policies: methods.iter().map(|m| m.policy.describe()).collect(),
             teacher_keys,
@@ -109,7 +108,7 @@ impl CellKeys {
         let method = &methods[m];
         let reads_teacher = method.inputs.iter().any(|i| i.kind() == InputKind::Teacher);
         let tag = crate::hash::json_digest(&(
-            &self.plugin_sha[m],
+            self.plugin_code[m].tag(),
             &self.params[m],
             &self.policies[m],
             &self.train_data,
@@ -128,8 +127,8 @@ impl CellKeys {
     pub(crate) fn plugin_identities(&self, methods: &[Method<'_>]) -> Vec<serde_json::Value> {
         methods
             .iter()
-            .zip(&self.plugin_sha)
-            .map(|(m, sha)| super::plan::plugin_identity(m, sha))
+            .zip(&self.plugin_code)
+            .map(|(m, code)| super::plan::plugin_identity(m, code))
             .collect()
     }
 
@@ -152,10 +151,12 @@ impl CellKeys {
             ),
             None => (reads_teacher.then(|| self.teacher_keys[0].clone()), None),
         };
+        let (plugin_sha256, plugin_source) = self.plugin_code[m].fields();
         key::CellKey {
             method: method.spec.method.clone(),
             plugin_version: method.plugin.description.version.clone(),
-            plugin_sha256: self.plugin_sha[m].clone(),
+            plugin_sha256,
+            plugin_source,
             params: self.params[m].clone(),
             policy: self.policies[m].clone(),
             keep: keep.get(),
@@ -239,17 +240,19 @@ impl Grid {
                     if shard.is_some_and(|s| !s.owns(g)) {
                         continue;
                     }
-                    let group_keys: Vec<String> = all
+                    let cell_keys: Vec<CellKey> = all
                         .iter()
-                        .map(|st| keys.of(manifest, methods, (m, keep, seed), st).key())
+                        .map(|st| keys.of(manifest, methods, (m, keep, seed), st))
                         .collect();
+                    let group_keys: Vec<String> = cell_keys.iter().map(CellKey::key).collect();
                     grid.current.extend(group_keys.iter().cloned());
-                    let pending: Vec<Student> = all
+                    let (pending, pending_keys): (Vec<Student>, Vec<(String, String)>) = all
                         .iter()
                         .zip(&group_keys)
-                        .filter(|(_, k)| !store.is_done(k) && !done_before.contains(*k))
-                        .map(|(st, _)| *st)
-                        .collect();
+                        .zip(&cell_keys)
+                        .filter(|((_, k), _)| !store.is_done(k) && !done_before.contains(*k))
+                        .map(|((st, k), cell)| (*st, (k.clone(), cell.config())))
+                        .unzip();
                     grid.share.push(distributed::Group {
                         group: g,
                         keys: group_keys,
@@ -261,6 +264,7 @@ impl Grid {
                             keep,
                             seed,
                             pending,
+                            pending_keys,
                         });
                     }
                 }

@@ -4,11 +4,11 @@
 //!
 //! | part | what | why |
 //! |---|---|---|
-//! | `method`, `plugin_version`, `plugin_sha256` | the method's name, its declared version, the SHA-256 of its library file | a rebuilt plugin may score differently |
+//! | `method`, `plugin_version`, `plugin_source` or `plugin_sha256` | the method's name, its declared version, and the SHA-256 of its source (its crate's files and kdprune-plugin-api's, which its build declares through kdprune-plugin-build) or, for a plugin that declares none, of its library file | changed source may score differently; the same source built elsewhere (another machine, compiler, checkout path or workspace) keeps its results, which a library's bytes would not |
 //! | `params`, `policy` | the checked parameters (defaults filled), the selection policy as described | |
 //! | `keep`, `seed` | | |
 //! | `alpha`, `temperature` | α; τ only when α > 0 | τ does not matter without a teacher |
-//! | `teacher` | the content key (model file or plugin file and parameters, preprocessing, output kind) of the teacher the cell distils from when α > 0, else of the first teacher when the method reads teacher inputs | a replaced model must not reuse students distilled from the old one |
+//! | `teacher` | the content key (model file, or a teacher plugin's source hash (its file where it declares none) and parameters, preprocessing, output kind) of the teacher the cell distils from when α > 0, else of the first teacher when the method reads teacher inputs | a replaced model must not reuse students distilled from the old one |
 //! | `input_teacher` | the first teacher's key when the method reads its inputs and the cell distils from another | |
 //! | `alpha_rule` | `"auto-v4"` (the search's name) and `alpha_search` (its candidates and held-out share) when α came from `alpha = "auto"`, whose key has no `alpha` | the search may change; a fixed α of the same value is another cell |
 //! | `train_data`, `test_data` | SHA-256 of the student's view of each set (features, labels, shape, classes) | data edited in place, or another holdout |
@@ -106,7 +106,12 @@ impl<'de> serde::Deserialize<'de> for Ordered {
 pub struct CellKey {
     pub method: String,
     pub plugin_version: String,
-    pub plugin_sha256: String,
+    /// The library file's SHA-256, for a plugin that declares no source hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_sha256: Option<String>,
+    /// The plugin's source hash (kdprune-plugin-build), where it declares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_source: Option<String>,
     pub params: serde_json::Value,
     pub policy: String,
     pub keep: f32,
@@ -159,7 +164,8 @@ mod tests {
         CellKey {
             method: "random".into(),
             plugin_version: "0.2.0".into(),
-            plugin_sha256: "ab".into(),
+            plugin_sha256: Some("ab".into()),
+            plugin_source: None,
             params: serde_json::json!({"seed_offset": 0}),
             policy: "hardest".into(),
             keep: 0.5,
@@ -239,8 +245,11 @@ mod tests {
             "the seed is not part of the configuration"
         );
         let mut other = k.clone();
-        other.plugin_sha256 = "ac".into();
+        other.plugin_sha256 = Some("ac".into());
         assert_ne!(other.key(), k.key());
+        let mut other = k.clone();
+        (other.plugin_sha256, other.plugin_source) = (None, Some("ab".into()));
+        assert_ne!(other.key(), k.key(), "a source hash is not a file hash");
         let mut other = k.clone();
         other.teacher = Some("t".into());
         assert_ne!(other.key(), k.key());

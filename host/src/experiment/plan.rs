@@ -293,10 +293,40 @@ pub(crate) fn needed_teachers(
     needed
 }
 
-/// The SHA-256 of a method's plugin library, hex: part of every key made of the plugin.
-pub(crate) fn plugin_sha256(method: &Method<'_>) -> Result<String, Error> {
+/// What a method's plugin is, in every key made of it: the source hash its library exports
+/// (kdprune-plugin-build: the same on any machine, compiler and checkout, until the source
+/// changes), else the SHA-256 of its library file (which a rebuild changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PluginCode {
+    Source(String),
+    File(String),
+}
+
+impl PluginCode {
+    /// As a selection's tag holds it: the file hash as it always was, or `source:<hex>`.
+    pub(crate) fn tag(&self) -> String {
+        match self {
+            Self::Source(hex) => format!("source:{hex}"),
+            Self::File(sha) => sha.clone(),
+        }
+    }
+
+    /// `(plugin_sha256, plugin_source)` as keys hold them: one of the two.
+    pub(crate) fn fields(&self) -> (Option<String>, Option<String>) {
+        match self {
+            Self::Source(hex) => (None, Some(hex.clone())),
+            Self::File(sha) => (Some(sha.clone()), None),
+        }
+    }
+}
+
+/// A method's [`PluginCode`].
+pub(crate) fn plugin_code(method: &Method<'_>) -> Result<PluginCode, Error> {
+    if let Some(source) = &method.plugin.source {
+        return Ok(PluginCode::Source(source.clone()));
+    }
     std::fs::read(&method.plugin.file)
-        .map(|b| crate::hash::sha256_hex(&b))
+        .map(|b| PluginCode::File(crate::hash::sha256_hex(&b)))
         .map_err(|e| Error::Io {
             path: method.plugin.file.clone(),
             message: format!("cannot read the plugin library: {e}"),
@@ -305,13 +335,17 @@ pub(crate) fn plugin_sha256(method: &Method<'_>) -> Result<String, Error> {
 
 /// What a method's scores depend on besides its inputs, seed and data: the score cache's
 /// plugin identity.
-pub(crate) fn plugin_identity(method: &Method<'_>, sha256: &str) -> serde_json::Value {
-    serde_json::json!({
+pub(crate) fn plugin_identity(method: &Method<'_>, code: &PluginCode) -> serde_json::Value {
+    let mut identity = serde_json::json!({
         "method": method.spec.method,
         "version": method.plugin.description.version,
-        "plugin_sha256": sha256,
         "params": params_json(&method.params),
-    })
+    });
+    match code {
+        PluginCode::File(sha) => identity["plugin_sha256"] = sha.as_str().into(),
+        PluginCode::Source(hex) => identity["plugin_source"] = hex.as_str().into(),
+    }
+    identity
 }
 
 /// The proxy's records `needs` asks for, on the student's view of the training set

@@ -17,8 +17,8 @@ use kdprune_plugin_api::Tensor;
 use serde::Serialize;
 
 use super::plan::{
-    check_dynamics_memory, check_methods, load_registry, needs_of, params_json, plugin_identity,
-    plugin_sha256, teachers_to_ready, Method, RunOptions,
+    check_dynamics_memory, check_methods, load_registry, needs_of, params_json, plugin_code,
+    plugin_identity, teachers_to_ready, Method, RunOptions,
 };
 use super::score_cache::ScoreCache;
 use super::stages::{input_stage, load_data, TimeSplit};
@@ -294,7 +294,7 @@ impl<'m, 'r> Prepared<'m, 'r> {
         Ok(Self {
             m,
             method,
-            identity: plugin_identity(method, &plugin_sha256(method)?),
+            identity: plugin_identity(method, &plugin_code(method)?),
             tag: format!(
                 "{}_{}",
                 method.spec.method,

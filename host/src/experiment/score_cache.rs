@@ -1,6 +1,7 @@
 //! The score cache: the per-example scores of a budget-independent method for one seed, in
 //! `<cache_dir>/scores-<key>.safetensors` (tensor `scores`, f32 `[N]`), named by a content key
-//! of everything the scores depend on: the plugin (name, version, the library's SHA-256),
+//! of everything the scores depend on: the plugin (name, version, its source hash or
+//! else its library's SHA-256),
 //! its parameters, the seed, the training set's content and every input tensor the plugin
 //! receives (name, dtype, shape, bytes). Any process that needs those scores again — another
 //! shard of a sweep (`run --shard i/n`), `kdprune score` before a `run`, a rerun with a new
@@ -41,7 +42,8 @@ pub fn inputs_hash(inputs: &[Tensor<'_>]) -> [u8; 32] {
 }
 
 impl ScoreKey {
-    /// `plugin`: the method's identity (name, version, library SHA-256, parameters as JSON);
+    /// `plugin`: the method's identity (name, version, source hash or library SHA-256,
+    /// parameters as JSON);
     /// `data_hash`: the content hash of the training set the plugin sees; `inputs`: from
     /// [`inputs_hash`].
     pub fn new(
@@ -137,8 +139,8 @@ impl<'a> ScoreCache<'a> {
     }
 
     /// Method `method`'s budget-independent scores `[n]` for `seed`: from the cache, or from
-    /// `score` (then written to the cache). `identity`: the plugin's name, version, library
-    /// SHA-256 and parameters; `inputs`: the tensors the plugin receives.
+    /// `score` (then written to the cache). `identity`: the plugin's name, version, source
+    /// hash or library SHA-256, and parameters; `inputs`: the tensors the plugin receives.
     pub fn scores<E>(
         &mut self,
         method: usize,

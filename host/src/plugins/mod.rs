@@ -89,6 +89,8 @@ pub struct InputRequest {
 pub struct Plugin {
     pub description: PluginDescription,
     pub file: PathBuf,
+    /// The source hash its library exports (kdprune-plugin-build), if its build declared one.
+    pub source: Option<String>,
     entry: PluginEntry_Ref,
 }
 
@@ -97,6 +99,7 @@ impl std::fmt::Debug for Plugin {
         f.debug_struct("Plugin")
             .field("description", &self.description)
             .field("file", &self.file)
+            .field("source", &self.source)
             .finish()
     }
 }
@@ -376,6 +379,7 @@ fn load_library(file: &Path) -> Result<(Vec<Plugin>, Vec<String>), String> {
             other => describe_library_error(&other),
         })?;
     let entries = (module.plugins())();
+    let source = source_id(file);
     let mut plugins = Vec::new();
     let mut refused = Vec::new();
     for entry in entries.iter() {
@@ -383,12 +387,28 @@ fn load_library(file: &Path) -> Result<(Vec<Plugin>, Vec<String>), String> {
             Ok(description) => plugins.push(Plugin {
                 description,
                 file: file.to_path_buf(),
+                source: source.clone(),
                 entry: *entry,
             }),
             Err(message) => refused.push(message),
         }
     }
     Ok((plugins, refused))
+}
+
+/// The source hash `file` exports ([`kdprune_plugin_api::glue::SOURCE_SYMBOL`]), if it
+/// declares one; a library built before the symbol existed has none.
+fn source_id(file: &Path) -> Option<String> {
+    use kdprune_plugin_api::glue::{SourceId, SOURCE_SYMBOL};
+    // SAFETY: abi_stable's loader has just opened this file and keeps it open, so opening it
+    // again returns the same handle and runs no initialiser; the symbol, where present, is the
+    // `#[repr(C)]` `SourceId` static `export_plugins!` defines, read while `library` is open.
+    unsafe {
+        let library = libloading::Library::new(file).ok()?;
+        let symbol = library.get::<*const SourceId>(SOURCE_SYMBOL).ok()?;
+        let id: &SourceId = &**symbol;
+        id.hex().map(str::to_string)
+    }
 }
 
 /// A plugin's description, checked: a name, a kind this host knows, its function, known inputs.

@@ -167,7 +167,15 @@ impl KeyBase {
             TeacherSource::Plugin { name, params, .. } => {
                 h.update(b"plugin");
                 let plugin = registry.get(name, kdprune_plugin_api::PluginKind::Teacher)?;
-                hash_file(&mut h, &plugin.file)?;
+                // Its source hash where it declares one (kdprune-plugin-build), as cell keys
+                // take it: the same source built elsewhere serves the same outputs.
+                match &plugin.source {
+                    Some(source) => {
+                        h.update(b"source");
+                        h.update(source.as_bytes());
+                    }
+                    None => hash_file(&mut h, &plugin.file)?,
+                }
                 h.update(name.as_bytes());
                 h.update(format!("{params:?}"));
             }
