@@ -62,6 +62,14 @@ fn crate_hash() -> Sha256 {
         std::env::var("CARGO_MANIFEST_DIR")
             .expect("cargo sets CARGO_MANIFEST_DIR for build scripts"),
     );
+    println!("cargo:rerun-if-changed=Cargo.toml");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src");
+    source_hash(&root)
+}
+
+/// The hash of the crate at `root` (see [`crate_hash`]).
+fn source_hash(root: &Path) -> Sha256 {
     let mut files = vec![root.join("Cargo.toml")];
     if root.join("build.rs").is_file() {
         files.push(root.join("build.rs"));
@@ -70,7 +78,7 @@ fn crate_hash() -> Sha256 {
     files.sort();
     let mut hash = Sha256::new();
     for file in &files {
-        let relative = file.strip_prefix(&root).expect("under the crate");
+        let relative = file.strip_prefix(root).expect("under the crate");
         let name = relative
             .components()
             .map(|c| c.as_os_str().to_string_lossy())
@@ -85,9 +93,6 @@ fn crate_hash() -> Sha256 {
         hash.update((bytes.len() as u64).to_le_bytes());
         hash.update(&bytes);
     }
-    println!("cargo:rerun-if-changed=Cargo.toml");
-    println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src");
     hash
 }
 
@@ -144,6 +149,40 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A crate at `root`: `Cargo.toml` and `src/lib.rs`, `src/score/mod.rs` with `text`.
+    fn write_crate(root: &Path, text: &str) {
+        std::fs::create_dir_all(root.join("src/score")).unwrap();
+        std::fs::write(root.join("Cargo.toml"), "[package]\nname = \"p\"\n").unwrap();
+        std::fs::write(root.join("src/lib.rs"), "mod score;\n").unwrap();
+        std::fs::write(root.join("src/score/mod.rs"), text).unwrap();
+    }
+
+    fn hex_of(root: &Path) -> String {
+        hex(&source_hash(root).finalize())
+    }
+
+    #[test]
+    fn the_hash_follows_the_source_not_where_it_lies() {
+        let base =
+            std::env::temp_dir().join(format!("kdprune-plugin-build-{}", std::process::id()));
+        let (a, b) = (base.join("a"), base.join("elsewhere/b"));
+        write_crate(&a, "pub fn f() {}\n");
+        write_crate(&b, "pub fn f() {}\r\n");
+        // Another path, CRLF, an editor's swap file and a dangling lock link: the same source.
+        std::fs::write(b.join("src/.mod.rs.swp"), "x").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/nonexistent", b.join("src/.#lib.rs")).unwrap();
+        assert_eq!(hex_of(&a), hex_of(&b));
+        // A nested file edited, or a build script added: another source.
+        let before = hex_of(&a);
+        std::fs::write(a.join("src/score/mod.rs"), "pub fn f() { }\n").unwrap();
+        assert_ne!(hex_of(&a), before);
+        let before = hex_of(&a);
+        std::fs::write(a.join("build.rs"), "fn main() {}\n").unwrap();
+        assert_ne!(hex_of(&a), before);
+        std::fs::remove_dir_all(&base).ok();
+    }
 
     #[test]
     fn line_endings_and_scratch_files_do_not_count() {
