@@ -1,12 +1,13 @@
 //! Matrix products split across the cores.
 //!
-//! Each core gets a block of rows of the output (or of columns when the output has fewer rows
-//! than columns), computed by one single-threaded product of the `gemm` crate, whose AVX-512
-//! kernels (feature `x86-v4`, chosen at run time; FMA/AVX2 on other CPUs) replaced
-//! `matrixmultiply`'s AVX2 ones: the MLP step 62–75k → 99–112k samples/s on the Xeon
-//! (docs/performance.md). An element's sum is computed whole by one kernel, whatever the
-//! split, so the result is the same bits on any thread count. rayon's pool
-//! (`RAYON_NUM_THREADS`) sets the number of cores. Inside [`serial`] (a shard of a
+//! A product is cut into [`SPLIT_PARTS`] blocks of rows of the output (or of columns when the
+//! output has fewer rows than columns), each computed by one single-threaded product of the
+//! `gemm` crate, whose AVX-512 kernels (feature `x86-v4`, chosen at run time; FMA/AVX2 on
+//! other CPUs) replaced `matrixmultiply`'s AVX2 ones: the MLP step 62–75k → 99–112k samples/s
+//! on the Xeon (docs/performance.md). An element's sum is computed whole by one kernel, and
+//! the blocks depend on the product's shape alone, never on the thread count (the `gemm`
+//! crate's sums follow the block's shape), so the result is the same bits on any thread count.
+//! rayon's pool (`RAYON_NUM_THREADS`) sets the number of cores that run the blocks. Inside [`serial`] (a shard of a
 //! data-parallel step, which already has a core to itself) products are not split.
 //!
 //! Splitting ourselves rather than with `gemm`'s own parallelism or `matrixmultiply`'s
@@ -21,6 +22,14 @@ pub use super::parallel::{is_serial, serial};
 
 /// Products smaller than this many multiply-adds run on one core: splitting costs more.
 const MIN_SPLIT_WORK: usize = 1 << 16;
+
+/// The blocks a product is cut into outside a shard, whatever the number of threads: the
+/// `gemm` crate's sum for an output element depends on the shape of the block it computes
+/// (with a column-major `b`, `[32, 32768] × [32768, 16]` whole and as two blocks of 16 rows
+/// differ in the last bits), so blocks that followed the thread count made a student's bits
+/// depend on it. Two blocks: what two cores computed before, so results made on this project's
+/// 2-core machines come out the same on any number of threads.
+const SPLIT_PARTS: usize = 2;
 
 /// The precision of a training step's products (`[student] precision`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -70,11 +79,7 @@ pub fn gemm_in(
         b.view(),
         beta,
         c.view_mut(),
-        if is_serial() {
-            1
-        } else {
-            rayon::current_num_threads()
-        },
+        if is_serial() { 1 } else { SPLIT_PARTS },
     );
 }
 
@@ -244,6 +249,36 @@ mod tests {
                     gemm(2.0, &a, &b, beta, &mut c_columns.view_mut());
                     assert_eq!(c_columns, expected, "beta {beta}, column-major output");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn a_product_has_the_same_bits_on_any_thread_count() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        // A 1 × 1 convolution's weight gradient (`g · colsᵀ`, `b` column-major), among others.
+        for (m, k, n) in [
+            (32, 32768, 16),
+            (16, 8192, 32),
+            (64, 4096, 64),
+            (7, 3000, 500),
+        ] {
+            let a = Array2::from_shape_fn((m, k), |_| rng.gen_range(-1.0f32..1.0));
+            let bt = Array2::from_shape_fn((n, k), |_| rng.gen_range(-1.0f32..1.0));
+            let b_rows = bt.t().as_standard_layout().into_owned();
+            for b in [bt.t(), b_rows.view()] {
+                let on = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+                    pool.unwrap().install(|| {
+                        let mut c = Array2::zeros((m, n));
+                        gemm(1.0, &a.view(), &b, 0.0, &mut c.view_mut());
+                        c
+                    })
+                };
+                let one = on(1);
+                assert_eq!(one, on(2), "({m}, {k}, {n}), 2 threads");
+                assert_eq!(one, on(3), "({m}, {k}, {n}), 3 threads");
             }
         }
     }
