@@ -1027,6 +1027,35 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_norm_resnet_has_the_same_gradients_on_any_thread_count() {
+        // Unsharded (batch norm couples the examples), so its products are split across the
+        // cores; the 1 × 1 stride-2 shortcut's weight gradient is `g · colsᵀ`, with a long
+        // inner dimension, whose `gemm` sums once followed the split.
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let batch = 128;
+        let x = Array2::from_shape_simple_fn((batch, 3 * 32 * 32), || rng.gen_range(-1.0f32..1.0));
+        let y: Vec<u32> = (0..batch).map(|i| (i % 10) as u32).collect();
+        let spec = specs(&["conv 16 k3 p1", "bn", "relu", "res 32 s2", "gap"]);
+        let grads_with = |threads: usize| -> Vec<Vec<f32>> {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut net = Network::build(&spec, &[3, 32, 32], 10, 2).unwrap();
+                net.loss_and_grad(x.view(), &y, None, kd(0.0));
+                net.params()
+                    .iter()
+                    .map(|p| p.grad.iter().copied().collect())
+                    .collect()
+            })
+        };
+        let one = grads_with(1);
+        assert_eq!(one, grads_with(2), "two threads");
+        assert_eq!(one, grads_with(3), "three threads");
+    }
+
+    #[test]
     fn gradients_conv_stride_padding() {
         // Same-size, stride-1 convolutions (one shift per kernel offset, masked columns),
         // with kernels 3, 5 and 1 on a non-square plane...
