@@ -5,7 +5,7 @@ declared their source hash), or by a library since rebuilt, which a run would tr
 
     scripts/rekey-results.py MANIFEST RESULTS_JSONL [--set KEY=VALUE ...]
 
-For each result whose key is not one `kdprune check` plans, it looks for the student still to
+For each result whose key is not one of a student still to train (`kdprune check --json`), it looks for the student still to
 train with the same method, parameters, policy, keep, seed, α (or "auto" and its rule),
 teacher, τ and `[student]`, and takes that student's key and configuration key only if the
 kept indices the result recorded (its `indices` file, in the manifest's output folder) are
@@ -63,7 +63,7 @@ def main():
                  "checkout (cargo build --release -p kdprune)")
     output = Path(check["output"]["folder"])
     pending = {identity(p, p["auto"], p["alpha"]): p for p in check["cells"]["pending"]}
-    planned = {p["key"] for p in check["cells"]["pending"]}
+    pending_keys = {p["key"] for p in check["cells"]["pending"]}
 
     scored = kdprune_json("score", args.manifest, *sets)
     kept_now = {}
@@ -83,7 +83,7 @@ def main():
         auto = row.get("alpha_rule") is not None
         who = identity(row, auto, row["alpha"])
         p = pending.get(who)
-        if row["key"] in planned or p is None:
+        if row["key"] in pending_keys or p is None:
             # Current already (its student is done, so not pending), or not this plan's.
             other += 1
             out.append(line)

@@ -1009,21 +1009,32 @@ mod tests {
             "dense 8",
             "relu",
         ]);
-        let grads_with = |threads: usize| -> Vec<Vec<f32>> {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut net = Network::build(&spec, &[1, 6, 6], 3, 2).unwrap();
-                net.loss_and_grad(x.view(), &y, None, kd(0.0));
-                net.params()
-                    .iter()
-                    .map(|p| p.grad.iter().copied().collect())
-                    .collect()
-            })
-        };
+        let grads_with = |threads| gradients_on(threads, &spec, &[1, 6, 6], 3, &x, &y);
         assert_eq!(grads_with(1), grads_with(3));
+    }
+
+    /// The parameter gradients of one step of a fresh network (`spec` on `[N, shape]` inputs,
+    /// `classes` outputs, seed 2) on `x` and `y`, computed on a pool of `threads`.
+    fn gradients_on(
+        threads: usize,
+        spec: &[LayerSpec],
+        shape: &[usize],
+        classes: usize,
+        x: &Array2<f32>,
+        y: &[u32],
+    ) -> Vec<Vec<f32>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut net = Network::build(spec, shape, classes, 2).unwrap();
+            net.loss_and_grad(x.view(), y, None, kd(0.0));
+            net.params()
+                .iter()
+                .map(|p| p.grad.iter().copied().collect())
+                .collect()
+        })
     }
 
     #[test]
@@ -1036,20 +1047,7 @@ mod tests {
         let x = Array2::from_shape_simple_fn((batch, 3 * 32 * 32), || rng.gen_range(-1.0f32..1.0));
         let y: Vec<u32> = (0..batch).map(|i| (i % 10) as u32).collect();
         let spec = specs(&["conv 16 k3 p1", "bn", "relu", "res 32 s2", "gap"]);
-        let grads_with = |threads: usize| -> Vec<Vec<f32>> {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let mut net = Network::build(&spec, &[3, 32, 32], 10, 2).unwrap();
-                net.loss_and_grad(x.view(), &y, None, kd(0.0));
-                net.params()
-                    .iter()
-                    .map(|p| p.grad.iter().copied().collect())
-                    .collect()
-            })
-        };
+        let grads_with = |threads| gradients_on(threads, &spec, &[3, 32, 32], 10, &x, &y);
         let one = grads_with(1);
         assert_eq!(one, grads_with(2), "two threads");
         assert_eq!(one, grads_with(3), "three threads");
