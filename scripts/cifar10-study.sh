@@ -6,9 +6,9 @@
 # on several machines), and the union of the results and the report are copied back, ready to
 # commit. Stop it at any time (Ctrl-C, kill -9): every finished cell is in results.jsonl.
 #
-# A cell's key includes the SHA-256 of its method's plugin library, and a library's bytes
-# depend on the checkout's path (debug information): a checkout elsewhere than the one that
-# ran a cell trains it again (docs/results.md).
+# A cell's key includes the source hash its method's plugin declares (plugin-build/), not its
+# library's bytes, so another checkout, compiler or machine continues the same cells; results
+# keyed the older way (by the library's SHA-256) move over with scripts/rekey-results.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --cifar10 >/dev/null
