@@ -250,6 +250,7 @@ impl Network {
             shape = out;
             layers.extend(built);
         }
+        crate::train::layers::layer::fuse_relus(&mut layers);
         // Layers before the first one with parameters do nothing to learn from: stop the
         // backward pass there.
         if let Some(first) = layers.iter().position(|l| l.has_params()) {

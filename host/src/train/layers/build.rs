@@ -4,7 +4,7 @@
 
 use super::layer::{Layer, Site};
 use super::spec::LayerSpec;
-use super::{conv, dense, norm, pool, simple};
+use super::{conv, dense, norm, pool, residual, simple};
 
 /// The layers of `site.spec` in execution order (a dense layer after an image is preceded
 /// by a flatten; a residual block is followed by its ReLU).
@@ -19,6 +19,6 @@ pub fn build(site: &mut Site<'_>) -> Result<Vec<Box<dyn Layer>>, String> {
         LayerSpec::Conv { .. } => vec![conv::from_spec(site)?],
         LayerSpec::MaxPool { .. } | LayerSpec::AvgPool { .. } => vec![pool::from_spec(site)?],
         LayerSpec::Gap => vec![Box::new(pool::GlobalAvgPool::new(site.image()?))],
-        LayerSpec::Res { out, stride } => simple::residual_from_spec(out, stride, site)?,
+        LayerSpec::Res { out, stride } => residual::residual_from_spec(out, stride, site)?,
     })
 }

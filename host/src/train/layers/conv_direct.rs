@@ -293,7 +293,7 @@ fn pad_into(
     assert!(planes.is_multiple_of(ch.max(1)));
     dst.resize(planes * hp * wp + slack, 0.0);
     let fill = |(from, to): (&[f32], &mut [f32])| {
-        to.fill(0.0);
+        zero_border(to, h, w, q);
         copy_rows(isa, from, w, &mut to[q * wp + q..], wp, h, w);
     };
     let (body, tail) = dst.split_at_mut(planes * hp * wp);
@@ -306,6 +306,30 @@ fn pad_into(
         src.par_chunks_exact(h * w)
             .zip(body.par_chunks_exact_mut(hp * wp))
             .for_each(fill);
+    }
+}
+
+/// Zeros all of a padded plane `[h + 2q, w + 2q]` but its `h × w` interior, which the caller
+/// writes: zero-filling the whole plane first wrote each value twice.
+fn zero_border(plane: &mut [f32], h: usize, w: usize, q: usize) {
+    let wp = w + 2 * q;
+    assert_eq!(plane.len(), (h + 2 * q) * wp, "padded plane");
+    if h == 0 {
+        plane.fill(0.0);
+        return;
+    }
+    // The top rows and the first row's left border, then from each row's right border to
+    // the next row's first value (the last row's run reaches the bottom rows' end).
+    let first = q * wp + q;
+    plane[..first].fill(0.0);
+    for row in 0..h {
+        let end = first + row * wp + w;
+        let next = if row + 1 < h {
+            end + 2 * q
+        } else {
+            plane.len()
+        };
+        plane[end..next].fill(0.0);
     }
 }
 
@@ -1153,6 +1177,27 @@ mod avx2 {
             for (t, &a) in acc.iter().enumerate() {
                 // SAFETY: as for the loads of `partial` above.
                 unsafe { _mm256_storeu_ps(partial.as_mut_ptr().add(slot(r, t)), a) };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zero_border;
+
+    #[test]
+    fn zero_border_writes_exactly_the_border() {
+        for (h, w, q) in [(4, 5, 1), (3, 3, 2), (1, 7, 1), (2, 2, 0), (0, 3, 1)] {
+            let (hp, wp) = (h + 2 * q, w + 2 * q);
+            let mut plane = vec![f32::NAN; hp * wp];
+            zero_border(&mut plane, h, w, q);
+            for y in 0..hp {
+                for x in 0..wp {
+                    let inside = (q..q + h).contains(&y) && (q..q + w).contains(&x);
+                    let v = plane[y * wp + x];
+                    assert_eq!(v.is_nan(), inside, "({h}, {w}, {q}) at ({y}, {x})");
+                }
             }
         }
     }

@@ -184,6 +184,19 @@ pub trait Layer: Send + CloneLayer {
     /// Declares the packed weights written by the last update (true) or not: only fresh ones
     /// are lent to the replicas of the next sharded step ([`Layer::shared_params`]).
     fn set_packed_fresh(&mut self, _fresh: bool) {}
+    /// Takes over the ReLU that follows this layer, applying it within its own passes over
+    /// the tensor (batch norm, a residual block's add) so that the ReLU costs no pass of its
+    /// own; returns whether it did. The caller then marks the ReLU absorbed
+    /// ([`Layer::mark_absorbed`]); the results are the same bits either way.
+    fn absorb_relu(&mut self) -> bool {
+        false
+    }
+    /// Whether the layer is a ReLU (one that a layer before it may absorb).
+    fn is_relu(&self) -> bool {
+        false
+    }
+    /// A ReLU whose work the layer before it took over: it passes values through.
+    fn mark_absorbed(&mut self) {}
     /// Sub-layers (for residual blocks), so that walks over the network reach them.
     fn children(&self) -> Vec<&dyn Layer> {
         Vec::new()
@@ -198,6 +211,17 @@ pub trait Layer: Send + CloneLayer {
         input: &str,
         prefix: &str,
     ) -> String;
+}
+
+/// Lets each layer absorb a ReLU that follows it ([`Layer::absorb_relu`]), in one list of
+/// layers in execution order.
+pub fn fuse_relus(layers: &mut [Box<dyn Layer>]) {
+    for i in 1..layers.len() {
+        let (before, after) = layers.split_at_mut(i);
+        if after[0].is_relu() && before[i - 1].absorb_relu() {
+            after[0].mark_absorbed();
+        }
+    }
 }
 
 /// Where a layer is built: the shape it receives, its place in the list, the draws.

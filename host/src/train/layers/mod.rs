@@ -14,6 +14,7 @@ mod dense;
 pub mod layer;
 mod norm;
 mod pool;
+mod residual;
 mod simple;
 pub mod spec;
 
@@ -22,4 +23,5 @@ pub use dense::Dense;
 pub use layer::{CloneLayer, Layer, Mode, ParamRef, SharedTensor, Site, WeightFactors};
 pub use norm::BatchNorm;
 pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
-pub use simple::{Dropout, Flatten, Relu, Residual};
+pub use residual::Residual;
+pub use simple::{Dropout, Flatten, Relu};

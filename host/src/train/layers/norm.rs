@@ -2,6 +2,9 @@
 //!
 //! Training: batch mean and biased variance per channel; running statistics updated with
 //! momentum 0.1 (running variance unbiased, as PyTorch). Evaluation: running statistics.
+//! A ReLU right after it is applied in its own passes ([`Layer::absorb_relu`]): its output
+//! pass clamps, and its backward pass masks the gradient where `x̂·γ + β ≤ 0`, recomputed from
+//! the `x̂` it keeps, so the pair costs the passes of batch norm alone, with the same bits.
 
 use ndarray::{ArrayD, IxDyn};
 use rayon::prelude::*;
@@ -27,6 +30,8 @@ pub struct BatchNorm {
     inv_std: Vec<f32>,
     /// Whether `xhat` belongs to a training forward pass not yet gone back through.
     xhat_pending: bool,
+    /// The ReLU after it is applied here.
+    relu: bool,
 }
 
 /// Sums in eight lanes, added at the end: the loop vectorises, and the order (so the result)
@@ -80,6 +85,7 @@ impl BatchNorm {
             xhat: Vec::new(),
             inv_std: Vec::new(),
             xhat_pending: false,
+            relu: false,
         }
     }
 
@@ -93,6 +99,10 @@ impl Layer for BatchNorm {
         true
     }
     fn has_params(&self) -> bool {
+        true
+    }
+    fn absorb_relu(&mut self) -> bool {
+        self.relu = true;
         true
     }
     fn describe(&self) -> String {
@@ -110,6 +120,7 @@ impl Layer for BatchNorm {
         assert_eq!(data.len(), b * c * hw, "batch norm input shape");
         let gamma = self.gamma.as_slice().expect("contiguous");
         let beta = self.beta.as_slice().expect("contiguous");
+        let relu = self.relu;
         match mode {
             Mode::Eval => {
                 let rm = self.running_mean.as_slice().expect("contiguous");
@@ -118,8 +129,15 @@ impl Layer for BatchNorm {
                 data.par_chunks_mut(c * hw).for_each(|image| {
                     for (ch, plane) in image.chunks_exact_mut(hw).enumerate() {
                         let (scale, shift) = (inv_std[ch] * gamma[ch], beta[ch]);
-                        for v in plane {
-                            *v = (*v - rm[ch]) * scale + shift;
+                        let (mean, scale) = (rm[ch], scale);
+                        if relu {
+                            plane
+                                .iter_mut()
+                                .for_each(|v| *v = ((*v - mean) * scale + shift).max(0.0));
+                        } else {
+                            plane
+                                .iter_mut()
+                                .for_each(|v| *v = (*v - mean) * scale + shift);
                         }
                     }
                 });
@@ -155,9 +173,18 @@ impl Layer for BatchNorm {
                             .enumerate()
                         {
                             let (mean, inv) = (stats[ch].0, inv_std[ch]);
-                            for (v, xh) in plane.iter_mut().zip(plane_xhat) {
-                                *xh = (*v - mean) * inv;
-                                *v = *xh * gamma[ch] + beta[ch];
+                            let (g, b) = (gamma[ch], beta[ch]);
+                            let pairs = plane.iter_mut().zip(plane_xhat);
+                            if relu {
+                                pairs.for_each(|(v, xh)| {
+                                    *xh = (*v - mean) * inv;
+                                    *v = (*xh * g + b).max(0.0);
+                                });
+                            } else {
+                                pairs.for_each(|(v, xh)| {
+                                    *xh = (*v - mean) * inv;
+                                    *v = *xh * g + b;
+                                });
                             }
                         }
                     });
@@ -185,17 +212,28 @@ impl Layer for BatchNorm {
         assert_eq!(g.len(), self.xhat.len(), "batch norm gradient shape");
         let xhat = &self.xhat;
         let g_read = &*g;
-        // Per channel, in a fixed order: Σ dy and Σ dy·x̂.
+        let gamma = self.gamma.as_slice().expect("contiguous");
+        let beta = self.beta.as_slice().expect("contiguous");
+        let relu = self.relu;
+        // Per channel, in a fixed order: Σ dy and Σ dy·x̂, dy through the absorbed ReLU (the
+        // terms, so the sums, are those of a ReLU's masked gradient).
         let sums: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
             .map(|ch| {
+                let (gm, bt) = (gamma[ch], beta[ch]);
+                let gate = move |g: f32, xh: f32| if xh * gm + bt > 0.0 { g } else { 0.0 };
                 (0..b)
                     .map(|bi| (bi * c + ch) * hw..(bi * c + ch + 1) * hw)
                     .map(|r| {
-                        (
-                            lane_sum(&g_read[r.clone()]),
-                            lane_dot(&g_read[r.clone()], &xhat[r]),
-                        )
+                        let (g, xh) = (&g_read[r.clone()], &xhat[r]);
+                        if relu {
+                            (
+                                lane_fold(g, xh, gate),
+                                lane_fold(g, xh, |g, xh| gate(g, xh) * xh),
+                            )
+                        } else {
+                            (lane_sum(g), lane_dot(g, xh))
+                        }
                     })
                     .fold((0.0, 0.0), |(s, sx), (a, ax)| (s + a, sx + ax))
             })
@@ -208,7 +246,6 @@ impl Layer for BatchNorm {
                 gb[ch] = sum_g;
             }
         }
-        let gamma = self.gamma.as_slice().expect("contiguous");
         let inv_std = &self.inv_std;
         // dx = γ·inv_std/n · (n·dy − Σdy − x̂·Σ(dy·x̂)).
         g.par_chunks_mut(c * hw)
@@ -221,8 +258,15 @@ impl Layer for BatchNorm {
                 {
                     let k = gamma[ch] * inv_std[ch] / n;
                     let (sum_g, sum_gx) = sums[ch];
-                    for (gv, xh) in plane.iter_mut().zip(plane_xhat) {
-                        *gv = k * (n * *gv - sum_g - xh * sum_gx);
+                    let (gm, bt) = (gamma[ch], beta[ch]);
+                    let pairs = plane.iter_mut().zip(plane_xhat);
+                    if relu {
+                        pairs.for_each(|(gv, &xh)| {
+                            let dy = if xh * gm + bt > 0.0 { *gv } else { 0.0 };
+                            *gv = k * (n * dy - sum_g - xh * sum_gx);
+                        });
+                    } else {
+                        pairs.for_each(|(gv, xh)| *gv = k * (n * *gv - sum_g - xh * sum_gx));
                     }
                 }
             });
