@@ -100,8 +100,9 @@ fn layer(spec: &LayerSpec, shape: &[u64]) -> Option<(Vec<u64>, u64, u64)> {
                 0
             };
             let out = vec![o, slide(h, 3, s, 1)?, slide(w, 3, s, 1)?];
-            // conv, bn, relu, conv, bn, the shortcut's two, the sum and its ReLU; the two
-            // convolutions' unfolded inputs.
+            // conv, bn, relu, conv, bn, the shortcut's two, the sum and its ReLU (the ReLUs'
+            // outputs counted though batch norm and the sum apply them in place: an upper
+            // bound); the two convolutions' unfolded inputs.
             let unfolded = c
                 .max(o)
                 .saturating_mul(9)

@@ -229,6 +229,18 @@ impl Network {
         num_classes: usize,
         seed: u64,
     ) -> Result<Self, String> {
+        Self::build_layers(specs, input_shape, num_classes, seed, true)
+    }
+
+    /// [`Network::build`], with each ReLU its own pass unless `fuse_relus`
+    /// ([`crate::train::layers::layer::fuse_relus`]; the same bits either way).
+    fn build_layers(
+        specs: &[LayerSpec],
+        input_shape: &[usize],
+        num_classes: usize,
+        seed: u64,
+        fuse_relus: bool,
+    ) -> Result<Self, String> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut shape = input_shape.to_vec();
         let mut layers: Vec<Box<dyn Layer>> = Vec::new();
@@ -241,6 +253,7 @@ impl Network {
                 spec,
                 seed,
                 rng: &mut rng,
+                fuse_relus,
             };
             let built = build::build(&mut site)?;
             let out = built.last().expect("a spec builds a layer").output_shape();
@@ -250,7 +263,9 @@ impl Network {
             shape = out;
             layers.extend(built);
         }
-        crate::train::layers::layer::fuse_relus(&mut layers);
+        if fuse_relus {
+            crate::train::layers::layer::fuse_relus(&mut layers);
+        }
         // Layers before the first one with parameters do nothing to learn from: stop the
         // backward pass there.
         if let Some(first) = layers.iter().position(|l| l.has_params()) {
@@ -1055,6 +1070,50 @@ mod tests {
     }
 
     #[test]
+    fn absorbed_relus_train_the_same_weights_as_relu_layers() {
+        // Three SGD steps of a batch-norm ResNet (ReLUs after batch norm and after the
+        // blocks' adds, a dense batch norm too) with every ReLU its own pass, and with them
+        // absorbed: the same weights and running statistics to the bit.
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let batch = 24;
+        let x = Array2::from_shape_simple_fn((batch, 3 * 12 * 12), || rng.gen_range(-1.0f32..1.0));
+        let y: Vec<u32> = (0..batch).map(|i| (i % 4) as u32).collect();
+        let spec = specs(&[
+            "conv 8 k3 p1",
+            "bn",
+            "relu",
+            "res 8",
+            "res 16 s2",
+            "gap",
+            "dense 12",
+            "bn",
+            "relu",
+        ]);
+        let train = |fuse: bool| {
+            let mut net = Network::build_layers(&spec, &[3, 12, 12], 4, 3, fuse).unwrap();
+            let mut opt = Optimizer::new(
+                OptimizerSpec::Sgd {
+                    momentum: 0.9,
+                    nesterov: false,
+                },
+                5e-4,
+            );
+            for _ in 0..3 {
+                net.training_step(x.view(), &y, None, kd(0.0), false);
+                net.update(&mut opt, 0.1);
+            }
+            net.state()
+                .iter()
+                .map(|(_, t)| t.iter().map(|v| v.to_bits()).collect::<Vec<u32>>())
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            train(false) == train(true),
+            "absorbing the ReLUs changed the weights"
+        );
+    }
+
+    #[test]
     fn gradients_conv_stride_padding() {
         // Same-size, stride-1 convolutions (one shift per kernel offset, masked columns),
         // with kernels 3, 5 and 1 on a non-square plane...
@@ -1096,7 +1155,16 @@ mod tests {
         use crate::train::profile::{self, Pass};
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let x = Array2::from_shape_simple_fn((4, 2 * 6 * 6), || rng.gen_range(-1.0f32..1.0));
-        let spec = specs(&["conv 3 k3 p1", "bn", "relu", "res 3", "res 4 s2", "gap"]);
+        // The first ReLU is its own layer; the others are absorbed and not timed.
+        let spec = specs(&[
+            "conv 3 k3 p1",
+            "relu",
+            "bn",
+            "relu",
+            "res 3",
+            "res 4 s2",
+            "gap",
+        ]);
         let mut net = Network::build(&spec, &[2, 6, 6], 3, 5).unwrap();
         profile::set_enabled(true);
         net.loss_and_grad(x.view(), &[0, 1, 2, 0], None, kd(0.0));
@@ -1123,11 +1191,21 @@ mod tests {
             "conv k3 s1",
             "conv k1 s2",
             "bn",
+            "relu",
             "dense",
             "residual copy and add",
         ] {
             assert!(has(kind, Pass::Backward), "{kind} backward: {times:?}");
         }
+        let relu_calls: u64 = times
+            .iter()
+            .filter(|t| t.kind == "relu")
+            .map(|t| t.calls)
+            .sum();
+        assert_eq!(
+            relu_calls, 2,
+            "only the unabsorbed ReLU is timed: {times:?}"
+        );
         assert!(
             !times.iter().any(|t| t.kind.starts_with("res ")),
             "blocks are not leaves"

@@ -191,12 +191,19 @@ pub trait Layer: Send + CloneLayer {
     fn absorb_relu(&mut self) -> bool {
         false
     }
-    /// Whether the layer is a ReLU (one that a layer before it may absorb).
+    /// Whether the layer is a ReLU that no layer has absorbed yet.
     fn is_relu(&self) -> bool {
         false
     }
-    /// A ReLU whose work the layer before it took over: it passes values through.
+    /// Makes a ReLU pass values and gradients through, its work taken over by the layer
+    /// before it. Only [`fuse_relus`] calls it, right after that layer's
+    /// [`Layer::absorb_relu`] returned true: alone, it would drop the ReLU.
     fn mark_absorbed(&mut self) {}
+    /// Whether the layer passes values and gradients through unchanged (an absorbed ReLU):
+    /// the profiler leaves it out.
+    fn passes_through(&self) -> bool {
+        false
+    }
     /// Sub-layers (for residual blocks), so that walks over the network reach them.
     fn children(&self) -> Vec<&dyn Layer> {
         Vec::new()
@@ -235,6 +242,9 @@ pub struct Site<'a> {
     pub seed: u64,
     /// The initial weights' draws, shared in list order.
     pub rng: &'a mut rand_chacha::ChaCha8Rng,
+    /// Whether layers inside a block take over the ReLU after them ([`fuse_relus`]): always,
+    /// but in the tests that compare the two.
+    pub fuse_relus: bool,
 }
 
 impl Site<'_> {
@@ -257,7 +267,7 @@ impl Site<'_> {
 /// `layer.forward`, its wall time added to its kind's when profiling is on and it is a leaf
 /// (a block's parts time themselves): [`crate::train::profile`].
 pub fn forward_timed(layer: &mut Box<dyn Layer>, x: ArrayD<f32>, mode: Mode) -> ArrayD<f32> {
-    if profile::enabled() && layer.children().is_empty() {
+    if profile::enabled() && layer.children().is_empty() && !layer.passes_through() {
         let kind = profile::kind_of(&layer.describe());
         profile::time(|| kind, profile::Pass::Forward, || layer.forward(x, mode))
     } else {
@@ -267,7 +277,7 @@ pub fn forward_timed(layer: &mut Box<dyn Layer>, x: ArrayD<f32>, mode: Mode) -> 
 
 /// `layer.backward`, timed as [`forward_timed`].
 pub fn backward_timed(layer: &mut Box<dyn Layer>, grad: ArrayD<f32>) -> ArrayD<f32> {
-    if profile::enabled() && layer.children().is_empty() {
+    if profile::enabled() && layer.children().is_empty() && !layer.passes_through() {
         let kind = profile::kind_of(&layer.describe());
         profile::time(|| kind, profile::Pass::Backward, || layer.backward(grad))
     } else {

@@ -216,7 +216,9 @@ impl Layer for BatchNorm {
         let beta = self.beta.as_slice().expect("contiguous");
         let relu = self.relu;
         // Per channel, in a fixed order: Σ dy and Σ dy·x̂, dy through the absorbed ReLU (the
-        // terms, so the sums, are those of a ReLU's masked gradient).
+        // terms, so the sums, are those of a ReLU's masked gradient). The gate recomputes the
+        // forward pass's `x̂·γ + β` with the same γ and β (the update comes after the backward
+        // pass) and the same subnormal mode (training sets it on every thread, `subnormal`).
         let sums: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
             .map(|ch| {

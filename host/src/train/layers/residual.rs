@@ -49,7 +49,9 @@ pub(super) fn residual_from_spec(
         Box::new(Conv2d::new(mid3, out, 3, 1, 1, false, rng)),
         Box::new(BatchNorm::new(mid.clone())),
     ];
-    super::layer::fuse_relus(&mut body);
+    if site.fuse_relus {
+        super::layer::fuse_relus(&mut body);
+    }
     let shortcut: Vec<Box<dyn Layer>> = if stride != 1 || in_shape[0] != out {
         vec![
             Box::new(Conv2d::new(in_shape, out, 1, stride, 0, false, rng)),
@@ -304,8 +306,16 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut draw = || ArrayD::from_shape_simple_fn(IxDyn(shape), || rng.gen_range(-1.0..1.0));
         let (x, g) = (draw(), draw());
-        let pair =
-            || -> Vec<Box<dyn Layer>> { vec![make(), Box::new(Relu::new(shape[1..].to_vec()))] };
+        // γ and β drawn per channel, some γ negative and some β past the values' range, so
+        // that the gate's sign depends on both.
+        let pair = || -> Vec<Box<dyn Layer>> {
+            let mut layer = make();
+            let mut params = ChaCha8Rng::seed_from_u64(4);
+            for p in layer.params() {
+                p.value.mapv_inplace(|_| params.gen_range(-3.0..3.0f32));
+            }
+            vec![layer, Box::new(Relu::new(shape[1..].to_vec()))]
+        };
         let mut fused = pair();
         fuse_relus(&mut fused);
         let (plain_bits, fused_bits) = (bits_of(&mut pair(), &x, &g), bits_of(&mut fused, &x, &g));
@@ -321,23 +331,27 @@ mod tests {
 
     #[test]
     fn absorbing_the_relu_keeps_every_bit() {
-        let shape = [4, 8, 32, 32];
-        let image = || shape[1..].to_vec();
-        assert_absorbing_keeps_bits(|| Box::new(BatchNorm::new(image())), &shape);
-        assert_absorbing_keeps_bits(
-            || {
-                let body: Vec<Box<dyn Layer>> = vec![Box::new(BatchNorm::new(image()))];
-                Box::new(Residual::new("res".into(), body, Vec::new()))
-            },
-            &shape,
-        );
-        assert_absorbing_keeps_bits(
-            || {
-                let body: Vec<Box<dyn Layer>> = vec![Box::new(BatchNorm::new(image()))];
-                let shortcut: Vec<Box<dyn Layer>> = vec![Box::new(BatchNorm::new(image()))];
-                Box::new(Residual::new("res".into(), body, shortcut))
-            },
-            &shape,
-        );
+        // Planes whose lengths are and are not multiples of the eight lanes, a batch above
+        // the ReLU's parallel threshold, and a dense layer's `[B, C]`.
+        assert_absorbing_keeps_bits(|| Box::new(BatchNorm::new(vec![16])), &[64, 16]);
+        for shape in [[3, 8, 7, 7], [4, 8, 32, 32], [5, 16, 32, 32]] {
+            let image = || shape[1..].to_vec();
+            assert_absorbing_keeps_bits(|| Box::new(BatchNorm::new(image())), &shape);
+            assert_absorbing_keeps_bits(
+                || {
+                    let body: Vec<Box<dyn Layer>> = vec![Box::new(BatchNorm::new(image()))];
+                    Box::new(Residual::new("res".into(), body, Vec::new()))
+                },
+                &shape,
+            );
+            assert_absorbing_keeps_bits(
+                || {
+                    let body: Vec<Box<dyn Layer>> = vec![Box::new(BatchNorm::new(image()))];
+                    let shortcut: Vec<Box<dyn Layer>> = vec![Box::new(BatchNorm::new(image()))];
+                    Box::new(Residual::new("res".into(), body, shortcut))
+                },
+                &shape,
+            );
+        }
     }
 }
