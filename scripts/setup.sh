@@ -77,10 +77,20 @@ fi
 cargo build --release --workspace --quiet
 mkdir -p build/plugins
 # The library of every plugin crate in plugins/ (folder name = plugin name, library
-# libkdprune_<name with _ for ->.so); nothing else that may sit in target/release.
-rm -f build/plugins/libkdprune_*.so
+# libkdprune_<name with _ for ->.so); nothing else that may sit in target/release. Each is
+# copied under a name of its own and renamed into place: two set-ups at once (a study and a
+# benchmark) then never meet a half-written library, and a running kdprune keeps the one it
+# loaded. Libraries of plugins no longer in plugins/ are removed.
+wanted=" "
 for dir in plugins/*/; do
   name=$(basename "$dir")
-  cp -f "target/release/libkdprune_${name//-/_}.so" build/plugins/
+  lib="libkdprune_${name//-/_}.so"
+  cp -f "target/release/$lib" "build/plugins/.$lib.$$"
+  mv -f "build/plugins/.$lib.$$" "build/plugins/$lib"
+  wanted+="$lib "
+done
+for path in build/plugins/libkdprune_*.so; do
+  [ -e "$path" ] || continue
+  case "$wanted" in *" $(basename "$path") "*) ;; *) rm -f "$path" ;; esac
 done
 echo "setup: done (plugins in build/plugins: $(ls build/plugins | tr '\n' ' '))"
