@@ -10,8 +10,10 @@ CASE:
   global average pooling, dense 10.
 - cnn: `bench/cnn.toml` on Fashion-MNIST (DATA = build/fashion-mnist): conv16-relu-maxpool2-
   conv32-relu-maxpool2-dense10, 3×3 convs with padding 1.
+- mlp: `bench/mlp.toml` on Fashion-MNIST: 784-256-128-10 with ReLUs, batches of a fresh
+  shuffle each pass (as kdprune and the NumPy peer draw theirs); one layout, `torch-mlp`.
 
-Both: batch 128, cross-entropy, SGD with momentum 0.9 and weight decay 5e-4, lr 0.05. Each
+All: batch 128, cross-entropy, SGD with momentum 0.9 and weight decay 5e-4, lr 0.05. Each
 layout trains PASSES passes over the first LIMIT training images after 3 warm-up batches and
 reports the fastest pass as one JSON line per layout (`peer`, `samples_per_s`, `seconds`).
 """
@@ -65,6 +67,12 @@ def small_cnn():
     )
 
 
+def mlp():
+    return nn.Sequential(
+        nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10),
+    )
+
+
 def cifar10(folder, limit):
     """The first `limit` training images (class folders in order, files sorted), normalised."""
     from PIL import Image
@@ -88,10 +96,11 @@ def fashion_mnist(folder, limit):
     return torch.from_numpy(x[:limit].reshape(-1, 1, 28, 28).copy()), torch.from_numpy(y[:limit])
 
 
-def measure(name, model, x, y, passes, channels_last):
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    x = x.contiguous(memory_format=fmt)
+def measure(name, model, x, y, passes, channels_last, shuffle=False):
+    if x.dim() == 4:
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        model = model.to(memory_format=fmt)
+        x = x.contiguous(memory_format=fmt)
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     model.train()
 
@@ -106,12 +115,18 @@ def measure(name, model, x, y, passes, channels_last):
     seconds = []
     for _ in range(passes):
         start = time.perf_counter()
-        for xb, yb in batches:
-            step(xb, yb)
+        if shuffle:
+            order = torch.randperm(len(x))
+            for i in range(0, len(x) - BATCH + 1, BATCH):
+                picked = order[i : i + BATCH]
+                step(x[picked], y[picked])
+        else:
+            for xb, yb in batches:
+                step(xb, yb)
         seconds.append(time.perf_counter() - start)
     samples = len(batches) * BATCH
-    layout = "channels-last" if channels_last else "nchw"
-    print(json.dumps({"peer": f"torch-{name}-{layout}", "samples_per_s": samples / min(seconds), "seconds": seconds,
+    layout = "" if x.dim() == 2 else "-channels-last" if channels_last else "-nchw"
+    print(json.dumps({"peer": f"torch-{name}{layout}", "samples_per_s": samples / min(seconds), "seconds": seconds,
                       "torch": torch.__version__, "threads": torch.get_num_threads()}), flush=True)
 
 
@@ -125,8 +140,13 @@ def main():
     elif case == "cnn":
         x, y = fashion_mnist(folder, limit)
         make = small_cnn
+    elif case == "mlp":
+        x, y = fashion_mnist(folder, limit)
+        torch.manual_seed(0)
+        measure(case, mlp(), x.reshape(len(x), -1), y, passes, False, shuffle=True)
+        return
     else:
-        raise SystemExit(f"peers_torch: case is resnet20 or cnn, not {case}")
+        raise SystemExit(f"peers_torch: case is resnet20, cnn or mlp, not {case}")
     for channels_last in (True, False):
         torch.manual_seed(0)
         measure(case, make(), x, y, passes, channels_last)

@@ -58,7 +58,8 @@ def main():
             row["resnet20 samples/s"] = resnet["student_samples_per_s_hard"]
             row["resnet20 GFLOP/s"] = resnet["student_gflops"]
             row["resnet20 % of peak"] = 100 * resnet["student_gflops"] / resnet_peak
-        pairs = [("numpy-mlp", mlp), ("sklearn-mlp", mlp), ("jax-mlp", mlp), ("numpy-cnn", cnn), ("jax-cnn", cnn)]
+        pairs = [("numpy-mlp", mlp), ("sklearn-mlp", mlp), ("jax-mlp", mlp), ("torch-mlp", mlp)]
+        pairs += [("numpy-cnn", cnn), ("jax-cnn", cnn)]
         pairs += [(f"torch-cnn-{layout}", cnn) for layout in ("channels-last", "nchw")]
         if resnet is not None:
             pairs += [(f"torch-resnet20-{layout}", resnet) for layout in ("channels-last", "nchw")]

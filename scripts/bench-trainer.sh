@@ -88,6 +88,7 @@ one_line() {
     fi
     echo "## peers"
     .venv-bench/bin/python bench/peers.py build/fashion-mnist "$CNN_LIMIT" "" "$PASSES"
+    .venv-bench/bin/python bench/peers_torch.py mlp build/fashion-mnist 60000 "$PASSES" "$THREADS"
     .venv-bench/bin/python bench/peers_torch.py cnn build/fashion-mnist "$CNN_LIMIT" "$CNN_PASSES" "$THREADS"
     .venv-bench/bin/python bench/peers_torch.py resnet20 build/cifar10 "$RESNET_LIMIT" "$CNN_PASSES" "$THREADS"
   done
