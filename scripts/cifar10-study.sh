@@ -41,5 +41,11 @@ merge "$run/results.jsonl" "$run/results.jsonl" "$kept"
 status=0
 target/release/kdprune run experiments/cifar10-study.toml "$@" || status=$?
 merge "$kept" "$kept" "$run/results.jsonl"
-[ -f "$run/report.md" ] && cp "$run/report.md" docs/results/cifar10/study-report.md
+# The report of every committed cell, made apart from the run folder: a run given
+# `--set 'prune=[...]'` (a few cells first) reports its own cells only.
+report=$(mktemp -d)
+cp "$kept" "$report/results.jsonl"
+target/release/kdprune report "$report" -q >/dev/null
+cp "$report/report.md" docs/results/cifar10/study-report.md
+rm -rf "$report"
 exit "$status"
