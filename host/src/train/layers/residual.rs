@@ -80,6 +80,9 @@ impl Residual {
     /// `y += short`, then the ReLU if the block took it over (recording where it passes in
     /// training). Shapes: both `[B, ...output_shape]`.
     fn add_shortcut(&mut self, y: &mut ArrayD<f32>, short: &ArrayD<f32>, mode: Mode) {
+        if !self.relu {
+            return parallel_add(y, short);
+        }
         assert_eq!(
             y.shape(),
             short.shape(),
@@ -87,18 +90,17 @@ impl Residual {
         );
         let y = y.as_slice_mut().expect("standard layout");
         let short = short.as_slice().expect("standard layout");
-        if self.relu && mode == Mode::Train && self.mask.len() != y.len() {
+        if mode == Mode::Train && self.mask.len() != y.len() {
             self.mask = vec![0; y.len()];
         }
         let pairs = y.par_chunks_mut(CHUNK).zip(short.par_chunks(CHUNK));
-        match (self.relu, mode) {
-            (false, _) => pairs.for_each(|(y, s)| y.iter_mut().zip(s).for_each(|(y, s)| *y += s)),
-            (true, Mode::Eval) => pairs.for_each(|(y, s)| {
+        match mode {
+            Mode::Eval => pairs.for_each(|(y, s)| {
                 y.iter_mut()
                     .zip(s)
                     .for_each(|(y, s)| *y = (*y + s).max(0.0))
             }),
-            (true, Mode::Train) => {
+            Mode::Train => {
                 pairs
                     .zip(self.mask.par_chunks_mut(CHUNK))
                     .for_each(|((y, s), m)| {
@@ -116,26 +118,23 @@ impl Residual {
     /// The gradient at the block's output, through its ReLU if it took it over (in place),
     /// and a copy of it for the shortcut. Shape `[B, ...output_shape]`.
     fn output_grad_and_copy(&mut self, grad: &mut ArrayD<f32>) -> ArrayD<f32> {
+        if !self.relu {
+            return parallel_copy(grad);
+        }
+        super::layer::take_pending_forward(&mut self.mask_pending);
         let mut copy = ArrayD::<f32>::zeros(grad.raw_dim());
         let g = grad.as_slice_mut().expect("standard layout");
         let c = copy.as_slice_mut().expect("standard layout");
-        if self.relu {
-            super::layer::take_pending_forward(&mut self.mask_pending);
-            assert_eq!(g.len(), self.mask.len(), "residual block: gradient shape");
-        }
-        let pairs = g.par_chunks_mut(CHUNK).zip(c.par_chunks_mut(CHUNK));
-        if self.relu {
-            pairs
-                .zip(self.mask.par_chunks(CHUNK))
-                .for_each(|((g, c), m)| {
-                    for ((g, c), &m) in g.iter_mut().zip(c).zip(m) {
-                        *g = if m != 0 { *g } else { 0.0 };
-                        *c = *g;
-                    }
-                });
-        } else {
-            pairs.for_each(|(g, c)| c.copy_from_slice(g));
-        }
+        assert_eq!(g.len(), self.mask.len(), "residual block: gradient shape");
+        g.par_chunks_mut(CHUNK)
+            .zip(c.par_chunks_mut(CHUNK))
+            .zip(self.mask.par_chunks(CHUNK))
+            .for_each(|((g, c), m)| {
+                for ((g, c), &m) in g.iter_mut().zip(c).zip(m) {
+                    *g = if m != 0 { *g } else { 0.0 };
+                    *c = *g;
+                }
+            });
         copy
     }
 }
