@@ -7,6 +7,10 @@ Prints two Markdown tables: test accuracy (%) per method, keep and fixed α with
 (mean ± sample standard deviation over the seeds that ran, `(n=3)` where three did), and one
 row per `alpha = "auto"` cell with the α its held-out search chose, each candidate's held-out
 accuracy, and the same cell's fixed-α students of the same seed beside it.
+
+With `--compare`, prints instead the differences behind the paper's four questions, each with
+its noise: a difference is beyond noise when it is more than twice its Welch standard error
+over seeds (unpaired), and has no noise estimate when either side ran one seed.
 """
 import json
 import statistics
@@ -82,10 +86,82 @@ def auto_table(rows):
         )
 
 
+def fixed_cells(rows):
+    """`{(method, keep, α, teacher): [accuracy %, one per seed]}` of the fixed-α students."""
+    cells = {}
+    for r in rows:
+        if not r.get("alpha_rule"):
+            key = (r["method"], r["keep"], r["alpha"], teacher_of(r))
+            cells.setdefault(key, []).append(100 * r["test_accuracy"])
+    return cells
+
+
+def difference(a, b):
+    """`mean(a) − mean(b)`, with `beyond noise`, `within noise` or `one seed`."""
+    d = statistics.mean(a) - statistics.mean(b)
+    if min(len(a), len(b)) < 2:
+        return f"{d:+.2f} (one seed)"
+    se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
+    verdict = "beyond noise" if abs(d) > 2 * se else "within noise"
+    return f"{d:+.2f} ({verdict}, 2SE {2 * se:.2f}, n={min(len(a), len(b))})"
+
+
+def best(cells, method, keep, teachers, alphas=(0.5, 0.9)):
+    """The seeds of the best mean among the given α and teachers, and its label."""
+    found = [
+        (statistics.mean(v), v, f"{t} α {a:g}")
+        for t in teachers
+        for a in alphas
+        if (v := cells.get((method, keep, a, t)))
+    ]
+    return max(found, key=lambda f: f[0])[1:] if found else (None, None)
+
+
+def comparisons(rows):
+    cells = fixed_cells(rows)
+    teachers = ("self", "tutorial-cnn")
+    keeps = sorted({k for (_, k, _, _) in cells if k < 1})
+    yield "| method | keep | 1: best KD − α 0, self | 1: the same, tutorial CNN | " \
+        "3: α 0.9 − 0.5, self | 3: α 0.9 − 0.5, tutorial CNN | 4: best tutorial CNN − best self |"
+    yield "|---|---:|---|---|---|---|---|"
+    for method, name in NAMES.items():
+        for keep in keeps:
+            zero = cells.get((method, keep, 0.0, None))
+            line = [name, f"{keep:.2f}"]
+            for t in teachers:
+                kd, label = best(cells, method, keep, [t])
+                line.append(f"{difference(kd, zero)}, {label}" if kd and zero else "-")
+            for t in teachers:
+                hi, lo = cells.get((method, keep, 0.9, t)), cells.get((method, keep, 0.5, t))
+                line.append(difference(hi, lo) if hi and lo else "-")
+            small, _ = best(cells, method, keep, ["tutorial-cnn"])
+            large, _ = best(cells, method, keep, ["self"])
+            line.append(difference(small, large) if small and large else "-")
+            yield "| " + " | ".join(line) + " |"
+    yield ""
+    yield "| keep | 2: random's best KD − the best other method's best KD |"
+    yield "|---:|---|"
+    for keep in keeps:
+        rand, rand_label = best(cells, "random", keep, teachers)
+        others = [
+            (statistics.mean(v), v, f"{NAMES[m]}, {label}")
+            for m in NAMES
+            if m != "random"
+            for v, label in [best(cells, m, keep, teachers)]
+            if v
+        ]
+        top = max(others, key=lambda o: o[0])
+        yield f"| {keep:.2f} | {difference(rand, top[1])}: random {rand_label} against {top[2]} |"
+
+
 def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else "docs/results/cifar10/study.results.jsonl"
+    args = [a for a in sys.argv[1:] if a != "--compare"]
+    path = args[0] if args else "docs/results/cifar10/study.results.jsonl"
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
+    if "--compare" in sys.argv[1:]:
+        print("\n".join(comparisons(rows)))
+        return
     print("\n".join(fixed_alpha_table(rows)))
     print()
     print("\n".join(auto_table(rows)))
