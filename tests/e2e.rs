@@ -3570,7 +3570,9 @@ fn set_changes_one_setting_and_is_checked_like_the_file() {
     let out = kdprune(&["check", m, "--set", "student.epochs=1"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stdout.contains("cells: 1 student(s) to train") && out.stdout.contains("time: about"),
+        out.stdout.contains("cells: 1 student(s) to train")
+            && out.stdout.contains("time: about")
+            && out.stdout.contains("the median of 3 epochs"),
         "{}",
         out.stdout
     );

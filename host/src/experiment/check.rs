@@ -128,10 +128,14 @@ pub fn check(manifest: &Manifest, options: &RunOptions) -> Result<CheckReport, E
     Ok(CheckReport { lines, facts })
 }
 
+/// Epochs timed by [`training_estimate`] after the one that pays for the start.
+const TIMED_EPOCHS: usize = 3;
+
 /// About how long the pending students take to train, from a short measured pass: the
-/// student trained two epochs on the first (at most) four batches of the training set, the
-/// second epoch's time per step times the steps of every pending student (the work the run's
-/// progress bar counts, [`super::grid::work_of`]). Not counted: teachers, dynamics, scoring.
+/// student trained `1 + TIMED_EPOCHS` epochs on the first (at most) four batches of the
+/// training set, the median timed epoch's time per step times the steps of every pending
+/// student (the work the run's progress bar counts, [`super::grid::work_of`]). Not counted:
+/// teachers, dynamics, scoring.
 fn training_estimate(
     manifest: &Manifest,
     plan: &super::plan_stage::PlanStage<'_>,
@@ -150,9 +154,11 @@ fn training_estimate(
         teacher: None,
         num_classes: sample.num_classes,
     };
-    // Two epochs: the second is timed, the first pays for the start (buffers, threads).
-    let two_epochs = crate::train::spec::StudentSpec {
-        epochs: 2,
+    // The first epoch pays for the start (buffers, threads); the median of the others is the
+    // rate, since these shared hosts drift by tens of percent between seconds and one short
+    // epoch put ResNet-14 at ResNet-20's rate.
+    let epochs = crate::train::spec::StudentSpec {
+        epochs: 1 + TIMED_EPOCHS,
         warmup_epochs: 0,
         ..spec.clone()
     };
@@ -160,19 +166,22 @@ fn training_estimate(
         alpha: crate::train::kd::Alpha::new(0.0).expect("0 is a valid α"),
         temperature: manifest.distillation.temperature,
     };
-    let (_, logs) = crate::train::train(&two_epochs, &set, kd, 0, None)?;
-    let measured_steps = rows.len().div_ceil(spec.batch_size) as f64;
-    let per_step = logs.last().map_or(0.0, |l| l.seconds) / measured_steps;
+    let (_, logs) = crate::train::train(&epochs, &set, kd, 0, None)?;
+    let steps_per_epoch = rows.len().div_ceil(spec.batch_size) as f64;
+    let mut timed: Vec<f64> = logs.iter().skip(1).map(|l| l.seconds).collect();
+    timed.sort_by(f64::total_cmp);
+    let per_step = timed.get(timed.len() / 2).copied().unwrap_or(0.0) / steps_per_epoch;
     // The grid's work (examples × epochs, an "auto" student weighted by its search), in steps.
     let steps = plan.grid.work(manifest, n) as f64 / spec.batch_size as f64;
     let seconds = steps * per_step;
     Ok(Some((
         format!(
-            "time: about {} of training for the students still to run ({:.1} ms per step of batch {}, measured on {} steps; teachers, dynamics and scoring not counted)",
+            "time: about {} of training for the students still to run ({:.1} ms per step of batch {}, the median of {} epochs of {} steps; teachers, dynamics and scoring not counted)",
             human_seconds(seconds),
             per_step * 1e3,
             spec.batch_size,
-            measured_steps
+            TIMED_EPOCHS,
+            steps_per_epoch
         ),
         (seconds * 10.0).round() / 10.0,
     )))
