@@ -133,7 +133,7 @@ const TIMED_EPOCHS: usize = 3;
 
 /// About how long the pending students take to train, from a short measured pass: the
 /// student trained `1 + TIMED_EPOCHS` epochs on the first (at most) four batches of the
-/// training set, the median timed epoch's time per step times the steps of every pending
+/// training set, the median of the timed epochs' times per step times the steps of every pending
 /// student (the work the run's progress bar counts, [`super::grid::work_of`]). Not counted:
 /// teachers, dynamics, scoring.
 fn training_estimate(
@@ -155,8 +155,9 @@ fn training_estimate(
         num_classes: sample.num_classes,
     };
     // The first epoch pays for the start (buffers, threads); the median of the others is the
-    // rate, since these shared hosts drift by tens of percent between seconds and one short
-    // epoch put ResNet-14 at ResNet-20's rate.
+    // rate, since these shared hosts drift by tens of percent within a minute and one short
+    // epoch put ResNet-14 near ResNet-20's rate. Each epoch is timed per step of its own: an
+    // InfoBatch student trains on fewer examples in its pruned epochs.
     let epochs = crate::train::spec::StudentSpec {
         epochs: 1 + TIMED_EPOCHS,
         warmup_epochs: 0,
@@ -168,9 +169,13 @@ fn training_estimate(
     };
     let (_, logs) = crate::train::train(&epochs, &set, kd, 0, None)?;
     let steps_per_epoch = rows.len().div_ceil(spec.batch_size) as f64;
-    let mut timed: Vec<f64> = logs.iter().skip(1).map(|l| l.seconds).collect();
-    timed.sort_by(f64::total_cmp);
-    let per_step = timed.get(timed.len() / 2).copied().unwrap_or(0.0) / steps_per_epoch;
+    let mut per_step: Vec<f64> = logs
+        .iter()
+        .skip(1)
+        .map(|l| l.seconds / l.examples.div_ceil(spec.batch_size).max(1) as f64)
+        .collect();
+    per_step.sort_by(f64::total_cmp);
+    let per_step = per_step.get(per_step.len() / 2).copied().unwrap_or(0.0);
     // The grid's work (examples × epochs, an "auto" student weighted by its search), in steps.
     let steps = plan.grid.work(manifest, n) as f64 / spec.batch_size as f64;
     let seconds = steps * per_step;
