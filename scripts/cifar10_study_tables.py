@@ -43,12 +43,7 @@ def spread(values):
 
 
 def fixed_alpha_table(rows):
-    cells = {}
-    for r in rows:
-        if r.get("alpha_rule"):
-            continue
-        key = (r["method"], r["keep"], r["alpha"], teacher_of(r))
-        cells.setdefault(key, []).append(100 * r["test_accuracy"])
+    cells = fixed_cells(rows)
     yield (
         "| method | keep | α = 0 | α = 0.5, self | α = 0.9, self "
         "| α = 0.5, tutorial CNN | α = 0.9, tutorial CNN |"

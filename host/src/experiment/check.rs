@@ -169,13 +169,13 @@ fn training_estimate(
     };
     let (_, logs) = crate::train::train(&epochs, &set, kd, 0, None)?;
     let steps_per_epoch = rows.len().div_ceil(spec.batch_size) as f64;
-    let mut per_step: Vec<f64> = logs
+    let mut timed: Vec<f64> = logs
         .iter()
         .skip(1)
         .map(|l| l.seconds / l.examples.div_ceil(spec.batch_size).max(1) as f64)
         .collect();
-    per_step.sort_by(f64::total_cmp);
-    let per_step = per_step.get(per_step.len() / 2).copied().unwrap_or(0.0);
+    timed.sort_by(f64::total_cmp);
+    let per_step = timed.get(timed.len() / 2).copied().unwrap_or(0.0);
     // The grid's work (examples × epochs, an "auto" student weighted by its search), in steps.
     let steps = plan.grid.work(manifest, n) as f64 / spec.batch_size as f64;
     let seconds = steps * per_step;
