@@ -10,11 +10,13 @@ accuracy, and the same cell's fixed-α students of the same seed beside it.
 
 With `--compare`, prints instead the differences behind the paper's four questions, each with
 its noise: a difference is beyond noise when it is more than twice its Welch standard error
-over seeds (unpaired), and has no noise estimate when either side ran one seed. "Best" picks
+over seeds (unpaired), weak where it is beyond noise but Welch's t test gives p ≥ 0.05, and
+has no noise estimate when either side ran one seed. "Best" picks
 the α (and teacher) with the highest mean test accuracy, so a difference against a best is an
 optimistic one: the pick itself rides on the seeds' noise.
 """
 import json
+import math
 import statistics
 import sys
 
@@ -93,14 +95,57 @@ def fixed_cells(rows):
     return cells
 
 
+def incomplete_beta(a, b, x):
+    """The regularised incomplete beta function I_x(a, b), by Lentz's continued fraction
+    (Numerical Recipes' `betai`, 3rd ed. §6.4)."""
+    if x <= 0.0 or x >= 1.0:
+        return min(max(x, 0.0), 1.0)
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - incomplete_beta(b, a, 1.0 - x)
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x)
+    ) / a
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 300):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-12:
+            break
+    return front * f
+
+
+def welch_p(a, b):
+    """Two-sided p of Welch's t test (unequal variances, Welch–Satterthwaite degrees of freedom)."""
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va + vb == 0:
+        return 0.0
+    t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return incomplete_beta(df / 2, 0.5, df / (df + t * t))
+
+
 def difference(a, b):
-    """`mean(a) − mean(b)`, with `beyond noise`, `within noise` or `one seed`."""
+    """`mean(a) − mean(b)`, with `beyond noise`, `within noise` or `one seed`; a difference
+    beyond noise whose Welch t test gives p ≥ 0.05 (with three seeds a side, t's critical value
+    is 2.8 to 4.3 standard errors, not 2) is marked weak."""
     d = statistics.mean(a) - statistics.mean(b)
     if min(len(a), len(b)) < 2:
         return f"{d:+.2f} (one seed)"
     se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
     verdict = "beyond noise" if abs(d) > 2 * se else "within noise"
-    return f"{d:+.2f} ({verdict}, 2SE {2 * se:.2f}, n={min(len(a), len(b))})"
+    p = welch_p(a, b)
+    if verdict == "beyond noise" and p >= 0.05:
+        verdict = "beyond noise, weak"
+    return f"{d:+.2f} ({verdict}, 2SE {2 * se:.2f}, Welch p {p:.3f}, n={min(len(a), len(b))})"
 
 
 def best(cells, method, keep, teachers, alphas=(0.5, 0.9)):
