@@ -13,6 +13,8 @@ cargo fmt --all -- --check
 python3 scripts/imports.py --check
 # No function of host/src over 120 lines.
 python3 scripts/long-functions.py --check
+# The CIFAR-10 study's tables and their Welch t test (docs/results.md).
+python3 -m unittest discover -s scripts -p 'test_*.py'
 cargo clippy --workspace --all-targets -- -D warnings
 # CUDA support is compiled (not run: CI has no GPU) so that it cannot rot.
 cargo check -p kdprune --features cuda
