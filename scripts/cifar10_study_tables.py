@@ -123,14 +123,21 @@ def incomplete_beta(a, b, x):
     return front * f
 
 
-def welch_p(a, b):
-    """Two-sided p of Welch's t test (unequal variances, Welch–Satterthwaite degrees of freedom)."""
-    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    if va + vb == 0:
-        return 0.0
-    t = (statistics.mean(a) - statistics.mean(b)) / math.sqrt(va + vb)
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+def t_p(t, df):
+    """Two-sided p of Student's t at `df` degrees of freedom."""
     return incomplete_beta(df / 2, 0.5, df / (df + t * t))
+
+
+def welch(a, b):
+    """Welch's t test of `mean(a) − mean(b)` (unequal variances, Welch–Satterthwaite degrees of
+    freedom): its standard error and two-sided p."""
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    d = statistics.mean(a) - statistics.mean(b)
+    if se == 0:
+        return se, 1.0 if d == 0 else 0.0
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    return se, t_p(d / se, df)
 
 
 def difference(a, b):
@@ -140,11 +147,11 @@ def difference(a, b):
     d = statistics.mean(a) - statistics.mean(b)
     if min(len(a), len(b)) < 2:
         return f"{d:+.2f} (one seed)"
-    se = (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
-    verdict = "beyond noise" if abs(d) > 2 * se else "within noise"
-    p = welch_p(a, b)
-    if verdict == "beyond noise" and p >= 0.05:
-        verdict = "beyond noise, weak"
+    se, p = welch(a, b)
+    if abs(d) <= 2 * se:
+        verdict = "within noise"
+    else:
+        verdict = "beyond noise" if p < 0.05 else "beyond noise, weak"
     return f"{d:+.2f} ({verdict}, 2SE {2 * se:.2f}, Welch p {p:.3f}, n={min(len(a), len(b))})"
 
 

@@ -18,22 +18,23 @@ RESULTS = os.path.join(
 )
 
 
-def two_sided_p(t, df):
-    return tables.incomplete_beta(df / 2, 0.5, df / (df + t * t))
-
-
 class WelchTest(unittest.TestCase):
     def test_p_at_the_t_tables_critical_values(self):
         # t_{0.975, df} from any t table: two-sided p = 0.05 there.
         for df, t in [(1, 12.706), (2, 4.303), (4, 2.776), (10, 2.228), (30, 2.042)]:
-            self.assertAlmostEqual(two_sided_p(t, df), 0.05, places=3, msg=f"df {df}")
+            self.assertAlmostEqual(tables.t_p(t, df), 0.05, places=3, msg=f"df {df}")
         # t_{0.995, 4} = 4.604: p = 0.01.
-        self.assertAlmostEqual(two_sided_p(4.604, 4), 0.01, places=4)
+        self.assertAlmostEqual(tables.t_p(4.604, 4), 0.01, places=4)
 
-    def test_welch_p_of_two_samples(self):
+    def test_welch_of_two_samples(self):
         # Equal variances and sizes: t = −3 / sqrt(2/3), df = 4 (Welch–Satterthwaite) → p 0.0213.
-        self.assertAlmostEqual(tables.welch_p([1, 2, 3], [4, 5, 6]), 0.02131, places=4)
-        self.assertAlmostEqual(tables.welch_p([1, 2, 3], [1, 2, 3]), 1.0, places=9)
+        se, p = tables.welch([1, 2, 3], [4, 5, 6])
+        self.assertAlmostEqual(se, (2 / 3) ** 0.5, places=9)
+        self.assertAlmostEqual(p, 0.02131, places=4)
+        self.assertAlmostEqual(tables.welch([1, 2, 3], [1, 2, 3])[1], 1.0, places=9)
+        # No spread on either side: the means alone decide.
+        self.assertEqual(tables.welch([1, 1], [1, 1]), (0.0, 1.0))
+        self.assertEqual(tables.welch([2, 2], [1, 1]), (0.0, 0.0))
 
     def test_a_difference_beyond_twice_its_se_with_p_above_005_is_weak(self):
         # d = 2.2 and SE = 1 (each side's sample variance 1.5 over 3 seeds), df 4: p ≈ 0.093.
